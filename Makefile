@@ -1,0 +1,31 @@
+# Quick start (fresh machine): `make run` runs the main job, `make test` runs the tests.
+# Both create .venv and install liqnet with its dependencies on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first, pinned to the CPU build available offline here; `torch>=2.2` in the
+# project's dependencies is then already satisfied.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup run test bench lint
+
+$(BIN)/liqnet: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(BIN)/liqnet
+
+setup: $(BIN)/liqnet
+
+run: setup
+	$(BIN)/liqnet run flash_crash --out runs/flash_crash
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/world_throughput.py
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

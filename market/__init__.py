@@ -1,0 +1,17 @@
+"""The world: prices, oracles, AMM pools, liquidators, arbitrageurs and MarketModel."""
+
+from liqnet.market.amm import ConstantProductPool
+from liqnet.market.model import MarketModel
+from liqnet.market.oracle import Oracle
+from liqnet.market.participants import Arbitrageur, Liquidator
+from liqnet.market.prices import AssetDynamics, PriceProcess
+
+__all__ = [
+    "Arbitrageur",
+    "AssetDynamics",
+    "ConstantProductPool",
+    "Liquidator",
+    "MarketModel",
+    "Oracle",
+    "PriceProcess",
+]

@@ -1,0 +1,76 @@
+"""Constant-product AMM pool of one asset against USD (Uniswap v2 style)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class ConstantProductPool:
+    """``x * y = k`` pool with a proportional fee kept in the pool.
+
+    Args:
+        asset: Asset name.
+        units: Asset reserve.
+        usd: USD reserve.
+        fee: Fee on the input amount, e.g. 0.003.
+    """
+
+    def __init__(self, asset: str, units: float, usd: float, fee: float) -> None:
+        if units <= 0 or usd <= 0:
+            raise ValueError(f"pool {asset}: reserves must be positive (got {units}, {usd})")
+        if not 0.0 <= fee < 1.0:
+            raise ValueError(f"pool {asset}: fee = {fee}: must be in [0, 1)")
+        self.asset = asset
+        self.units = float(units)
+        self.usd = float(usd)
+        self.fee = float(fee)
+
+    @property
+    def price(self) -> float:
+        """Marginal price (USD per unit) ignoring the fee."""
+        return self.usd / self.units
+
+    def quote_sell(self, units: np.ndarray | float) -> np.ndarray | float:
+        """USD received for selling ``units`` (cumulative amounts allowed, vectorised)."""
+        effective = np.asarray(units) * (1.0 - self.fee)
+        return self.usd * effective / (self.units + effective)
+
+    def sell(self, units: float) -> float:
+        """Sell ``units`` of the asset into the pool; returns USD paid out."""
+        out = float(self.quote_sell(units))
+        self.units += units
+        self.usd -= out
+        return out
+
+    def buy_with(self, usd: float) -> float:
+        """Pay ``usd`` into the pool; returns units paid out."""
+        effective = usd * (1.0 - self.fee)
+        out = self.units * effective / (self.usd + effective)
+        self.usd += usd
+        self.units -= out
+        return out
+
+    def price_after_sell(self, units: float) -> float:
+        """Marginal price after selling ``units`` (negative = buying), without trading."""
+        effective = units * (1.0 - self.fee) if units > 0 else units
+        new_units = max(self.units + effective, 1e-12 * self.units)
+        return self.usd * self.units / new_units**2
+
+    def arbitrage_trade(self, target_price: float) -> tuple[str, float]:
+        """Input that moves the marginal price (net of fee) to ``target_price``.
+
+        Returns ``("buy", usd_in)`` when the pool is cheap, ``("sell", units_in)`` when it
+        is expensive, and ``("none", 0.0)`` inside the no-arbitrage band of the fee.
+        """
+        k = self.units * self.usd
+        keep = 1.0 - self.fee
+        # Marginal cost of buying is y_e^2 / (k (1 - f)); of selling, k (1 - f) / x_e^2.
+        usd_effective = math.sqrt(target_price * k * keep)
+        if usd_effective > self.usd:
+            return "buy", (usd_effective - self.usd) / keep
+        units_effective = math.sqrt(k * keep / target_price)
+        if units_effective > self.units:
+            return "sell", (units_effective - self.units) / keep
+        return "none", 0.0

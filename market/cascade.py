@@ -1,0 +1,107 @@
+"""Cascade rounds: liquidations, fire sales, price impact and oracle updates in a step.
+
+Each round every protocol offers its liquidatable positions at current oracle prices;
+liquidators take the profitable ones and sell the collateral on the AMM pools; the
+sales (and perp liquidation-engine flow) move the reference price through the
+permanent-impact coefficient; oracles may update; and the next round starts, until no
+liquidation is taken or the round limit is reached.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from liqnet.market.model import MarketModel
+
+
+@dataclass
+class RoundStats:
+    """What one cascade round did."""
+
+    liquidations: int = 0
+    repaid_usd: float = 0.0
+    bad_debt_usd: float = 0.0
+
+
+def run_cascade(model: MarketModel) -> list[RoundStats]:
+    """Run cascade rounds for the current step; returns the stats of each active round."""
+    rounds: list[RoundStats] = []
+    for round_index in range(model.max_cascade_rounds):
+        offers = [o for p in model.live_protocols() for o in p.liquidation_candidates()]
+        if not offers:
+            break
+        stats = RoundStats()
+        pool_moves: dict[str, float] = {}
+        for offer in offers:
+            _execute_offer(model, offer, round_index, stats, pool_moves)
+        if stats.liquidations == 0:
+            break
+        rounds.append(stats)
+        if model.feedback:
+            for asset, units in pool_moves.items():
+                _apply_impact(model, asset, units)
+        model.poll_oracles()
+    return rounds
+
+
+def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_moves) -> None:
+    pool = model.pools[offer.asset]
+    remaining = np.ones(len(offer), dtype=bool)
+    for liquidator in model.liquidators:
+        if not remaining.any():
+            break
+        accepted = liquidator.choose(offer, pool) & remaining
+        if not accepted.any():
+            continue
+        remaining &= ~accepted
+        repay = offer.repay_usd[accepted]
+        units = offer.seize_units[accepted]
+        reward = offer.reward_usd[accepted]
+        price_before = pool.price
+        outcome = offer.protocol.execute_liquidations(offer, accepted)
+        # Sell one by one in the liquidator's order: the pool's cumulative quote.
+        proceeds = liquidator.sale_proceeds(pool, units)
+        sold = float(units.sum())
+        if sold > 0:
+            pool.sell(sold)
+        gas = liquidator.gas_cost_usd * model.gas_multiplier * accepted.sum()
+        liquidator.cash += float(proceeds.sum() + reward.sum() - repay.sum()) - gas
+        model.external_cash["gas"] += gas
+        if sold > 0:
+            pool_moves[offer.asset] = pool_moves.get(offer.asset, 0.0) + math.log(
+                pool.price / price_before
+            )
+        if outcome.impact_units:
+            # The protocol's own liquidation engine trades on its venue; its footprint on
+            # the reference price is that of the same flow through the pool.
+            move = math.log(pool.price_after_sell(outcome.impact_units) / pool.price)
+            pool_moves[offer.asset] = pool_moves.get(offer.asset, 0.0) + move
+        model.events.append(
+            step=model.step_index,
+            round=round_index,
+            kind="liquidation",
+            protocol=offer.protocol.protocol_id,
+            book=offer.book,
+            asset=offer.asset,
+            position=offer.slots[accepted],
+            repaid_usd=repay,
+            seized_units=units,
+            proceeds_usd=proceeds,
+            reward_usd=reward,
+            bad_debt_usd=outcome.bad_debt_usd,
+            oracle_price=model.oracle_prices[offer.asset],
+        )
+        stats.liquidations += int(accepted.sum())
+        stats.repaid_usd += float(repay.sum())
+        stats.bad_debt_usd += float(outcome.bad_debt_usd.sum())
+
+
+def _apply_impact(model: MarketModel, asset: str, pool_log_move: float) -> None:
+    """Move the reference price by ``permanent_impact`` times the pool's log move."""
+    index = model.asset_names.index(asset)
+    model.price_process.impact(index, model.permanent_impact * pool_log_move)

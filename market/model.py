@@ -1,0 +1,254 @@
+"""MarketModel: the world, a ``mesa.Model`` stepping in the architecture map's order."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import mesa
+import numpy as np
+
+from liqnet.market.amm import ConstantProductPool
+from liqnet.market.cascade import RoundStats, run_cascade
+from liqnet.market.events import EventLog
+from liqnet.market.oracle import Oracle
+from liqnet.market.participants import Arbitrageur, Liquidator
+from liqnet.market.prices import AssetDynamics, PriceProcess
+from liqnet.protocols.base import LEVER_NAMES, Protocol
+from liqnet.protocols.registry import get_protocol_class
+
+if TYPE_CHECKING:
+    from liqnet.scenarios.schema import Scenario
+
+_HOURS_PER_YEAR = 8760.0
+EXTERNAL_ACCOUNTS: tuple[str, ...] = (
+    "depositors",
+    "borrowers",
+    "traders",
+    "lps",
+    "cex",
+    "gas",
+    "owners",
+)
+"""Cash accounts of everyone outside the modelled balance sheets (for conservation)."""
+
+
+class MarketModel(mesa.Model):
+    """One simulated crypto market with protocols, pools, oracles and liquidators.
+
+    Args:
+        scenario: A validated scenario (see :func:`liqnet.scenarios.load`).
+        seed: Overrides the scenario seed.
+        feedback: Overrides the scenario's ``feedback`` switch. ``False`` turns off price
+            impact of forced sales and inter-protocol loss passing; the exogenous price
+            path is unchanged, so the two runs are counterfactual twins.
+    """
+
+    def __init__(
+        self, scenario: Scenario, seed: int | None = None, feedback: bool | None = None
+    ) -> None:
+        self.seed_value = scenario.seed if seed is None else int(seed)
+        super().__init__(seed=self.seed_value)
+        self.scenario = scenario
+        self.feedback = scenario.feedback if feedback is None else bool(feedback)
+        self.dt_hours = scenario.dt_hours
+        self.dt_years = scenario.dt_hours / _HOURS_PER_YEAR
+        self.step_index = 0
+        self.gas_multiplier = 1.0
+        self.permanent_impact = scenario.market.permanent_impact
+        self.max_cascade_rounds = scenario.market.max_cascade_rounds
+        self.external_cash = dict.fromkeys(EXTERNAL_ACCOUNTS, 0.0)
+        assets = scenario.market.assets
+        self.asset_names: tuple[str, ...] = tuple(assets)
+        self.external_units = dict.fromkeys(self.asset_names, 0.0)
+        self.user_rng = self.rng_for("users")
+
+        self.price_process = PriceProcess(
+            {
+                name: AssetDynamics(
+                    a.price, a.drift, a.volatility, a.jump_intensity, a.jump_mean, a.jump_std
+                )
+                for name, a in assets.items()
+            },
+            scenario.market.correlation_matrix(),
+            scenario.dt_hours,
+            np.array(scenario.market.regimes.multipliers),
+            np.array(scenario.market.regimes.transitions),
+            scenario.shock_table(),
+            self.rng_for("prices"),
+            scenario.market.regimes.initial,
+        )
+        self.pools = {}
+        self.oracles = {}
+        for name, a in assets.items():
+            units = a.pool_usd / a.price
+            self.pools[name] = ConstantProductPool(name, units, a.pool_usd, a.pool_fee)
+            self.external_cash["cex"] -= a.pool_usd
+            self.external_units[name] -= units
+            heartbeat = max(1, math.ceil(a.oracle.heartbeat_hours / scenario.dt_hours))
+            self.oracles[name] = Oracle(
+                name, a.price, a.oracle.deviation_threshold, heartbeat, a.oracle.latency_steps
+            )
+        self.oracle_prices = {name: a.price for name, a in assets.items()}
+        self.reference_prices = dict(self.oracle_prices)
+        self.initial_prices = dict(self.oracle_prices)
+
+        self.liquidators = [
+            Liquidator(self, s.capital_usd, s.gas_cost_usd, s.min_profit_usd)
+            for s in scenario.liquidators
+        ]
+        self.arbitrageurs = [
+            Arbitrageur(self, s.capital_usd, s.gas_cost_usd, s.min_profit_usd)
+            for s in scenario.arbitrageurs
+        ]
+        for agent in (*self.liquidators, *self.arbitrageurs):
+            self.external_cash["owners"] -= agent.cash
+
+        self.protocols: dict[str, Protocol] = {}
+        for spec in scenario.protocols:
+            cls = get_protocol_class(spec.type)
+            self.protocols[spec.id] = cls(self, spec.id, cls.Params.model_validate(spec.params))
+
+        self._gas_schedule = {}
+        for spike in scenario.gas_spikes:
+            for t in range(spike.step, spike.step + spike.duration_steps):
+                self._gas_schedule[t] = self._gas_schedule.get(t, 1.0) * spike.multiplier
+        self.pending_levers: dict[str, np.ndarray] = {}
+        self.events = EventLog()
+        self.cascade_history: list[list[RoundStats]] = []
+        self.defaults: list[dict[str, Any]] = []
+        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+        self.datacollector.collect(self)
+
+    # -- randomness --------------------------------------------------------------------
+    def rng_for(self, stream: str) -> np.random.Generator:
+        """An independent generator for a named stream, derived from the world seed.
+
+        Separate streams keep the exogenous price path identical between a run and its
+        ``feedback=False`` twin even when behaviour (and so draws elsewhere) differs.
+        """
+        return np.random.default_rng([self.seed_value, zlib.crc32(stream.encode())])
+
+    # -- queries -----------------------------------------------------------------------
+    def live_protocols(self) -> list[Protocol]:
+        """Protocols that have not defaulted."""
+        return [p for p in self.protocols.values() if not p.defaulted]
+
+    def total_cash(self) -> float:
+        """USD held by everyone, modelled or external: constant by construction."""
+        holders = (
+            [p.cash for p in self.protocols.values()]
+            + [a.cash for a in (*self.liquidators, *self.arbitrageurs)]
+            + [pool.usd for pool in self.pools.values()]
+            + list(self.external_cash.values())
+        )
+        return math.fsum(holders)
+
+    def total_units(self) -> dict[str, float]:
+        """Units of each asset held by everyone: constant by construction."""
+        totals = {}
+        for asset in self.asset_names:
+            parts = [self.pools[asset].units, self.external_units[asset]]
+            parts += [p.held_units().get(asset, 0.0) for p in self.protocols.values()]
+            totals[asset] = math.fsum(parts)
+        return totals
+
+    # -- the step ----------------------------------------------------------------------
+    def set_levers(self, levers: dict[str, np.ndarray]) -> None:
+        """Queue each protocol's lever vector for the next step (see ``LEVER_NAMES``)."""
+        for protocol_id, vector in levers.items():
+            if protocol_id not in self.protocols:
+                raise KeyError(f"unknown protocol {protocol_id!r}; allowed {list(self.protocols)}")
+            vector = np.asarray(vector, dtype=float)
+            if vector.shape != (len(LEVER_NAMES),) or not np.isfinite(vector).all():
+                raise ValueError(
+                    f"levers[{protocol_id!r}]: expected {len(LEVER_NAMES)} finite values "
+                    f"{LEVER_NAMES} in [-1, 1], got {vector!r}"
+                )
+            self.pending_levers[protocol_id] = vector
+
+    def poll_oracles(self) -> None:
+        """Let every oracle publish if its rules fire; refresh the published prices."""
+        prices = self.price_process.prices
+        for i, name in enumerate(self.asset_names):
+            self.reference_prices[name] = float(prices[i])
+            oracle = self.oracles[name]
+            oracle.poll(self.step_index, self.reference_prices[name])
+            self.oracle_prices[name] = oracle.price
+
+    def step(self) -> None:
+        """Advance the world by one step, in the order of the architecture map."""
+        self.step_index += 1
+        for protocol in self.protocols.values():
+            protocol.liquidated_usd_step = 0.0
+        # 1. Levers.
+        for protocol_id, vector in self.pending_levers.items():
+            if not self.protocols[protocol_id].defaulted:
+                self.protocols[protocol_id].apply_levers(vector)
+        self.pending_levers = {}
+        # 2. Negotiation: a seam for liquidity negotiation between protocols.
+        self.negotiate()
+        # 3. Exogenous move.
+        self.gas_multiplier = self._gas_schedule.get(self.step_index, 1.0)
+        self.price_process.step()
+        prices = self.price_process.prices
+        # 4. Arbitrage.
+        for i, name in enumerate(self.asset_names):
+            for arbitrageur in self.arbitrageurs:
+                arbitrageur.arbitrage(self.pools[name], float(prices[i]))
+        # 5. Oracle.
+        self.poll_oracles()
+        # 6. Accrual and users.
+        for protocol in self.live_protocols():
+            protocol.accrue(self.dt_years)
+            protocol.act_users(self.dt_years, self.user_rng)
+        # 7. Cascade rounds.
+        self.cascade_history.append(run_cascade(self))
+        # 8. Settlement.
+        self.settle()
+        # 9. Observe.
+        for name, oracle in self.oracles.items():
+            oracle.record(self.reference_prices[name])
+        self.datacollector.collect(self)
+
+    def negotiate(self) -> None:
+        """Clear liquidity offers and requests between protocols (no-op in the core)."""
+
+    def settle(self) -> None:
+        """Record protocols whose equity turned negative (defaults) this step."""
+        for protocol in self.live_protocols():
+            equity = protocol.equity()
+            if equity < 0.0:
+                protocol.defaulted = True
+                self.defaults.append(
+                    {
+                        "step": self.step_index,
+                        "protocol": protocol.protocol_id,
+                        "equity_usd": equity,
+                        "cause": "negative equity",
+                    }
+                )
+
+    # -- data collection ---------------------------------------------------------------
+    def _reporters(self) -> dict[str, Any]:
+        reporters: dict[str, Any] = {
+            "step": lambda m: m.step_index,
+            "regime": lambda m: m.price_process.regime,
+            "gas_multiplier": lambda m: m.gas_multiplier,
+            "cascade_rounds": lambda m: len(m.cascade_history[-1]) if m.cascade_history else 0,
+            "liquidations": lambda m: sum(r.liquidations for r in m.cascade_history[-1])
+            if m.cascade_history
+            else 0,
+        }
+        for name in self.asset_names:
+            reporters[f"{name}.reference"] = lambda m, n=name: m.reference_prices[n]
+            reporters[f"{name}.pool"] = lambda m, n=name: m.pools[n].price
+            reporters[f"{name}.oracle"] = lambda m, n=name: m.oracle_prices[n]
+        for pid in self.protocols:
+            reporters[f"{pid}.equity"] = lambda m, p=pid: m.protocols[p].equity()
+            reporters[f"{pid}.cash"] = lambda m, p=pid: m.protocols[p].cash
+            reporters[f"{pid}.bad_debt"] = lambda m, p=pid: m.protocols[p].realised_bad_debt
+            reporters[f"{pid}.liquidated"] = lambda m, p=pid: m.protocols[p].liquidated_usd_step
+            reporters[f"{pid}.shortfall"] = lambda m, p=pid: m.protocols[p].liquidity_shortfall
+        return reporters

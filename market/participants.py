@@ -1,0 +1,132 @@
+"""Market participants that are not protocols: liquidators and arbitrageurs.
+
+Both are ``mesa.Agent``s with their own capital, a gas cost per transaction and a
+minimum profit: a liquidation or an arbitrage that does not pay after slippage and gas
+is not taken. That refusal is how bad debt arises when gas spikes or pools are thin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mesa
+import numpy as np
+
+from liqnet.market.amm import ConstantProductPool
+from liqnet.protocols.base import LiquidationOffer
+
+if TYPE_CHECKING:
+    from liqnet.market.model import MarketModel
+
+
+def _prefix_affordable(outlays: np.ndarray, inflows: np.ndarray, capital: float) -> np.ndarray:
+    """Mask of the longest prefix whose running cash need stays within ``capital``.
+
+    Entry j needs ``outlays[j]`` up front and returns ``inflows[j]`` after it, so the
+    capital tied up before j completes is ``sum(outlays[:j+1]) - sum(inflows[:j])``.
+    """
+    need = np.cumsum(outlays) - np.concatenate(([0.0], np.cumsum(inflows)[:-1]))
+    return np.logical_and.accumulate(need <= capital)
+
+
+class Liquidator(mesa.Agent):
+    """Repays unhealthy debt for a bonus and sells the seized collateral on the AMM.
+
+    Args:
+        model: The world.
+        capital_usd: Cash available to repay debt (recycled within a round).
+        gas_cost_usd: Gas per liquidation transaction (before the world's gas multiplier).
+        min_profit_usd: Smallest profit worth a transaction.
+    """
+
+    def __init__(
+        self, model: MarketModel, capital_usd: float, gas_cost_usd: float, min_profit_usd: float
+    ) -> None:
+        super().__init__(model)
+        self.cash = capital_usd
+        self.gas_cost_usd = gas_cost_usd
+        self.min_profit_usd = min_profit_usd
+
+    def sale_proceeds(self, pool: ConstantProductPool, units: np.ndarray) -> np.ndarray:
+        """USD from selling each entry in turn (each sale moves the pool for the next)."""
+        cumulative = pool.quote_sell(np.cumsum(units))
+        return np.diff(np.concatenate(([0.0], cumulative)))
+
+    def choose(self, offer: LiquidationOffer, pool: ConstantProductPool) -> np.ndarray:
+        """Boolean mask of the offer's entries this liquidator takes.
+
+        Entries are tried in order of their bonus (collateral value minus repayment); the
+        profit of each accounts for the slippage of all sales before it. Entries that do
+        not pay ``min_profit_usd`` are dropped and the rest re-priced once (dropping sales
+        only improves the others' prices, so they stay profitable).
+        """
+        gas = self.gas_cost_usd * self.model.gas_multiplier
+        value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
+        order = np.argsort(-value, kind="stable")
+        units, repay = offer.seize_units[order], offer.repay_usd[order]
+        reward = offer.reward_usd[order]
+        keep = self.sale_proceeds(pool, units) + reward - repay - gas >= self.min_profit_usd
+        proceeds = self.sale_proceeds(pool, np.where(keep, units, 0.0))
+        keep &= proceeds + reward - repay - gas >= self.min_profit_usd
+        inflow = np.where(keep, proceeds + reward - gas, 0.0)
+        keep &= _prefix_affordable(np.where(keep, repay, 0.0), inflow, self.cash)
+        accepted = np.zeros(len(offer), dtype=bool)
+        accepted[order[keep]] = True
+        return accepted
+
+
+class Arbitrageur(mesa.Agent):
+    """Pulls an AMM pool's price toward the reference ("CEX") price, capital permitting.
+
+    Args:
+        model: The world.
+        capital_usd: Largest trade per pool per step, in USD.
+        gas_cost_usd: Gas per trade.
+        min_profit_usd: Smallest profit worth a trade.
+    """
+
+    def __init__(
+        self, model: MarketModel, capital_usd: float, gas_cost_usd: float, min_profit_usd: float
+    ) -> None:
+        super().__init__(model)
+        self.cash = capital_usd
+        self.capital_usd = capital_usd
+        self.gas_cost_usd = gas_cost_usd
+        self.min_profit_usd = min_profit_usd
+
+    def arbitrage(self, pool: ConstantProductPool, reference_price: float) -> float:
+        """Trade ``pool`` toward ``reference_price``; returns the USD profit (0 if none).
+
+        The leg on the reference venue is with the outside market (``external`` accounts)
+        at the reference price.
+        """
+        direction, amount = pool.arbitrage_trade(reference_price)
+        if direction == "none":
+            return 0.0
+        gas = self.gas_cost_usd * self.model.gas_multiplier
+        budget = min(self.capital_usd, max(self.cash, 0.0))
+        external_cash = self.model.external_cash
+        external_units = self.model.external_units
+        if direction == "buy":
+            usd_in = min(amount, budget)
+            effective = usd_in * (1.0 - pool.fee)
+            units_out = pool.units * effective / (pool.usd + effective)
+            profit = units_out * reference_price - usd_in - gas
+            if profit < self.min_profit_usd:
+                return 0.0
+            units_out = pool.buy_with(usd_in)
+            sale = units_out * reference_price
+            self.cash += sale - usd_in - gas
+            external_cash["cex"] -= sale
+            external_units[pool.asset] += units_out
+        else:
+            units_in = min(amount, budget / reference_price)
+            cost = units_in * reference_price
+            profit = float(pool.quote_sell(units_in)) - cost - gas
+            if profit < self.min_profit_usd:
+                return 0.0
+            external_cash["cex"] += cost
+            external_units[pool.asset] -= units_in
+            self.cash += pool.sell(units_in) - cost - gas
+        external_cash["gas"] += gas
+        return profit

@@ -1,0 +1,188 @@
+"""The protocol interface every protocol model implements.
+
+A protocol is a balance sheet plus rules. The world (``liqnet.market.MarketModel``) drives
+it through the methods below in the step order of the architecture map; the protocol
+never sees the environment, Ray or learners.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import mesa
+import numpy as np
+import pydantic
+
+if TYPE_CHECKING:
+    from liqnet.market.model import MarketModel
+
+LEVER_NAMES: tuple[str, ...] = ("risk", "price", "lend", "lend_rate", "borrow", "borrow_rate")
+"""The common action levers, in action-vector order (see the architecture map)."""
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "equity_to_assets",
+    "cash_to_assets",
+    "utilization",
+    "liquidity_shortfall",
+    "reserves_to_assets",
+    "bad_debt_to_assets",
+    "risk_parameter",
+    "price_parameter",
+    "open_interest_to_assets",
+    "funding_rate",
+    "liquidated_to_assets",
+    "credit_lent_to_assets",
+    "credit_borrowed_to_assets",
+)
+"""Protocol-specific observation features, each a dimensionless ratio (fixed order)."""
+
+
+def bounded_step(value: float, lever: float, step: float, lower: float, upper: float) -> float:
+    """Move ``value`` by ``lever * step`` (lever clipped to [-1, 1]) inside [lower, upper].
+
+    Levers move parameters by bounded increments, never to arbitrary values.
+    """
+    lever = min(1.0, max(-1.0, float(lever)))
+    return min(upper, max(lower, value + lever * step))
+
+
+class ProtocolParams(pydantic.BaseModel):
+    """Base of every protocol's parameter model; unknown fields are errors."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class LiquidationOffer:
+    """Liquidations a protocol offers to liquidators in one cascade round.
+
+    A liquidator that takes entry ``i`` pays ``repay_usd[i]`` to the protocol, receives
+    ``seize_units[i]`` of ``asset`` and ``reward_usd[i]`` in cash.
+    """
+
+    protocol: Protocol
+    book: str
+    asset: str
+    slots: np.ndarray
+    repay_usd: np.ndarray
+    seize_units: np.ndarray
+    reward_usd: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.slots.size)
+
+
+@dataclass
+class LiquidationOutcome:
+    """What executing accepted liquidations did, for the event log and the market.
+
+    Attributes:
+        bad_debt_usd: Loss per executed liquidation that no collateral covered.
+        impact_units: Units of ``asset`` the protocol's own liquidation engine pushed onto
+            the market (signed, positive = sold); zero for liquidations whose collateral
+            the liquidator sells itself.
+    """
+
+    bad_debt_usd: np.ndarray
+    impact_units: float = 0.0
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Protocol(mesa.Agent, abc.ABC):
+    """Base class of protocol models (a ``mesa.Agent``).
+
+    Subclasses set ``type_name`` (the registry type used in scenario files) and
+    ``Params`` (a :class:`ProtocolParams` model that validates the scenario's
+    ``params`` table).
+
+    Args:
+        model: The world this protocol lives in.
+        protocol_id: Unique name in the scenario.
+        params: Validated parameters.
+    """
+
+    type_name: ClassVar[str]
+    Params: ClassVar[type[ProtocolParams]]
+
+    def __init__(self, model: MarketModel, protocol_id: str, params: ProtocolParams) -> None:
+        super().__init__(model)
+        self.protocol_id = protocol_id
+        self.params = params
+        self.cash = 0.0
+        self.realised_bad_debt = 0.0
+        self.liquidity_shortfall = 0.0
+        self.liquidated_usd_step = 0.0
+        # Credit lines with other protocols (kept in sync by the market's ledger).
+        self.credit_lent = 0.0
+        self.credit_borrowed = 0.0
+        self.defaulted = False
+
+    # -- balance sheet -----------------------------------------------------------------
+    @abc.abstractmethod
+    def own_equity(self) -> float:
+        """Assets minus liabilities at oracle prices, excluding inter-protocol credit."""
+
+    @abc.abstractmethod
+    def total_assets(self) -> float:
+        """Total assets at oracle prices, excluding credit lent (for ratios)."""
+
+    def equity(self) -> float:
+        """Equity including inter-protocol credit lent (asset) and borrowed (liability)."""
+        return self.own_equity() + self.credit_lent - self.credit_borrowed
+
+    @abc.abstractmethod
+    def held_units(self) -> dict[str, float]:
+        """Asset units this protocol holds (collateral, inventory), for conservation."""
+
+    def asset_exposures(self) -> dict[str, float]:
+        """USD value of each asset this protocol's solvency depends on."""
+        prices = self.model.oracle_prices
+        return {a: u * prices[a] for a, u in self.held_units().items()}
+
+    # -- levers and behaviour ----------------------------------------------------------
+    @abc.abstractmethod
+    def apply_levers(self, levers: np.ndarray) -> None:
+        """Map the common levers (``risk``, ``price``) onto own parameters, bounded."""
+
+    @abc.abstractmethod
+    def accrue(self, dt_years: float) -> None:
+        """Accrue interest, funding or decay over ``dt_years``."""
+
+    @abc.abstractmethod
+    def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
+        """Users (borrowers, depositors, traders, LPs) act: open, repay, withdraw."""
+
+    # -- liquidations ------------------------------------------------------------------
+    @abc.abstractmethod
+    def liquidation_candidates(self) -> list[LiquidationOffer]:
+        """Liquidations available at current oracle prices (index search, no scan)."""
+
+    @abc.abstractmethod
+    def execute_liquidations(
+        self, offer: LiquidationOffer, accepted: np.ndarray
+    ) -> LiquidationOutcome:
+        """Apply the accepted entries of ``offer``; cash and units move with the caller."""
+
+    # -- liquidity ---------------------------------------------------------------------
+    def liquidity_need(self) -> float:
+        """USD of obligations the protocol could not meet from its cash (unmet outflows)."""
+        return self.liquidity_shortfall
+
+    @abc.abstractmethod
+    def idle_liquidity(self) -> float:
+        """USD the protocol could lend to others without failing its own users."""
+
+    # -- observation -------------------------------------------------------------------
+    @abc.abstractmethod
+    def feature_values(self) -> dict[str, float]:
+        """Protocol-specific values for :data:`FEATURE_NAMES` (missing ones are 0)."""
+
+    def features(self) -> np.ndarray:
+        """Fixed-length float32 feature vector in :data:`FEATURE_NAMES` order."""
+        values = self.feature_values()
+        return np.array([values.get(n, 0.0) for n in FEATURE_NAMES], dtype=np.float32)
+
+    def step(self) -> None:  # mesa.Agent API; the world calls the phases explicitly
+        """Not used: ``MarketModel.step`` calls each phase in the map's order."""

@@ -1,0 +1,430 @@
+"""An Aave-v3-like lending pool: USD deposits, loans against crypto collateral.
+
+Each collateral asset has its own position book (struct-of-arrays) with a liquidation
+index. Debt is stored *scaled* by a pool-wide borrow index (as Aave stores it), so
+interest accrual is O(1) per step and the liquidation ordering never changes with it:
+a position is liquidatable when ``collateral * price * LT < scaled_debt * index``, i.e.
+when its key ``scaled_debt / collateral`` exceeds ``price * LT / index``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pydantic
+from pydantic import Field
+
+from liqnet.protocols.base import (
+    LiquidationOffer,
+    LiquidationOutcome,
+    Protocol,
+    ProtocolParams,
+    bounded_step,
+)
+from liqnet.protocols.positions import LiquidationIndex, PositionArrays
+from liqnet.protocols.rates import KinkedRateModel
+
+if TYPE_CHECKING:
+    from liqnet.market.model import MarketModel
+
+_DAYS_PER_YEAR = 365.0
+
+
+class CollateralParams(ProtocolParams):
+    """Risk parameters of one collateral asset (defaults: Aave v3 WETH, governance)."""
+
+    ltv: float = Field(0.80, gt=0.0, lt=1.0, description="maximum loan-to-value at opening")
+    liquidation_threshold: float = Field(0.83, gt=0.0, lt=1.0)
+    liquidation_bonus: float = Field(0.05, ge=0.0, le=0.25)
+    share: float = Field(1.0, gt=0.0, description="share of borrowed USD against this asset")
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> CollateralParams:
+        if self.ltv >= self.liquidation_threshold:
+            raise ValueError("ltv must be below liquidation_threshold")
+        if self.liquidation_threshold * (1.0 + self.liquidation_bonus) >= 1.0:
+            raise ValueError("liquidation_threshold * (1 + liquidation_bonus) must be < 1")
+        return self
+
+
+class RateModelParams(ProtocolParams):
+    """Kinked USD borrow-rate curve (defaults: Compound v3 cUSDCv3 configuration.json)."""
+
+    base: float = Field(0.015, ge=0.0, le=1.0)
+    slope1: float = Field(0.035, ge=0.0, le=5.0)
+    slope2: float = Field(0.25, ge=0.0, le=50.0)
+    optimal_utilization: float = Field(0.80, gt=0.0, lt=1.0)
+
+
+class LendingParams(ProtocolParams):
+    """Parameters of a :class:`LendingPool` (scenario table ``protocols.params``)."""
+
+    deposits_usd: float = Field(200e6, gt=0.0, description="initial USD deposits")
+    utilization: float = Field(0.70, ge=0.0, lt=1.0, description="initial borrowed / deposits")
+    reserves_usd: float = Field(6e6, ge=0.0, description="initial reserves (equity)")
+    positions: int = Field(10_000, ge=1, le=5_000_000)
+    collateral: dict[str, CollateralParams] = Field(
+        default_factory=lambda: {"ETH": CollateralParams()}, min_length=1
+    )
+    rate_model: RateModelParams = Field(default_factory=RateModelParams)
+    reserve_factor: float = Field(0.15, ge=0.0, lt=1.0)  # Aave v3 WETH
+    close_factor: float = Field(0.5, gt=0.0, le=1.0)  # Aave v3 LiquidationLogic.sol
+    full_close_health_factor: float = Field(0.95, gt=0.0, le=1.0)
+    small_position_usd: float = Field(2_000.0, ge=0.0)
+    health_factor_median: float = Field(1.6, gt=1.0, le=10.0)
+    health_factor_dispersion: float = Field(0.6, gt=0.0, le=3.0)
+    position_size_dispersion: float = Field(1.2, ge=0.0, le=4.0)
+    position_turnover_per_day: float = Field(0.01, ge=0.0, le=1.0)
+    deposit_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
+    run_sensitivity: float = Field(
+        3.0, ge=0.0, le=100.0, description="extra daily withdrawal share per unit of risk"
+    )
+    risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)
+    liquidity_buffer: float = Field(0.05, ge=0.0, le=1.0)
+    risk_step: float = Field(0.005, ge=0.0, le=0.1, description="max LT change per step")
+    price_step: float = Field(0.05, ge=0.0, le=1.0, description="max slope multiplier move")
+    liquidation_threshold_bounds: tuple[float, float] = (0.5, 0.9)
+    slope_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+
+class _Book:
+    """One collateral asset's positions, index and running totals."""
+
+    def __init__(self, asset: str, params: CollateralParams) -> None:
+        self.asset = asset
+        self.liquidation_threshold = params.liquidation_threshold
+        self.ltv = params.ltv
+        self.bonus = params.liquidation_bonus
+        self.positions = PositionArrays(("collateral", "scaled_debt"))
+        self.total_collateral = 0.0
+        self.total_scaled_debt = 0.0
+        self.index = LiquidationIndex(
+            self.positions, self.key, value_columns=("collateral", "scaled_debt")
+        )
+
+    def key(self, slots: np.ndarray) -> np.ndarray:
+        """Scaled debt per unit of collateral: invariant to price, LT and borrow index."""
+        collateral = self.positions["collateral"][slots]
+        debt = self.positions["scaled_debt"][slots]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(collateral > 0, debt / collateral, np.inf)
+
+    def add(self, collateral: np.ndarray, scaled_debt: np.ndarray) -> None:
+        slots = self.positions.add(collateral=collateral, scaled_debt=scaled_debt)
+        self.total_collateral += float(collateral.sum())
+        self.total_scaled_debt += float(scaled_debt.sum())
+        self.index.mark_dirty(slots)
+
+    def close(self, slots: np.ndarray) -> None:
+        self.total_collateral -= float(self.positions["collateral"][slots].sum())
+        self.total_scaled_debt -= float(self.positions["scaled_debt"][slots].sum())
+        self.positions.close(slots)
+        self.index.mark_dirty(slots)
+
+
+class LendingPool(Protocol):
+    """Aave-v3-like pool lending USD against one or more collateral assets.
+
+    Balance sheet: cash + loans (at most their collateral value) - deposits. Deposits
+    grow with the supply rate, loans with the borrow rate; the difference (the reserve
+    factor's share) is the pool's equity income. Bad debt - loan left after all its
+    collateral is gone - is recognised against reserves.
+    """
+
+    type_name = "lending"
+    Params = LendingParams
+
+    def __init__(self, model: MarketModel, protocol_id: str, params: LendingParams) -> None:
+        super().__init__(model, protocol_id, params)
+        p = params
+        unknown = sorted(set(p.collateral) - set(model.asset_names))
+        if unknown:
+            raise ValueError(
+                f"protocol {protocol_id!r}: collateral assets {unknown} are not market assets "
+                f"(allowed: {list(model.asset_names)})"
+            )
+        self.rate_model = KinkedRateModel(**p.rate_model.model_dump())
+        self.base_slopes = (p.rate_model.slope1, p.rate_model.slope2)
+        self.slope_multiplier = 1.0
+        self.borrow_index = 1.0
+        self.liquidity_index = 1.0
+        self.scaled_deposits = p.deposits_usd
+        self.reserves = p.reserves_usd
+        self.perceived_risk = 0.0
+        self.books = {a: _Book(a, c) for a, c in p.collateral.items()}
+        self.reference_rate = self.rate_model.borrow_rate(p.utilization)
+        self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
+
+    # -- set-up ------------------------------------------------------------------------
+    def _draw_positions(
+        self, rng: np.random.Generator, n: int, debt_usd: np.ndarray | None, asset: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Collateral units and USD debts of ``n`` new positions with random health."""
+        p = self.params
+        book = self.books[asset]
+        if debt_usd is None:
+            mean_debt = p.deposits_usd * p.utilization / p.positions
+            debt_usd = mean_debt * rng.lognormal(
+                -0.5 * p.position_size_dispersion**2, p.position_size_dispersion, n
+            )
+        excess = rng.lognormal(
+            math.log(p.health_factor_median - 1.0), p.health_factor_dispersion, n
+        )
+        # Positions never open above max LTV: health factor >= LT / LTV at opening.
+        health = np.maximum(1.0 + excess, book.liquidation_threshold / book.ltv)
+        price = self.model.oracle_prices[asset]
+        collateral = debt_usd * health / (book.liquidation_threshold * price)
+        return collateral, debt_usd
+
+    def _seed_positions(self, rng: np.random.Generator) -> None:
+        p = self.params
+        shares = np.array([c.share for c in p.collateral.values()])
+        counts = np.maximum(1, np.round(p.positions * shares / shares.sum()).astype(int))
+        total_debt = p.deposits_usd * p.utilization
+        for (asset, book), count, share in zip(
+            self.books.items(), counts, shares / shares.sum(), strict=True
+        ):
+            weights = rng.lognormal(0.0, p.position_size_dispersion, count)
+            debt = total_debt * share * weights / weights.sum()
+            collateral, debt = self._draw_positions(rng, count, debt, asset)
+            book.add(collateral, debt)  # borrow index starts at 1
+        self.cash = p.deposits_usd - total_debt + p.reserves_usd
+        self.model.external_cash["depositors"] -= p.deposits_usd + p.reserves_usd
+        self.model.external_cash["borrowers"] += total_debt
+        for asset, book in self.books.items():
+            self.model.external_units[asset] -= book.total_collateral
+        for book in self.books.values():
+            book.index.rebuild()
+
+    # -- balance sheet -----------------------------------------------------------------
+    @property
+    def deposits(self) -> float:
+        """USD owed to depositors."""
+        return self.scaled_deposits * self.liquidity_index
+
+    def total_debt(self) -> float:
+        """USD owed by borrowers (face value)."""
+        return self.borrow_index * sum(b.total_scaled_debt for b in self.books.values())
+
+    def utilization(self) -> float:
+        """Borrowed / deposits, in [0, 1]."""
+        deposits = self.deposits
+        return min(1.0, self.total_debt() / deposits) if deposits > 0 else 1.0
+
+    def underwater_shortfall(self) -> float:
+        """USD by which debt exceeds collateral value, summed over underwater loans."""
+        shortfall = 0.0
+        for asset, book in self.books.items():
+            price = self.model.oracle_prices[asset]
+            sums = book.index.tail_sums(price / self.borrow_index, above=True)
+            shortfall += self.borrow_index * sums["scaled_debt"] - price * sums["collateral"]
+        return max(0.0, shortfall)
+
+    def own_equity(self) -> float:
+        """Cash + loans (capped by collateral) - deposits."""
+        return self.cash + self.total_debt() - self.underwater_shortfall() - self.deposits
+
+    def total_assets(self) -> float:
+        """Cash plus loans at face value."""
+        return self.cash + self.total_debt()
+
+    def held_units(self) -> dict[str, float]:
+        """Collateral held, per asset."""
+        return {a: b.total_collateral for a, b in self.books.items()}
+
+    def idle_liquidity(self) -> float:
+        """Cash above the liquidity buffer kept for depositors."""
+        return max(0.0, self.cash - self.params.liquidity_buffer * self.deposits)
+
+    # -- levers ------------------------------------------------------------------------
+    def apply_levers(self, levers: np.ndarray) -> None:
+        """``risk`` moves every LT (and LTV with it); ``price`` scales the rate slopes."""
+        p = self.params
+        lower, upper = p.liquidation_threshold_bounds
+        for book in self.books.values():
+            new_lt = bounded_step(book.liquidation_threshold, levers[0], p.risk_step, lower, upper)
+            new_lt = min(new_lt, 0.999 / (1.0 + book.bonus))
+            book.ltv += new_lt - book.liquidation_threshold
+            book.liquidation_threshold = new_lt
+        self.slope_multiplier = bounded_step(
+            self.slope_multiplier, levers[1], p.price_step, *p.slope_multiplier_bounds
+        )
+        self.rate_model.slope1 = self.base_slopes[0] * self.slope_multiplier
+        self.rate_model.slope2 = self.base_slopes[1] * self.slope_multiplier
+
+    # -- accrual and users -------------------------------------------------------------
+    def accrue(self, dt_years: float) -> None:
+        """Grow debt at the borrow rate and deposits at the supply rate."""
+        u = self.utilization()
+        borrow_rate = self.rate_model.borrow_rate(u)
+        supply_rate = borrow_rate * u * (1.0 - self.params.reserve_factor)
+        debt_before = self.total_debt()
+        deposits_before = self.deposits
+        self.borrow_index *= 1.0 + borrow_rate * dt_years
+        self.liquidity_index *= 1.0 + supply_rate * dt_years
+        self.reserves += (self.total_debt() - debt_before) - (self.deposits - deposits_before)
+
+    def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
+        """Borrowers repay and open loans; depositors deposit and withdraw (runs)."""
+        p = self.params
+        days = dt_years * _DAYS_PER_YEAR
+        ext_cash, ext_units = self.model.external_cash, self.model.external_units
+        rate_ratio = self.reference_rate / max(
+            self.rate_model.borrow_rate(self.utilization()), 1e-9
+        )
+        for asset, book in self.books.items():
+            # Repayments: random active positions repay in full and take their collateral.
+            n_repay = rng.poisson(p.position_turnover_per_day * days * book.positions.count)
+            if n_repay and book.positions.size:
+                picks = rng.integers(0, book.positions.size, 2 * n_repay)
+                slots = np.unique(picks[book.positions.active[picks]])[:n_repay]
+                owed = float(book.positions["scaled_debt"][slots].sum()) * self.borrow_index
+                units = float(book.positions["collateral"][slots].sum())
+                book.close(slots)
+                self.cash += owed
+                ext_cash["borrowers"] -= owed
+                ext_units[asset] += units
+            # New loans: fewer when rates are above the reference rate (price lever).
+            share = p.collateral[asset].share / sum(c.share for c in p.collateral.values())
+            expected = p.position_turnover_per_day * days * p.positions * share
+            n_new = rng.poisson(expected * min(2.0, max(0.2, rate_ratio)))
+            if n_new:
+                collateral, debt = self._draw_positions(rng, n_new, None, asset)
+                fits = np.cumsum(debt) <= self.idle_liquidity()
+                collateral, debt = collateral[fits], debt[fits]
+                if debt.size:
+                    book.add(collateral, debt / self.borrow_index)
+                    lent = float(debt.sum())
+                    self.cash -= lent
+                    ext_cash["borrowers"] += lent
+                    ext_units[asset] -= float(collateral.sum())
+        self._depositors_act(days)
+
+    def _depositors_act(self, days: float) -> None:
+        p = self.params
+        deposits = self.deposits
+        if deposits <= 0:
+            return
+        opt = self.rate_model.optimal_utilization
+        stress = max(0.0, self.utilization() - opt) / (1.0 - opt)
+        shortfall = self.underwater_shortfall()
+        equity = self.cash + self.total_debt() - shortfall - deposits
+        equity += self.credit_lent - self.credit_borrowed
+        insolvency = (shortfall + max(0.0, -equity)) / deposits
+        # Depositors fear losses (insolvency) far more than high utilisation.
+        signal = 0.2 * stress + min(1.0, 20.0 * insolvency)
+        memory = 1.0 - math.exp(-days / p.risk_memory_days)
+        self.perceived_risk += memory * (signal - self.perceived_risk)
+        inflow = p.deposit_turnover_per_day * days * deposits * math.exp(-5.0 * self.perceived_risk)
+        wanted = deposits * min(
+            1.0, days * (p.deposit_turnover_per_day + p.run_sensitivity * self.perceived_risk)
+        )
+        # Inflows arrive before withdrawals are served, as within one block of time.
+        self.cash += inflow
+        paid = min(wanted, max(0.0, self.cash))
+        self.cash -= paid
+        self.scaled_deposits += (inflow - paid) / self.liquidity_index
+        self.model.external_cash["depositors"] += paid - inflow
+        self.liquidity_shortfall = wanted - paid
+
+    # -- liquidations ------------------------------------------------------------------
+    def liquidation_candidates(self) -> list[LiquidationOffer]:
+        """Positions with health factor below 1, with Aave's close-factor arithmetic."""
+        offers = []
+        for asset, book in self.books.items():
+            price = self.model.oracle_prices[asset]
+            lt = book.liquidation_threshold
+            slots = book.index.select(price * lt / self.borrow_index, above=True)
+            if slots.size == 0:
+                continue
+            repay, seize = self.liquidation_amounts(
+                book.positions["collateral"][slots],
+                book.positions["scaled_debt"][slots] * self.borrow_index,
+                price,
+                lt,
+                book.bonus,
+            )
+            offers.append(
+                LiquidationOffer(self, asset, asset, slots, repay, seize, np.zeros(slots.size))
+            )
+        return offers
+
+    def liquidation_amounts(
+        self,
+        collateral: np.ndarray,
+        debt: np.ndarray,
+        price: float,
+        liquidation_threshold: float,
+        bonus: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Debt a liquidator may repay and collateral it receives (Aave v3 rules).
+
+        Close factor 50%, or 100% at health factor <= 0.95 or below the small-position
+        size; collateral seized = repaid * (1 + bonus) / price, capped by the collateral
+        (then the repayment shrinks to match).
+        """
+        p = self.params
+        with np.errstate(divide="ignore", invalid="ignore"):
+            health = collateral * price * liquidation_threshold / debt
+        full = (health <= p.full_close_health_factor) | (debt < p.small_position_usd)
+        repay = np.where(full, 1.0, p.close_factor) * debt
+        seize = repay * (1.0 + bonus) / price
+        capped = seize > collateral
+        seize = np.where(capped, collateral, seize)
+        repay = np.where(capped, collateral * price / (1.0 + bonus), repay)
+        return repay, seize
+
+    def execute_liquidations(
+        self, offer: LiquidationOffer, accepted: np.ndarray
+    ) -> LiquidationOutcome:
+        """Reduce debt and collateral; loans left with no collateral become bad debt."""
+        book = self.books[offer.book]
+        slots = offer.slots[accepted]
+        repay, seize = offer.repay_usd[accepted], offer.seize_units[accepted]
+        columns = book.positions.columns
+        columns["scaled_debt"][slots] -= repay / self.borrow_index
+        columns["collateral"][slots] -= seize
+        book.total_scaled_debt -= float(repay.sum()) / self.borrow_index
+        book.total_collateral -= float(seize.sum())
+        self.cash += float(repay.sum())
+        self.liquidated_usd_step += float(repay.sum())
+        # Dust collateral left after a full seizure counts as none.
+        exhausted = columns["collateral"][slots] <= 1e-12 * np.maximum(seize, 1e-300)
+        bad_debt = np.where(exhausted, columns["scaled_debt"][slots] * self.borrow_index, 0.0)
+        bad_debt = np.maximum(bad_debt, 0.0)
+        repaid_fully = columns["scaled_debt"][slots] * self.borrow_index <= 1e-9
+        done = slots[exhausted | repaid_fully]
+        if bad_debt.any():
+            self.recognise_bad_debt(float(bad_debt.sum()))
+        # A fully repaid loan hands its leftover collateral back to the borrower; a
+        # written-off loan (an asset) disappears with its dust.
+        self.model.external_units[book.asset] += float(columns["collateral"][done].sum())
+        book.close(done)
+        book.index.mark_dirty(slots)
+        return LiquidationOutcome(bad_debt_usd=bad_debt)
+
+    def recognise_bad_debt(self, amount: float) -> None:
+        """Write off ``amount`` of loans against reserves."""
+        self.realised_bad_debt += amount
+        self.reserves -= amount
+
+    # -- observation -------------------------------------------------------------------
+    def feature_values(self) -> dict[str, float]:
+        """Balance-sheet ratios and parameters for the observation vector."""
+        assets = max(self.total_assets(), 1.0)
+        lts = [b.liquidation_threshold for b in self.books.values()]
+        return {
+            "equity_to_assets": self.equity() / assets,
+            "cash_to_assets": self.cash / assets,
+            "utilization": self.utilization(),
+            "liquidity_shortfall": self.liquidity_shortfall / assets,
+            "reserves_to_assets": self.reserves / assets,
+            "bad_debt_to_assets": self.realised_bad_debt / assets,
+            "risk_parameter": float(np.mean(lts)),
+            "price_parameter": self.slope_multiplier,
+            "liquidated_to_assets": self.liquidated_usd_step / assets,
+            "credit_lent_to_assets": self.credit_lent / assets,
+            "credit_borrowed_to_assets": self.credit_borrowed / assets,
+        }

@@ -1,0 +1,470 @@
+"""A dYdX/GMX-like perpetual-futures exchange with an LP vault as counterparty.
+
+Per market (asset) there is a long and a short position book. Funding accrues through a
+cumulative funding index ``F`` (USD per unit, paid by longs), so accrual is O(1) and
+the liquidation ordering is invariant to price, funding and the maintenance margin:
+
+- long ``q``: equity ``m + q (p - e) - q (F - F0)`` falls below ``mmr q p`` exactly when
+  ``e - F0 - m / q  >  p (1 - mmr) - F``;
+- short ``s``: equity ``m - s (p - e) + s (F - F0)`` falls below ``mmr s p`` exactly when
+  ``e + m / s - F0  <  p (1 + mmr) - F``.
+
+Cash identity: ``cash = margins + vault_cash + insurance_fund + treasury``. The vault
+books every trader's profit and loss; a bankrupt trader's deficit is covered by the
+insurance fund, then by auto-deleveraging profitable traders on the other side, and what
+is left is socialised to the LP vault (realised bad debt).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import Field
+
+from liqnet.protocols.base import (
+    LiquidationOffer,
+    LiquidationOutcome,
+    Protocol,
+    ProtocolParams,
+    bounded_step,
+)
+from liqnet.protocols.positions import LiquidationIndex, PositionArrays
+
+if TYPE_CHECKING:
+    from liqnet.market.model import MarketModel
+
+_DAYS_PER_YEAR = 365.0
+_HOURS_PER_YEAR = 8760.0
+
+
+class PerpMarketParams(ProtocolParams):
+    """Margin tier of one market (defaults: dYdX v4 large-cap tier)."""
+
+    initial_margin: float = Field(0.05, gt=0.0, lt=1.0)
+    maintenance_margin: float = Field(0.03, gt=0.0, lt=1.0)
+    share: float = Field(1.0, gt=0.0, description="share of open interest in this market")
+
+
+class PerpParams(ProtocolParams):
+    """Parameters of a :class:`PerpExchange` (scenario table ``protocols.params``)."""
+
+    markets: dict[str, PerpMarketParams] = Field(
+        default_factory=lambda: {"ETH": PerpMarketParams()}, min_length=1
+    )
+    vault_usd: float = Field(100e6, gt=0.0, description="LP vault (counterparty) capital")
+    insurance_fund_usd: float = Field(5e6, ge=0.0)
+    treasury_usd: float = Field(1e6, ge=0.0)
+    positions: int = Field(10_000, ge=2, le=5_000_000)
+    open_interest_usd: float = Field(150e6, gt=0.0, description="initial total notional")
+    long_share: float = Field(0.55, gt=0.0, lt=1.0)
+    leverage_median: float = Field(5.0, ge=1.0, le=200.0)
+    leverage_dispersion: float = Field(0.5, ge=0.0, le=3.0)
+    liquidation_penalty: float = Field(0.015, ge=0.0, le=0.2)  # dYdX v4 maximum
+    keeper_reward_usd: float = Field(10.0, ge=0.0)
+    spot_flow_share: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of liquidated size that hits the spot market"
+    )
+    trading_fee: float = Field(0.0005, ge=0.0, le=0.05)
+    skew_premium: float = Field(0.01, ge=0.0, le=1.0, description="premium per unit of skew")
+    interest_rate_8h: float = Field(0.0, ge=-0.01, le=0.01)
+    funding_cap_multiple: float = Field(6.0, ge=0.0)  # dYdX: 600% x (IMF - MMF) per 8h
+    trader_turnover_per_day: float = Field(0.05, ge=0.0, le=5.0)
+    lp_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
+    lp_run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)
+    risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)
+    vault_reserve_ratio: float = Field(0.1, ge=0.0, le=1.0, description="of OI kept back")
+    risk_step: float = Field(0.002, ge=0.0, le=0.05, description="max margin move per step")
+    price_step: float = Field(0.05, ge=0.0, le=1.0, description="max fee multiplier move")
+    maintenance_margin_bounds: tuple[float, float] = (0.005, 0.25)
+    price_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+
+class _Side:
+    """Positions on one side of one market, with running sums for O(1) aggregates."""
+
+    def __init__(self, is_long: bool) -> None:
+        self.is_long = is_long
+        self.positions = PositionArrays(("size", "entry", "margin", "funding_entry"))
+        self.sums = {"size": 0.0, "size_entry": 0.0, "size_funding": 0.0, "margin": 0.0}
+        self.index = LiquidationIndex(self.positions, self.key)
+
+    def key(self, slots: np.ndarray) -> np.ndarray:
+        """Liquidation key (see the module docstring)."""
+        cols = self.positions.columns
+        size = cols["size"][slots]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_unit = cols["margin"][slots] / size
+        if self.is_long:
+            return cols["entry"][slots] - cols["funding_entry"][slots] - per_unit
+        return cols["entry"][slots] + per_unit - cols["funding_entry"][slots]
+
+    def _update_sums(self, slots: np.ndarray, sign: float) -> None:
+        cols = self.positions.columns
+        size = cols["size"][slots]
+        self.sums["size"] += sign * float(size.sum())
+        self.sums["size_entry"] += sign * float(size @ cols["entry"][slots])
+        self.sums["size_funding"] += sign * float(size @ cols["funding_entry"][slots])
+        self.sums["margin"] += sign * float(cols["margin"][slots].sum())
+
+    def add(self, **columns: np.ndarray) -> None:
+        slots = self.positions.add(**columns)
+        self._update_sums(slots, +1.0)
+        self.index.mark_dirty(slots)
+
+    def close(self, slots: np.ndarray) -> None:
+        self._update_sums(slots, -1.0)
+        self.positions.close(slots)
+        self.index.mark_dirty(slots)
+
+    def pnl(self, slots: np.ndarray | None, price: float, funding: float) -> np.ndarray | float:
+        """Unrealised PnL incl. funding: per slot, or for the whole side when ``None``."""
+        direction = 1.0 if self.is_long else -1.0
+        if slots is None:
+            s = self.sums
+            price_pnl = price * s["size"] - s["size_entry"]
+            funding_pnl = funding * s["size"] - s["size_funding"]
+            return direction * (price_pnl - funding_pnl)
+        cols = self.positions.columns
+        size = cols["size"][slots]
+        price_pnl = size * (price - cols["entry"][slots])
+        funding_pnl = size * (funding - cols["funding_entry"][slots])
+        return direction * (price_pnl - funding_pnl)
+
+
+class _Market:
+    """One perpetual market: margins, funding index and both sides."""
+
+    def __init__(self, asset: str, params: PerpMarketParams) -> None:
+        self.asset = asset
+        self.initial_margin = params.initial_margin
+        self.maintenance_margin = params.maintenance_margin
+        self.funding_index = 0.0
+        self.funding_rate_hourly = 0.0
+        self.sides = {"long": _Side(True), "short": _Side(False)}
+
+
+class PerpExchange(Protocol):
+    """Perpetual-futures exchange: margin, funding, liquidations, insurance fund, ADL."""
+
+    type_name = "perp"
+    Params = PerpParams
+
+    def __init__(self, model: MarketModel, protocol_id: str, params: PerpParams) -> None:
+        super().__init__(model, protocol_id, params)
+        unknown = sorted(set(params.markets) - set(model.asset_names))
+        if unknown:
+            raise ValueError(
+                f"protocol {protocol_id!r}: markets {unknown} are not market assets "
+                f"(allowed: {list(model.asset_names)})"
+            )
+        self.markets = {a: _Market(a, m) for a, m in params.markets.items()}
+        self.vault_cash = params.vault_usd
+        self.insurance_fund = params.insurance_fund_usd
+        self.treasury = params.treasury_usd
+        self.price_multiplier = 1.0
+        self.perceived_risk = 0.0
+        self.vault_peak = params.vault_usd
+        self.adl_usd = 0.0
+        self.cash = self.vault_cash + self.insurance_fund + self.treasury
+        model.external_cash["lps"] -= self.cash
+        self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
+
+    # -- set-up and users --------------------------------------------------------------
+    def _open(self, market: _Market, notional: np.ndarray, is_long: np.ndarray, rng) -> float:
+        """Open positions at the oracle price; returns the USD the traders deposited."""
+        p = self.params
+        price = self.model.oracle_prices[market.asset]
+        leverage = p.leverage_median * rng.lognormal(0.0, p.leverage_dispersion, notional.size)
+        leverage = np.clip(leverage, 1.0, 1.0 / market.initial_margin)
+        margin = notional / leverage
+        size = notional / price
+        for side_name, mask in (("long", is_long), ("short", ~is_long)):
+            if mask.any():
+                market.sides[side_name].add(
+                    size=size[mask],
+                    entry=np.full(mask.sum(), price),
+                    margin=margin[mask],
+                    funding_entry=np.full(mask.sum(), market.funding_index),
+                )
+        deposited = float(margin.sum())
+        fees = p.trading_fee * self.price_multiplier * float(notional.sum())
+        self.cash += deposited + fees
+        self.treasury += fees
+        return deposited + fees
+
+    def _draw_notional(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        mean = self.params.open_interest_usd / self.params.positions
+        return mean * rng.lognormal(-0.5, 1.0, n)
+
+    def _seed_positions(self, rng: np.random.Generator) -> None:
+        p = self.params
+        shares = np.array([m.share for m in p.markets.values()])
+        shares = shares / shares.sum()
+        for market, share in zip(self.markets.values(), shares, strict=True):
+            n = max(2, round(p.positions * share))
+            notional = self._draw_notional(rng, n)
+            notional *= p.open_interest_usd * share / notional.sum()
+            is_long = rng.random(n) < p.long_share
+            self.model.external_cash["traders"] -= self._open(market, notional, is_long, rng)
+            for side in market.sides.values():
+                side.index.rebuild()
+
+    def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
+        """Traders close and open positions; LPs deposit and withdraw (runs)."""
+        p = self.params
+        days = dt_years * _DAYS_PER_YEAR
+        n_expected = p.trader_turnover_per_day * days * p.positions / len(self.markets)
+        for market in self.markets.values():
+            price = self.model.oracle_prices[market.asset]
+            for side in market.sides.values():
+                count = side.positions.count
+                n_close = rng.poisson(n_expected * count / max(p.positions, 1))
+                if n_close and side.positions.size:
+                    picks = rng.integers(0, side.positions.size, 2 * n_close)
+                    slots = np.unique(picks[side.positions.active[picks]])[:n_close]
+                    self._close_voluntarily(market, side, slots, price)
+            n_open = rng.poisson(n_expected)
+            if n_open:
+                notional = self._draw_notional(rng, n_open)
+                is_long = rng.random(n_open) < p.long_share
+                self.model.external_cash["traders"] -= self._open(market, notional, is_long, rng)
+        self._lps_act(days)
+
+    def _close_voluntarily(self, market: _Market, side: _Side, slots, price: float) -> None:
+        """Healthy traders take profit or cut losses; the vault settles their PnL."""
+        cols = side.positions.columns
+        pnl = side.pnl(slots, price, market.funding_index)
+        fee = self.params.trading_fee * self.price_multiplier * cols["size"][slots] * price
+        equity = cols["margin"][slots] + pnl - fee
+        healthy = equity > 0  # an underwater trader waits for liquidation instead
+        slots, pnl, fee, equity = slots[healthy], pnl[healthy], fee[healthy], equity[healthy]
+        if slots.size == 0:
+            return
+        side.close(slots)
+        self.vault_cash -= float(pnl.sum())
+        self.treasury += float(fee.sum())
+        payout = float(equity.sum())
+        self.cash -= payout
+        self.model.external_cash["traders"] += payout
+
+    def _lps_act(self, days: float) -> None:
+        p = self.params
+        nav = self.vault_nav()
+        self.vault_peak = max(self.vault_peak, nav)
+        drawdown = max(0.0, 1.0 - nav / self.vault_peak) if self.vault_peak > 0 else 1.0
+        usage = self.open_interest() / max(nav, 1.0)
+        # LPs shrug off ordinary swings of trader PnL; losses beyond 10% of the vault's
+        # peak, or open interest far above the vault, make them run.
+        signal = min(1.0, 5.0 * max(0.0, drawdown - 0.1)) + 0.1 * max(0.0, usage - 3.0)
+        memory = 1.0 - math.exp(-days / p.risk_memory_days)
+        self.perceived_risk += memory * (signal - self.perceived_risk)
+        nav_pos = max(nav, 0.0)
+        inflow = p.lp_turnover_per_day * days * nav_pos * math.exp(-5.0 * self.perceived_risk)
+        wanted = nav_pos * min(
+            1.0, days * (p.lp_turnover_per_day + p.lp_run_sensitivity * self.perceived_risk)
+        )
+        self.vault_cash += inflow
+        self.cash += inflow
+        paid = min(wanted, self.vault_free_cash())
+        self.vault_cash -= paid
+        self.cash -= paid
+        self.model.external_cash["lps"] += paid - inflow
+        self.liquidity_shortfall = wanted - paid
+
+    # -- balance sheet -----------------------------------------------------------------
+    def traders_pnl(self) -> float:
+        """Unrealised PnL of all traders at oracle prices (the vault's liability)."""
+        total = 0.0
+        for market in self.markets.values():
+            price = self.model.oracle_prices[market.asset]
+            for side in market.sides.values():
+                total += side.pnl(None, price, market.funding_index)
+        return total
+
+    def open_interest(self) -> float:
+        """Total notional of open positions at oracle prices."""
+        return sum(
+            self.model.oracle_prices[m.asset] * sum(s.sums["size"] for s in m.sides.values())
+            for m in self.markets.values()
+        )
+
+    def vault_nav(self) -> float:
+        """LP vault net asset value: its cash minus what it owes traders."""
+        return self.vault_cash - self.traders_pnl()
+
+    def vault_free_cash(self) -> float:
+        """Vault cash not reserved for trader profits and open interest."""
+        reserved = max(0.0, self.traders_pnl())
+        reserved += self.params.vault_reserve_ratio * self.open_interest()
+        return max(0.0, self.vault_cash - reserved)
+
+    def own_equity(self) -> float:
+        """Insurance fund + treasury, less any vault deficit (LPs' claims floor at 0)."""
+        return self.insurance_fund + self.treasury + min(0.0, self.vault_nav())
+
+    def total_assets(self) -> float:
+        """All cash the exchange holds."""
+        return self.cash
+
+    def held_units(self) -> dict[str, float]:
+        """Perps are cash-settled: the exchange holds no asset units."""
+        return {}
+
+    def idle_liquidity(self) -> float:
+        """Free vault cash beyond what LPs may ask back within a day."""
+        return max(0.0, self.vault_free_cash() - self.params.lp_turnover_per_day * self.vault_cash)
+
+    # -- levers and accrual ------------------------------------------------------------
+    def apply_levers(self, levers: np.ndarray) -> None:
+        """``risk`` moves maintenance and initial margins; ``price`` scales fees/funding."""
+        p = self.params
+        for market in self.markets.values():
+            gap = market.initial_margin - market.maintenance_margin
+            market.maintenance_margin = bounded_step(
+                market.maintenance_margin, levers[0], p.risk_step, *p.maintenance_margin_bounds
+            )
+            market.initial_margin = market.maintenance_margin + gap
+        self.price_multiplier = bounded_step(
+            self.price_multiplier, levers[1], p.price_step, *p.price_multiplier_bounds
+        )
+
+    def accrue(self, dt_years: float) -> None:
+        """Advance each market's funding index by the clamped hourly funding rate."""
+        p = self.params
+        hours = dt_years * _HOURS_PER_YEAR
+        for market in self.markets.values():
+            longs, shorts = (market.sides[s].sums["size"] for s in ("long", "short"))
+            skew = (longs - shorts) / max(longs + shorts, 1e-12)
+            premium = p.skew_premium * skew * self.price_multiplier
+            cap_8h = p.funding_cap_multiple * (market.initial_margin - market.maintenance_margin)
+            rate_8h = min(cap_8h, max(-cap_8h, premium + p.interest_rate_8h))
+            market.funding_rate_hourly = rate_8h / 8.0
+            price = self.model.oracle_prices[market.asset]
+            market.funding_index += market.funding_rate_hourly * hours * price
+
+    # -- liquidations ------------------------------------------------------------------
+    def liquidation_candidates(self) -> list[LiquidationOffer]:
+        """Positions below maintenance margin at the oracle (index) price."""
+        offers = []
+        reward = self.params.keeper_reward_usd
+        for market in self.markets.values():
+            price = self.model.oracle_prices[market.asset]
+            mmr, funding = market.maintenance_margin, market.funding_index
+            for name, side in market.sides.items():
+                if side.is_long:
+                    slots = side.index.select(price * (1.0 - mmr) - funding, above=True)
+                else:
+                    slots = side.index.select(price * (1.0 + mmr) - funding, above=False)
+                if slots.size:
+                    zeros = np.zeros(slots.size)
+                    offers.append(
+                        LiquidationOffer(
+                            self, f"{market.asset}:{name}", market.asset, slots, zeros,
+                            zeros, np.full(slots.size, reward),
+                        )
+                    )  # fmt: skip
+        return offers
+
+    def execute_liquidations(
+        self, offer: LiquidationOffer, accepted: np.ndarray
+    ) -> LiquidationOutcome:
+        """Close positions at the oracle price; penalty to the insurance fund."""
+        asset, side_name = offer.book.split(":")
+        market = self.markets[asset]
+        side = market.sides[side_name]
+        slots = offer.slots[accepted]
+        price = self.model.oracle_prices[asset]
+        cols = side.positions.columns
+        size, margin = cols["size"][slots].copy(), cols["margin"][slots].copy()
+        pnl = side.pnl(slots, price, market.funding_index)
+        equity = margin + pnl
+        penalty = np.minimum(self.params.liquidation_penalty * size * price, np.maximum(equity, 0))
+        payout = np.maximum(equity - penalty, 0.0)
+        deficit = np.maximum(-equity, 0.0)
+        side.close(slots)
+        self.vault_cash -= float(pnl.sum())
+        self.insurance_fund += float(penalty.sum())
+        self.cash -= float(payout.sum())
+        self.model.external_cash["traders"] += float(payout.sum())
+        rewards = float(offer.reward_usd[accepted].sum())
+        from_insurance = min(rewards, self.insurance_fund)
+        self.insurance_fund -= from_insurance
+        self.vault_cash -= rewards - from_insurance
+        self.cash -= rewards
+        self.liquidated_usd_step += float((size * price).sum())
+        bad_debt = self._cover_deficit(market, side_name, deficit, price)
+        # Most liquidation flow is absorbed on the exchange's own book and by the vault;
+        # the rest reaches the spot market (hedging, cross-venue arbitrage).
+        sold = self.params.spot_flow_share * float(size.sum())
+        return LiquidationOutcome(
+            bad_debt_usd=bad_debt, impact_units=sold if side.is_long else -sold
+        )
+
+    def _cover_deficit(
+        self, market: _Market, side_name: str, deficit: np.ndarray, price: float
+    ) -> np.ndarray:
+        """Insurance fund first, then auto-deleveraging, then the LP vault (bad debt)."""
+        total = float(deficit.sum())
+        if total <= 0.0:
+            return np.zeros_like(deficit)
+        from_insurance = min(total, self.insurance_fund)
+        self.insurance_fund -= from_insurance
+        remaining = total - from_insurance
+        if remaining > 0.0:
+            remaining -= self._auto_deleverage(market, side_name, remaining, price)
+        if remaining > 0.0:
+            self.vault_cash -= remaining  # socialised to LPs
+            self.realised_bad_debt += remaining
+        # Attribute what was not covered by insurance or ADL pro rata to the positions.
+        return deficit * (max(remaining, 0.0) / total)
+
+    def _auto_deleverage(self, market: _Market, side_name: str, amount: float, price) -> float:
+        """Haircut profitable opposite positions, best-ranked first; returns USD taken.
+
+        Ranking as Hyperliquid: ``(mark / entry) * (notional / account value)``. This
+        scans the opposite side, which only happens once the insurance fund is empty.
+        """
+        other = market.sides["short" if side_name == "long" else "long"]
+        slots = other.positions.active_slots()
+        pnl = other.pnl(slots, price, market.funding_index)
+        profitable = pnl > 0
+        slots, pnl = slots[profitable], pnl[profitable]
+        if slots.size == 0:
+            return 0.0
+        cols = other.positions.columns
+        entry, size, margin = cols["entry"][slots], cols["size"][slots], cols["margin"][slots]
+        ratio = price / entry if other.is_long else entry / price
+        rank = ratio * size * price / np.maximum(margin + pnl, 1e-9)
+        order = np.argsort(-rank, kind="stable")
+        slots, pnl = slots[order], pnl[order]
+        taken_before = np.concatenate(([0.0], np.cumsum(pnl)[:-1]))
+        haircut = np.clip(amount - taken_before, 0.0, pnl)
+        hit = haircut > 0
+        other.positions.columns["margin"][slots[hit]] -= haircut[hit]
+        other.sums["margin"] -= float(haircut.sum())
+        other.index.mark_dirty(slots[hit])
+        self.adl_usd += float(haircut.sum())
+        return float(haircut.sum())
+
+    # -- observation -------------------------------------------------------------------
+    def feature_values(self) -> dict[str, float]:
+        """Balance-sheet ratios and parameters for the observation vector."""
+        assets = max(self.total_assets(), 1.0)
+        markets = list(self.markets.values())
+        return {
+            "equity_to_assets": self.equity() / assets,
+            "cash_to_assets": self.vault_free_cash() / assets,
+            "utilization": self.open_interest() / max(self.vault_nav(), 1.0),
+            "liquidity_shortfall": self.liquidity_shortfall / assets,
+            "reserves_to_assets": self.insurance_fund / assets,
+            "bad_debt_to_assets": self.realised_bad_debt / assets,
+            "risk_parameter": float(np.mean([m.maintenance_margin for m in markets])),
+            "price_parameter": self.price_multiplier,
+            "open_interest_to_assets": self.open_interest() / assets,
+            "funding_rate": float(np.mean([m.funding_rate_hourly for m in markets])) * 8760,
+            "liquidated_to_assets": self.liquidated_usd_step / assets,
+            "credit_lent_to_assets": self.credit_lent / assets,
+            "credit_borrowed_to_assets": self.credit_borrowed / assets,
+        }

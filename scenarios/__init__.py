@@ -1,0 +1,7 @@
+"""Scenarios: schema, built-in files, loading with overrides, running, the command line."""
+
+from liqnet.scenarios.loader import ScenarioError, builtin_names, load
+from liqnet.scenarios.run import RunResult, run
+from liqnet.scenarios.schema import Scenario
+
+__all__ = ["RunResult", "Scenario", "ScenarioError", "builtin_names", "load", "run"]

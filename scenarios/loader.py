@@ -1,0 +1,182 @@
+"""Loading scenarios: built-in names or TOML paths, dotted overrides, one clear error.
+
+Scenario files are TOML (``tomllib``): data only, never code.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from liqnet.protocols.registry import available, get_protocol_class
+from liqnet.scenarios.schema import Scenario
+
+
+class ScenarioError(ValueError):
+    """A scenario file or override is invalid; the message names every bad field."""
+
+
+def builtin_names() -> list[str]:
+    """Names of the scenarios shipped with liqnet."""
+    files = importlib.resources.files("liqnet.scenarios.builtin").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".toml"))
+
+
+def read_raw(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """The raw TOML table of a built-in name or a file path, and where it came from."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ScenarioError(f"scenario file {str(path)!r} does not exist")
+        text, origin = path.read_text(encoding="utf-8"), str(path)
+    else:
+        name = str(name_or_path)
+        if name not in builtin_names():
+            raise ScenarioError(
+                f"unknown scenario {name!r}: not a file, and not a built-in "
+                f"(built-ins: {builtin_names()})"
+            )
+        resource = importlib.resources.files("liqnet.scenarios.builtin") / f"{name}.toml"
+        text, origin = resource.read_text(encoding="utf-8"), f"built-in {name!r}"
+    try:
+        return tomllib.loads(text), origin
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"{origin}: not valid TOML: {err}") from None
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; anything else (values, arrays) is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_raw(name_or_path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """The raw table with its ``base`` chain merged in (a scenario may extend another).
+
+    ``base = "baseline"`` (a built-in name, or a path relative to the file) loads that
+    scenario first; this file's tables are merged over it.
+    """
+    raw, origin = read_raw(name_or_path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw, origin
+    if not isinstance(base, str):
+        raise ScenarioError(f"{origin}: base = {base!r}: must be a scenario name or path")
+    if base in _seen:
+        raise ScenarioError(f"{origin}: base = {base!r}: circular ({' -> '.join(_seen)})")
+    base_ref: str | Path = base
+    if base.endswith(".toml") and not Path(base).is_absolute():
+        base_ref = Path(str(name_or_path)).parent / base
+    base_raw, _ = resolve_raw(base_ref, (*_seen, base))
+    return _deep_merge(base_raw, raw), origin
+
+
+def parse_override_value(text: str) -> Any:
+    """A CLI override value as TOML (numbers, booleans, arrays, tables), else a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with dotted-key overrides set.
+
+    List elements are addressed by index (``protocols.0.params.ltv``) or, for tables with
+    an ``id``, by that id (``protocols.aave.params.ltv``).
+    """
+    data = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if not all(parts):
+            raise ScenarioError(f"override {dotted!r}: empty key segment")
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                node = node[_list_position(node, part, dotted, where)]
+            elif isinstance(node, dict):
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict | list):
+                    raise ScenarioError(
+                        f"override {dotted!r}: {where!r} is a value ({child!r}), not a table"
+                    )
+                node = child
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_position(node, last, dotted, dotted)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def _list_position(items: list[Any], part: str, dotted: str, where: str) -> int:
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    ids = [item.get("id") for item in items if isinstance(item, dict)]
+    if part in ids:
+        return ids.index(part)
+    raise ScenarioError(
+        f"override {dotted!r}: {where!r} selects no element; use an index 0..{len(items) - 1}"
+        + (f" or an id from {ids}" if any(ids) else "")
+    )
+
+
+def _format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") -> str:
+    lines = [f"{origin}: invalid scenario"]
+    for e in err.errors():
+        field = prefix + ".".join(str(p) for p in e["loc"]) or "(top level)"
+        message = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        lines.append(f"  {field}{shown}: {message}")
+    return "\n".join(lines)
+
+
+def validate(raw: dict[str, Any], origin: str = "scenario") -> Scenario:
+    """Validate a raw table into a :class:`Scenario`, including protocol parameters."""
+    try:
+        scenario = Scenario.model_validate(raw)
+    except pydantic.ValidationError as err:
+        raise ScenarioError(_format_errors(origin, err)) from None
+    protocols = []
+    for k, spec in enumerate(scenario.protocols):
+        try:
+            cls = get_protocol_class(spec.type)
+        except KeyError:
+            raise ScenarioError(
+                f"{origin}: invalid scenario\n  protocols.{k}.type = {spec.type!r}: unknown "
+                f"protocol type; allowed: {sorted(available())}"
+            ) from None
+        try:
+            params = cls.Params.model_validate(spec.params)
+        except pydantic.ValidationError as err:
+            raise ScenarioError(_format_errors(origin, err, f"protocols.{k}.params.")) from None
+        protocols.append(spec.model_copy(update={"params": params.model_dump()}))
+    return scenario.model_copy(update={"protocols": protocols})
+
+
+def load(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Load a built-in scenario by name, or a TOML file, with dotted-key overrides.
+
+    Args:
+        name_or_path: A built-in name (see :func:`builtin_names`) or a ``.toml`` path.
+        overrides: ``{"market.assets.ETH.volatility": 0.9, ...}``.
+
+    Raises:
+        ScenarioError: Naming each invalid field, its value and what is allowed.
+    """
+    raw, origin = resolve_raw(name_or_path)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return validate(raw, origin)

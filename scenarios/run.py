@@ -1,0 +1,155 @@
+"""Running a scenario to completion and packaging what happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from liqnet.market.model import MarketModel
+from liqnet.protocols.lending import LendingPool
+from liqnet.scenarios.loader import load
+from liqnet.scenarios.schema import Scenario
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced.
+
+    Attributes:
+        scenario: The validated scenario that ran.
+        seed: The seed used.
+        feedback: Whether price impact and loss passing were on.
+        timeseries: One row per step (and the initial state), from Mesa's DataCollector.
+        events: Every liquidation, with its step and cascade round.
+        summary: Headline figures (see :func:`summarise`).
+        defaults: Each default with its step and cause.
+    """
+
+    scenario: Scenario
+    seed: int
+    feedback: bool
+    timeseries: pd.DataFrame
+    events: pd.DataFrame
+    summary: dict[str, Any]
+    defaults: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, out_dir: str | Path, figure: bool = True) -> Path:
+        """Write ``timeseries.parquet``, ``events.parquet``, ``summary.json`` (and a PNG).
+
+        Files are written to temporary names and renamed, so an interrupted save never
+        leaves a half-written file under a final name.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic(out / "timeseries.parquet", lambda p: self.timeseries.to_parquet(p))
+        _atomic(out / "events.parquet", lambda p: self.events.to_parquet(p))
+        payload = {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "feedback": self.feedback,
+            "summary": self.summary,
+            "defaults": self.defaults,
+        }
+        text = json.dumps(payload, indent=2, default=float)
+        _atomic(out / "summary.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+        (out / "scenario.json").write_text(self.scenario.model_dump_json(indent=2, by_alias=True))
+        if figure:
+            from liqnet.analysis.figures import plot_run
+
+            _atomic(out / "run.png", lambda p: plot_run(self, p))
+        return out
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame) -> dict:
+    """Headline figures of a finished run.
+
+    ``bad_debt_usd`` is realised bad debt plus the shortfall of loans still underwater at
+    the end (losses the protocols carry but have not written off yet).
+    """
+    realised = sum(p.realised_bad_debt for p in model.protocols.values())
+    unrealised = sum(
+        p.underwater_shortfall() for p in model.protocols.values() if isinstance(p, LendingPool)
+    )
+    drawdowns = {}
+    for asset in model.asset_names:
+        path = timeseries[f"{asset}.reference"]
+        drawdowns[asset] = float((1.0 - path / path.cummax()).max())
+    rounds = [len(r) for r in model.cascade_history]
+    initial = timeseries.iloc[0]
+    return {
+        "steps": model.step_index,
+        "bad_debt_usd": realised + unrealised,
+        "realised_bad_debt_usd": realised,
+        "unrealised_bad_debt_usd": unrealised,
+        "liquidated_usd": float(events["repaid_usd"].sum()) if len(events) else 0.0,
+        "liquidated_notional_usd": sum(
+            float(timeseries[f"{p}.liquidated"].sum()) for p in model.protocols
+        ),
+        "liquidations": len(events),
+        "max_cascade_rounds": max(rounds, default=0),
+        "cascade_steps": sum(1 for r in rounds if r >= 2),
+        "max_drawdown": max(drawdowns.values()),
+        "max_drawdown_by_asset": drawdowns,
+        "defaults": len(model.defaults),
+        "liquidity_shortfall_usd": sum(
+            float(timeseries[f"{p}.shortfall"].sum()) for p in model.protocols
+        ),
+        "equity_change_usd": {
+            p: float(timeseries[f"{p}.equity"].iloc[-1] - initial[f"{p}.equity"])
+            for p in model.protocols
+        },
+        "min_equity_usd": {p: float(timeseries[f"{p}.equity"].min()) for p in model.protocols},
+        "oracle_updates": sum(o.updates for o in model.oracles.values()),
+    }
+
+
+def run(
+    scenario: Scenario | str | Path,
+    seed: int | None = None,
+    feedback: bool | None = None,
+    steps: int | None = None,
+) -> RunResult:
+    """Run a scenario to its horizon.
+
+    Args:
+        scenario: A validated :class:`Scenario`, a built-in name or a TOML path.
+        seed: Overrides the scenario's seed.
+        feedback: Overrides the scenario's ``feedback`` switch (the counterfactual twin).
+        steps: Overrides the horizon.
+
+    Returns:
+        The :class:`RunResult`.
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = load(scenario)
+    model = MarketModel(scenario, seed=seed, feedback=feedback)
+    for _ in range(scenario.steps if steps is None else steps):
+        model.step()
+    timeseries = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    events = model.events.to_frame()
+    return RunResult(
+        scenario=scenario,
+        seed=model.seed_value,
+        feedback=model.feedback,
+        timeseries=timeseries,
+        events=events,
+        summary=summarise(model, timeseries, events),
+        defaults=list(model.defaults),
+    )

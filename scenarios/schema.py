@@ -1,0 +1,176 @@
+"""Scenario schema: the pydantic models a scenario TOML file is validated against.
+
+Unknown fields are errors everywhere. Protocol ``params`` tables are validated by the
+registered protocol class's own ``Params`` model (see :mod:`liqnet.scenarios.loader`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pydantic
+from pydantic import Field
+
+
+class StrictModel(pydantic.BaseModel):
+    """Base model: unknown fields are errors, instances are immutable."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class OracleSpec(StrictModel):
+    """Oracle of one asset (defaults: Chainlink ETH/USD, 0.5% deviation, 1 h heartbeat)."""
+
+    deviation_threshold: float = Field(0.005, ge=0.0, le=0.5)
+    heartbeat_hours: float = Field(1.0, gt=0.0, le=168.0)
+    latency_steps: int = Field(0, ge=0, le=1000)
+
+
+class AssetSpec(StrictModel):
+    """One market asset: price dynamics, its AMM pool and its oracle."""
+
+    price: float = Field(gt=0.0, description="initial price in USD")
+    volatility: float = Field(gt=0.0, le=10.0, description="annual volatility (calm regime)")
+    drift: float = Field(0.0, ge=-10.0, le=10.0)
+    jump_intensity: float = Field(0.0, ge=0.0, le=1000.0, description="jumps per year")
+    jump_mean: float = Field(0.0, ge=-2.0, le=2.0, description="mean log jump")
+    jump_std: float = Field(0.0, ge=0.0, le=2.0)
+    pool_usd: float = Field(100e6, gt=0.0, description="USD reserve of the AMM pool")
+    pool_fee: float = Field(0.003, ge=0.0, lt=0.1)
+    oracle: OracleSpec = Field(default_factory=OracleSpec)
+
+
+class RegimeSpec(StrictModel):
+    """Markov volatility regimes: multipliers and a per-step transition matrix."""
+
+    multipliers: list[float] = Field(default_factory=lambda: [1.0, 3.0], min_length=1)
+    transitions: list[list[float]] = Field(
+        default_factory=lambda: [[0.998, 0.002], [0.02, 0.98]]
+    )
+    initial: int = Field(0, ge=0)
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> RegimeSpec:
+        n = len(self.multipliers)
+        matrix = np.asarray(self.transitions, dtype=float)
+        if matrix.shape != (n, n):
+            raise ValueError(f"transitions must be a {n}x{n} matrix (one row per multiplier)")
+        if (matrix < 0).any() or not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-9):
+            raise ValueError("transitions rows must be non-negative and sum to 1")
+        if any(m <= 0 for m in self.multipliers):
+            raise ValueError("multipliers must be positive")
+        if self.initial >= n:
+            raise ValueError(f"initial = {self.initial}: must be < {n}")
+        return self
+
+
+class MarketSpec(StrictModel):
+    """Assets, their correlations, regimes and market-depth feedback."""
+
+    assets: dict[str, AssetSpec] = Field(min_length=1)
+    correlations: dict[str, float] = Field(
+        default_factory=dict, description='pairwise, keyed "A/B", e.g. "ETH/BTC" = 0.8'
+    )
+    regimes: RegimeSpec = Field(default_factory=RegimeSpec)
+    permanent_impact: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of a forced sale's pool move kept by the reference"
+    )
+    max_cascade_rounds: int = Field(10, ge=1, le=1000)
+
+    def correlation_matrix(self) -> np.ndarray:
+        """The full correlation matrix in asset order."""
+        names = list(self.assets)
+        matrix = np.eye(len(names))
+        for pair, rho in self.correlations.items():
+            a, b = pair.split("/")
+            i, j = names.index(a), names.index(b)
+            matrix[i, j] = matrix[j, i] = rho
+        return matrix
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> MarketSpec:
+        for pair, rho in self.correlations.items():
+            parts = pair.split("/")
+            if len(parts) != 2 or any(p not in self.assets for p in parts) or parts[0] == parts[1]:
+                raise ValueError(
+                    f"correlations key {pair!r}: must be 'A/B' with two different assets "
+                    f"from {list(self.assets)}"
+                )
+            if not -1.0 < rho < 1.0:
+                raise ValueError(f"correlations[{pair!r}] = {rho}: must be in (-1, 1)")
+        if np.linalg.eigvalsh(self.correlation_matrix()).min() <= 0:
+            raise ValueError("correlations do not form a positive-definite matrix")
+        return self
+
+
+class AgentSpec(StrictModel):
+    """A liquidator or arbitrageur: capital, gas and minimum profit."""
+
+    capital_usd: float = Field(gt=0.0)
+    gas_cost_usd: float = Field(2.0, ge=0.0)
+    min_profit_usd: float = Field(1.0, ge=0.0)
+
+
+class ShockSpec(StrictModel):
+    """A scripted move of one asset's reference price at one step."""
+
+    step: int = Field(ge=0)
+    asset: str
+    return_: float = Field(alias="return", gt=-1.0, le=10.0, description="simple return")
+
+
+class GasSpikeSpec(StrictModel):
+    """A period of expensive gas (as on Black Thursday), multiplying every gas cost."""
+
+    step: int = Field(ge=0)
+    duration_steps: int = Field(ge=1)
+    multiplier: float = Field(gt=0.0, le=10_000.0)
+
+
+class ProtocolSpec(StrictModel):
+    """One protocol: a unique id, a registered type and that type's parameters."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Scenario(StrictModel):
+    """A complete, validated scenario."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    steps: int = Field(ge=1, le=10_000_000)
+    dt_hours: float = Field(1.0, gt=0.0, le=24.0 * 7)
+    feedback: bool = True
+    market: MarketSpec
+    protocols: list[ProtocolSpec] = Field(min_length=1)
+    liquidators: list[AgentSpec] = Field(min_length=1)
+    arbitrageurs: list[AgentSpec] = Field(default_factory=list)
+    shocks: list[ShockSpec] = Field(default_factory=list)
+    gas_spikes: list[GasSpikeSpec] = Field(default_factory=list)
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> Scenario:
+        ids = [p.id for p in self.protocols]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"protocol ids must be unique; repeated: {duplicates}")
+        for k, shock in enumerate(self.shocks):
+            if shock.asset not in self.market.assets:
+                raise ValueError(
+                    f"shocks[{k}].asset = {shock.asset!r}: allowed {list(self.market.assets)}"
+                )
+            if shock.step >= self.steps:
+                raise ValueError(f"shocks[{k}].step = {shock.step}: must be < steps ({self.steps})")
+        return self
+
+    def shock_table(self) -> dict[int, dict[str, float]]:
+        """Scripted shocks as ``{step: {asset: compounded simple return}}``."""
+        table: dict[int, dict[str, float]] = {}
+        for shock in self.shocks:
+            moves = table.setdefault(shock.step, {})
+            moves[shock.asset] = (1.0 + moves.get(shock.asset, 0.0)) * (1.0 + shock.return_) - 1.0
+        return table
