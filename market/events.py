@@ -26,17 +26,16 @@ class EventLog:
     """Appends batches of events as arrays; builds a DataFrame once at the end."""
 
     def __init__(self) -> None:
-        self._batches: list[dict[str, np.ndarray]] = []
+        self._batches: list[tuple[int, dict]] = []
         self.count = 0
 
     def append(self, **columns: np.ndarray | float | int | str) -> None:
-        """Add a batch; scalars are broadcast to the batch length of ``position``."""
+        """Add a batch; scalars are broadcast to the batch length of ``position``.
+
+        Broadcasting waits until :meth:`to_frame`: appending is on the cascade's hot path.
+        """
         n = len(columns["position"])
-        batch = {}
-        for name in EVENT_COLUMNS:
-            value = columns[name]
-            batch[name] = value if isinstance(value, np.ndarray) else np.full(n, value)
-        self._batches.append(batch)
+        self._batches.append((n, columns))
         self.count += n
 
     def to_frame(self) -> pd.DataFrame:
@@ -45,6 +44,11 @@ class EventLog:
             frame = pd.DataFrame({c: [] for c in EVENT_COLUMNS})
             numeric = [c for c in EVENT_COLUMNS if c not in ("kind", "protocol", "book", "asset")]
             return frame.astype({c: float for c in numeric})
-        return pd.DataFrame(
-            {c: np.concatenate([b[c] for b in self._batches]) for c in EVENT_COLUMNS}
-        )
+        def column(name: str) -> np.ndarray:
+            parts = [
+                v if isinstance(v := batch[name], np.ndarray) else np.full(n, v)
+                for n, batch in self._batches
+            ]
+            return np.concatenate(parts)
+
+        return pd.DataFrame({c: column(c) for c in EVENT_COLUMNS})

@@ -153,6 +153,8 @@ class LendingPool(Protocol):
         self.scaled_deposits = p.deposits_usd
         self.reserves = p.reserves_usd
         self.perceived_risk = 0.0
+        self._shortfall_key: tuple = ()
+        self._shortfall = 0.0
         self.books = {a: _Book(a, c) for a, c in p.collateral.items()}
         self.reference_rate = self.rate_model.borrow_rate(p.utilization)
         self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
@@ -214,7 +216,22 @@ class LendingPool(Protocol):
         return min(1.0, self.total_debt() / deposits) if deposits > 0 else 1.0
 
     def underwater_shortfall(self) -> float:
-        """USD by which debt exceeds collateral value, summed over underwater loans."""
+        """USD by which debt exceeds collateral value, summed over underwater loans.
+
+        Cached on (prices, borrow index, book versions): the world asks for equity
+        several times a step and nothing changes in between.
+        """
+        cache_key = (
+            self.borrow_index,
+            *(self.model.oracle_prices[a] for a in self.books),
+            *(b.index.version for b in self.books.values()),
+        )
+        if cache_key != self._shortfall_key:
+            self._shortfall_key = cache_key
+            self._shortfall = self._compute_shortfall()
+        return self._shortfall
+
+    def _compute_shortfall(self) -> float:
         shortfall = 0.0
         for asset, book in self.books.items():
             price = self.model.oracle_prices[asset]
@@ -277,9 +294,8 @@ class LendingPool(Protocol):
         for asset, book in self.books.items():
             # Repayments: random active positions repay in full and take their collateral.
             n_repay = rng.poisson(p.position_turnover_per_day * days * book.positions.count)
-            if n_repay and book.positions.size:
-                picks = rng.integers(0, book.positions.size, 2 * n_repay)
-                slots = np.unique(picks[book.positions.active[picks]])[:n_repay]
+            slots = book.positions.sample_active(rng, n_repay)
+            if slots.size:
                 owed = float(book.positions["scaled_debt"][slots].sum()) * self.borrow_index
                 units = float(book.positions["collateral"][slots].sum())
                 book.close(slots)

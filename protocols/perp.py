@@ -221,9 +221,8 @@ class PerpExchange(Protocol):
             for side in market.sides.values():
                 count = side.positions.count
                 n_close = rng.poisson(n_expected * count / max(p.positions, 1))
-                if n_close and side.positions.size:
-                    picks = rng.integers(0, side.positions.size, 2 * n_close)
-                    slots = np.unique(picks[side.positions.active[picks]])[:n_close]
+                slots = side.positions.sample_active(rng, n_close)
+                if slots.size:
                     self._close_voluntarily(market, side, slots, price)
             n_open = rng.poisson(n_expected)
             if n_open:

@@ -74,16 +74,22 @@ class PositionArrays:
         return slots
 
     def close(self, slots: np.ndarray) -> None:
-        """Deactivate positions and zero their columns (closed positions hold nothing)."""
+        """Deactivate positions (their columns are stale until the slot is reused)."""
         slots = np.asarray(slots, dtype=np.int64)
         slots = slots[self.active[slots]]
         if slots.size == 0:
             return
         self.active[slots] = False
-        for column in self.columns.values():
-            column[slots] = 0.0
         self.count -= slots.size
         self._free.extend(slots.tolist())
+
+    def sample_active(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Up to ``n`` distinct active slots drawn uniformly (rejection; cheap when dense)."""
+        if n <= 0 or self.count == 0:
+            return np.empty(0, dtype=np.int64)
+        picks = rng.integers(0, self.size, 2 * n + 4)
+        distinct = dict.fromkeys(picks[self.active[picks]].tolist())
+        return np.fromiter(distinct, dtype=np.int64, count=len(distinct))[:n]
 
     def active_slots(self) -> np.ndarray:
         """Slot numbers of all active positions (O(n); for reports, not the hot path)."""
@@ -102,7 +108,7 @@ class LiquidationIndex:
         arrays: The position storage this index covers.
         key: Function returning the current key for an array of slots.
         value_columns: Names of columns whose tail sums :meth:`tail_sums` can return.
-        rebuild_fraction: Rebuild once dirty slots exceed this share of active positions.
+        rebuild_factor: Rebuild once dirty slots exceed this times sqrt(active positions).
     """
 
     def __init__(
@@ -110,71 +116,104 @@ class LiquidationIndex:
         arrays: PositionArrays,
         key: callable,
         value_columns: tuple[str, ...] = (),
-        rebuild_fraction: float = 0.05,
+        rebuild_factor: float = 2.0,
     ) -> None:
         self.arrays = arrays
         self.key = key
         self.value_columns = value_columns
-        self.rebuild_fraction = rebuild_fraction
+        self.rebuild_factor = rebuild_factor
         self.rebuilds = 0
+        self.version = 0  # bumped on every change, for owners' caches
         self._dirty: set[int] = set()
+        self._dirty_view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._in_sorted: np.ndarray | None = None
         self.rebuild()
 
     def rebuild(self) -> None:
-        """Sort all active positions by their current key and clear the dirty set."""
-        slots = self.arrays.active_slots()
-        keys = self.key(slots)
-        order = np.argsort(keys, kind="stable")
-        self._slots = slots[order]
-        self._keys = keys[order]
-        # Snapshot of what the sorted arrays were built from, per slot, so dirty slots'
-        # stale contributions can be removed exactly from the prefix sums.
+        """Re-sort: merge the dirty slots into the sorted order, or sort from scratch.
+
+        Merging costs O(n + d log d) in contiguous array copies (no gathers over the
+        whole book), so a large book pays little for frequent small rebuilds; a full
+        argsort happens only at construction and when the storage grows.
+        """
         capacity = self.arrays.capacity
-        self._in_sorted = np.zeros(capacity, dtype=bool)
-        self._in_sorted[self._slots] = True
-        self._snapshot_key = np.zeros(capacity)
-        self._snapshot_key[self._slots] = self._keys
-        self._snapshot = {c: self.arrays[c].copy() for c in self.value_columns}
-        self._prefix = {
-            c: np.concatenate(([0.0], np.cumsum(self.arrays[c][self._slots])))
-            for c in self.value_columns
-        }
+        columns = self.value_columns
+        if self._in_sorted is None or self._in_sorted.shape[0] != capacity:
+            slots = self.arrays.active_slots()
+            keys = self.key(slots)
+            order = np.argsort(keys, kind="stable")
+            self._slots, self._keys = slots[order], keys[order]
+            self._values = {c: self.arrays[c][self._slots] for c in columns}
+            self._in_sorted = np.zeros(capacity, dtype=bool)
+            self._is_dirty = np.zeros(capacity, dtype=bool)
+            self._snapshot_key = np.zeros(capacity)
+            self._snapshot = {c: self.arrays[c].copy() for c in columns}
+            self._in_sorted[self._slots] = True
+            self._snapshot_key[self._slots] = self._keys
+        else:
+            dirty, live, keys = self._dirty_state()
+            keep = ~self._is_dirty[self._slots]
+            order = np.argsort(keys, kind="stable")
+            live, keys = live[order], keys[order]
+            kept_keys = self._keys[keep]
+            at = np.searchsorted(kept_keys, keys, side="right")
+            self._slots = np.insert(self._slots[keep], at, live)
+            self._keys = np.insert(kept_keys, at, keys)
+            self._values = {
+                c: np.insert(self._values[c][keep], at, self.arrays[c][live]) for c in columns
+            }
+            # Only dirty slots' snapshot entries change.
+            self._in_sorted[dirty] = False
+            self._in_sorted[live] = True
+            self._is_dirty[dirty] = False
+            self._snapshot_key[live] = keys
+            for c in columns:
+                self._snapshot[c][dirty] = self.arrays[c][dirty]
+        self._prefix = {c: np.concatenate(([0.0], np.cumsum(self._values[c]))) for c in columns}
         self._dirty.clear()
+        self._dirty_view = None
         self.rebuilds += 1
+        self.version += 1
 
     def mark_dirty(self, slots: np.ndarray) -> None:
         """Record that these slots' keys or values changed (or they opened or closed)."""
-        self._dirty.update(np.asarray(slots, dtype=np.int64).tolist())
-        limit = max(_MIN_CAPACITY, int(self.rebuild_fraction * max(self.arrays.count, 1)))
-        if len(self._dirty) > limit or self.arrays.capacity != self._in_sorted.shape[0]:
+        slots = np.asarray(slots, dtype=np.int64)
+        if self.arrays.capacity != self._in_sorted.shape[0]:
+            self._in_sorted = None
+            self.rebuild()  # storage grew: re-sort everything, new slots included
+            return
+        self._dirty.update(slots.tolist())
+        self._is_dirty[slots] = True
+        self._dirty_view = None
+        self.version += 1
+        # Dirty slots cost O(d) per query, a merge O(n): rebuilding at d ~ sqrt(n)
+        # balances the two, so neither term grows linearly with the book.
+        limit = max(_MIN_CAPACITY, int(self.rebuild_factor * np.sqrt(self.arrays.count)))
+        if len(self._dirty) > limit:
             self.rebuild()
 
-    def _dirty_array(self) -> np.ndarray:
-        return np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
-
-    def _sorted_range(self, threshold: float, above: bool) -> np.ndarray:
-        if above:
-            start = np.searchsorted(self._keys, threshold, side="right")
-            return self._slots[start:]
-        stop = np.searchsorted(self._keys, threshold, side="left")
-        return self._slots[:stop]
+    def _dirty_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dirty slots, the active ones among them and their current keys (cached)."""
+        if self._dirty_view is None:
+            dirty = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
+            live = dirty[self.arrays.active[dirty]]
+            self._dirty_view = (dirty, live, self.key(live))
+        return self._dirty_view
 
     def select(self, threshold: float, above: bool) -> np.ndarray:
         """Active slots whose current key is strictly above (or below) ``threshold``."""
-        candidates = self._sorted_range(threshold, above)
+        if above:
+            candidates = self._slots[np.searchsorted(self._keys, threshold, side="right") :]
+        else:
+            candidates = self._slots[: np.searchsorted(self._keys, threshold, side="left")]
         if not self._dirty:
             return candidates
-        dirty = self._dirty_array()
         if candidates.size:
             # Sorted entries of dirty slots are stale; the dirty check below replaces them.
-            stale = np.isin(candidates, dirty, assume_unique=False)
-            candidates = candidates[~stale]
-        live = dirty[self.arrays.active[dirty]]
-        if live.size:
-            keys = self.key(live)
-            live = live[keys > threshold] if above else live[keys < threshold]
-            candidates = np.concatenate((candidates, live))
-        return candidates
+            candidates = candidates[~self._is_dirty[candidates]]
+        _, live, keys = self._dirty_state()
+        hit = live[keys > threshold] if above else live[keys < threshold]
+        return np.concatenate((candidates, hit)) if hit.size else candidates
 
     def tail_sums(self, threshold: float, above: bool) -> dict[str, float]:
         """Sums of the value columns over active slots with key beyond ``threshold``."""
@@ -185,18 +224,15 @@ class LiquidationIndex:
             stop = np.searchsorted(self._keys, threshold, side="left")
             sums = {c: float(p[stop]) for c, p in self._prefix.items()}
         if self._dirty:
-            dirty = self._dirty_array()
+            dirty, live, keys = self._dirty_state()
             # Remove what the snapshot counted for dirty slots, add their current values.
-            was_in = self._in_sorted[dirty]
             old_keys = self._snapshot_key[dirty]
-            old_hit = was_in & ((old_keys > threshold) if above else (old_keys < threshold))
-            live = self.arrays.active[dirty]
-            new_hit = np.zeros(dirty.size, dtype=bool)
-            if live.any():
-                keys = self.key(dirty[live])
-                new_hit[live] = (keys > threshold) if above else (keys < threshold)
+            old_hit = self._in_sorted[dirty] & (
+                (old_keys > threshold) if above else (old_keys < threshold)
+            )
+            new_hit = live[(keys > threshold) if above else (keys < threshold)]
             for c in self.value_columns:
                 sums[c] += float(
-                    self.arrays[c][dirty[new_hit]].sum() - self._snapshot[c][dirty[old_hit]].sum()
+                    self.arrays[c][new_hit].sum() - self._snapshot[c][dirty[old_hit]].sum()
                 )
         return sums

@@ -36,6 +36,12 @@ class KinkedRateModel:
 
     def borrow_rate(self, utilization: float | np.ndarray) -> float | np.ndarray:
         """Annual variable borrow rate at utilisation ``utilization`` (clipped to [0, 1])."""
+        if isinstance(utilization, float | int):  # scalar fast path: the per-step call
+            u = min(1.0, max(0.0, float(utilization)))
+            if u <= self.optimal_utilization:
+                return self.base + self.slope1 * u / self.optimal_utilization
+            excess = (u - self.optimal_utilization) / (1.0 - self.optimal_utilization)
+            return self.base + self.slope1 + self.slope2 * excess
         u = np.clip(utilization, 0.0, 1.0)
         below = self.base + self.slope1 * u / self.optimal_utilization
         above = (

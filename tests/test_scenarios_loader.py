@@ -1,0 +1,512 @@
+"""Tests of :mod:`liqnet.scenarios.loader`: built-ins, ``base`` inheritance, overrides, errors.
+
+Every bad input must give one :class:`ScenarioError` whose message names the field path and
+the offending value or what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liqnet.market.model import MarketModel
+from liqnet.scenarios import Scenario, ScenarioError, builtin_names, load
+from liqnet.scenarios.loader import apply_overrides, parse_override_value, resolve_raw
+
+BUILTINS = ["bank_run", "baseline", "flash_crash", "vol_regime"]
+
+MINIMAL_TOML = """\
+name = "tiny"
+steps = 10
+
+[market.assets.ETH]
+price = 3000.0
+volatility = 0.7
+
+[[protocols]]
+id = "pool"
+type = "lending"
+[protocols.params]
+positions = 50
+
+[[liquidators]]
+capital_usd = 1e6
+"""
+
+
+def write_toml(directory: Path, name: str, text: str) -> Path:
+    """Write ``text`` to ``directory/name`` (creating the folder) and return the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def scenario_error(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> str:
+    """The message of the :class:`ScenarioError` that loading must raise."""
+    with pytest.raises(ScenarioError) as info:
+        load(name_or_path, overrides)
+    return str(info.value)
+
+
+# -- built-ins ---------------------------------------------------------------------------
+
+
+def test_builtin_names_lists_the_shipped_scenarios() -> None:
+    assert builtin_names() == BUILTINS
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_builtin_loads_and_validates(name: str) -> None:
+    scenario = load(name)
+    assert isinstance(scenario, Scenario)
+    assert scenario.name == name
+    assert scenario.steps >= 1
+    assert scenario.description
+    ids = [p.id for p in scenario.protocols]
+    assert len(ids) == len(set(ids)) >= 1
+    assert {p.type for p in scenario.protocols} <= {"lending", "perp"}
+    # Protocol params are validated by the protocol's own model: defaults are filled in.
+    for spec in scenario.protocols:
+        assert "positions" in spec.params
+        assert "risk_memory_days" in spec.params
+    for shock in scenario.shocks:
+        assert shock.asset in scenario.market.assets
+        assert 0 <= shock.step < scenario.steps
+
+
+def test_loading_twice_gives_equal_scenarios() -> None:
+    assert load("flash_crash") == load("flash_crash")
+
+
+# -- base inheritance ----------------------------------------------------------------------
+
+
+def test_flash_crash_inherits_baseline_protocols_and_market() -> None:
+    baseline, crash = load("baseline"), load("flash_crash")
+    assert crash.protocols == baseline.protocols
+    assert crash.market == baseline.market
+    assert crash.liquidators == baseline.liquidators
+    assert crash.arbitrageurs == baseline.arbitrageurs
+    assert crash.seed == baseline.seed
+    # ... and overrides its own fields.
+    assert (crash.steps, crash.dt_hours) == (96, 0.25)
+    assert baseline.shocks == []
+    assert len(crash.shocks) == 12
+    assert crash.shocks[0].step == 20
+    assert crash.shocks[0].return_ == pytest.approx(-0.10)
+
+
+def test_resolved_raw_table_has_no_base_key() -> None:
+    raw, origin = resolve_raw("flash_crash")
+    assert "base" not in raw
+    assert "flash_crash" in origin
+    assert [p["id"] for p in raw["protocols"]] == ["aave", "compound", "dydx"]
+
+
+def test_base_merges_tables_key_by_key() -> None:
+    regime, baseline = load("vol_regime"), load("baseline")
+    eth, base_eth = regime.market.assets["ETH"], baseline.market.assets["ETH"]
+    assert eth.jump_intensity == 30.0
+    assert (eth.price, eth.volatility, eth.pool_usd) == (
+        base_eth.price,
+        base_eth.volatility,
+        base_eth.pool_usd,
+    )
+    assert regime.market.regimes.initial == 1
+    assert regime.market.correlations == baseline.market.correlations
+
+
+def test_base_replaces_arrays_whole() -> None:
+    bank = load("bank_run")
+    aave = next(p for p in bank.protocols if p.id == "aave")
+    # bank_run's own [[protocols]] replace baseline's: no BTC collateral is merged in.
+    assert set(aave.params["collateral"]) == {"ETH"}
+    assert aave.params["utilization"] == pytest.approx(0.85)
+    assert aave.params["run_sensitivity"] == pytest.approx(12.0)
+
+
+def test_file_can_extend_a_builtin(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "mine.toml", 'base = "baseline"\nname = "mine"\nsteps = 24\n')
+    scenario = load(path)
+    assert (scenario.name, scenario.steps) == ("mine", 24)
+    assert scenario.protocols == load("baseline").protocols
+
+
+def test_relative_base_path_is_resolved_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "scenarios"
+    write_toml(folder, "parent.toml", MINIMAL_TOML)
+    child = write_toml(folder, "child.toml", 'base = "parent.toml"\nname = "child"\n')
+    monkeypatch.chdir(tmp_path)  # parent.toml is not in the working directory
+    scenario = load(child)
+    assert (scenario.name, scenario.steps) == ("child", 10)
+    assert [p.id for p in scenario.protocols] == ["pool"]
+
+
+# -- overrides -----------------------------------------------------------------------------
+
+
+def test_dotted_override_changes_a_nested_value() -> None:
+    scenario = load("baseline", {"market.assets.ETH.volatility": 0.9})
+    assert scenario.market.assets["ETH"].volatility == 0.9
+    assert load("baseline").market.assets["ETH"].volatility == pytest.approx(0.70)
+
+
+def test_override_selects_list_element_by_index() -> None:
+    scenario = load("baseline", {"protocols.1.params.positions": 500})
+    assert [p.params["positions"] for p in scenario.protocols] == [10_000, 500, 10_000]
+
+
+def test_override_selects_list_element_by_id() -> None:
+    scenario = load("baseline", {"protocols.aave.params.run_sensitivity": 9.5})
+    by_id = {p.id: p.params for p in scenario.protocols}
+    assert by_id["aave"]["run_sensitivity"] == 9.5
+    assert by_id["compound"]["run_sensitivity"] == pytest.approx(3.0)
+
+
+def test_override_by_id_in_an_inherited_list() -> None:
+    scenario = load("flash_crash", {"protocols.dydx.params.lp_run_sensitivity": 7.0})
+    assert scenario.protocols[2].params["lp_run_sensitivity"] == 7.0
+
+
+def test_override_replaces_a_whole_list_and_adds_tables() -> None:
+    scenario = load(
+        "flash_crash",
+        {
+            "shocks": [{"step": 1, "asset": "BTC", "return": -0.2}],
+            "protocols.compound.params.collateral.BTC": {"share": 0.5},
+        },
+    )
+    assert len(scenario.shocks) == 1
+    assert (scenario.shocks[0].asset, scenario.shocks[0].return_) == ("BTC", -0.2)
+    assert set(scenario.protocols[1].params["collateral"]) == {"ETH", "BTC"}
+
+
+def test_apply_overrides_does_not_mutate_its_input() -> None:
+    raw, _ = resolve_raw("baseline")
+    before = copy.deepcopy(raw)
+    changed = apply_overrides(raw, {"protocols.0.params.positions": 1, "steps": 3})
+    assert raw == before
+    assert changed["steps"] == 3
+    assert changed["protocols"][0]["params"]["positions"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.9", 0.9),
+        ("7", 7),
+        ("-1", -1),
+        ("true", True),
+        ("false", False),
+        ("[1,2]", [1, 2]),
+        ("[0.5, 0.5]", [0.5, 0.5]),
+        ('"quoted"', "quoted"),
+        ("{ share = 0.5 }", {"share": 0.5}),
+        ("abc", "abc"),
+        ("ETH/BTC", "ETH/BTC"),
+        ("hello world", "hello world"),
+    ],
+)
+def test_parse_override_value(text: str, expected: object) -> None:
+    value = parse_override_value(text)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+# -- bad input: one ScenarioError naming the field and the value ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "fragments"),
+    [
+        pytest.param("baseline", {"foo": 1}, ["foo = 1"], id="unknown-top-level-field"),
+        pytest.param(
+            "baseline",
+            {"market.assets.ETH.volatilty": 0.9},
+            ["market.assets.ETH.volatilty = 0.9"],
+            id="unknown-nested-field",
+        ),
+        pytest.param(
+            "baseline",
+            {"protocols.aave.params.run_sensitivty": 1.0},
+            ["protocols.0.params.run_sensitivty = 1.0"],
+            id="unknown-protocol-param",
+        ),
+        pytest.param(
+            "baseline",
+            {"market.assets.ETH.volatility": -1},
+            ["market.assets.ETH.volatility = -1", "greater than 0"],
+            id="negative-volatility",
+        ),
+        pytest.param(
+            "baseline",
+            {"protocols.aave.params.collateral.ETH.liquidation_threshold": 1.5},
+            ["protocols.0.params.collateral.ETH.liquidation_threshold = 1.5", "less than 1"],
+            id="liquidation-threshold-above-1",
+        ),
+        pytest.param("baseline", {"steps": 0}, ["steps = 0", "greater than or equal to 1"]),
+        pytest.param("baseline", {"steps": "many"}, ["steps = 'many'", "integer"], id="type"),
+        pytest.param("baseline", {"market.assets": 5}, ["market.assets = 5", "dictionary"]),
+        pytest.param("baseline", {"protocols": "aave"}, ["protocols = 'aave'", "list"]),
+        pytest.param(
+            "baseline",
+            {"protocols.0.type": "amm"},
+            ["protocols.0.type = 'amm'", "allowed", "'lending'", "'perp'"],
+            id="unknown-protocol-type",
+        ),
+        pytest.param(
+            "baseline",
+            {"protocols.compound.id": "aave"},
+            ["protocol ids must be unique", "'aave'"],
+            id="duplicate-protocol-ids",
+        ),
+        pytest.param(
+            "flash_crash",
+            {"shocks.0.asset": "DOGE"},
+            ["shocks[0].asset = 'DOGE'", "'ETH'", "'BTC'"],
+            id="shock-unknown-asset",
+        ),
+        pytest.param(
+            "flash_crash",
+            {"steps": 20},
+            ["shocks[0].step = 20", "steps (20)"],
+            id="shock-step-beyond-horizon",
+        ),
+        pytest.param(
+            "baseline",
+            {"market.correlations": {"ETH-BTC": 0.5}},
+            ["correlations key 'ETH-BTC'", "'ETH'", "'BTC'"],
+            id="correlation-key-format",
+        ),
+        pytest.param(
+            "baseline",
+            {"market.correlations": {"ETH/DOGE": 0.5}},
+            ["correlations key 'ETH/DOGE'"],
+            id="correlation-key-unknown-asset",
+        ),
+        pytest.param(
+            "baseline",
+            {"market.correlations": {"ETH/ETH": 0.5}},
+            ["correlations key 'ETH/ETH'", "two different assets"],
+            id="correlation-key-same-asset",
+        ),
+        pytest.param(
+            "baseline",
+            {"market.correlations": {"ETH/BTC": 1.0}},
+            ["correlations['ETH/BTC'] = 1.0", "(-1, 1)"],
+            id="correlation-out-of-range",
+        ),
+        pytest.param(
+            "baseline",
+            {
+                "market.assets.SOL": {"price": 150.0, "volatility": 0.9},
+                "market.correlations": {"ETH/BTC": 0.9, "ETH/SOL": 0.9, "BTC/SOL": -0.9},
+            },
+            ["market", "positive-definite"],
+            id="correlation-not-positive-definite",
+        ),
+        pytest.param(
+            "baseline",
+            {"market.regimes.transitions": [[0.9, 0.2], [0.1, 0.9]]},
+            ["market.regimes", "transitions", "sum to 1"],
+            id="regime-rows-not-summing-to-1",
+        ),
+        pytest.param(
+            "baseline",
+            {"market.regimes.transitions": [[1.0]]},
+            ["market.regimes", "2x2"],
+            id="regime-matrix-shape",
+        ),
+        pytest.param(
+            "baseline",
+            {"protocols.aave.params.collateral.ETH.ltv": 0.85},
+            ["protocols.0.params.collateral.ETH", "ltv must be below liquidation_threshold"],
+            id="ltv-not-below-threshold",
+        ),
+        pytest.param(
+            "baseline",
+            {"protocols.5.params.positions": 1},
+            ["protocols.5", "0..2", "'aave'", "'compound'", "'dydx'"],
+            id="list-index-out-of-range",
+        ),
+        pytest.param(
+            "baseline",
+            {"protocols.nope.params.positions": 1},
+            ["protocols.nope", "'aave'"],
+            id="list-id-unknown",
+        ),
+        pytest.param(
+            "baseline", {"steps.x": 1}, ["'steps'", "is a value (168)"], id="into-a-scalar"
+        ),
+        pytest.param("baseline", {"market..price": 1}, ["empty key segment"], id="empty-key"),
+    ],
+)
+def test_bad_input_names_field_and_value(
+    name: str, overrides: dict[str, Any], fragments: list[str]
+) -> None:
+    message = scenario_error(name, overrides)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from:\n{message}"
+
+
+def test_error_names_every_bad_field() -> None:
+    message = scenario_error(
+        "baseline", {"steps": 0, "market.assets.BTC.volatility": -2.0, "bogus": True}
+    )
+    assert "steps = 0" in message
+    assert "market.assets.BTC.volatility = -2.0" in message
+    assert "bogus = True" in message
+
+
+def test_error_names_the_origin_file(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "s.toml", MINIMAL_TOML.replace("steps = 10", "steps = -3"))
+    message = scenario_error(path)
+    assert str(path) in message
+    assert "steps = -3" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="validate() stops at the first protocol whose params are bad, so the message "
+    "does not name every bad field (ScenarioError's documented contract)",
+)
+def test_error_names_bad_params_of_every_protocol() -> None:
+    message = scenario_error(
+        "baseline", {"protocols.0.params.positions": 0, "protocols.2.params.positions": 0}
+    )
+    assert "protocols.0.params.positions = 0" in message
+    assert "protocols.2.params.positions = 0" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="apply_overrides walks into a scalar list element and fails with a raw "
+    "TypeError ('float' object does not support item assignment)",
+)
+def test_override_through_a_scalar_list_element_is_a_scenario_error() -> None:
+    message = scenario_error("baseline", {"market.regimes.multipliers.0.x": 1})
+    assert "market.regimes.multipliers.0" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="float fields with only a lower bound accept inf (pydantic allows inf by "
+    "default): load() succeeds; an infinite price then fails in MarketModel with an "
+    "unrelated 'pool ETH: reserves must be positive' ValueError",
+)
+@pytest.mark.parametrize(
+    "key", ["market.assets.ETH.price", "protocols.aave.params.deposits_usd", "liquidators.0.capital_usd"]
+)
+def test_infinite_amount_is_rejected(key: str) -> None:
+    message = scenario_error("baseline", {key: float("inf")})
+    assert "inf" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lax pydantic coercion: a boolean is accepted as a float (true -> 1.0)",
+)
+def test_boolean_for_a_float_field_is_rejected() -> None:
+    message = scenario_error("baseline", {"market.assets.ETH.volatility": True})
+    assert "market.assets.ETH.volatility = True" in message
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def test_minimal_file_loads(tmp_path: Path) -> None:
+    scenario = load(write_toml(tmp_path, "tiny.toml", MINIMAL_TOML))
+    assert scenario.name == "tiny"
+    assert list(scenario.market.assets) == ["ETH"]
+    assert scenario.protocols[0].params["positions"] == 50
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    message = scenario_error(path)
+    assert str(path) in message
+    assert "does not exist" in message
+
+
+def test_unknown_builtin_name_lists_the_builtins() -> None:
+    message = scenario_error("no_such_scenario")
+    assert "'no_such_scenario'" in message
+    for name in BUILTINS:
+        assert name in message
+
+
+def test_invalid_toml_syntax(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "broken.toml", 'name = "x"\nsteps = \n[[protocols\n')
+    message = scenario_error(path)
+    assert str(path) in message
+    assert "not valid TOML" in message
+
+
+def test_circular_base(tmp_path: Path) -> None:
+    a = write_toml(tmp_path, "a.toml", 'base = "b.toml"\nname = "a"\n')
+    write_toml(tmp_path, "b.toml", 'base = "a.toml"\nname = "b"\n')
+    message = scenario_error(a)
+    assert "circular" in message
+    assert "a.toml" in message
+
+
+def test_self_referencing_base(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "self.toml", 'base = "self.toml"\nname = "s"\n')
+    assert "circular" in scenario_error(path)
+
+
+def test_base_must_be_a_string(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "b.toml", "base = 3\n" + MINIMAL_TOML)
+    assert "base = 3" in scenario_error(path)
+
+
+def test_base_on_missing_file(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "c.toml", 'base = "gone.toml"\nname = "c"\n')
+    message = scenario_error(path)
+    assert "gone.toml" in message
+    assert "does not exist" in message
+
+
+def test_loading_never_executes_code(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    text = MINIMAL_TOML.replace('name = "tiny"', f'name = "tiny"\ndescription = "{payload}"')
+    path = write_toml(tmp_path, "evil.toml", text)
+    scenario = load(path, {"name": parse_override_value(payload)})
+    assert scenario.description == payload
+    assert scenario.name == payload
+    assert not marker.exists()
+
+
+# -- checks made when the world is built ---------------------------------------------------
+
+
+def test_collateral_asset_not_in_market_fails_at_construction() -> None:
+    scenario = load(
+        "baseline",
+        {
+            "protocols.aave.params.collateral.SOL.share": 0.5,
+            "protocols.0.params.positions": 50,
+        },
+    )
+    with pytest.raises(ValueError, match="SOL") as info:
+        MarketModel(scenario)
+    assert "'aave'" in str(info.value)
+    assert "'ETH'" in str(info.value)
+
+
+def test_perp_market_not_in_market_fails_at_construction() -> None:
+    scenario = load(
+        "baseline",
+        {"protocols.dydx.params.markets.SOL": {}, "protocols.dydx.params.positions": 50},
+    )
+    with pytest.raises(ValueError, match="SOL") as info:
+        MarketModel(scenario)
+    assert "'dydx'" in str(info.value)
