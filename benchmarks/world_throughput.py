@@ -92,8 +92,11 @@ def main() -> None:
 
     result = {
         "benchmark": "world_throughput",
-        "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                    "processor": platform.processor() or platform.machine()},  # fmt: skip
+        "machine": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "processor": platform.processor() or platform.machine(),
+        },  # fmt: skip
         "default_world": {"steps_per_second": steps_per_second, **default},
         "scaling": scaling,
     }

@@ -41,9 +41,11 @@ class EventLog:
     def to_frame(self) -> pd.DataFrame:
         """All events, in the order they happened."""
         if not self._batches:
-            frame = pd.DataFrame({c: [] for c in EVENT_COLUMNS})
-            numeric = [c for c in EVENT_COLUMNS if c not in ("kind", "protocol", "book", "asset")]
-            return frame.astype({c: float for c in numeric})
+            text = ("kind", "protocol", "book", "asset")
+            return pd.DataFrame(
+                {c: pd.Series([], dtype=str if c in text else float) for c in EVENT_COLUMNS}
+            )
+
         def column(name: str) -> np.ndarray:
             parts = [
                 v if isinstance(v := batch[name], np.ndarray) else np.full(n, v)

@@ -237,9 +237,9 @@ class MarketModel(mesa.Model):
             "regime": lambda m: m.price_process.regime,
             "gas_multiplier": lambda m: m.gas_multiplier,
             "cascade_rounds": lambda m: len(m.cascade_history[-1]) if m.cascade_history else 0,
-            "liquidations": lambda m: sum(r.liquidations for r in m.cascade_history[-1])
-            if m.cascade_history
-            else 0,
+            "liquidations": lambda m: (
+                sum(r.liquidations for r in m.cascade_history[-1]) if m.cascade_history else 0
+            ),
         }
         for name in self.asset_names:
             reporters[f"{name}.reference"] = lambda m, n=name: m.reference_prices[n]

@@ -45,7 +45,7 @@ class PriceProcess:
         dt_hours: Length of one step.
         regime_multipliers: Volatility multiplier per regime (regime 0 = calm).
         regime_transitions: Row-stochastic per-step transition matrix between regimes.
-        shocks: Scripted shocks, ``{step: {asset: simple return}}``.
+        shocks: Scripted shocks, ``{step: {asset: simple return}}``, steps counted from 1.
         rng: The process's own generator.
         initial_regime: Index of the starting regime.
     """
@@ -114,7 +114,8 @@ class PriceProcess:
         jumps = counts * self.jump_mean + np.sqrt(counts) * self.jump_std * self._jump_normals[i]
         drift = (self.mu - self.jump_compensator - 0.5 * sigma**2) * self.dt
         log_returns = drift + sigma * np.sqrt(self.dt) * self._normals[i] + jumps
-        shock = self.shock_log_returns.get(self.step_count)
+        # Scenario steps are 1-based (step k is the k-th call), like MarketModel.step_index.
+        shock = self.shock_log_returns.get(self.step_count + 1)
         if shock is not None:
             log_returns = log_returns + shock
         self.log_prices = self.log_prices + log_returns

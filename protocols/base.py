@@ -48,10 +48,31 @@ def bounded_step(value: float, lever: float, step: float, lower: float, upper: f
     return min(upper, max(lower, value + lever * step))
 
 
-class ProtocolParams(pydantic.BaseModel):
-    """Base of every protocol's parameter model; unknown fields are errors."""
+def reject_bool_numbers(cls: type[pydantic.BaseModel], data: object) -> object:
+    """Before-validator: ``true`` is not a number (pydantic would read it as 1)."""
+    if isinstance(data, dict):
+        for name, field_info in cls.model_fields.items():
+            value = data.get(field_info.alias or name, data.get(name))
+            if isinstance(value, bool) and field_info.annotation in (float, int):
+                raise ValueError(f"{name} = {value!r}: must be a number, not a boolean")
+    return data
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+class ProtocolParams(pydantic.BaseModel):
+    """Base of every protocol's parameter model.
+
+    Unknown fields, infinities, NaN and booleans-as-numbers are errors. Subclasses
+    that refer to market assets list them in :meth:`referenced_assets`, so scenario
+    loading can check them.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    _no_bools = pydantic.model_validator(mode="before")(reject_bool_numbers)
+
+    def referenced_assets(self) -> list[str]:
+        """Market assets these parameters name (collateral, perp markets, ...)."""
+        return []
 
 
 @dataclass

@@ -88,6 +88,10 @@ class LendingParams(ProtocolParams):
     liquidation_threshold_bounds: tuple[float, float] = (0.5, 0.9)
     slope_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
 
+    def referenced_assets(self) -> list[str]:
+        """The collateral assets."""
+        return list(self.collateral)
+
 
 class _Book:
     """One collateral asset's positions, index and running totals."""

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 _DAYS_PER_YEAR = 365.0
 _HOURS_PER_YEAR = 8760.0
+_NO_SLOTS = np.empty(0, dtype=np.int64)
 
 
 class PerpMarketParams(ProtocolParams):
@@ -80,6 +81,10 @@ class PerpParams(ProtocolParams):
     maintenance_margin_bounds: tuple[float, float] = (0.005, 0.25)
     price_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
 
+    def referenced_assets(self) -> list[str]:
+        """The perpetual markets' underlying assets."""
+        return list(self.markets)
+
 
 class _Side:
     """Positions on one side of one market, with running sums for O(1) aggregates."""
@@ -101,22 +106,28 @@ class _Side:
         return cols["entry"][slots] + per_unit - cols["funding_entry"][slots]
 
     def _update_sums(self, slots: np.ndarray, sign: float) -> None:
-        cols = self.positions.columns
-        size = cols["size"][slots]
-        self.sums["size"] += sign * float(size.sum())
-        self.sums["size_entry"] += sign * float(size @ cols["entry"][slots])
-        self.sums["size_funding"] += sign * float(size @ cols["funding_entry"][slots])
-        self.sums["margin"] += sign * float(cols["margin"][slots].sum())
+        block = self.positions.block(slots)  # rows: size, entry, margin, funding_entry
+        totals = block.sum(axis=1)
+        weighted = block @ block[0]
+        self.sums["size"] += sign * float(totals[0])
+        self.sums["size_entry"] += sign * float(weighted[1])
+        self.sums["margin"] += sign * float(totals[2])
+        self.sums["size_funding"] += sign * float(weighted[3])
 
-    def add(self, **columns: np.ndarray) -> None:
+    def add(self, mark: bool = True, **columns: np.ndarray) -> np.ndarray:
+        """Open positions; ``mark=False`` leaves marking the index to the caller."""
         slots = self.positions.add(**columns)
         self._update_sums(slots, +1.0)
-        self.index.mark_dirty(slots)
+        if mark:
+            self.index.mark_dirty(slots)
+        return slots
 
-    def close(self, slots: np.ndarray) -> None:
+    def close(self, slots: np.ndarray, mark: bool = True) -> None:
+        """Close positions; ``mark=False`` leaves marking the index to the caller."""
         self._update_sums(slots, -1.0)
         self.positions.close(slots)
-        self.index.mark_dirty(slots)
+        if mark:
+            self.index.mark_dirty(slots)
 
     def pnl(self, slots: np.ndarray | None, price: float, funding: float) -> np.ndarray | float:
         """Unrealised PnL incl. funding: per slot, or for the whole side when ``None``."""
@@ -172,67 +183,80 @@ class PerpExchange(Protocol):
         self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
 
     # -- set-up and users --------------------------------------------------------------
-    def _open(self, market: _Market, notional: np.ndarray, is_long: np.ndarray, rng) -> float:
-        """Open positions at the oracle price; returns the USD the traders deposited."""
+    def _open(self, market: _Market, side: _Side, notional: np.ndarray, rng) -> np.ndarray:
+        """Open positions on one side at the oracle price; traders pay margin and fees.
+
+        Returns the new slots, not yet marked in the liquidation index.
+        """
         p = self.params
         price = self.model.oracle_prices[market.asset]
         leverage = p.leverage_median * rng.lognormal(0.0, p.leverage_dispersion, notional.size)
         leverage = np.clip(leverage, 1.0, 1.0 / market.initial_margin)
         margin = notional / leverage
-        size = notional / price
-        for side_name, mask in (("long", is_long), ("short", ~is_long)):
-            if mask.any():
-                market.sides[side_name].add(
-                    size=size[mask],
-                    entry=np.full(mask.sum(), price),
-                    margin=margin[mask],
-                    funding_entry=np.full(mask.sum(), market.funding_index),
-                )
-        deposited = float(margin.sum())
+        slots = side.add(
+            mark=False,
+            size=notional / price,
+            entry=price,
+            margin=margin,
+            funding_entry=market.funding_index,
+        )
         fees = p.trading_fee * self.price_multiplier * float(notional.sum())
-        self.cash += deposited + fees
+        deposited = float(margin.sum()) + fees
+        self.cash += deposited
         self.treasury += fees
-        return deposited + fees
+        self.model.external_cash["traders"] -= deposited
+        return slots
 
     def _draw_notional(self, rng: np.random.Generator, n: int) -> np.ndarray:
         mean = self.params.open_interest_usd / self.params.positions
         return mean * rng.lognormal(-0.5, 1.0, n)
+
+    def _side_share(self, side: _Side) -> float:
+        return self.params.long_share if side.is_long else 1.0 - self.params.long_share
 
     def _seed_positions(self, rng: np.random.Generator) -> None:
         p = self.params
         shares = np.array([m.share for m in p.markets.values()])
         shares = shares / shares.sum()
         for market, share in zip(self.markets.values(), shares, strict=True):
-            n = max(2, round(p.positions * share))
-            notional = self._draw_notional(rng, n)
-            notional *= p.open_interest_usd * share / notional.sum()
-            is_long = rng.random(n) < p.long_share
-            self.model.external_cash["traders"] -= self._open(market, notional, is_long, rng)
             for side in market.sides.values():
+                n = max(1, round(p.positions * share * self._side_share(side)))
+                notional = self._draw_notional(rng, n)
+                notional *= p.open_interest_usd * share * self._side_share(side) / notional.sum()
+                self._open(market, side, notional, rng)
                 side.index.rebuild()
 
     def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
-        """Traders close and open positions; LPs deposit and withdraw (runs)."""
+        """Traders close and open positions; LPs deposit and withdraw (runs).
+
+        Each side's closes and opens are applied as one batch (one index update), and
+        new positions reuse the slots just freed.
+        """
         p = self.params
         days = dt_years * _DAYS_PER_YEAR
-        n_expected = p.trader_turnover_per_day * days * p.positions / len(self.markets)
+        per_market = p.trader_turnover_per_day * days * p.positions / len(self.markets)
         for market in self.markets.values():
             price = self.model.oracle_prices[market.asset]
             for side in market.sides.values():
-                count = side.positions.count
-                n_close = rng.poisson(n_expected * count / max(p.positions, 1))
-                slots = side.positions.sample_active(rng, n_close)
-                if slots.size:
-                    self._close_voluntarily(market, side, slots, price)
-            n_open = rng.poisson(n_expected)
-            if n_open:
-                notional = self._draw_notional(rng, n_open)
-                is_long = rng.random(n_open) < p.long_share
-                self.model.external_cash["traders"] -= self._open(market, notional, is_long, rng)
+                expected = per_market * self._side_share(side)
+                n_close = rng.poisson(expected * side.positions.count / max(p.positions, 1))
+                closed = self._close_voluntarily(
+                    market, side, side.positions.sample_active(rng, n_close), price
+                )
+                n_open = rng.poisson(expected)
+                opened = (
+                    self._open(market, side, self._draw_notional(rng, n_open), rng)
+                    if n_open
+                    else _NO_SLOTS
+                )
+                if closed.size or opened.size:
+                    side.index.mark_dirty(np.concatenate((closed, opened)))
         self._lps_act(days)
 
-    def _close_voluntarily(self, market: _Market, side: _Side, slots, price: float) -> None:
-        """Healthy traders take profit or cut losses; the vault settles their PnL."""
+    def _close_voluntarily(self, market: _Market, side: _Side, slots, price: float) -> np.ndarray:
+        """Healthy traders take profit or cut losses; returns the closed (unmarked) slots."""
+        if slots.size == 0:
+            return _NO_SLOTS
         cols = side.positions.columns
         pnl = side.pnl(slots, price, market.funding_index)
         fee = self.params.trading_fee * self.price_multiplier * cols["size"][slots] * price
@@ -240,13 +264,14 @@ class PerpExchange(Protocol):
         healthy = equity > 0  # an underwater trader waits for liquidation instead
         slots, pnl, fee, equity = slots[healthy], pnl[healthy], fee[healthy], equity[healthy]
         if slots.size == 0:
-            return
-        side.close(slots)
+            return _NO_SLOTS
+        side.close(slots, mark=False)
         self.vault_cash -= float(pnl.sum())
         self.treasury += float(fee.sum())
         payout = float(equity.sum())
         self.cash -= payout
         self.model.external_cash["traders"] += payout
+        return slots
 
     def _lps_act(self, days: float) -> None:
         p = self.params

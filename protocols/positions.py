@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 _MIN_CAPACITY = 64
+_NO_SLOTS = np.empty(0, dtype=np.int64)
+_NO_SLOTS.flags.writeable = False
 
 
 class PositionArrays:
@@ -29,7 +31,10 @@ class PositionArrays:
     def __init__(self, fields: tuple[str, ...], capacity: int = _MIN_CAPACITY) -> None:
         capacity = max(int(capacity), _MIN_CAPACITY)
         self.fields = fields
-        self.columns: dict[str, np.ndarray] = {f: np.zeros(capacity) for f in fields}
+        # One 2-D block, one row per field: sums over a set of slots for every field are
+        # then a single gather and a single reduction.
+        self.data = np.zeros((len(fields), capacity))
+        self.columns: dict[str, np.ndarray] = {f: self.data[i] for i, f in enumerate(fields)}
         self.active = np.zeros(capacity, dtype=bool)
         self.size = 0  # high-water mark: slots [0, size) have been used
         self.count = 0  # number of active positions
@@ -45,10 +50,10 @@ class PositionArrays:
 
     def _grow(self, needed: int) -> None:
         new_capacity = max(self.capacity * 2, needed)
-        for field, column in self.columns.items():
-            grown = np.zeros(new_capacity)
-            grown[: column.shape[0]] = column
-            self.columns[field] = grown
+        data = np.zeros((len(self.fields), new_capacity))
+        data[:, : self.capacity] = self.data
+        self.data = data
+        self.columns = {f: data[i] for i, f in enumerate(self.fields)}
         active = np.zeros(new_capacity, dtype=bool)
         active[: self.active.shape[0]] = self.active
         self.active = active
@@ -73,6 +78,10 @@ class PositionArrays:
         self.count += n
         return slots
 
+    def block(self, slots: np.ndarray) -> np.ndarray:
+        """All fields of ``slots`` as a (fields, len(slots)) array (a copy)."""
+        return self.data[:, slots]
+
     def close(self, slots: np.ndarray) -> None:
         """Deactivate positions (their columns are stale until the slot is reused)."""
         slots = np.asarray(slots, dtype=np.int64)
@@ -87,7 +96,8 @@ class PositionArrays:
         """Up to ``n`` distinct active slots drawn uniformly (rejection; cheap when dense)."""
         if n <= 0 or self.count == 0:
             return np.empty(0, dtype=np.int64)
-        picks = rng.integers(0, self.size, 2 * n + 4)
+        # random() * size is several times cheaper than integers() for small draws.
+        picks = (rng.random(2 * n + 4) * self.size).astype(np.int64)
         distinct = dict.fromkeys(picks[self.active[picks]].tolist())
         return np.fromiter(distinct, dtype=np.int64, count=len(distinct))[:n]
 
@@ -147,6 +157,7 @@ class LiquidationIndex:
             self._in_sorted = np.zeros(capacity, dtype=bool)
             self._is_dirty = np.zeros(capacity, dtype=bool)
             self._snapshot_key = np.zeros(capacity)
+            self._current_key = np.zeros(capacity)
             self._snapshot = {c: self.arrays[c].copy() for c in columns}
             self._in_sorted[self._slots] = True
             self._snapshot_key[self._slots] = self._keys
@@ -172,6 +183,12 @@ class LiquidationIndex:
         self._prefix = {c: np.concatenate(([0.0], np.cumsum(self._values[c]))) for c in columns}
         self._dirty.clear()
         self._dirty_view = None
+        self._bounds = (
+            (float(self._keys[0]), float(self._keys[-1])) if self._keys.size else (np.inf, -np.inf)
+        )
+        # Dirty slots cost O(d) per query, a merge O(n): rebuilding at d ~ sqrt(n)
+        # balances the two, so neither term grows linearly with the book.
+        self._dirty_limit = max(_MIN_CAPACITY, int(self.rebuild_factor * self._slots.size**0.5))
         self.rebuilds += 1
         self.version += 1
 
@@ -184,12 +201,17 @@ class LiquidationIndex:
             return
         self._dirty.update(slots.tolist())
         self._is_dirty[slots] = True
+        # Keys only change when the owner edits a position and then marks it, so they are
+        # computed once here; bounds stay valid (loose) as slots are marked.
+        live = slots[self.arrays.active[slots]]
+        if live.size:
+            keys = self.key(live)
+            self._current_key[live] = keys
+            low, high = self._bounds
+            self._bounds = (min(low, float(keys.min())), max(high, float(keys.max())))
         self._dirty_view = None
         self.version += 1
-        # Dirty slots cost O(d) per query, a merge O(n): rebuilding at d ~ sqrt(n)
-        # balances the two, so neither term grows linearly with the book.
-        limit = max(_MIN_CAPACITY, int(self.rebuild_factor * np.sqrt(self.arrays.count)))
-        if len(self._dirty) > limit:
+        if len(self._dirty) > self._dirty_limit:
             self.rebuild()
 
     def _dirty_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,11 +219,21 @@ class LiquidationIndex:
         if self._dirty_view is None:
             dirty = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
             live = dirty[self.arrays.active[dirty]]
-            self._dirty_view = (dirty, live, self.key(live))
+            self._dirty_view = (dirty, live, self._current_key[live])
         return self._dirty_view
+
+    def _empty_beyond(self, threshold: float, above: bool) -> bool:
+        """True when no key can lie beyond ``threshold`` (O(1)).
+
+        The bounds include stale sorted entries, so they may be loose but never wrong;
+        in a calm market almost every query ends here.
+        """
+        return self._bounds[1] <= threshold if above else self._bounds[0] >= threshold
 
     def select(self, threshold: float, above: bool) -> np.ndarray:
         """Active slots whose current key is strictly above (or below) ``threshold``."""
+        if self._empty_beyond(threshold, above):
+            return _NO_SLOTS
         if above:
             candidates = self._slots[np.searchsorted(self._keys, threshold, side="right") :]
         else:
@@ -217,6 +249,8 @@ class LiquidationIndex:
 
     def tail_sums(self, threshold: float, above: bool) -> dict[str, float]:
         """Sums of the value columns over active slots with key beyond ``threshold``."""
+        if self._empty_beyond(threshold, above):
+            return dict.fromkeys(self.value_columns, 0.0)
         if above:
             start = np.searchsorted(self._keys, threshold, side="right")
             sums = {c: float(p[-1] - p[start]) for c, p in self._prefix.items()}

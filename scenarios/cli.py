@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from liqnet.scenarios.loader import ScenarioError, builtin_names, load, parse_override_value
@@ -26,15 +27,16 @@ def parse_assignments(items: Sequence[str]) -> dict[str, object]:
 
 
 def _summary_table(result) -> Table:
-    table = Table(title=f"{result.scenario.name} (seed {result.seed}, feedback {result.feedback})")
+    title = f"{result.scenario.name} (seed {result.seed}, feedback {result.feedback})"
+    table = Table(title=escape(title))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.summary.items():
         if isinstance(value, dict):
             for sub, sub_value in value.items():
-                table.add_row(f"{key}.{sub}", _fmt(sub_value))
+                table.add_row(escape(f"{key}.{sub}"), _fmt(sub_value))
         else:
-            table.add_row(key, _fmt(value))
+            table.add_row(escape(key), _fmt(value))
     return table
 
 
@@ -50,7 +52,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(_summary_table(result))
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{result.seed}"
     result.save(out, figure=not args.no_figure)
-    console.print(f"wrote {out}/ (timeseries.parquet, events.parquet, summary.json, run.png)")
+    console.print(
+        escape(f"wrote {out}/ (timeseries.parquet, events.parquet, summary.json, run.png)")
+    )
     return 0
 
 
@@ -61,7 +65,7 @@ def _cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
     table.add_column("description")
     for name in builtin_names():
         scenario = load(name)
-        table.add_row(name, str(scenario.steps), scenario.description)
+        table.add_row(escape(name), str(scenario.steps), escape(scenario.description))
     console.print(table)
     return 0
 
@@ -92,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args, console)
     except ScenarioError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         return 2
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pydantic
+import tomllib
 
 from liqnet.protocols.registry import available, get_protocol_class
 from liqnet.scenarios.schema import Scenario
@@ -105,6 +105,10 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 node = node[_list_position(node, part, dotted, where)]
+                if not isinstance(node, dict | list):
+                    raise ScenarioError(
+                        f"override {dotted!r}: {where!r} is a value ({node!r}), not a table"
+                    )
             elif isinstance(node, dict):
                 child = node.setdefault(part, {})
                 if not isinstance(child, dict | list):
@@ -149,20 +153,30 @@ def validate(raw: dict[str, Any], origin: str = "scenario") -> Scenario:
         scenario = Scenario.model_validate(raw)
     except pydantic.ValidationError as err:
         raise ScenarioError(_format_errors(origin, err)) from None
-    protocols = []
+    protocols, problems = [], []
     for k, spec in enumerate(scenario.protocols):
         try:
             cls = get_protocol_class(spec.type)
         except KeyError:
-            raise ScenarioError(
-                f"{origin}: invalid scenario\n  protocols.{k}.type = {spec.type!r}: unknown "
-                f"protocol type; allowed: {sorted(available())}"
-            ) from None
+            problems.append(
+                f"  protocols.{k}.type = {spec.type!r}: unknown protocol type; "
+                f"allowed: {sorted(available())}"
+            )
+            continue
         try:
             params = cls.Params.model_validate(spec.params)
         except pydantic.ValidationError as err:
-            raise ScenarioError(_format_errors(origin, err, f"protocols.{k}.params.")) from None
+            problems.extend(_format_errors(origin, err, f"protocols.{k}.params.").splitlines()[1:])
+            continue
+        unknown = sorted(set(params.referenced_assets()) - set(scenario.market.assets))
+        if unknown:
+            problems.append(
+                f"  protocols.{k}.params: assets {unknown} are not market assets; "
+                f"allowed: {list(scenario.market.assets)}"
+            )
         protocols.append(spec.model_copy(update={"params": params.model_dump()}))
+    if problems:
+        raise ScenarioError("\n".join([f"{origin}: invalid scenario", *problems]))
     return scenario.model_copy(update={"protocols": protocols})
 
 

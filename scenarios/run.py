@@ -58,7 +58,8 @@ class RunResult:
         }
         text = json.dumps(payload, indent=2, default=float)
         _atomic(out / "summary.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
-        (out / "scenario.json").write_text(self.scenario.model_dump_json(indent=2, by_alias=True))
+        scenario_json = self.scenario.model_dump_json(indent=2, by_alias=True)
+        _atomic(out / "scenario.json", lambda p: Path(p).write_text(scenario_json))
         if figure:
             from liqnet.analysis.figures import plot_run
 
@@ -71,6 +72,10 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes 0600 files; give the result the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

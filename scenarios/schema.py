@@ -12,11 +12,17 @@ import numpy as np
 import pydantic
 from pydantic import Field
 
+from liqnet.protocols.base import reject_bool_numbers
+
 
 class StrictModel(pydantic.BaseModel):
-    """Base model: unknown fields are errors, instances are immutable."""
+    """Base model: unknown fields, infinities, NaN and booleans-as-numbers are errors."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = pydantic.ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+    _no_bools = pydantic.model_validator(mode="before")(reject_bool_numbers)
 
 
 class OracleSpec(StrictModel):
@@ -45,9 +51,7 @@ class RegimeSpec(StrictModel):
     """Markov volatility regimes: multipliers and a per-step transition matrix."""
 
     multipliers: list[float] = Field(default_factory=lambda: [1.0, 3.0], min_length=1)
-    transitions: list[list[float]] = Field(
-        default_factory=lambda: [[0.998, 0.002], [0.02, 0.98]]
-    )
+    transitions: list[list[float]] = Field(default_factory=lambda: [[0.998, 0.002], [0.02, 0.98]])
     initial: int = Field(0, ge=0)
 
     @pydantic.model_validator(mode="after")
@@ -113,17 +117,17 @@ class AgentSpec(StrictModel):
 
 
 class ShockSpec(StrictModel):
-    """A scripted move of one asset's reference price at one step."""
+    """A scripted move of one asset's reference price during world step ``step`` (from 1)."""
 
-    step: int = Field(ge=0)
+    step: int = Field(ge=1)
     asset: str
     return_: float = Field(alias="return", gt=-1.0, le=10.0, description="simple return")
 
 
 class GasSpikeSpec(StrictModel):
-    """A period of expensive gas (as on Black Thursday), multiplying every gas cost."""
+    """Expensive gas (as on Black Thursday) from world step ``step`` (from 1) on."""
 
-    step: int = Field(ge=0)
+    step: int = Field(ge=1)
     duration_steps: int = Field(ge=1)
     multiplier: float = Field(gt=0.0, le=10_000.0)
 
@@ -163,8 +167,15 @@ class Scenario(StrictModel):
                 raise ValueError(
                     f"shocks[{k}].asset = {shock.asset!r}: allowed {list(self.market.assets)}"
                 )
-            if shock.step >= self.steps:
-                raise ValueError(f"shocks[{k}].step = {shock.step}: must be < steps ({self.steps})")
+            if shock.step > self.steps:
+                raise ValueError(
+                    f"shocks[{k}].step = {shock.step}: must be <= steps ({self.steps})"
+                )
+        for k, spike in enumerate(self.gas_spikes):
+            if spike.step > self.steps:
+                raise ValueError(
+                    f"gas_spikes[{k}].step = {spike.step}: must be <= steps ({self.steps})"
+                )
         return self
 
     def shock_table(self) -> dict[int, dict[str, float]]:

@@ -15,14 +15,18 @@ def pool() -> LendingPool:
 
 def test_health_factor_above_0_95_closes_half(pool: LendingPool) -> None:
     # HF = 10 * 1000 * 0.83 / 8500 = 0.976 -> close factor 50%.
-    repay, seize = pool.liquidation_amounts(np.array([10.0]), np.array([8500.0]), 1000.0, 0.83, 0.05)
+    repay, seize = pool.liquidation_amounts(
+        np.array([10.0]), np.array([8500.0]), 1000.0, 0.83, 0.05
+    )
     assert repay[0] == pytest.approx(4250.0)
     assert seize[0] == pytest.approx(4250.0 * 1.05 / 1000.0)  # 4.4625 ETH
 
 
 def test_health_factor_at_or_below_0_95_closes_all(pool: LendingPool) -> None:
     # HF = 10 * 1000 * 0.83 / 9000 = 0.922.
-    repay, seize = pool.liquidation_amounts(np.array([10.0]), np.array([9000.0]), 1000.0, 0.83, 0.05)
+    repay, seize = pool.liquidation_amounts(
+        np.array([10.0]), np.array([9000.0]), 1000.0, 0.83, 0.05
+    )
     assert repay[0] == pytest.approx(9000.0)
     assert seize[0] == pytest.approx(9.45)
 

@@ -1,0 +1,229 @@
+"""Tests for liqnet.market.prices: GBM moments, correlation, jumps, regimes, shocks, blocks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from liqnet.market.prices import AssetDynamics, PriceProcess
+
+HOURS_PER_YEAR = 8760.0
+CALM = np.array([1.0])
+STAY = np.array([[1.0]])
+
+
+def dynamics(
+    sigma: float = 0.7,
+    drift: float = 0.0,
+    intensity: float = 0.0,
+    jump_mean: float = 0.0,
+    jump_std: float = 0.0,
+    price: float = 3000.0,
+) -> AssetDynamics:
+    """Dynamics of one asset (no jumps unless told)."""
+    return AssetDynamics(price, drift, sigma, intensity, jump_mean, jump_std)
+
+
+def process(
+    assets: dict[str, AssetDynamics] | None = None,
+    seed: int = 1,
+    rho: float = 0.0,
+    dt_hours: float = 1.0,
+    multipliers: np.ndarray = CALM,
+    transitions: np.ndarray = STAY,
+    shocks: dict[int, dict[str, float]] | None = None,
+    initial_regime: int = 0,
+) -> PriceProcess:
+    """A price process over ETH (and BTC when given) with its own seeded generator."""
+    assets = assets or {"ETH": dynamics(), "BTC": dynamics(0.55, price=90_000.0)}
+    n = len(assets)
+    correlation = np.full((n, n), rho) + (1 - rho) * np.eye(n)
+    return PriceProcess(
+        assets,
+        correlation,
+        dt_hours,
+        multipliers,
+        transitions,
+        shocks or {},
+        np.random.default_rng(seed),
+        initial_regime,
+    )
+
+
+def run(proc: PriceProcess, steps: int) -> np.ndarray:
+    """Log returns of ``steps`` steps, one row per step."""
+    return np.array([proc.step() for _ in range(steps)])
+
+
+def test_same_seed_same_path_other_seed_differs() -> None:
+    a, b, c = process(seed=5), process(seed=5), process(seed=6)
+    ra, rb, rc = run(a, 300), run(b, 300), run(c, 300)
+    np.testing.assert_array_equal(ra, rb)
+    np.testing.assert_array_equal(a.prices, b.prices)
+    assert not np.allclose(ra, rc)
+
+
+def test_prices_are_the_compounded_log_returns() -> None:
+    proc = process(seed=2)
+    start = proc.prices.copy()
+    returns = run(proc, 100)
+    np.testing.assert_allclose(proc.prices, start * np.exp(returns.sum(axis=0)), rtol=1e-12)
+
+
+def test_blocks_of_256_match_an_independent_reimplementation() -> None:
+    """600 steps span three 256-step blocks; each block draws normals, jump counts, jump
+    normals and regime uniforms from the process's generator, in that order."""
+    seed, dt_hours = 17, 4.0
+    assets = {
+        "ETH": dynamics(0.7, 0.1, 20.0, -0.04, 0.06),
+        "BTC": dynamics(0.5, 0.05, 10.0, -0.03, 0.05, price=90_000.0),
+    }
+    multipliers = np.array([1.0, 2.5])
+    transitions = np.array([[0.9, 0.1], [0.3, 0.7]])
+    proc = process(assets, seed, 0.8, dt_hours, multipliers, transitions)
+    got = run(proc, 600)
+
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(np.array([[1.0, 0.8], [0.8, 1.0]]))
+    dt = dt_hours / HOURS_PER_YEAR
+    sigma, mu = np.array([0.7, 0.5]), np.array([0.1, 0.05])
+    lam, m, s = np.array([20.0, 10.0]), np.array([-0.04, -0.03]), np.array([0.06, 0.05])
+    comp = lam * (np.exp(m + s**2 / 2) - 1)
+    regime, expected = 0, []
+    for _ in range(3):
+        z = rng.standard_normal((256, 2)) @ chol.T
+        counts = rng.poisson(lam * dt, (256, 2))
+        jz = rng.standard_normal((256, 2))
+        u = rng.random(256)
+        for i in range(256):
+            regime = 0 if u[i] < transitions[regime, 0] else 1
+            sig = sigma * multipliers[regime]
+            jumps = counts[i] * m + np.sqrt(counts[i]) * s * jz[i]
+            expected.append((mu - comp - sig**2 / 2) * dt + sig * math.sqrt(dt) * z[i] + jumps)
+    np.testing.assert_allclose(got, np.array(expected[:600]), rtol=1e-12, atol=1e-15)
+    assert (np.array(expected[:600]) != 0).all()
+
+
+def test_interleaving_with_other_generators_does_not_change_the_path() -> None:
+    a, b = process(seed=9), process(seed=9)
+    ra = run(a, 600)
+    noise = np.random.default_rng(9)
+    rb = []
+    for _ in range(600):
+        noise.standard_normal(7)  # another component drawing in between
+        rb.append(b.step())
+    np.testing.assert_array_equal(ra, np.array(rb))
+
+
+@pytest.mark.parametrize("drift", [0.0, 0.4])
+def test_gbm_log_return_moments(drift: float) -> None:
+    """Mean ``(mu - sigma^2/2) dt`` and std ``sigma sqrt(dt)`` within 5 standard errors."""
+    n, sigma, dt_hours = 20_000, 0.8, 876.0  # 0.1-year steps: the drift term is visible
+    proc = process({"ETH": dynamics(sigma, drift)}, seed=21, dt_hours=dt_hours)
+    returns = run(proc, n)[:, 0]
+    dt = dt_hours / HOURS_PER_YEAR
+    std = sigma * math.sqrt(dt)
+    assert returns.mean() == pytest.approx((drift - 0.5 * sigma**2) * dt, abs=5 * std / n**0.5)
+    assert returns.std(ddof=1) == pytest.approx(std, abs=5 * std / (2 * n) ** 0.5)
+    # The Ito term alone is 6.4 standard errors: a process without it would fail.
+    assert 0.5 * sigma**2 * dt > 6 * std / n**0.5
+
+
+@pytest.mark.parametrize("rho", [0.8, -0.4, 0.0])
+def test_correlation_of_returns(rho: float) -> None:
+    proc = process(seed=4, rho=rho)
+    returns = run(proc, 20_000)
+    assert np.corrcoef(returns.T)[0, 1] == pytest.approx(rho, abs=0.03)
+
+
+def test_scripted_shock_adds_exactly_log1p_at_its_step() -> None:
+    shocks = {37: {"ETH": -0.35}, 300: {"BTC": 0.2, "ETH": 0.1}}
+    plain, shocked = process(seed=8), process(seed=8, shocks=shocks)
+    rp, rs = run(plain, 400), run(shocked, 400)
+    diff = rs - rp
+    expected = np.zeros_like(diff)
+    expected[37] = [math.log(0.65), 0.0]
+    expected[300] = [math.log(1.1), math.log(1.2)]
+    np.testing.assert_allclose(diff, expected, atol=1e-12)
+    assert shocked.prices[0] / plain.prices[0] == pytest.approx(0.65 * 1.1, rel=1e-12)
+
+
+def test_shock_at_step_zero_hits_the_first_step() -> None:
+    plain, shocked = process(seed=8), process(seed=8, shocks={0: {"ETH": -0.5}})
+    assert shocked.step()[0] - plain.step()[0] == pytest.approx(math.log(0.5), abs=1e-12)
+
+
+def test_alternating_regime_chain() -> None:
+    multipliers = np.array([1.0, 4.0])
+    proc = process(seed=3, multipliers=multipliers, transitions=np.array([[0, 1], [1, 0]]))
+    twin = process(seed=3)  # same draws, calm regime only
+    regimes = []
+    for _ in range(600):
+        r, calm = proc.step(), twin.step()
+        regimes.append(proc.regime)
+        # The regime drawn for a step sets that step's volatility.
+        sig = np.array([0.7, 0.55]) * multipliers[proc.regime]
+        dt = 1.0 / HOURS_PER_YEAR
+        base = np.array([0.7, 0.55])
+        np.testing.assert_allclose(
+            (r + 0.5 * sig**2 * dt) / sig, (calm + 0.5 * base**2 * dt) / base, rtol=1e-9
+        )
+    assert regimes == [1, 0] * 300
+
+
+def test_absorbing_regime_stays_put() -> None:
+    proc = process(
+        seed=3, multipliers=np.array([1.0, 3.0]), transitions=np.eye(2), initial_regime=1
+    )
+    for _ in range(300):
+        proc.step()
+        assert proc.regime == 1
+
+
+def test_regime_chain_stationary_distribution() -> None:
+    transitions = np.array([[0.9, 0.1], [0.2, 0.8]])  # stationary (2/3, 1/3)
+    proc = process(seed=12, multipliers=np.array([1.0, 3.0]), transitions=transitions)
+    regimes = np.empty(20_000, dtype=int)
+    switches = {(0, 1): 0, (0, 0): 0}
+    previous = 0
+    for i in range(regimes.size):
+        proc.step()
+        regimes[i] = proc.regime
+        if previous == 0:
+            switches[(0, proc.regime)] += 1
+        previous = proc.regime
+    assert (regimes == 1).mean() == pytest.approx(1 / 3, abs=0.04)
+    assert switches[(0, 1)] / (switches[(0, 1)] + switches[(0, 0)]) == pytest.approx(0.1, abs=0.015)
+
+
+def test_jump_compensator_formula() -> None:
+    proc = process(
+        {
+            "ETH": dynamics(0.7, 0.0, 4.0, -0.04, 0.06),
+            "BTC": dynamics(0.55, 0.0, 3.0, -0.03, 0.05, price=90_000.0),
+        }
+    )
+    expected = [4.0 * (math.exp(-0.04 + 0.0018) - 1), 3.0 * (math.exp(-0.03 + 0.00125) - 1)]
+    np.testing.assert_allclose(proc.jump_compensator, expected, rtol=1e-12)
+
+
+def test_jump_compensator_keeps_expected_growth_at_drift() -> None:
+    """E[exp(log return)] = exp(mu dt); uncompensated jumps would cut it by ~4.4%."""
+    n, drift, dt_hours = 20_000, 0.5, 175.2  # 0.02-year steps, about one jump per step
+    proc = process({"ETH": dynamics(0.2, drift, 50.0, -0.05, 0.1)}, seed=31, dt_hours=dt_hours)
+    growth = np.exp(run(proc, n)[:, 0])
+    se = growth.std(ddof=1) / math.sqrt(n)
+    dt = dt_hours / HOURS_PER_YEAR
+    assert growth.mean() == pytest.approx(math.exp(drift * dt), abs=5 * se)
+    assert abs(proc.jump_compensator[0] * dt) > 20 * se  # the compensator matters here
+
+
+def test_impact_moves_one_asset_permanently() -> None:
+    proc, twin = process(seed=2), process(seed=2)
+    proc.impact(0, math.log(0.9))
+    np.testing.assert_allclose(proc.prices, twin.prices * [0.9, 1.0], rtol=1e-12)
+    run(proc, 10)
+    run(twin, 10)
+    np.testing.assert_allclose(proc.prices, twin.prices * [0.9, 1.0], rtol=1e-12)
