@@ -27,8 +27,15 @@ def plot_run(result: RunResult, path: str | Path) -> None:
         base = ts[f"{asset}.reference"].iloc[0]
         (line,) = ax.plot(hours, ts[f"{asset}.reference"] / base, label=f"{asset} reference")
         ax.plot(hours, ts[f"{asset}.pool"] / base, ls=":", color=line.get_color(), label="pool")
-        ax.step(hours, ts[f"{asset}.oracle"] / base, where="post", ls="--", lw=0.8,
-                color=line.get_color(), label="oracle")  # fmt: skip
+        ax.step(
+            hours,
+            ts[f"{asset}.oracle"] / base,
+            where="post",
+            ls="--",
+            lw=0.8,
+            color=line.get_color(),
+            label="oracle",
+        )
     ax.set_ylabel("price / initial")
     ax.set_title(f"{result.scenario.name}: prices (seed {result.seed}, feedback {result.feedback})")
     ax.legend(ncol=len(assets), fontsize=8)
@@ -41,8 +48,13 @@ def plot_run(result: RunResult, path: str | Path) -> None:
         for round_index in by_round.columns:
             values = by_round[round_index] / 1e6
             x = by_round.index * result.scenario.dt_hours
-            ax.bar(x, values, width=result.scenario.dt_hours * 0.9, bottom=bottom,
-                   label=f"round {int(round_index)}")  # fmt: skip
+            ax.bar(
+                x,
+                values,
+                width=result.scenario.dt_hours * 0.9,
+                bottom=bottom,
+                label=f"round {int(round_index)}",
+            )
             bottom = values if bottom is None else bottom + values
         ax.legend(fontsize=8, ncol=5, title="cascade round")
     else:

@@ -96,7 +96,7 @@ def main() -> None:
             "python": platform.python_version(),
             "numpy": np.__version__,
             "processor": platform.processor() or platform.machine(),
-        },  # fmt: skip
+        },
         "default_world": {"steps_per_second": steps_per_second, **default},
         "scaling": scaling,
     }

@@ -385,10 +385,15 @@ class PerpExchange(Protocol):
                     zeros = np.zeros(slots.size)
                     offers.append(
                         LiquidationOffer(
-                            self, f"{market.asset}:{name}", market.asset, slots, zeros,
-                            zeros, np.full(slots.size, reward),
+                            self,
+                            f"{market.asset}:{name}",
+                            market.asset,
+                            slots,
+                            zeros,
+                            zeros,
+                            np.full(slots.size, reward),
                         )
-                    )  # fmt: skip
+                    )
         return offers
 
     def execute_liquidations(

@@ -139,20 +139,23 @@ def test_correlation_of_returns(rho: float) -> None:
 
 
 def test_scripted_shock_adds_exactly_log1p_at_its_step() -> None:
+    """Scenario steps are 1-based: a shock at step s lands on the s-th call of step()."""
     shocks = {37: {"ETH": -0.35}, 300: {"BTC": 0.2, "ETH": 0.1}}
     plain, shocked = process(seed=8), process(seed=8, shocks=shocks)
     rp, rs = run(plain, 400), run(shocked, 400)
     diff = rs - rp
     expected = np.zeros_like(diff)
-    expected[37] = [math.log(0.65), 0.0]
-    expected[300] = [math.log(1.1), math.log(1.2)]
+    expected[37 - 1] = [math.log(0.65), 0.0]
+    expected[300 - 1] = [math.log(1.1), math.log(1.2)]
     np.testing.assert_allclose(diff, expected, atol=1e-12)
     assert shocked.prices[0] / plain.prices[0] == pytest.approx(0.65 * 1.1, rel=1e-12)
+    assert shocked.prices[1] / plain.prices[1] == pytest.approx(1.2, rel=1e-12)
 
 
-def test_shock_at_step_zero_hits_the_first_step() -> None:
-    plain, shocked = process(seed=8), process(seed=8, shocks={0: {"ETH": -0.5}})
+def test_shock_at_step_one_hits_the_first_step() -> None:
+    plain, shocked = process(seed=8), process(seed=8, shocks={1: {"ETH": -0.5}})
     assert shocked.step()[0] - plain.step()[0] == pytest.approx(math.log(0.5), abs=1e-12)
+    assert shocked.step()[0] - plain.step()[0] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_alternating_regime_chain() -> None:
