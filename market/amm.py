@@ -18,7 +18,7 @@ class ConstantProductPool:
     """
 
     def __init__(self, asset: str, units: float, usd: float, fee: float) -> None:
-        if units <= 0 or usd <= 0:
+        if not (units > 0 and usd > 0):  # also rejects NaN
             raise ValueError(f"pool {asset}: reserves must be positive (got {units}, {usd})")
         if not 0.0 <= fee < 1.0:
             raise ValueError(f"pool {asset}: fee = {fee}: must be in [0, 1)")
@@ -53,10 +53,18 @@ class ConstantProductPool:
         return out
 
     def price_after_sell(self, units: float) -> float:
-        """Marginal price after selling ``units`` (negative = buying), without trading."""
-        effective = units * (1.0 - self.fee) if units > 0 else units
-        new_units = max(self.units + effective, 1e-12 * self.units)
-        return self.usd * self.units / new_units**2
+        """Marginal price after selling ``units`` (negative = buying), without trading.
+
+        Fees stay in the pool: a sale adds all ``units`` to the unit reserve while the
+        invariant sees only ``units * (1 - fee)``; a purchase of ``-units`` pays its fee
+        in USD on top of what the invariant needs.
+        """
+        k = self.usd * self.units
+        if units >= 0:
+            return k / ((self.units + units * (1.0 - self.fee)) * (self.units + units))
+        bought = min(-units, (1.0 - 1e-12) * self.units)
+        usd_needed = self.usd * bought / (self.units - bought)  # net of the fee
+        return (self.usd + usd_needed / (1.0 - self.fee)) / (self.units - bought)
 
     def arbitrage_trade(self, target_price: float) -> tuple[str, float]:
         """Input that moves the marginal price (net of fee) to ``target_price``.

@@ -106,6 +106,19 @@ def _readonly(arr: NDArray) -> NDArray:
     return arr
 
 
+def _picard(
+    Pi: FloatArray, owed: FloatArray, net_external: FloatArray, start: FloatArray, tol: float
+) -> FloatArray:
+    """Iterate ``p <- min(owed, max(0, net + Pi^T p))`` down from an upper bound."""
+    payments = start.copy()
+    for _ in range(1_000_000):
+        following = np.minimum(owed, np.maximum(0.0, net_external + Pi.T @ payments))
+        if np.max(np.abs(following - payments), initial=0.0) <= 1e-3 * tol:
+            return following
+        payments = following
+    raise RuntimeError("Picard iteration did not converge")  # pragma: no cover
+
+
 def eisenberg_noe(
     liabilities: ArrayLike,
     external_assets: ArrayLike,
@@ -123,9 +136,9 @@ def eisenberg_noe(
         liabilities: (n, n) ``liabilities[i, j]`` is what node i owes node j;
             non-negative, finite, zero diagonal.
         external_assets: (n,) each node's assets outside the network; non-negative.
-        external_liabilities: (n,) senior external debt, paid first out of external
-            assets; defaults to zeros. A node whose external assets do not cover it pays
-            nothing to the network and is marked defaulted.
+        external_liabilities: (n,) senior external debt, paid first out of everything
+            the node has (external assets and receipts from the network); defaults to
+            zeros. A node whose net worth is negative is marked defaulted.
 
     Returns:
         The clearing result; see `ClearingResult`.
@@ -144,16 +157,19 @@ def eisenberg_noe(
     owed = L.sum(axis=1)  # p_bar: total obligations to the network
     # Relative liabilities; a row that owes nothing stays zero (it never pays anyone).
     Pi = np.divide(L, owed[:, None], out=np.zeros_like(L), where=owed[:, None] > 0)
-    # Senior external debt comes first, so only the surplus over it can reach the network.
-    available = np.maximum(e - el, 0.0)
-    tol = _REL_TOL * max(float(owed.max(initial=0.0)), float(available.max(initial=0.0)), 1.0)
+    # Senior external debt comes first, out of all the node's assets: what reaches the
+    # network is external assets minus external debt plus receipts (negative net worth
+    # outside the network eats into receipts; Elsinger 2009).
+    net_external = e - el
+    scale = max(float(owed.max(initial=0.0)), float(np.abs(net_external).max(initial=0.0)), 1.0)
+    tol = _REL_TOL * scale
 
     payments = owed.copy()
     in_default = np.zeros(n, dtype=bool)
     solves = 0
     # Each pass either stops or adds at least one node to the default set: <= n + 1 passes.
     for _ in range(n + 1):
-        wealth = available + Pi.T @ payments
+        wealth = net_external + Pi.T @ payments
         # Union with the old set: the default set is monotone in exact arithmetic, and
         # enforcing it makes termination independent of round-off.
         new_default = in_default | (wealth < owed - tol)
@@ -163,23 +179,31 @@ def eisenberg_noe(
         d = np.flatnonzero(in_default)
         s = np.flatnonzero(~in_default)
         # Defaulters pay everything they have: p_D = a_D + Pi_DD^T p_D + Pi_SD^T p_bar_S.
-        # I - Pi_DD^T is non-singular here: a closed cycle of defaulters would need every
-        # member to receive less than it owes while receiving all the cycle pays.
         system = np.eye(d.size) - Pi[np.ix_(d, d)].T
-        rhs = available[d] + Pi[np.ix_(s, d)].T @ owed[s]
-        payments = owed.copy()
-        payments[d] = np.linalg.solve(system, rhs)
-        # Round-off must not let a payment leave [0, obligation].
-        np.clip(payments, 0.0, owed, out=payments)
+        rhs = net_external[d] + Pi[np.ix_(s, d)].T @ owed[s]
+        solved = None
+        if np.linalg.cond(system) < 1e10:
+            solved = np.linalg.solve(system, rhs)
         solves += 1
+        if solved is None or np.any(solved < -tol):
+            # A defaulter that would pay a negative amount (its losses outside the network
+            # exceed its receipts), or a closed cycle of defaulters losing money outside
+            # the network: the linear system no longer describes the clearing vector.
+            # The decreasing Picard iteration from the last upper bound finds the
+            # greatest fixed point exactly.
+            payments = _picard(Pi, owed, net_external, payments, tol)
+            in_default = payments < owed - tol
+            break
+        payments = owed.copy()
+        payments[d] = np.clip(solved, 0.0, owed[d])  # round-off must stay in [0, owed]
     else:  # pragma: no cover - unreachable: the loop bound is the size of the node set
         raise RuntimeError("fictitious-default algorithm did not converge")
 
     payment_matrix = Pi * payments[:, None]
     received = payment_matrix.sum(axis=0)
     creditor_losses = np.maximum(L.sum(axis=0) - received, 0.0)
-    equity = e - el + received - owed
-    defaulted = in_default | (e < el)
+    equity = net_external + received - owed
+    defaulted = in_default | (equity < -tol)
     return ClearingResult(
         payments=_readonly(payments),
         payment_matrix=_readonly(payment_matrix),

@@ -12,9 +12,12 @@ import numpy as np
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.cascade import RoundStats, run_cascade
 from liqnet.market.events import EventLog
+from liqnet.market.ledger import CreditLedger
+from liqnet.market.negotiation import get_mechanism
 from liqnet.market.oracle import Oracle
 from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.market.prices import AssetDynamics, PriceProcess
+from liqnet.market.settlement import negotiate, settle, sync_credit
 from liqnet.protocols.base import LEVER_NAMES, Protocol
 from liqnet.protocols.registry import get_protocol_class
 
@@ -115,6 +118,13 @@ class MarketModel(mesa.Model):
             for t in range(spike.step, spike.step + spike.duration_steps):
                 self._gas_schedule[t] = self._gas_schedule.get(t, 1.0) * spike.multiplier
         self.pending_levers: dict[str, np.ndarray] = {}
+        self.standing_levers = {spec.id: spec.lever_vector() for spec in scenario.protocols}
+        self.ledger = CreditLedger(list(self.protocols))
+        self.mechanism = get_mechanism(
+            scenario.negotiation.mechanism, **scenario.negotiation.params
+        )
+        self.negotiation_rng = self.rng_for("negotiation")
+        self.credit_losses = dict.fromkeys(self.protocols, 0.0)
         self.events = EventLog()
         self.cascade_history: list[list[RoundStats]] = []
         self.defaults: list[dict[str, Any]] = []
@@ -182,13 +192,15 @@ class MarketModel(mesa.Model):
         self.step_index += 1
         for protocol in self.protocols.values():
             protocol.liquidated_usd_step = 0.0
-        # 1. Levers.
-        for protocol_id, vector in self.pending_levers.items():
-            if not self.protocols[protocol_id].defaulted:
-                self.protocols[protocol_id].apply_levers(vector)
+        # 1. Levers: what agents set this step, else each protocol's standing levers.
+        levers = {**self.standing_levers, **self.pending_levers}
         self.pending_levers = {}
-        # 2. Negotiation: a seam for liquidity negotiation between protocols.
-        self.negotiate()
+        for protocol_id, protocol in self.protocols.items():
+            vector = levers[protocol_id]
+            if not protocol.defaulted and (vector[0] != 0.0 or vector[1] != 0.0):
+                protocol.apply_levers(vector)
+        # 2. Negotiation.
+        negotiate(self, levers)
         # 3. Exogenous move.
         self.gas_multiplier = self._gas_schedule.get(self.step_index, 1.0)
         self.price_process.step()
@@ -198,37 +210,22 @@ class MarketModel(mesa.Model):
             for arbitrageur in self.arbitrageurs:
                 arbitrageur.arbitrage(self.pools[name], float(prices[i]))
         # 5. Oracle.
+        for i, name in enumerate(self.asset_names):
+            self.oracles[name].record(float(prices[i]))
         self.poll_oracles()
         # 6. Accrual and users.
         for protocol in self.live_protocols():
             protocol.accrue(self.dt_years)
             protocol.act_users(self.dt_years, self.user_rng)
+        if self.ledger.lines.count:
+            self.ledger.accrue(self.dt_years)
+            sync_credit(self)
         # 7. Cascade rounds.
         self.cascade_history.append(run_cascade(self))
-        # 8. Settlement.
-        self.settle()
+        # 8. Settlement: maturities, defaults, clearing and loss passing.
+        settle(self)
         # 9. Observe.
-        for name, oracle in self.oracles.items():
-            oracle.record(self.reference_prices[name])
         self.datacollector.collect(self)
-
-    def negotiate(self) -> None:
-        """Clear liquidity offers and requests between protocols (no-op in the core)."""
-
-    def settle(self) -> None:
-        """Record protocols whose equity turned negative (defaults) this step."""
-        for protocol in self.live_protocols():
-            equity = protocol.equity()
-            if equity < 0.0:
-                protocol.defaulted = True
-                self.defaults.append(
-                    {
-                        "step": self.step_index,
-                        "protocol": protocol.protocol_id,
-                        "equity_usd": equity,
-                        "cause": "negative equity",
-                    }
-                )
 
     # -- data collection ---------------------------------------------------------------
     def _reporters(self) -> dict[str, Any]:
@@ -251,4 +248,7 @@ class MarketModel(mesa.Model):
             reporters[f"{pid}.bad_debt"] = lambda m, p=pid: m.protocols[p].realised_bad_debt
             reporters[f"{pid}.liquidated"] = lambda m, p=pid: m.protocols[p].liquidated_usd_step
             reporters[f"{pid}.shortfall"] = lambda m, p=pid: m.protocols[p].liquidity_shortfall
+            reporters[f"{pid}.credit_lent"] = lambda m, p=pid: m.protocols[p].credit_lent
+            reporters[f"{pid}.credit_borrowed"] = lambda m, p=pid: m.protocols[p].credit_borrowed
+            reporters[f"{pid}.credit_losses"] = lambda m, p=pid: m.credit_losses[p]
         return reporters

@@ -36,10 +36,12 @@ class Oracle:
         self.latency_steps = latency_steps
         self.last_update_step = 0
         self.updates = 0
+        # The reference recorded at this step's exogenous move and the ``latency_steps``
+        # before it; the oldest is what the oracle sees.
         self._history: deque[float] = deque([price] * (latency_steps + 1), latency_steps + 1)
 
     def record(self, reference_price: float) -> None:
-        """Record the reference price at the end of a step's exogenous move."""
+        """Record the reference price after a step's exogenous move (before polling)."""
         self._history.append(reference_price)
 
     def observed(self, reference_price: float) -> float:

@@ -187,6 +187,18 @@ class Protocol(mesa.Agent, abc.ABC):
         """Apply the accepted entries of ``offer``; cash and units move with the caller."""
 
     # -- liquidity ---------------------------------------------------------------------
+    def available_cash(self) -> float:
+        """Cash the protocol can pay out to other protocols right now."""
+        return max(0.0, self.cash)
+
+    def receive_cash(self, amount: float) -> None:
+        """Take in ``amount`` USD from another protocol (credit drawn or repaid)."""
+        self.cash += amount
+
+    def pay_cash(self, amount: float) -> None:
+        """Pay ``amount`` USD to another protocol (credit lent or repaid)."""
+        self.cash -= amount
+
     def liquidity_need(self) -> float:
         """USD of obligations the protocol could not meet from its cash (unmet outflows)."""
         return self.liquidity_shortfall

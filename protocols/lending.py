@@ -202,7 +202,7 @@ class LendingPool(Protocol):
         for asset, book in self.books.items():
             self.model.external_units[asset] -= book.total_collateral
         for book in self.books.values():
-            book.index.rebuild()
+            book.index.rebuild(full=True)
 
     # -- balance sheet -----------------------------------------------------------------
     @property

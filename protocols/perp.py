@@ -224,7 +224,7 @@ class PerpExchange(Protocol):
                 notional = self._draw_notional(rng, n)
                 notional *= p.open_interest_usd * share * self._side_share(side) / notional.sum()
                 self._open(market, side, notional, rng)
-                side.index.rebuild()
+                side.index.rebuild(full=True)
 
     def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
         """Traders close and open positions; LPs deposit and withdraw (runs).
@@ -233,13 +233,16 @@ class PerpExchange(Protocol):
         new positions reuse the slots just freed.
         """
         p = self.params
-        days = dt_years * _DAYS_PER_YEAR
-        per_market = p.trader_turnover_per_day * days * p.positions / len(self.markets)
-        for market in self.markets.values():
+        rate = p.trader_turnover_per_day * dt_years * _DAYS_PER_YEAR
+        market_shares = np.array([m.share for m in p.markets.values()])
+        market_shares = market_shares / market_shares.sum()
+        for market, market_share in zip(self.markets.values(), market_shares, strict=True):
             price = self.model.oracle_prices[market.asset]
             for side in market.sides.values():
-                expected = per_market * self._side_share(side)
-                n_close = rng.poisson(expected * side.positions.count / max(p.positions, 1))
+                # Each open position closes at the turnover rate; new ones arrive at the
+                # rate that keeps the book at its configured size and split.
+                expected = rate * p.positions * market_share * self._side_share(side)
+                n_close = rng.poisson(rate * side.positions.count)
                 closed = self._close_voluntarily(
                     market, side, side.positions.sample_active(rng, n_close), price
                 )
@@ -251,7 +254,7 @@ class PerpExchange(Protocol):
                 )
                 if closed.size or opened.size:
                     side.index.mark_dirty(np.concatenate((closed, opened)))
-        self._lps_act(days)
+        self._lps_act(dt_years * _DAYS_PER_YEAR)
 
     def _close_voluntarily(self, market: _Market, side: _Side, slots, price: float) -> np.ndarray:
         """Healthy traders take profit or cut losses; returns the closed (unmarked) slots."""
@@ -335,6 +338,20 @@ class PerpExchange(Protocol):
     def held_units(self) -> dict[str, float]:
         """Perps are cash-settled: the exchange holds no asset units."""
         return {}
+
+    def available_cash(self) -> float:
+        """Free vault cash: margins and reserved profits are not the exchange's to pay."""
+        return self.vault_free_cash()
+
+    def receive_cash(self, amount: float) -> None:
+        """Credit flows through the LP vault (it is the vault that runs short)."""
+        self.cash += amount
+        self.vault_cash += amount
+
+    def pay_cash(self, amount: float) -> None:
+        """Pay from the LP vault."""
+        self.cash -= amount
+        self.vault_cash -= amount
 
     def idle_liquidity(self) -> float:
         """Free vault cash beyond what LPs may ask back within a day."""

@@ -139,8 +139,10 @@ class LiquidationIndex:
         self._in_sorted: np.ndarray | None = None
         self.rebuild()
 
-    def rebuild(self) -> None:
+    def rebuild(self, full: bool = False) -> None:
         """Re-sort: merge the dirty slots into the sorted order, or sort from scratch.
+
+        ``full=True`` re-sorts every active slot (after bulk edits that were not marked).
 
         Merging costs O(n + d log d) in contiguous array copies (no gathers over the
         whole book), so a large book pays little for frequent small rebuilds; a full
@@ -148,7 +150,7 @@ class LiquidationIndex:
         """
         capacity = self.arrays.capacity
         columns = self.value_columns
-        if self._in_sorted is None or self._in_sorted.shape[0] != capacity:
+        if full or self._in_sorted is None or self._in_sorted.shape[0] != capacity:
             slots = self.arrays.active_slots()
             keys = self.key(slots)
             order = np.argsort(keys, kind="stable")

@@ -12,6 +12,7 @@ import numpy as np
 import pydantic
 from pydantic import Field
 
+from liqnet.market.negotiation import get_mechanism
 from liqnet.protocols.base import reject_bool_numbers
 
 
@@ -132,12 +133,62 @@ class GasSpikeSpec(StrictModel):
     multiplier: float = Field(gt=0.0, le=10_000.0)
 
 
+DEFAULT_LEVERS: dict[str, float] = {
+    "risk": 0.0,
+    "price": 0.0,
+    "lend": -1.0,
+    "lend_rate": 0.0,
+    "borrow": -1.0,
+    "borrow_rate": 0.0,
+}
+"""Levers of a protocol no agent acts for: parameters stay, no lending, no borrowing."""
+
+
 class ProtocolSpec(StrictModel):
-    """One protocol: a unique id, a registered type and that type's parameters."""
+    """One protocol: a unique id, a registered type, its parameters and standing levers.
+
+    ``levers`` are used on every step in which no agent sets them (static governance);
+    e.g. ``levers = { lend = 0.0, lend_rate = -0.5 }`` offers half of the idle cash.
+    """
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
+    levers: dict[str, float] = Field(default_factory=dict)
+
+    @pydantic.field_validator("levers")
+    @classmethod
+    def _check_levers(cls, levers: dict[str, float]) -> dict[str, float]:
+        for name, value in levers.items():
+            if name not in DEFAULT_LEVERS:
+                raise ValueError(f"unknown lever {name!r}; allowed: {list(DEFAULT_LEVERS)}")
+            if not -1.0 <= value <= 1.0:
+                raise ValueError(f"levers.{name} = {value}: must be in [-1, 1]")
+        return levers
+
+    def lever_vector(self) -> np.ndarray:
+        """The standing levers as a vector in ``LEVER_NAMES`` order."""
+        return np.array([self.levers.get(n, d) for n, d in DEFAULT_LEVERS.items()])
+
+
+class NegotiationSpec(StrictModel):
+    """How liquidity orders are cleared and what the resulting credit lines look like."""
+
+    mechanism: str = "call_auction"
+    params: dict[str, Any] = Field(default_factory=dict)
+    maturity_steps: int = Field(24, ge=1, le=1_000_000)
+    min_rate: float = Field(0.0, ge=0.0, le=5.0, description="annual rate at lever -1")
+    max_rate: float = Field(0.5, gt=0.0, le=5.0, description="annual rate at lever +1")
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> NegotiationSpec:
+        if self.min_rate >= self.max_rate:
+            raise ValueError(f"min_rate ({self.min_rate}) must be below max_rate ({self.max_rate})")
+        try:
+            get_mechanism(self.mechanism, **self.params)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"mechanism {self.mechanism!r}: {err}") from None
+        return self
 
 
 class Scenario(StrictModel):
@@ -155,6 +206,7 @@ class Scenario(StrictModel):
     arbitrageurs: list[AgentSpec] = Field(default_factory=list)
     shocks: list[ShockSpec] = Field(default_factory=list)
     gas_spikes: list[GasSpikeSpec] = Field(default_factory=list)
+    negotiation: NegotiationSpec = Field(default_factory=NegotiationSpec)
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> Scenario:

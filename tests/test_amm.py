@@ -170,12 +170,6 @@ def test_price_after_sell_zero_and_fee_free_match_actual() -> None:
     assert predicted == pytest.approx(3e6 * 1000.0 / 1125.0**2, rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="market/amm.py price_after_sell: the unit reserve grows by units*(1-f), but "
-    "sell() keeps the fee in the pool (units grow by the full amount), so the "
-    "prediction is k/(x+e)^2 instead of the actual k/((x+e)(x+u)); off by ~f*u/x",
-)
 @pytest.mark.parametrize("units", [100.0, -100.0])
 def test_price_after_sell_matches_actual_trade_with_fee(units: float) -> None:
     pool = make_pool()
@@ -208,11 +202,6 @@ def test_bad_constructor_input_names_the_field(
         ConstantProductPool("ETH", units, usd, fee)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="market/amm.py ConstantProductPool.__init__: `units <= 0 or usd <= 0` is False "
-    "for NaN, so NaN reserves are accepted instead of raising ValueError",
-)
 @pytest.mark.parametrize(("units", "usd"), [(math.nan, 1e6), (10.0, math.nan)])
 def test_nan_reserves_rejected(units: float, usd: float) -> None:
     with pytest.raises(ValueError, match="reserves"):

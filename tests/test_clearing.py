@@ -24,8 +24,7 @@ def clearing_map(p: np.ndarray, L: np.ndarray, e: np.ndarray, el: np.ndarray) ->
     owed = L.sum(axis=1)
     Pi = np.zeros_like(L)
     np.divide(L, owed[:, None], out=Pi, where=owed[:, None] > 0)
-    available = np.maximum(e - el, 0.0)
-    return np.minimum(owed, np.maximum(0.0, available + Pi.T @ p))
+    return np.minimum(owed, np.maximum(0.0, e - el + Pi.T @ p))
 
 
 def test_golden_reference_example() -> None:
@@ -172,7 +171,7 @@ def test_clearing_properties(net: tuple[np.ndarray, np.ndarray, np.ndarray]) -> 
     assert np.all(r.payments >= 0.0)
     assert np.all(r.payments <= owed + tol)
     # Limited liability: nobody pays more than it has after senior debt plus what it gets.
-    assert np.all(r.payments <= np.maximum(e - el, 0.0) + received + tol)
+    assert np.all(r.payments <= np.maximum(e - el + received, 0.0) + tol)
     # Money conservation and the pro-rata split.
     assert r.payments.sum() == pytest.approx(received.sum(), abs=tol)
     np.testing.assert_allclose(r.payment_matrix.sum(axis=1), r.payments, atol=tol)
@@ -182,12 +181,13 @@ def test_clearing_properties(net: tuple[np.ndarray, np.ndarray, np.ndarray]) -> 
     np.testing.assert_allclose(r.equity, e - el + received - owed, atol=tol)
     # Fixed point of the clearing map.
     np.testing.assert_allclose(clearing_map(r.payments, L, e, el), r.payments, atol=tol)
-    # Defaults are exactly the nodes that underpay or cannot meet senior debt.
+    # Defaults are exactly the nodes that underpay or end with negative net worth.
     solvent = ~r.defaulted
     np.testing.assert_allclose(r.payments[solvent], owed[solvent], atol=tol)
-    network_default = r.defaulted & (e >= el)
-    assert np.all(r.payments[network_default] < owed[network_default])
-    assert np.all(r.defaulted[e < el])
+    underpaying = r.payments < owed - tol
+    assert np.all(r.defaulted[underpaying])
+    assert np.all(r.defaulted[r.equity < -tol])
+    assert np.all(underpaying[r.defaulted] | (r.equity[r.defaulted] < 0))
     assert 0 <= r.iterations <= L.shape[0]
 
 

@@ -120,12 +120,6 @@ def test_model_zero_latency_publishes_current_reference() -> None:
         assert model.oracle_prices["ETH"] == model.reference_prices["ETH"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="market/oracle.py: the history deque holds latency_steps+1 *recorded* prices, "
-    "but MarketModel.step polls (phase 5) before it records (phase 9), so the current "
-    "reference is not in the deque yet and the oracle lags latency_steps+1 steps",
-)
 @pytest.mark.parametrize("latency", [1, 2])
 def test_model_latency_lags_reference_by_latency_steps(latency: int) -> None:
     model = _model(latency)

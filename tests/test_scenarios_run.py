@@ -56,7 +56,8 @@ def expected_columns(scenario: Scenario) -> set[str]:
         columns |= {f"{asset}.reference", f"{asset}.pool", f"{asset}.oracle"}
     for spec in scenario.protocols:
         columns |= {f"{spec.id}.{k}" for k in ("equity", "cash", "bad_debt", "liquidated")}
-        columns.add(f"{spec.id}.shortfall")
+        columns |= {f"{spec.id}.{k}" for k in ("shortfall", "credit_lent", "credit_borrowed")}
+        columns.add(f"{spec.id}.credit_losses")
     return columns
 
 

@@ -1,0 +1,179 @@
+"""Environment steps per second through the PettingZoo API, against bare world steps.
+
+Runs the default world (``baseline``: two lending pools and a perp exchange, 10,000
+positions each) on one core. Each env step gets fresh random actions sampled from the
+action spaces, with the ``lend`` and ``borrow`` levers made non-negative so every
+protocol offers and requests liquidity (negotiation has work to do). Blocks of env steps
+alternate with blocks of bare ``MarketModel.set_levers`` + ``step`` on an identical world
+(so load from other processes hits both alike); the median over blocks is reported and
+the env overhead is the difference. Episodes reset at the horizon; reset time is
+reported separately and amortised.
+
+    python benchmarks/env_throughput.py [--steps 3000] [--out benchmarks/results/...]
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core: pin BLAS/OpenMP threads before NumPy is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from liqnet.market.env import LiquidityEnv  # noqa: E402
+from liqnet.market.model import MarketModel  # noqa: E402
+from liqnet.protocols.base import LEVER_NAMES  # noqa: E402
+from liqnet.scenarios.envs import make_env  # noqa: E402
+
+TARGET_STEPS_PER_SECOND = 2_500.0
+_NON_NEGATIVE = [LEVER_NAMES.index("lend"), LEVER_NAMES.index("borrow")]
+
+
+def sample_actions(env: LiquidityEnv, agents: list[str]) -> dict[str, np.ndarray]:
+    """One random action per agent from its space; lend/borrow levers made >= 0."""
+    actions = {}
+    for agent in agents:
+        action = env.action_space(agent).sample()
+        action[_NON_NEGATIVE] = np.abs(action[_NON_NEGATIVE])
+        actions[agent] = action
+    return actions
+
+
+class EnvLoop:
+    """Steps the env with random actions; resets (timed apart) at the horizon."""
+
+    def __init__(self, env: LiquidityEnv, seed: int) -> None:
+        self.env, self.seed = env, seed
+        for i, agent in enumerate(env.possible_agents):
+            env.action_space(agent).seed(seed + i)
+        self.reset_s: list[float] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        start = time.perf_counter()
+        self.env.reset(seed=self.seed + len(self.reset_s))
+        self.reset_s.append(time.perf_counter() - start)
+
+    def run(self, steps: int) -> float:
+        """Seconds spent inside ``env.step`` over ``steps`` steps."""
+        env, spent = self.env, 0.0
+        for _ in range(steps):
+            actions = sample_actions(env, env.agents)  # not timed: the learner's job
+            start = time.perf_counter()
+            env.step(actions)
+            spent += time.perf_counter() - start
+            if not env.agents:
+                self._reset()
+        return spent
+
+
+class BareLoop:
+    """The same world and action distribution driven through ``MarketModel`` directly."""
+
+    def __init__(self, env: LiquidityEnv, seed: int) -> None:
+        self.env, self.seed, self.episodes = env, seed, 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.model = MarketModel(self.env.scenario, seed=self.seed + self.episodes)
+        self.episodes += 1
+
+    def run(self, steps: int) -> float:
+        """Seconds spent in ``set_levers`` + ``step`` over ``steps`` steps."""
+        spent, agents = 0.0, self.env.possible_agents
+        for _ in range(steps):
+            actions = sample_actions(self.env, agents)
+            model = self.model
+            start = time.perf_counter()
+            model.set_levers(actions)
+            model.step()
+            spent += time.perf_counter() - start
+            if model.step_index >= self.env.horizon:
+                self._reset()
+        return spent
+
+
+def summarise(per_step: list[float]) -> dict[str, float]:
+    """Median and best seconds per step, and the median rate."""
+    median = statistics.median(per_step)
+    return {"steps_per_second": 1.0 / median, "median_s": median, "best_s": min(per_step)}
+
+
+def main() -> None:
+    """Run the benchmark, print the table, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", default="baseline")
+    parser.add_argument("--steps", type=int, default=3000, help="env steps (and bare steps)")
+    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="benchmarks/results/env_throughput.json")
+    args = parser.parse_args()
+
+    env = make_env(args.scenario)
+    env_loop, bare_loop = EnvLoop(env, args.seed), BareLoop(make_env(args.scenario), args.seed)
+    env_loop.run(30)  # warm-up: caches, first index rebuilds
+    bare_loop.run(30)
+    per_block = max(1, args.steps // args.blocks)
+    env_samples, bare_samples = [], []
+    for _ in range(args.blocks):
+        env_samples.append(env_loop.run(per_block) / per_block)
+        bare_samples.append(bare_loop.run(per_block) / per_block)
+    env_stats, bare_stats = summarise(env_samples), summarise(bare_samples)
+    reset_s = statistics.median(env_loop.reset_s)
+    amortised = env_stats["median_s"] + reset_s / env.horizon
+    overhead = env_stats["median_s"] - bare_stats["median_s"]
+
+    positions = [p.params.get("positions") for p in env.scenario.protocols]
+    print(f"{args.scenario}: {len(positions)} protocols x {positions} positions, one core")
+    print(f"{'':<34}{'steps/s':>10}{'us/step':>10}{'best us':>10}")
+    for label, stats in (
+        ("env.step (PettingZoo)", env_stats),
+        ("MarketModel.step (bare)", bare_stats),
+    ):
+        print(
+            f"{label:<34}{stats['steps_per_second']:>10,.0f}"
+            f"{1e6 * stats['median_s']:>10.0f}{1e6 * stats['best_s']:>10.0f}"
+        )
+    print(f"{'env incl. reset every ' + str(env.horizon) + ' steps':<34}{1 / amortised:>10,.0f}")
+    print(f"env overhead: {1e6 * overhead:.0f} us/step ({overhead / bare_stats['median_s']:.0%})")
+    print(f"reset (new world): {1e3 * reset_s:.1f} ms median")
+    met = env_stats["steps_per_second"] >= TARGET_STEPS_PER_SECOND
+    print(f"target {TARGET_STEPS_PER_SECOND:,.0f} env steps/s: {'met' if met else 'NOT met'}")
+
+    result = {
+        "benchmark": "env_throughput",
+        "machine": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "processor": platform.processor() or platform.machine(),
+        },
+        "scenario": args.scenario,
+        "positions_per_protocol": positions,
+        "horizon": env.horizon,
+        "steps": per_block * args.blocks,
+        "blocks": args.blocks,
+        "env_step": env_stats,
+        "bare_model_step": bare_stats,
+        "env_overhead_s": overhead,
+        "reset_s": reset_s,
+        "env_steps_per_second_incl_reset": 1.0 / amortised,
+        "target_steps_per_second": TARGET_STEPS_PER_SECOND,
+        "target_met": met,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+"""LiquidityEnv: the market as a PettingZoo ``ParallelEnv``, one agent per protocol.
+
+Every protocol in the scenario is an agent acting through the common levers
+(``Box(-1, 1, (6,))``, order :data:`~liqnet.protocols.base.LEVER_NAMES`). Each
+``step(actions)`` queues the levers with ``MarketModel.set_levers`` and advances the world
+by one ``MarketModel.step()``.
+
+Observation (float32, same length ``D`` for every agent; :attr:`observation_names`):
+
+* the protocol's own ``features()`` (:data:`~liqnet.protocols.base.FEATURE_NAMES`);
+* per market asset: log return of the reference price over the last step, realised
+  volatility over the last ``vol_window`` steps (annualised, uncentred), oracle deviation
+  ``reference / oracle - 1`` and pool deviation ``pool / reference - 1``;
+* the gas multiplier and a stressed-regime flag (current volatility regime above the
+  calmest one);
+* a one-hot of the protocol's type over the sorted registry types at construction.
+
+Values are made finite (NaN -> 0) and clipped to +-1e6.
+
+Reward of agent ``i`` at step ``t``::
+
+    (equity_t - equity_{t-1}) / scale
+    - insolvency_penalty * 1[equity_t < 0]
+    - shortfall_penalty * liquidity_need_t / scale
+
+with ``scale`` the protocol's ``total_assets()`` at reset, so rewards are O(1e-3..1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from liqnet.market.model import MarketModel
+from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES
+from liqnet.protocols.registry import available
+
+if TYPE_CHECKING:
+    from liqnet.scenarios.schema import Scenario
+
+_HOURS_PER_YEAR = 8760.0
+_OBS_LIMIT = 1e6
+_MARKET_FEATURES = ("log_return", "realised_vol", "oracle_deviation", "pool_deviation")
+_SEED_BOUND = 2**31 - 1
+
+
+class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
+    """Protocols as learning agents in one simulated market (PettingZoo parallel API).
+
+    Args:
+        scenario: A validated scenario (:func:`liqnet.scenarios.load`).
+        render_mode: ``None``, ``"ansi"`` (text table) or ``"rgb_array"`` (uint8 image).
+        horizon: Steps per episode; defaults to ``scenario.steps``.
+        insolvency_penalty: Reward subtracted on every step a protocol's equity is
+            negative (default 1.0: as bad as losing its whole initial balance sheet).
+        shortfall_penalty: Weight of unmet liquidity need (USD / scale) in the reward
+            (default 1.0: a dollar not paid out costs as much as a dollar lost).
+        vol_window: Steps in the rolling realised-volatility window (default 24).
+
+    Raises:
+        ValueError: On an unknown render mode, a horizon below 1, a negative or
+            non-finite penalty, or a window below 1.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "liqnet_liquidity_v0",
+        "render_modes": ["ansi", "rgb_array"],
+        "is_parallelizable": True,
+    }
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        render_mode: str | None = None,
+        horizon: int | None = None,
+        *,
+        insolvency_penalty: float = 1.0,
+        shortfall_penalty: float = 1.0,
+        vol_window: int = 24,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode = {render_mode!r}: allowed None or {self.metadata['render_modes']}"
+            )
+        if horizon is not None and (isinstance(horizon, bool) or int(horizon) < 1):
+            raise ValueError(f"horizon = {horizon!r}: must be an integer >= 1 (or None)")
+        penalties = {
+            "insolvency_penalty": insolvency_penalty,
+            "shortfall_penalty": shortfall_penalty,
+        }
+        for name, value in penalties.items():
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} = {value!r}: must be a finite number >= 0")
+        if int(vol_window) < 1:
+            raise ValueError(f"vol_window = {vol_window!r}: must be an integer >= 1")
+        self.scenario = scenario
+        self.render_mode = render_mode
+        self.horizon = scenario.steps if horizon is None else int(horizon)
+        self.insolvency_penalty = float(insolvency_penalty)
+        self.shortfall_penalty = float(shortfall_penalty)
+        self.vol_window = int(vol_window)
+
+        self.possible_agents: list[str] = [spec.id for spec in scenario.protocols]
+        self.agents: list[str] = []
+        self.asset_names: tuple[str, ...] = tuple(scenario.market.assets)
+        # Types of this scenario are always in the one-hot, even if registered late.
+        self.protocol_types: tuple[str, ...] = tuple(
+            sorted(set(available()) | {spec.type for spec in scenario.protocols})
+        )
+        self.observation_names: tuple[str, ...] = (
+            *FEATURE_NAMES,
+            *(f"{a}.{f}" for a in self.asset_names for f in _MARKET_FEATURES),
+            "gas_multiplier",
+            "stressed_regime",
+            *(f"type.{t}" for t in self.protocol_types),
+        )
+        n, dim = len(self.possible_agents), len(self.observation_names)
+        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        self._market_slice = slice(
+            len(FEATURE_NAMES), len(FEATURE_NAMES) + 4 * len(self.asset_names) + 2
+        )
+        self._onehot = np.zeros((n, len(self.protocol_types)), dtype=np.float32)
+        for i, spec in enumerate(scenario.protocols):
+            self._onehot[i, self.protocol_types.index(spec.type)] = 1.0
+
+        # One space object per agent, returned as-is on every call (PettingZoo API).
+        self.observation_spaces = {
+            a: spaces.Box(-np.inf, np.inf, (dim,), np.float32) for a in self.possible_agents
+        }
+        self.action_spaces = {
+            a: spaces.Box(-1.0, 1.0, (len(LEVER_NAMES),), np.float32) for a in self.possible_agents
+        }
+        self.state_space = spaces.Box(-np.inf, np.inf, (n * dim,), np.float32)
+
+        self.model: MarketModel | None = None
+        self.episode_seed: int | None = None
+        self._seed_rng: np.random.Generator | None = None
+        self._matrix = np.zeros((n, dim), dtype=np.float32)
+        self._price_history: list[np.ndarray] = []
+
+    # -- spaces ------------------------------------------------------------------------
+    def observation_space(self, agent: str) -> spaces.Box:
+        """The observation space of ``agent`` (the same object on every call)."""
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Box:
+        """The action space of ``agent``: the common levers in [-1, 1] (same object)."""
+        return self.action_spaces[agent]
+
+    # -- episode -----------------------------------------------------------------------
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        """Start an episode in a fresh world.
+
+        The world seed is ``seed`` when given (same seed -> same episode). Without one,
+        the first episode uses ``scenario.seed`` and later ones draw a seed from a
+        generator seeded by the last explicit seed (gymnasium's convention), so training
+        sees new price paths while any call sequence stays reproducible.
+
+        Args:
+            seed: World seed for this episode.
+            options: Accepted for API compatibility; unused.
+
+        Returns:
+            Observations and infos of every agent.
+        """
+        if seed is not None:
+            self.episode_seed = int(seed)
+            self._seed_rng = np.random.default_rng(self.episode_seed)
+        elif self._seed_rng is None:
+            self.episode_seed = self.scenario.seed
+            self._seed_rng = np.random.default_rng(self.episode_seed)
+        else:
+            self.episode_seed = int(self._seed_rng.integers(_SEED_BOUND))
+        self.model = model = MarketModel(self.scenario, seed=self.episode_seed)
+        self.agents = list(self.possible_agents)
+        protocols = [model.protocols[a] for a in self.possible_agents]
+        self._scale = np.array([max(p.total_assets(), 1.0) for p in protocols])
+        self._equity = np.array([p.equity() for p in protocols])
+        self._prices = self._reference()
+        self._returns = np.zeros((self.vol_window, len(self.asset_names)))
+        self._returns_seen = 0
+        self._last_return = np.zeros(len(self.asset_names))
+        self._steps_per_year = _HOURS_PER_YEAR / self.scenario.dt_hours
+        multipliers = model.price_process.regime_multipliers
+        self._calm_multiplier = float(multipliers.min())
+        self._initial_prices = self._prices.copy()
+        self._price_history = [np.ones_like(self._prices)] if self.render_mode else []
+        self._observe(self.agents)
+        observations = {a: self._matrix[self._index[a]] for a in self.agents}
+        return observations, {a: self._info(a) for a in self.agents}
+
+    def step(
+        self, actions: dict[str, np.ndarray]
+    ) -> tuple[
+        dict[str, np.ndarray],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, Any]],
+    ]:
+        """Apply every live agent's levers and advance the world one step.
+
+        An agent missing from ``actions`` applies no levers this step (its parameters
+        stay). Finite values outside [-1, 1] are clipped.
+
+        Returns:
+            Observations, rewards, terminations, truncations and infos of the agents
+            alive at the start of the step. A protocol that defaulted is terminated and
+            leaves :attr:`agents`; at the horizon the rest are truncated.
+
+        Raises:
+            ValueError: If an action is for an agent that is not alive, has the wrong
+                shape, or holds NaN or infinite values (nothing is applied then).
+            RuntimeError: If called before :meth:`reset` or after the episode ended.
+        """
+        model = self.model
+        if model is None or not self.agents:
+            raise RuntimeError("no episode in progress: call reset() first")
+        # Validate every action before queueing any, so a bad one leaves no trace.
+        levers = {agent: self._check_action(agent, a) for agent, a in actions.items()}
+        model.set_levers(levers)
+        model.step()
+
+        acting = self.agents
+        protocols = model.protocols
+        self._track_prices()
+        self._observe(acting)
+        observations, rewards, terminations, truncations, infos = {}, {}, {}, {}, {}
+        at_horizon = model.step_index >= self.horizon
+        for agent in acting:
+            i = self._index[agent]
+            protocol = protocols[agent]
+            equity = protocol.equity()
+            reward = (equity - self._equity[i]) / self._scale[i]
+            reward -= self.shortfall_penalty * protocol.liquidity_need() / self._scale[i]
+            if equity < 0.0:
+                reward -= self.insolvency_penalty
+            self._equity[i] = equity
+            observations[agent] = self._matrix[i]
+            rewards[agent] = float(reward)
+            terminations[agent] = bool(protocol.defaulted)
+            truncations[agent] = at_horizon and not protocol.defaulted
+            infos[agent] = self._info(agent)
+        self.agents = [a for a in acting if not (terminations[a] or truncations[a])]
+        return observations, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """Global state: every possible agent's observation in order, zeros for the dead."""
+        matrix = self._matrix.copy()
+        alive = set(self.agents)
+        for agent, i in self._index.items():
+            if agent not in alive:
+                matrix[i] = 0.0
+        return matrix.ravel()
+
+    # -- internals ---------------------------------------------------------------------
+    def _check_action(self, agent: str, action: Any) -> np.ndarray:
+        expected = f"a finite array of shape ({len(LEVER_NAMES)},) {LEVER_NAMES} in [-1, 1]"
+        if agent not in self.agents:
+            raise ValueError(
+                f"action for agent {agent!r}: not a live agent (live: {self.agents}); "
+                f"each live agent takes {expected}"
+            )
+        try:
+            vector = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"action for agent {agent!r}: expected {expected}, got {action!r}"
+            ) from None
+        if vector.shape != (len(LEVER_NAMES),):
+            raise ValueError(
+                f"action for agent {agent!r}: expected {expected}, got shape {vector.shape}"
+            )
+        if not np.isfinite(vector).all():
+            raise ValueError(
+                f"action for agent {agent!r}: expected {expected}, got non-finite {vector}"
+            )
+        # Levers are bounded increments, so clipping a finite overshoot is harmless.
+        return np.clip(vector, -1.0, 1.0)
+
+    def _reference(self) -> np.ndarray:
+        prices = self.model.reference_prices
+        return np.array([prices[a] for a in self.asset_names])
+
+    def _track_prices(self) -> None:
+        """Push the last step's log returns into the volatility ring buffer."""
+        prices = self._reference()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._last_return = np.log(prices / self._prices)
+        self._returns[self._returns_seen % self.vol_window] = self._last_return
+        self._returns_seen += 1
+        self._prices = prices
+        if self.render_mode:
+            self._price_history.append(prices / self._initial_prices)
+
+    def _market_features(self) -> np.ndarray:
+        model = self.model
+        seen = min(self._returns_seen, self.vol_window)
+        if seen:
+            variance = np.square(self._returns).sum(axis=0) / seen
+            vol = np.sqrt(variance * self._steps_per_year)
+        else:
+            vol = np.zeros(len(self.asset_names))
+        oracle = np.array([model.oracle_prices[a] for a in self.asset_names])
+        pool = np.array([model.pools[a].price for a in self.asset_names])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_asset = np.stack(
+                [self._last_return, vol, self._prices / oracle - 1.0, pool / self._prices - 1.0],
+                axis=1,
+            )
+        regime = model.price_process.regime
+        stressed = model.price_process.regime_multipliers[regime] > self._calm_multiplier
+        return np.concatenate([per_asset.ravel(), [model.gas_multiplier, float(stressed)]])
+
+    def _observe(self, agents: list[str]) -> None:
+        """Write a fresh observation matrix (rows of ``agents``; others stay zero)."""
+        # A new matrix each step: observations handed out earlier are rows of the old one.
+        matrix = np.zeros_like(self._matrix)
+        protocols = self.model.protocols
+        for agent in agents:
+            matrix[self._index[agent], : len(FEATURE_NAMES)] = protocols[agent].features()
+        matrix[:, self._market_slice] = self._market_features()
+        matrix[:, self._market_slice.stop :] = self._onehot
+        np.nan_to_num(matrix, copy=False, nan=0.0, posinf=_OBS_LIMIT, neginf=-_OBS_LIMIT)
+        np.clip(matrix, -_OBS_LIMIT, _OBS_LIMIT, out=matrix)
+        self._matrix = matrix
+
+    def _info(self, agent: str) -> dict[str, Any]:
+        protocol = self.model.protocols[agent]
+        return {
+            "equity": float(protocol.equity()),
+            "bad_debt": float(protocol.realised_bad_debt),
+            "liquidity_need": float(protocol.liquidity_need()),
+        }
+
+    # -- rendering ---------------------------------------------------------------------
+    def render(self) -> str | np.ndarray | None:
+        """Render the current state in :attr:`render_mode`.
+
+        Returns:
+            ``"ansi"``: a text table (step, prices, per protocol equity, cash, shortfall,
+            defaulted). ``"rgb_array"``: a ``uint8`` (H, W, 3) image. ``None`` without a
+            render mode.
+
+        Raises:
+            RuntimeError: If called before :meth:`reset`.
+        """
+        if self.render_mode is None:
+            return None
+        if self.model is None:
+            raise RuntimeError("nothing to render: call reset() first")
+        if self.render_mode == "ansi":
+            return self._render_ansi()
+        return self._render_rgb()
+
+    def _render_ansi(self) -> str:
+        model = self.model
+        prices = "  ".join(f"{a} {model.reference_prices[a]:,.2f}" for a in self.asset_names)
+        lines = [
+            f"step {model.step_index}/{self.horizon}  {prices}  gas x{model.gas_multiplier:g}",
+            f"{'protocol':<16}{'equity':>16}{'cash':>16}{'shortfall':>14}  defaulted",
+        ]
+        for agent in self.possible_agents:
+            p = model.protocols[agent]
+            lines.append(
+                f"{agent:<16}{p.equity():>16,.0f}{p.cash:>16,.0f}"
+                f"{p.liquidity_need():>14,.0f}  {'yes' if p.defaulted else 'no'}"
+            )
+        return "\n".join(lines)
+
+    def _render_rgb(self) -> np.ndarray:
+        # Imported here: most environments never render, and matplotlib is slow to load.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        model = self.model
+        fig = Figure(figsize=(6.4, 3.2), dpi=80)
+        canvas = FigureCanvasAgg(fig)
+        prices_ax, equity_ax = fig.subplots(1, 2)
+        history = np.array(self._price_history)
+        for k, asset in enumerate(self.asset_names):
+            prices_ax.plot(history[:, k], label=asset)
+        prices_ax.set_title(f"reference / initial (step {model.step_index})", fontsize=8)
+        prices_ax.legend(fontsize=7)
+        equity = [
+            model.protocols[a].equity() / self._scale[self._index[a]] for a in self.possible_agents
+        ]
+        colours = [
+            "tab:red" if model.protocols[a].defaulted else "tab:blue" for a in self.possible_agents
+        ]
+        equity_ax.bar(self.possible_agents, equity, color=colours)
+        equity_ax.set_title("equity / initial assets", fontsize=8)
+        equity_ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        canvas.draw()
+        image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        fig.clear()  # drawn and copied: drop the artists now (no pyplot registry to close)
+        return image
+
+    def close(self) -> None:
+        """Release the world and the render history."""
+        self.model = None
+        self.agents = []
+        self._price_history = []

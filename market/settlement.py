@@ -1,0 +1,175 @@
+"""Negotiation (step 2) and settlement (step 8) of inter-protocol credit.
+
+Negotiation turns each protocol's ``lend``/``lend_rate`` and ``borrow``/``borrow_rate``
+levers into orders, clears them with the scenario's mechanism and opens credit lines.
+Settlement repays or rolls over maturing lines, recognises defaults (negative equity or
+a missed repayment) and, with feedback on, clears the credit network with Eisenberg-Noe:
+claims on defaulted borrowers are written down to what the clearing vector pays, so
+losses travel along the ledger to the lenders (and may default them in turn).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from liqnet.market.clearing import eisenberg_noe
+from liqnet.market.negotiation import LiquidityOrders
+
+if TYPE_CHECKING:
+    from liqnet.market.model import MarketModel
+
+LEND, LEND_RATE, BORROW, BORROW_RATE = 2, 3, 4, 5  # positions in the lever vector
+_MIN_ORDER_USD = 1.0
+
+
+def lever_share(lever: float) -> float:
+    """Map a lever in [-1, 1] to a share in [0, 1] (-1 = nothing, +1 = everything)."""
+    return min(1.0, max(0.0, 0.5 * (float(lever) + 1.0)))
+
+
+def sync_credit(model: MarketModel) -> None:
+    """Copy each protocol's claims and debts on the ledger onto its balance sheet."""
+    lent, borrowed = model.ledger.lent_and_borrowed()
+    for i, protocol in enumerate(model.protocols.values()):
+        protocol.credit_lent = float(lent[i])
+        protocol.credit_borrowed = float(borrowed[i])
+
+
+def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple:
+    spec = model.scenario.negotiation
+    span = spec.max_rate - spec.min_rate
+    offer, request = ([], [], []), ([], [], [])
+    for i, (pid, protocol) in enumerate(model.protocols.items()):
+        if protocol.defaulted:
+            continue
+        lever = levers[pid]
+        lend = lever_share(lever[LEND]) * protocol.idle_liquidity()
+        if lend >= _MIN_ORDER_USD:
+            for column, value in zip(
+                offer, (i, lend, spec.min_rate + span * lever_share(lever[LEND_RATE])), strict=True
+            ):
+                column.append(value)
+        borrow = lever_share(lever[BORROW]) * protocol.liquidity_need()
+        if borrow >= _MIN_ORDER_USD:
+            bid = spec.min_rate + span * lever_share(lever[BORROW_RATE])
+            for column, value in zip(request, (i, borrow, bid), strict=True):
+                column.append(value)
+    return (
+        LiquidityOrders(np.array(offer[0], dtype=np.int64), offer[1], offer[2]),
+        LiquidityOrders(np.array(request[0], dtype=np.int64), request[1], request[2]),
+    )
+
+
+def negotiate(model: MarketModel, levers: dict[str, np.ndarray]) -> None:
+    """Clear this step's liquidity orders and open the matched credit lines."""
+    offers, requests = _orders(model, levers)
+    if len(offers) == 0 or len(requests) == 0:
+        return
+    matches = model.mechanism.clear(offers, requests, model.negotiation_rng)
+    if len(matches) == 0:
+        return
+    protocols = list(model.protocols.values())
+    paid = np.bincount(matches.lender, matches.amount, minlength=len(protocols))
+    received = np.bincount(matches.borrower, matches.amount, minlength=len(protocols))
+    for i, protocol in enumerate(protocols):
+        if paid[i] > 0:
+            protocol.pay_cash(float(paid[i]))
+        if received[i] > 0:
+            protocol.receive_cash(float(received[i]))
+    model.ledger.open(matches, model.step_index, model.scenario.negotiation.maturity_steps)
+    sync_credit(model)
+
+
+def _repay_or_roll(model: MarketModel) -> set[int]:
+    """Settle maturing lines; returns borrowers that missed a repayment while insolvent."""
+    ledger, step = model.ledger, model.step_index
+    protocols = list(model.protocols.values())
+    missed: set[int] = set()
+    for slot in ledger.due(step):
+        borrower = protocols[int(ledger.lines["borrower"][slot])]
+        lender = protocols[int(ledger.lines["lender"][slot])]
+        owed = float(ledger.lines["owed"][slot])
+        if borrower.available_cash() >= owed:
+            borrower.pay_cash(owed)
+            lender.receive_cash(owed)
+            ledger.close(np.array([slot]), step, "repay", np.array([owed]))
+        elif borrower.equity() > 0.0:
+            # Illiquid but solvent: the lender rolls the line over for another term.
+            ledger.roll_over(np.array([slot]), step, model.scenario.negotiation.maturity_steps)
+        else:
+            missed.add(int(ledger.lines["borrower"][slot]))
+    return missed
+
+
+def _collect_recoveries(model: MarketModel) -> None:
+    """Pay lenders what defaulted borrowers' cash allows on lines in resolution."""
+    ledger, protocols = model.ledger, list(model.protocols.values())
+    active = ledger.active_slots()
+    for slot in active[ledger.in_resolution[active]]:
+        borrower = protocols[int(ledger.lines["borrower"][slot])]
+        amount = min(float(ledger.lines["owed"][slot]), max(0.0, borrower.available_cash()))
+        if amount > 0:
+            borrower.pay_cash(amount)
+            protocols[int(ledger.lines["lender"][slot])].receive_cash(amount)
+            ledger.collect(np.array([slot]), np.array([amount]), model.step_index)
+
+
+def _clear_network(model: MarketModel) -> set[int]:
+    """Eisenberg-Noe over all protocols; write down claims; returns clearing defaults."""
+    protocols = list(model.protocols.values())
+    liabilities = model.ledger.liabilities()
+    own = np.array([p.own_equity() for p in protocols])
+    result = eisenberg_noe(liabilities, np.maximum(own, 0.0), np.maximum(-own, 0.0))
+    obligations = liabilities.sum(axis=1)
+    ledger = model.ledger
+    active = ledger.active_slots()
+    borrowers = ledger.lines["borrower"][active].astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(obligations > 0, result.payments / obligations, 1.0)
+    short = ratio[borrowers] < 1.0 - 1e-12
+    if short.any():
+        slots = active[short]
+        losses = ledger.write_down(slots, ratio[borrowers[short]], model.step_index)
+        lenders = ledger.lines["lender"][slots].astype(np.int64)
+        for lender, loss in zip(lenders, losses, strict=True):
+            model.credit_losses[protocols[lender].protocol_id] += float(loss)
+    return set(np.flatnonzero(result.defaulted).tolist())
+
+
+def settle(model: MarketModel) -> None:
+    """Step 8: maturities, recoveries, defaults and (with feedback) loss passing."""
+    ledger = model.ledger
+    protocols = list(model.protocols.values())
+    missed = _repay_or_roll(model) if ledger.lines.count else set()
+    if ledger.in_resolution.any():
+        _collect_recoveries(model)
+    sync_credit(model)
+    causes: dict[int, str] = {}
+    for i, protocol in enumerate(protocols):
+        if protocol.defaulted:
+            continue
+        if protocol.equity() < 0.0:
+            causes[i] = "negative equity"
+        elif i in missed:
+            causes[i] = "missed credit repayment"
+    if not causes:
+        return
+    for i in causes:
+        protocols[i].defaulted = True
+    if model.feedback and ledger.lines.count:
+        for i in _clear_network(model):
+            if not protocols[i].defaulted:
+                protocols[i].defaulted = True
+                causes[i] = "contagion through credit lines"
+        sync_credit(model)
+    for i, cause in causes.items():
+        model.defaults.append(
+            {
+                "step": model.step_index,
+                "protocol": protocols[i].protocol_id,
+                "equity_usd": protocols[i].equity(),
+                "cause": cause,
+            }
+        )

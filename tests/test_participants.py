@@ -1,0 +1,224 @@
+"""Tests for liqnet.market.participants: liquidator choice and arbitrage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from liqnet.market import MarketModel
+from liqnet.market.amm import ConstantProductPool
+from liqnet.market.participants import Arbitrageur, Liquidator
+from liqnet.protocols.base import LiquidationOffer
+from liqnet.scenarios import load
+
+FEE = 0.003
+
+
+@pytest.fixture
+def model() -> MarketModel:
+    """The baseline world with 200 positions per protocol."""
+    overrides = {f"protocols.{k}.params.positions": 200 for k in range(3)}
+    return MarketModel(load("baseline", overrides), seed=1)
+
+
+def pool(units: float = 1_000.0, usd: float = 3e6) -> ConstantProductPool:
+    """An ETH pool, 3,000 USD per unit unless told otherwise."""
+    return ConstantProductPool("ETH", units, usd, FEE)
+
+
+def offer(
+    model: MarketModel, seize: list[float], repay: list[float], reward: list[float] | None = None
+) -> LiquidationOffer:
+    """A hand-made offer of ETH collateral against USD repayments."""
+    n = len(seize)
+    return LiquidationOffer(
+        model.protocols["aave"],
+        "ETH",
+        "ETH",
+        np.arange(n),
+        np.asarray(repay, dtype=float),
+        np.asarray(seize, dtype=float),
+        np.zeros(n) if reward is None else np.asarray(reward, dtype=float),
+    )
+
+
+def proceeds(x: float, y: float, units: list[float]) -> np.ndarray:
+    """USD for selling ``units`` one after another, priced from the cumulative quote."""
+    cumulative = np.cumsum(units) * (1 - FEE)
+    quotes = y * cumulative / (x + cumulative)
+    return np.diff(np.concatenate(([0.0], quotes)))
+
+
+# -- Liquidator.choose -----------------------------------------------------------------
+
+
+def test_sale_proceeds_closed_form(model: MarketModel) -> None:
+    liquidator = Liquidator(model, 1e6, 5.0, 1.0)
+    got = liquidator.sale_proceeds(pool(), np.array([1.0, 2.5, 0.0, 10.0]))
+    np.testing.assert_allclose(got, proceeds(1_000.0, 3e6, [1.0, 2.5, 0.0, 10.0]), rtol=1e-12)
+    assert got[2] == 0.0
+
+
+def test_bonus_below_gas_and_slippage_is_refused(model: MarketModel) -> None:
+    liquidator = Liquidator(model, 1e6, 5.0, 1.0)
+    # Entry 0: bonus 10 at the marginal price, but the sale pays ~2,988 (fee, slippage).
+    # Entry 1: bonus 200, taken first (higher value): 2988.02 - 2800 - 5 = 183 profit.
+    o = offer(model, [1.0, 1.0], [2_990.0, 2_800.0])
+    sale = proceeds(1_000.0, 3e6, [1.0, 1.0])
+    assert sale[0] - 2_800.0 - 5.0 == pytest.approx(183.02, abs=0.01)
+    assert sale[1] - 2_990.0 - 5.0 < 1.0
+    np.testing.assert_array_equal(liquidator.choose(o, pool()), [False, True])
+    # Alone, the small bonus still does not cover the fee, slippage and gas.
+    np.testing.assert_array_equal(
+        liquidator.choose(offer(model, [1.0], [2_990.0]), pool()), [False]
+    )
+
+
+def test_reward_counts_toward_profit(model: MarketModel) -> None:
+    liquidator = Liquidator(model, 1e6, 5.0, 1.0)
+    # A perp-style offer: nothing to repay or seize, a keeper reward of 10 for gas 5.
+    assert liquidator.choose(offer(model, [0.0], [0.0], [10.0]), pool()).tolist() == [True]
+    assert liquidator.choose(offer(model, [0.0], [0.0], [5.5]), pool()).tolist() == [False]
+    strict = Liquidator(model, 1e6, 5.0, 20.0)  # min profit 20
+    assert strict.choose(offer(model, [0.0], [0.0], [10.0]), pool()).tolist() == [False]
+
+
+def test_slippage_of_earlier_sales_is_charged_to_later_entries(model: MarketModel) -> None:
+    liquidator = Liquidator(model, 1e7, 5.0, 1.0)
+    thin = pool(100.0, 300_000.0)
+    big = offer(model, [20.0, 1.0], [40_000.0, 2_500.0])
+    # Alone the small entry pays 2,961 for 2,500; after the big sale only ~2,062.
+    assert proceeds(100.0, 300_000.0, [1.0])[0] > 2_505.0
+    assert proceeds(100.0, 300_000.0, [20.0, 1.0])[1] < 2_500.0
+    np.testing.assert_array_equal(liquidator.choose(big, thin), [True, False])
+    np.testing.assert_array_equal(liquidator.choose(offer(model, [1.0], [2_500.0]), thin), [True])
+    assert thin.units == 100.0 and thin.usd == 300_000.0  # choosing does not trade
+
+
+def test_capital_limit_cuts_the_prefix(model: MarketModel) -> None:
+    # Value order: A (1000), B (950), C (50). A needs 2,000; B then needs
+    # 2,000 + 8,050 - inflow(A); C would fit alone but comes after B.
+    o = offer(model, [1.0, 3.0, 0.1], [2_000.0, 8_050.0, 250.0])
+    sale = proceeds(1_000.0, 3e6, [1.0, 3.0, 0.1])
+    need_b = 2_000.0 + 8_050.0 - (sale[0] - 5.0)
+    assert need_b == pytest.approx(7_067.0, abs=1.0)
+    for capital, expected in [
+        (1_999.0, [False, False, False]),
+        (2_000.0, [True, False, False]),
+        (5_000.0, [True, False, False]),  # C is affordable but behind B
+        (need_b + 1e-6, [True, True, True]),
+    ]:
+        liquidator = Liquidator(model, capital, 5.0, 1.0)
+        np.testing.assert_array_equal(liquidator.choose(o, pool()), expected)
+
+
+def test_higher_gas_multiplier_refuses_more(model: MarketModel) -> None:
+    liquidator = Liquidator(model, 1e7, 5.0, 1.0)
+    bonuses = np.array([5.0, 60.0, 120.0, 250.0, 500.0, 1_000.0])
+    repay = 3_000.0 * 0.5 - bonuses  # half a unit each
+    o = offer(model, [0.5] * 6, repay.tolist())
+    counts = []
+    for multiplier in (1.0, 5.0, 20.0, 50.0, 100.0, 200.0, 400.0):
+        model.gas_multiplier = multiplier
+        counts.append(int(liquidator.choose(o, pool()).sum()))
+    assert counts == sorted(counts, reverse=True)
+    assert counts[0] == 5 and counts[-1] == 0  # a bonus of 5 never covers fee + gas
+    # Gas 5 x 50 = 250: exactly the entries whose net bonus beats 250 + 1 survive.
+    model.gas_multiplier = 50.0
+    accepted = liquidator.choose(o, pool())
+    np.testing.assert_array_equal(accepted, [False, False, False, False, True, True])
+
+
+# -- Arbitrageur -----------------------------------------------------------------------
+
+
+def holdings(model: MarketModel, arb: Arbitrageur) -> tuple[float, float]:
+    """(USD, ETH units) of the arbitrageur, the ETH pool and the outside accounts."""
+    eth = model.pools["ETH"]
+    usd = arb.cash + eth.usd + model.external_cash["cex"] + model.external_cash["gas"]
+    return usd, eth.units + model.external_units["ETH"]
+
+
+@pytest.mark.parametrize("ratio", [1.02, 1.2, 0.97, 0.7])
+def test_arbitrage_moves_pool_to_reference_and_conserves(model: MarketModel, ratio: float) -> None:
+    arb = Arbitrageur(model, 1e9, 5.0, 1.0)
+    eth = model.pools["ETH"]
+    target = eth.price * ratio
+    x, y, k = eth.units, eth.usd, eth.units * eth.usd
+    usd0, units0 = holdings(model, arb)
+    cash0, gas0 = arb.cash, model.external_cash["gas"]
+    profit = arb.arbitrage(eth, target)
+    assert profit > 0
+    assert arb.cash - cash0 == pytest.approx(profit, rel=1e-9)
+    assert model.external_cash["gas"] - gas0 == 5.0
+    if ratio > 1:
+        dx = eth.usd - y
+        y_e = y + dx * (1 - FEE)
+        assert y < eth.price * eth.units  # price rose
+        assert y_e**2 / (k * (1 - FEE)) == pytest.approx(target, rel=1e-9)
+        assert eth.price < target
+        units_out = x - eth.units
+        assert profit == pytest.approx(units_out * target - dx - 5.0, rel=1e-9)
+    else:
+        du = eth.units - x
+        x_e = x + du * (1 - FEE)
+        assert k * (1 - FEE) / x_e**2 == pytest.approx(target, rel=1e-9)
+        assert eth.price > target
+        assert profit == pytest.approx((y - eth.usd) - du * target - 5.0, rel=1e-9)
+    usd1, units1 = holdings(model, arb)
+    assert usd1 == pytest.approx(usd0, abs=1e-6)
+    assert units1 == pytest.approx(units0, abs=1e-9)
+    # Arbitraged away: a second pass finds nothing worth the gas.
+    assert arb.arbitrage(eth, target) == 0.0
+
+
+@pytest.mark.parametrize("ratio", [1.05, 0.95])
+def test_arbitrage_limited_by_capital_stops_short(model: MarketModel, ratio: float) -> None:
+    arb = Arbitrageur(model, 250_000.0, 5.0, 1.0)
+    eth = model.pools["ETH"]
+    start, target = eth.price, eth.price * ratio
+    units0 = eth.units
+    usd0, all_units0 = holdings(model, arb)
+    assert arb.arbitrage(eth, target) > 0
+    if ratio > 1:
+        assert eth.usd - 400e6 == pytest.approx(250_000.0)
+        assert start < eth.price < target * (1 - FEE)
+    else:
+        assert eth.units - units0 == pytest.approx(250_000.0 / target)
+        assert target / (1 - FEE) < eth.price < start
+    assert holdings(model, arb)[0] == pytest.approx(usd0, abs=1e-6)
+    assert holdings(model, arb)[1] == pytest.approx(all_units0, abs=1e-9)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1.002, 0.998])
+def test_no_trade_inside_fee_band(model: MarketModel, ratio: float) -> None:
+    arb = Arbitrageur(model, 1e7, 5.0, 1.0)
+    eth = model.pools["ETH"]
+    before = (eth.units, eth.usd, arb.cash, dict(model.external_cash))
+    assert arb.arbitrage(eth, eth.price * ratio) == 0.0
+    assert (eth.units, eth.usd, arb.cash, dict(model.external_cash)) == before
+
+
+@pytest.mark.parametrize("ratio", [1.01, 0.99])
+def test_no_trade_below_min_profit_or_gas(model: MarketModel, ratio: float) -> None:
+    eth = model.pools["ETH"]
+    target = eth.price * ratio
+    before = (eth.units, eth.usd, dict(model.external_cash), dict(model.external_units))
+    picky = Arbitrageur(model, 1e9, 5.0, 1e9)
+    assert picky.arbitrage(eth, target) == 0.0
+    model.gas_multiplier = 1e8  # gas 5e8
+    costly = Arbitrageur(model, 1e9, 5.0, 1.0)
+    assert costly.arbitrage(eth, target) == 0.0
+    assert picky.cash == costly.cash == 1e9
+    assert (eth.units, eth.usd, dict(model.external_cash), dict(model.external_units)) == before
+    model.gas_multiplier = 1.0
+    assert costly.arbitrage(eth, target) > 0  # the same trade pays with normal gas
+
+
+def test_arbitrageur_without_cash_does_nothing(model: MarketModel) -> None:
+    arb = Arbitrageur(model, 1e7, 5.0, 1.0)
+    arb.cash = 0.0
+    eth = model.pools["ETH"]
+    before = (eth.units, eth.usd)
+    assert arb.arbitrage(eth, eth.price * 1.05) == 0.0
+    assert (eth.units, eth.usd) == before
