@@ -52,6 +52,15 @@ class ConstantProductPool:
         self.units -= out
         return out
 
+    def buy_units(self, units: float) -> float:
+        """Buy exactly ``units`` of the asset; returns the USD paid (fee included)."""
+        if not 0.0 <= units < self.units:
+            raise ValueError(f"pool {self.asset}: cannot buy {units} of {self.units} units")
+        usd_in = self.usd * units / (self.units - units) / (1.0 - self.fee)
+        self.usd += usd_in
+        self.units -= units
+        return usd_in
+
     def price_after_sell(self, units: float) -> float:
         """Marginal price after selling ``units`` (negative = buying), without trading.
 

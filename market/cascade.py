@@ -26,6 +26,8 @@ class RoundStats:
     liquidations: int = 0
     repaid_usd: float = 0.0
     bad_debt_usd: float = 0.0
+    hedges: int = 0
+    hedged_usd: float = 0.0
 
 
 def run_cascade(model: MarketModel) -> list[RoundStats]:
@@ -33,13 +35,14 @@ def run_cascade(model: MarketModel) -> list[RoundStats]:
     rounds: list[RoundStats] = []
     for round_index in range(model.max_cascade_rounds):
         offers = [o for p in model.live_protocols() for o in p.liquidation_candidates()]
-        if not offers:
+        if not offers and not model.hedgers:
             break
         stats = RoundStats()
         pool_moves: dict[str, float] = {}
         for offer in offers:
             _execute_offer(model, offer, round_index, stats, pool_moves)
-        if stats.liquidations == 0:
+        _execute_hedges(model, round_index, stats, pool_moves)
+        if stats.liquidations == 0 and stats.hedges == 0:
             break
         rounds.append(stats)
         if model.feedback:
@@ -99,6 +102,38 @@ def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_move
         stats.liquidations += int(accepted.sum())
         stats.repaid_usd += float(repay.sum())
         stats.bad_debt_usd += float(outcome.bad_debt_usd.sum())
+
+
+def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> None:
+    """Fill hedging protocols' orders on the pools (they move prices like fire sales)."""
+    for protocol in model.hedgers:
+        if protocol.defaulted:
+            continue
+        for asset, units in protocol.hedge_orders().items():
+            if abs(units) <= 1e-12:
+                continue
+            pool = model.pools[asset]
+            price_before = pool.price
+            usd = pool.sell(units) if units > 0 else -pool.buy_units(-units)
+            protocol.on_hedge_fill(asset, -units, usd)
+            pool_moves[asset] = pool_moves.get(asset, 0.0) + math.log(pool.price / price_before)
+            model.events.append(
+                step=model.step_index,
+                round=round_index,
+                kind="hedge",
+                protocol=protocol.protocol_id,
+                book="hedge",
+                asset=asset,
+                position=np.array([-1]),
+                repaid_usd=0.0,
+                seized_units=float(units),
+                proceeds_usd=float(usd),
+                reward_usd=0.0,
+                bad_debt_usd=0.0,
+                oracle_price=model.oracle_prices[asset],
+            )
+            stats.hedges += 1
+            stats.hedged_usd += abs(usd)
 
 
 def _apply_impact(model: MarketModel, asset: str, pool_log_move: float) -> None:

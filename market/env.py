@@ -36,7 +36,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from liqnet.market.model import MarketModel
-from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES
+from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES, Protocol
 from liqnet.protocols.registry import available
 
 if TYPE_CHECKING:
@@ -46,6 +46,12 @@ _HOURS_PER_YEAR = 8760.0
 _OBS_LIMIT = 1e6
 _MARKET_FEATURES = ("log_return", "realised_vol", "oracle_deviation", "pool_deviation")
 _SEED_BOUND = 2**31 - 1
+_ACTION_SHAPE = (len(LEVER_NAMES),)
+StepResult = tuple[
+    dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict]
+]
+"""``(observations, rewards, terminations, truncations, infos)``, keyed by agent."""
+_EXPECTED_ACTION = f"a finite array of shape {_ACTION_SHAPE} {LEVER_NAMES} in [-1, 1]"
 
 
 class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
@@ -88,11 +94,10 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             )
         if horizon is not None and (isinstance(horizon, bool) or int(horizon) < 1):
             raise ValueError(f"horizon = {horizon!r}: must be an integer >= 1 (or None)")
-        penalties = {
-            "insolvency_penalty": insolvency_penalty,
-            "shortfall_penalty": shortfall_penalty,
-        }
-        for name, value in penalties.items():
+        for name, value in [
+            ("insolvency_penalty", insolvency_penalty),
+            ("shortfall_penalty", shortfall_penalty),
+        ]:
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} = {value!r}: must be a finite number >= 0")
         if int(vol_window) < 1:
@@ -180,34 +185,29 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self.model = model = MarketModel(self.scenario, seed=self.episode_seed)
         self.agents = list(self.possible_agents)
         protocols = [model.protocols[a] for a in self.possible_agents]
-        self._scale = np.array([max(p.total_assets(), 1.0) for p in protocols])
-        self._equity = np.array([p.equity() for p in protocols])
-        self._prices = self._reference()
-        self._returns = np.zeros((self.vol_window, len(self.asset_names)))
+        self._scale = [max(p.total_assets(), 1.0) for p in protocols]
+        self._equity = [p.equity() for p in protocols]
+        self._prices = [model.reference_prices[a] for a in self.asset_names]
+        self._initial_prices = list(self._prices)
+        self._returns = [[0.0] * len(self._prices) for _ in range(self.vol_window)]
+        self._sum_squares = [0.0] * len(self._prices)
         self._returns_seen = 0
-        self._last_return = np.zeros(len(self.asset_names))
         self._steps_per_year = _HOURS_PER_YEAR / self.scenario.dt_hours
-        multipliers = model.price_process.regime_multipliers
-        self._calm_multiplier = float(multipliers.min())
-        self._initial_prices = self._prices.copy()
-        self._price_history = [np.ones_like(self._prices)] if self.render_mode else []
+        self._calm_multiplier = float(model.price_process.regime_multipliers.min())
+        self._price_history = [np.ones(len(self._prices))] if self.render_mode else []
         self._observe(self.agents)
         observations = {a: self._matrix[self._index[a]] for a in self.agents}
-        return observations, {a: self._info(a) for a in self.agents}
+        infos = {
+            a: _info(p, p.equity(), p.liquidity_need())
+            for a, p in zip(self.agents, protocols, strict=True)
+        }
+        return observations, infos
 
-    def step(
-        self, actions: dict[str, np.ndarray]
-    ) -> tuple[
-        dict[str, np.ndarray],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, Any]],
-    ]:
+    def step(self, actions: dict[str, np.ndarray]) -> StepResult:
         """Apply every live agent's levers and advance the world one step.
 
-        An agent missing from ``actions`` applies no levers this step (its parameters
-        stay). Finite values outside [-1, 1] are clipped.
+        An agent missing from ``actions`` acts with its standing levers this step (the
+        scenario's ``levers`` for that protocol). Finite values outside [-1, 1] are clipped.
 
         Returns:
             Observations, rewards, terminations, truncations and infos of the agents
@@ -236,9 +236,8 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         for agent in acting:
             i = self._index[agent]
             protocol = protocols[agent]
-            equity = protocol.equity()
-            reward = (equity - self._equity[i]) / self._scale[i]
-            reward -= self.shortfall_penalty * protocol.liquidity_need() / self._scale[i]
+            equity, need = protocol.equity(), protocol.liquidity_need()
+            reward = (equity - self._equity[i] - self.shortfall_penalty * need) / self._scale[i]
             if equity < 0.0:
                 reward -= self.insolvency_penalty
             self._equity[i] = equity
@@ -246,7 +245,7 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             rewards[agent] = float(reward)
             terminations[agent] = bool(protocol.defaulted)
             truncations[agent] = at_horizon and not protocol.defaulted
-            infos[agent] = self._info(agent)
+            infos[agent] = _info(protocol, equity, need)
         self.agents = [a for a in acting if not (terminations[a] or truncations[a])]
         return observations, rewards, terminations, truncations, infos
 
@@ -261,62 +260,63 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
 
     # -- internals ---------------------------------------------------------------------
     def _check_action(self, agent: str, action: Any) -> np.ndarray:
-        expected = f"a finite array of shape ({len(LEVER_NAMES)},) {LEVER_NAMES} in [-1, 1]"
         if agent not in self.agents:
-            raise ValueError(
-                f"action for agent {agent!r}: not a live agent (live: {self.agents}); "
-                f"each live agent takes {expected}"
-            )
+            raise _action_error(agent, f"it is not a live agent (live: {self.agents})")
         try:
             vector = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"action for agent {agent!r}: expected {expected}, got {action!r}"
-            ) from None
-        if vector.shape != (len(LEVER_NAMES),):
-            raise ValueError(
-                f"action for agent {agent!r}: expected {expected}, got shape {vector.shape}"
-            )
+            raise _action_error(agent, f"got {action!r}") from None
+        if vector.shape != _ACTION_SHAPE:
+            raise _action_error(agent, f"got shape {vector.shape}")
         if not np.isfinite(vector).all():
-            raise ValueError(
-                f"action for agent {agent!r}: expected {expected}, got non-finite {vector}"
-            )
+            raise _action_error(agent, f"got non-finite {vector}")
         # Levers are bounded increments, so clipping a finite overshoot is harmless.
-        return np.clip(vector, -1.0, 1.0)
-
-    def _reference(self) -> np.ndarray:
-        prices = self.model.reference_prices
-        return np.array([prices[a] for a in self.asset_names])
+        return np.minimum(np.maximum(vector, -1.0), 1.0)
 
     def _track_prices(self) -> None:
-        """Push the last step's log returns into the volatility ring buffer."""
-        prices = self._reference()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self._last_return = np.log(prices / self._prices)
-        self._returns[self._returns_seen % self.vol_window] = self._last_return
-        self._returns_seen += 1
-        self._prices = prices
-        if self.render_mode:
-            self._price_history.append(prices / self._initial_prices)
+        """Push the last step's log returns into the volatility ring buffer.
 
-    def _market_features(self) -> np.ndarray:
+        Plain floats: with a handful of assets, NumPy's per-call cost would dominate.
+        """
+        reference = self.model.reference_prices
+        slot = self._returns_seen % self.vol_window
+        old = self._returns[slot]
+        new = []
+        for j, asset in enumerate(self.asset_names):
+            price, previous = reference[asset], self._prices[j]
+            ok = price > 0.0 and previous > 0.0 and math.isfinite(price / previous)
+            new.append(math.log(price / previous) if ok else 0.0)
+            self._prices[j] = price
+        self._returns[slot] = new
+        self._returns_seen += 1
+        if slot == 0:  # once per window, re-add from scratch so rounding cannot drift
+            self._sum_squares = [
+                math.fsum(r[j] ** 2 for r in self._returns) for j in range(len(new))
+            ]
+        else:
+            self._sum_squares = [
+                max(0.0, s + r * r - o * o)
+                for s, r, o in zip(self._sum_squares, new, old, strict=True)
+            ]
+        if self.render_mode:
+            self._price_history.append(np.divide(self._prices, self._initial_prices))
+
+    def _market_features(self) -> list[float]:
         model = self.model
         seen = min(self._returns_seen, self.vol_window)
-        if seen:
-            variance = np.square(self._returns).sum(axis=0) / seen
-            vol = np.sqrt(variance * self._steps_per_year)
-        else:
-            vol = np.zeros(len(self.asset_names))
-        oracle = np.array([model.oracle_prices[a] for a in self.asset_names])
-        pool = np.array([model.pools[a].price for a in self.asset_names])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_asset = np.stack(
-                [self._last_return, vol, self._prices / oracle - 1.0, pool / self._prices - 1.0],
-                axis=1,
-            )
+        last = self._returns[(self._returns_seen - 1) % self.vol_window]
+        values: list[float] = []
+        for j, asset in enumerate(self.asset_names):
+            reference, oracle = self._prices[j], model.oracle_prices[asset]
+            pool = model.pools[asset].price
+            vol = math.sqrt(self._sum_squares[j] / seen * self._steps_per_year) if seen else 0.0
+            oracle_dev = reference / oracle - 1.0 if oracle > 0.0 else 0.0
+            pool_dev = pool / reference - 1.0 if reference > 0.0 else 0.0
+            values += (last[j] if seen else 0.0, vol, oracle_dev, pool_dev)
         regime = model.price_process.regime
         stressed = model.price_process.regime_multipliers[regime] > self._calm_multiplier
-        return np.concatenate([per_asset.ravel(), [model.gas_multiplier, float(stressed)]])
+        values += (model.gas_multiplier, float(stressed))
+        return values
 
     def _observe(self, agents: list[str]) -> None:
         """Write a fresh observation matrix (rows of ``agents``; others stay zero)."""
@@ -327,17 +327,11 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             matrix[self._index[agent], : len(FEATURE_NAMES)] = protocols[agent].features()
         matrix[:, self._market_slice] = self._market_features()
         matrix[:, self._market_slice.stop :] = self._onehot
-        np.nan_to_num(matrix, copy=False, nan=0.0, posinf=_OBS_LIMIT, neginf=-_OBS_LIMIT)
-        np.clip(matrix, -_OBS_LIMIT, _OBS_LIMIT, out=matrix)
+        if not np.isfinite(matrix).all():
+            np.nan_to_num(matrix, copy=False, nan=0.0, posinf=_OBS_LIMIT, neginf=-_OBS_LIMIT)
+        np.minimum(matrix, _OBS_LIMIT, out=matrix)
+        np.maximum(matrix, -_OBS_LIMIT, out=matrix)
         self._matrix = matrix
-
-    def _info(self, agent: str) -> dict[str, Any]:
-        protocol = self.model.protocols[agent]
-        return {
-            "equity": float(protocol.equity()),
-            "bad_debt": float(protocol.realised_bad_debt),
-            "liquidity_need": float(protocol.liquidity_need()),
-        }
 
     # -- rendering ---------------------------------------------------------------------
     def render(self) -> str | np.ndarray | None:
@@ -388,12 +382,9 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             prices_ax.plot(history[:, k], label=asset)
         prices_ax.set_title(f"reference / initial (step {model.step_index})", fontsize=8)
         prices_ax.legend(fontsize=7)
-        equity = [
-            model.protocols[a].equity() / self._scale[self._index[a]] for a in self.possible_agents
-        ]
-        colours = [
-            "tab:red" if model.protocols[a].defaulted else "tab:blue" for a in self.possible_agents
-        ]
+        protocols = [model.protocols[a] for a in self.possible_agents]
+        equity = [p.equity() / s for p, s in zip(protocols, self._scale, strict=True)]
+        colours = ["tab:red" if p.defaulted else "tab:blue" for p in protocols]
         equity_ax.bar(self.possible_agents, equity, color=colours)
         equity_ax.set_title("equity / initial assets", fontsize=8)
         equity_ax.tick_params(labelsize=7)
@@ -408,3 +399,17 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self.model = None
         self.agents = []
         self._price_history = []
+
+
+def _info(protocol: Protocol, equity: float, need: float) -> dict[str, float]:
+    """An agent's info dict: equity, realised bad debt and unmet liquidity need (USD)."""
+    return {
+        "equity": float(equity),
+        "bad_debt": float(protocol.realised_bad_debt),
+        "liquidity_need": float(need),
+    }
+
+
+def _action_error(agent: str, detail: str) -> ValueError:
+    """The one error for a malformed action: agent, expected shape and range, detail."""
+    return ValueError(f"action for agent {agent!r}: expected {_EXPECTED_ACTION}; {detail}")

@@ -113,12 +113,17 @@ class MarketModel(mesa.Model):
             cls = get_protocol_class(spec.type)
             self.protocols[spec.id] = cls(self, spec.id, cls.Params.model_validate(spec.params))
 
+        # Protocols that trade on the pools themselves (delta hedgers), found once.
+        self.hedgers = [
+            p for p in self.protocols.values() if type(p).hedge_orders is not Protocol.hedge_orders
+        ]
         self._gas_schedule = {}
         for spike in scenario.gas_spikes:
             for t in range(spike.step, spike.step + spike.duration_steps):
                 self._gas_schedule[t] = self._gas_schedule.get(t, 1.0) * spike.multiplier
         self.pending_levers: dict[str, np.ndarray] = {}
         self.standing_levers = {spec.id: spec.lever_vector() for spec in scenario.protocols}
+        self.last_levers = dict(self.standing_levers)
         self.ledger = CreditLedger(list(self.protocols))
         self.mechanism = get_mechanism(
             scenario.negotiation.mechanism, **scenario.negotiation.params
@@ -195,6 +200,7 @@ class MarketModel(mesa.Model):
         # 1. Levers: what agents set this step, else each protocol's standing levers.
         levers = {**self.standing_levers, **self.pending_levers}
         self.pending_levers = {}
+        self.last_levers = levers
         for protocol_id, protocol in self.protocols.items():
             vector = levers[protocol_id]
             if not protocol.defaulted and (vector[0] != 0.0 or vector[1] != 0.0):
@@ -251,4 +257,10 @@ class MarketModel(mesa.Model):
             reporters[f"{pid}.credit_lent"] = lambda m, p=pid: m.protocols[p].credit_lent
             reporters[f"{pid}.credit_borrowed"] = lambda m, p=pid: m.protocols[p].credit_borrowed
             reporters[f"{pid}.credit_losses"] = lambda m, p=pid: m.credit_losses[p]
+            for k, lever in enumerate(LEVER_NAMES):
+                reporters[f"{pid}.lever.{lever}"] = lambda m, p=pid, k=k: float(m.last_levers[p][k])
+            for name in self.asset_names:
+                reporters[f"{pid}.exposure.{name}"] = lambda m, p=pid, n=name: (
+                    m.protocols[p].asset_exposures().get(n, 0.0)
+                )
         return reporters

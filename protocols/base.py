@@ -186,6 +186,19 @@ class Protocol(mesa.Agent, abc.ABC):
     ) -> LiquidationOutcome:
         """Apply the accepted entries of ``offer``; cash and units move with the caller."""
 
+    # -- hedging -----------------------------------------------------------------------
+    def hedge_orders(self) -> dict[str, float]:
+        """Units of each asset to sell (+) or buy (-) on the AMM in this cascade round.
+
+        Hedging protocols (option vaults delta-hedging) override this; their trades move
+        pools and prices like liquidations do and are recorded as ``hedge`` events.
+        """
+        return {}
+
+    def on_hedge_fill(self, asset: str, units: float, usd: float) -> None:
+        """The market filled a hedge: ``units`` (signed, + received) for ``usd`` (+ received)."""
+        raise NotImplementedError(f"{type(self).__name__} placed hedge orders but cannot fill")
+
     # -- liquidity ---------------------------------------------------------------------
     def available_cash(self) -> float:
         """Cash the protocol can pay out to other protocols right now."""

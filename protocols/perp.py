@@ -328,8 +328,13 @@ class PerpExchange(Protocol):
         return max(0.0, self.vault_cash - reserved)
 
     def own_equity(self) -> float:
-        """Insurance fund + treasury, less any vault deficit (LPs' claims floor at 0)."""
-        return self.insurance_fund + self.treasury + min(0.0, self.vault_nav())
+        """Insurance fund + treasury + LP vault NAV.
+
+        LPs are the exchange's first-loss capital (the counterparty to every trader), so
+        their NAV is equity, junior to anything the exchange borrows: the exchange is
+        insolvent once losses exhaust the vault, the insurance fund and the treasury.
+        """
+        return self.insurance_fund + self.treasury + self.vault_nav()
 
     def total_assets(self) -> float:
         """All cash the exchange holds."""
@@ -338,6 +343,14 @@ class PerpExchange(Protocol):
     def held_units(self) -> dict[str, float]:
         """Perps are cash-settled: the exchange holds no asset units."""
         return {}
+
+    def asset_exposures(self) -> dict[str, float]:
+        """USD size of the vault's net position per market (it takes the other side)."""
+        return {
+            m.asset: abs(m.sides["long"].sums["size"] - m.sides["short"].sums["size"])
+            * self.model.oracle_prices[m.asset]
+            for m in self.markets.values()
+        }
 
     def available_cash(self) -> float:
         """Free vault cash: margins and reserved profits are not the exchange's to pay."""

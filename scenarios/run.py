@@ -29,6 +29,9 @@ class RunResult:
         events: Every liquidation, with its step and cascade round.
         summary: Headline figures (see :func:`summarise`).
         defaults: Each default with its step and cause.
+        credit: Every credit-line event (open, repay, rollover, default, recovery).
+        credit_lines: Credit lines still open at the end.
+        protocol_types: Registered type of each protocol, by id.
     """
 
     scenario: Scenario
@@ -38,6 +41,9 @@ class RunResult:
     events: pd.DataFrame
     summary: dict[str, Any]
     defaults: list[dict[str, Any]] = field(default_factory=list)
+    credit: pd.DataFrame = field(default_factory=pd.DataFrame)
+    credit_lines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    protocol_types: dict[str, str] = field(default_factory=dict)
 
     def save(self, out_dir: str | Path, figure: bool = True) -> Path:
         """Write ``timeseries.parquet``, ``events.parquet``, ``summary.json`` (and a PNG).
@@ -49,12 +55,15 @@ class RunResult:
         out.mkdir(parents=True, exist_ok=True)
         _atomic(out / "timeseries.parquet", lambda p: self.timeseries.to_parquet(p))
         _atomic(out / "events.parquet", lambda p: self.events.to_parquet(p))
+        _atomic(out / "credit.parquet", lambda p: self.credit.to_parquet(p))
+        _atomic(out / "credit_lines.parquet", lambda p: self.credit_lines.to_parquet(p))
         payload = {
             "scenario": self.scenario.name,
             "seed": self.seed,
             "feedback": self.feedback,
             "summary": self.summary,
             "defaults": self.defaults,
+            "protocol_types": self.protocol_types,
         }
         text = json.dumps(payload, indent=2, default=float)
         _atomic(out / "summary.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
@@ -97,6 +106,7 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         path = timeseries[f"{asset}.reference"]
         drawdowns[asset] = float((1.0 - path / path.cummax()).max())
     rounds = [len(r) for r in model.cascade_history]
+    credit = model.ledger.history()
     initial = timeseries.iloc[0]
     return {
         "steps": model.step_index,
@@ -122,6 +132,8 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         },
         "min_equity_usd": {p: float(timeseries[f"{p}.equity"].min()) for p in model.protocols},
         "oracle_updates": sum(o.updates for o in model.oracles.values()),
+        "credit_opened_usd": float(credit.loc[credit["kind"] == "open", "amount_usd"].sum()),
+        "credit_losses_usd": dict(model.credit_losses),
     }
 
 
@@ -157,4 +169,7 @@ def run(
         events=events,
         summary=summarise(model, timeseries, events),
         defaults=list(model.defaults),
+        credit=model.ledger.history(),
+        credit_lines=model.ledger.open_lines(),
+        protocol_types={pid: p.type_name for pid, p in model.protocols.items()},
     )

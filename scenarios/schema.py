@@ -155,6 +155,9 @@ class ProtocolSpec(StrictModel):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
     levers: dict[str, float] = Field(default_factory=dict)
+    policy: str = Field(
+        "static", min_length=1, description='who sets the levers: "static" or a policy spec'
+    )
 
     @pydantic.field_validator("levers")
     @classmethod

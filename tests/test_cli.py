@@ -38,6 +38,8 @@ def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     assert {p.name for p in out.iterdir()} == {
         "timeseries.parquet",
+        "credit.parquet",
+        "credit_lines.parquet",
         "events.parquet",
         "summary.json",
         "scenario.json",

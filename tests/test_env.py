@@ -121,6 +121,23 @@ def test_observation_layout_type_one_hot_and_market_block() -> None:
     assert obs[names.index("gas_multiplier")] == pytest.approx(model.gas_multiplier)
 
 
+def test_market_block_tracks_returns_and_rolling_realised_volatility() -> None:
+    env = env_for("vol_regime", horizon=None, vol_window=24)
+    env.reset(seed=5)
+    names, rng = env.observation_names, np.random.default_rng(0)
+    prices = [env.model.reference_prices["BTC"]]
+    for _ in range(40):
+        obs = env.step(random_actions(env, rng))[0]["aave"]
+        prices.append(env.model.reference_prices["BTC"])
+    returns = np.diff(np.log(prices))
+    steps_per_year = 8760.0 / env.scenario.dt_hours
+    realised = np.sqrt(np.mean(returns[-24:] ** 2) * steps_per_year)
+    assert obs[names.index("BTC.log_return")] == pytest.approx(returns[-1], rel=1e-5)
+    assert obs[names.index("BTC.realised_vol")] == pytest.approx(realised, rel=1e-5)
+    stressed = env.model.price_process.regime != 0  # vol_regime: regime 1 is x4 volatility
+    assert obs[names.index("stressed_regime")] == float(stressed)
+
+
 def test_reward_is_scaled_equity_change_minus_shortfall_penalty() -> None:
     # vol_regime, seed 0: the perp's LPs ask for more than its free cash from step ~130.
     env = env_for("vol_regime", horizon=None, shortfall_penalty=0.5, insolvency_penalty=0.0)
@@ -154,7 +171,7 @@ def test_default_terminates_only_that_agent_with_penalty() -> None:
     assert rewards["aave"] < -1.0  # lost more than its equity, plus the insolvency penalty
     state = env.state().reshape(len(env.possible_agents), -1)
     assert not state[0].any() and state[1].any()
-    with pytest.raises(ValueError, match="'aave': not a live agent"):
+    with pytest.raises(ValueError, match=r"'aave'.*\(6,\).*\[-1, 1\].*not a live agent"):
         env.step({"aave": np.zeros(6)})
     observations, *_ = env.step(random_actions(env, rng))
     assert set(observations) == {"compound", "dydx"}
@@ -194,7 +211,7 @@ def test_malformed_action_raises_and_applies_nothing(action: object, match: str)
 def test_unknown_agent_raises() -> None:
     env = env_for(horizon=5)
     env.reset(seed=0)
-    with pytest.raises(ValueError, match=r"'maker': not a live agent.*\(6,\)"):
+    with pytest.raises(ValueError, match=r"'maker'.*\(6,\).*not a live agent"):
         env.step({"maker": np.zeros(6)})
 
 

@@ -15,7 +15,7 @@ import pytest
 from liqnet.scenarios import Scenario, ScenarioError, builtin_names, load
 from liqnet.scenarios.loader import apply_overrides, parse_override_value, resolve_raw
 
-BUILTINS = ["bank_run", "baseline", "flash_crash", "vol_regime"]
+BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_regime"]
 
 MINIMAL_TOML = """\
 name = "tiny"

@@ -16,13 +16,22 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from liqnet.protocols import LEVER_NAMES
 from liqnet.scenarios import RunResult, Scenario, load, run
 from liqnet.scenarios.loader import validate
 
 SMALL: dict[str, Any] = {f"protocols.{i}.params.positions": 500 for i in range(3)}
 """Overrides shrinking every protocol of the built-ins to 500 positions."""
 
-SAVED_FILES = {"timeseries.parquet", "events.parquet", "summary.json", "scenario.json", "run.png"}
+SAVED_FILES = {
+    "timeseries.parquet",
+    "events.parquet",
+    "credit.parquet",
+    "credit_lines.parquet",
+    "summary.json",
+    "scenario.json",
+    "run.png",
+}
 SUMMARY_KEYS = {
     "steps",
     "bad_debt_usd",
@@ -40,6 +49,8 @@ SUMMARY_KEYS = {
     "equity_change_usd",
     "min_equity_usd",
     "oracle_updates",
+    "credit_opened_usd",
+    "credit_losses_usd",
 }
 CRASH_STEPS = 40  # past the crash (steps 20-23) and into the recovery
 
@@ -58,6 +69,8 @@ def expected_columns(scenario: Scenario) -> set[str]:
         columns |= {f"{spec.id}.{k}" for k in ("equity", "cash", "bad_debt", "liquidated")}
         columns |= {f"{spec.id}.{k}" for k in ("shortfall", "credit_lent", "credit_borrowed")}
         columns.add(f"{spec.id}.credit_losses")
+        columns |= {f"{spec.id}.exposure.{asset}" for asset in scenario.market.assets}
+        columns |= {f"{spec.id}.lever.{lever}" for lever in LEVER_NAMES}
     return columns
 
 
