@@ -145,7 +145,7 @@ def test_money_is_conserved_through_negotiation_repayment_and_default() -> None:
 def test_bad_negotiation_spec_is_a_clear_error() -> None:
     from liqnet.scenarios import ScenarioError
 
-    with pytest.raises(ScenarioError, match="mechanism 'auction9'.*call_auction"):
+    with pytest.raises(ScenarioError, match=r"mechanism .auction9.*call_auction"):
         load("baseline", {"negotiation.mechanism": "auction9"})
     with pytest.raises(ScenarioError, match="min_rate"):
         load("baseline", {"negotiation.min_rate": 0.6, "negotiation.max_rate": 0.5})
