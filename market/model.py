@@ -134,7 +134,7 @@ class MarketModel(mesa.Model):
         self.cascade_history: list[list[RoundStats]] = []
         self.defaults: list[dict[str, Any]] = []
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
-        self.datacollector.collect(self)
+        self.collect()
 
     # -- randomness --------------------------------------------------------------------
     def rng_for(self, stream: str) -> np.random.Generator:
@@ -231,36 +231,45 @@ class MarketModel(mesa.Model):
         # 8. Settlement: maturities, defaults, clearing and loss passing.
         settle(self)
         # 9. Observe.
-        self.datacollector.collect(self)
+        self.collect()
 
     # -- data collection ---------------------------------------------------------------
-    def _reporters(self) -> dict[str, Any]:
-        reporters: dict[str, Any] = {
-            "step": lambda m: m.step_index,
-            "regime": lambda m: m.price_process.regime,
-            "gas_multiplier": lambda m: m.gas_multiplier,
-            "cascade_rounds": lambda m: len(m.cascade_history[-1]) if m.cascade_history else 0,
-            "liquidations": lambda m: (
-                sum(r.liquidations for r in m.cascade_history[-1]) if m.cascade_history else 0
-            ),
+    def _row(self) -> dict[str, float]:
+        """This step's time-series row, computed once (the reporters only look it up)."""
+        rounds = self.cascade_history[-1] if self.cascade_history else []
+        row: dict[str, float] = {
+            "step": self.step_index,
+            "regime": self.price_process.regime,
+            "gas_multiplier": self.gas_multiplier,
+            "cascade_rounds": len(rounds),
+            "liquidations": sum(r.liquidations for r in rounds),
         }
         for name in self.asset_names:
-            reporters[f"{name}.reference"] = lambda m, n=name: m.reference_prices[n]
-            reporters[f"{name}.pool"] = lambda m, n=name: m.pools[n].price
-            reporters[f"{name}.oracle"] = lambda m, n=name: m.oracle_prices[n]
-        for pid in self.protocols:
-            reporters[f"{pid}.equity"] = lambda m, p=pid: m.protocols[p].equity()
-            reporters[f"{pid}.cash"] = lambda m, p=pid: m.protocols[p].cash
-            reporters[f"{pid}.bad_debt"] = lambda m, p=pid: m.protocols[p].realised_bad_debt
-            reporters[f"{pid}.liquidated"] = lambda m, p=pid: m.protocols[p].liquidated_usd_step
-            reporters[f"{pid}.shortfall"] = lambda m, p=pid: m.protocols[p].liquidity_shortfall
-            reporters[f"{pid}.credit_lent"] = lambda m, p=pid: m.protocols[p].credit_lent
-            reporters[f"{pid}.credit_borrowed"] = lambda m, p=pid: m.protocols[p].credit_borrowed
-            reporters[f"{pid}.credit_losses"] = lambda m, p=pid: m.credit_losses[p]
+            row[f"{name}.reference"] = self.reference_prices[name]
+            row[f"{name}.pool"] = self.pools[name].price
+            row[f"{name}.oracle"] = self.oracle_prices[name]
+        for pid, protocol in self.protocols.items():
+            row[f"{pid}.equity"] = protocol.equity()
+            row[f"{pid}.cash"] = protocol.cash
+            row[f"{pid}.bad_debt"] = protocol.realised_bad_debt
+            row[f"{pid}.liquidated"] = protocol.liquidated_usd_step
+            row[f"{pid}.shortfall"] = protocol.liquidity_shortfall
+            row[f"{pid}.credit_lent"] = protocol.credit_lent
+            row[f"{pid}.credit_borrowed"] = protocol.credit_borrowed
+            row[f"{pid}.credit_losses"] = self.credit_losses[pid]
             for k, lever in enumerate(LEVER_NAMES):
-                reporters[f"{pid}.lever.{lever}"] = lambda m, p=pid, k=k: float(m.last_levers[p][k])
+                row[f"{pid}.lever.{lever}"] = float(self.last_levers[pid][k])
+            exposures = protocol.asset_exposures()
             for name in self.asset_names:
-                reporters[f"{pid}.exposure.{name}"] = lambda m, p=pid, n=name: (
-                    m.protocols[p].asset_exposures().get(n, 0.0)
-                )
-        return reporters
+                row[f"{pid}.exposure.{name}"] = exposures.get(name, 0.0)
+        return row
+
+    def _reporters(self) -> dict[str, Any]:
+        """Mesa DataCollector reporters: one per column of :meth:`_row`."""
+        self._current_row = self._row()
+        return {key: (lambda m, k=key: m._current_row[k]) for key in self._current_row}
+
+    def collect(self) -> None:
+        """Record the current state as one row of the time series."""
+        self._current_row = self._row()
+        self.datacollector.collect(self)

@@ -37,7 +37,7 @@ def sync_credit(model: MarketModel) -> None:
         protocol.credit_borrowed = float(borrowed[i])
 
 
-def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple:
+def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple | None:
     spec = model.scenario.negotiation
     span = spec.max_rate - spec.min_rate
     offer, request = ([], [], []), ([], [], [])
@@ -56,6 +56,8 @@ def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple:
             bid = spec.min_rate + span * lever_share(lever[BORROW_RATE])
             for column, value in zip(request, (i, borrow, bid), strict=True):
                 column.append(value)
+    if not offer[0] or not request[0]:
+        return None  # nothing can match: skip building (and validating) the books
     return (
         LiquidityOrders(np.array(offer[0], dtype=np.int64), offer[1], offer[2]),
         LiquidityOrders(np.array(request[0], dtype=np.int64), request[1], request[2]),
@@ -64,9 +66,10 @@ def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple:
 
 def negotiate(model: MarketModel, levers: dict[str, np.ndarray]) -> None:
     """Clear this step's liquidity orders and open the matched credit lines."""
-    offers, requests = _orders(model, levers)
-    if len(offers) == 0 or len(requests) == 0:
+    books = _orders(model, levers)
+    if books is None:
         return
+    offers, requests = books
     matches = model.mechanism.clear(offers, requests, model.negotiation_rng)
     if len(matches) == 0:
         return
