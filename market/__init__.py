@@ -1,6 +1,7 @@
 """The world: prices, oracles, AMM pools, liquidators, arbitrageurs and MarketModel."""
 
 from liqnet.market.amm import ConstantProductPool
+from liqnet.market.env import LiquidityEnv
 from liqnet.market.model import MarketModel
 from liqnet.market.oracle import Oracle
 from liqnet.market.participants import Arbitrageur, Liquidator
@@ -11,6 +12,7 @@ __all__ = [
     "AssetDynamics",
     "ConstantProductPool",
     "Liquidator",
+    "LiquidityEnv",
     "MarketModel",
     "Oracle",
     "PriceProcess",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 LEND, LEND_RATE, BORROW, BORROW_RATE = 2, 3, 4, 5  # positions in the lever vector
 _MIN_ORDER_USD = 1.0
+_INSOLVENCY_TOLERANCE = 1e-9
 
 
 def lever_share(lever: float) -> float:
@@ -153,7 +154,8 @@ def settle(model: MarketModel) -> None:
     for i, protocol in enumerate(protocols):
         if protocol.defaulted:
             continue
-        if protocol.equity() < 0.0:
+        # A relative tolerance keeps round-off (equity of -1e-9 USD) from defaulting anyone.
+        if protocol.equity() < -_INSOLVENCY_TOLERANCE * max(protocol.total_assets(), 1.0):
             causes[i] = "negative equity"
         elif i in missed:
             causes[i] = "missed credit repayment"

@@ -159,7 +159,7 @@ def run(
     model = MarketModel(scenario, seed=seed, feedback=feedback)
     for _ in range(scenario.steps if steps is None else steps):
         model.step()
-    timeseries = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    timeseries = model.timeseries()
     events = model.events.to_frame()
     return RunResult(
         scenario=scenario,

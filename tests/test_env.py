@@ -277,8 +277,11 @@ def test_constructor_rejects_bad_arguments() -> None:
     scenario = small(positions=POSITIONS)
     with pytest.raises(ValueError, match="render_mode = 'human'"):
         LiquidityEnv(scenario, render_mode="human")
-    with pytest.raises(ValueError, match="horizon = 0"):
-        LiquidityEnv(scenario, horizon=0)
+    for horizon in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"horizon = {horizon}"):
+            LiquidityEnv(scenario, horizon=horizon)
+    with pytest.raises(ValueError, match="vol_window = 0"):
+        LiquidityEnv(scenario, vol_window=0)
     with pytest.raises(ValueError, match="insolvency_penalty = -1"):
         LiquidityEnv(scenario, insolvency_penalty=-1)
 

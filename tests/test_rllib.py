@@ -10,12 +10,11 @@ import math
 from collections.abc import Iterator
 
 import pytest
-
-ray = pytest.importorskip("ray")
-from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402
-from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig  # noqa: E402
-from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv  # noqa: E402
-from ray.rllib.utils.metrics import (  # noqa: E402
+import ray
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     EPISODE_RETURN_MEAN,
     LEARNER_RESULTS,
@@ -23,9 +22,9 @@ from ray.rllib.utils.metrics import (  # noqa: E402
     NUM_EPISODES,
     NUM_MODULE_STEPS_SAMPLED,
 )
-from ray.tune.registry import register_env  # noqa: E402
+from ray.tune.registry import register_env
 
-from liqnet.scenarios.envs import make_env  # noqa: E402
+from liqnet.scenarios.envs import make_env
 
 ENV_NAME = "liqnet_liquidity_small"
 HORIZON = 50

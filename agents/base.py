@@ -1,0 +1,116 @@
+"""The policy interface: observations in, levers out, batched over agents.
+
+Every policy - static governance, rules of thumb, Bayesian risk managers, forecasters,
+learned MAPPO actors - implements :class:`Policy`, so the env runner, the scenario runner,
+sweeps and evaluation drive them all the same way. Policies see only observations and
+spaces (the architecture's rule for ``liqnet.agents``), never protocol internals.
+
+Scenario files pick a policy per protocol with a *policy spec* string: ``"static"``,
+``"vol_target"``, ``"bayesian"``, ``"forecaster:PATH"``, ``"mappo:PATH"`` - a registered
+name, optionally followed by ``:`` and an argument (usually a checkpoint path).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from gymnasium import spaces
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy learns about its environment before acting.
+
+    Attributes:
+        agent_ids: The agents this policy acts for, in a fixed order.
+        observation_space: Each agent's observation space (all the same shape).
+        action_space: Each agent's action space (the common levers).
+        observation_names: Name of each observation entry, in order (lets rule-based
+            policies find e.g. ``realised_vol`` without knowing the env's layout).
+        dt_hours: Market time per step.
+        seed: Seed for any randomness the policy uses.
+    """
+
+    agent_ids: tuple[str, ...]
+    observation_space: spaces.Box
+    action_space: spaces.Box
+    observation_names: tuple[str, ...]
+    dt_hours: float
+    seed: int = 0
+
+    def index(self, name: str) -> int:
+        """Position of observation entry ``name`` (clear error if absent)."""
+        try:
+            return self.observation_names.index(name)
+        except ValueError:
+            raise KeyError(
+                f"observation {name!r} not found; available: {list(self.observation_names)}"
+            ) from None
+
+
+class Policy(abc.ABC):
+    """Maps each agent's observation to its lever vector.
+
+    Subclasses set ``name`` (the spec name used in scenario files) and implement
+    :meth:`act`. :meth:`reset` is called at the start of every episode.
+    """
+
+    name: ClassVar[str]
+
+    def reset(self, context: PolicyContext) -> None:
+        """Start an episode; keep what :meth:`act` needs from ``context``."""
+        self.context = context
+
+    @abc.abstractmethod
+    def act(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Levers (float32, shape ``(6,)``, in [-1, 1]) for every agent observed."""
+
+    def act_batch(self, observations: np.ndarray) -> np.ndarray:
+        """Array form: ``(n_agents, D)`` observations -> ``(n_agents, 6)`` levers."""
+        ids = self.context.agent_ids[: observations.shape[0]]
+        actions = self.act(dict(zip(ids, observations, strict=True)))
+        return np.stack([actions[a] for a in ids])
+
+
+PolicyFactory = Callable[[str | None], Policy]
+"""Builds a policy from the argument after ``:`` in a spec (``None`` if absent)."""
+
+_REGISTRY: dict[str, PolicyFactory] = {}
+
+
+def register_policy(name: str, factory: PolicyFactory) -> None:
+    """Make ``name`` (and ``name:ARG``) usable as a policy spec."""
+    if not name or ":" in name:
+        raise ValueError(f"policy name {name!r}: must be non-empty and contain no ':'")
+    _REGISTRY[name] = factory
+
+
+def policy_names() -> list[str]:
+    """Registered policy names."""
+    return sorted(_REGISTRY)
+
+
+def parse_policy_spec(spec: str) -> tuple[str, str | None]:
+    """``"mappo:runs/x/model.pt"`` -> ``("mappo", "runs/x/model.pt")``; validates the name."""
+    name, sep, argument = spec.partition(":")
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown policy {name!r} in spec {spec!r}; allowed: {policy_names()}")
+    return name, (argument if sep else None)
+
+
+def make_policy(spec: str) -> Policy:
+    """Build the policy a spec names."""
+    name, argument = parse_policy_spec(spec)
+    return _REGISTRY[name](argument)
+
+
+def group_by_policy(specs: dict[str, str]) -> dict[str, Sequence[str]]:
+    """Agents grouped by identical spec (agents sharing a spec share one policy object)."""
+    groups: dict[str, list[str]] = {}
+    for agent, spec in specs.items():
+        groups.setdefault(spec, []).append(agent)
+    return groups
