@@ -61,6 +61,9 @@ class Liquidator(mesa.Agent):
         only improves the others' prices, so they stay profitable).
         """
         gas = self.gas_cost_usd * self.model.gas_multiplier
+        if not offer.seize_units.any() and not offer.repay_usd.any():
+            # Keeper work (perp liquidations): a fixed reward, no sale, no capital needed.
+            return offer.reward_usd - gas >= self.min_profit_usd
         value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
         order = np.argsort(-value, kind="stable")
         units, repay = offer.seize_units[order], offer.repay_usd[order]

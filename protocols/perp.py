@@ -21,16 +21,14 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
 from liqnet.protocols.base import (
     LiquidationOffer,
     LiquidationOutcome,
     Protocol,
-    ProtocolParams,
     bounded_step,
 )
-from liqnet.protocols.positions import LiquidationIndex, PositionArrays
+from liqnet.protocols.perp_book import PerpMarket, PerpParams, PerpSide
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
@@ -38,122 +36,6 @@ if TYPE_CHECKING:
 _DAYS_PER_YEAR = 365.0
 _HOURS_PER_YEAR = 8760.0
 _NO_SLOTS = np.empty(0, dtype=np.int64)
-
-
-class PerpMarketParams(ProtocolParams):
-    """Margin tier of one market (defaults: dYdX v4 large-cap tier)."""
-
-    initial_margin: float = Field(0.05, gt=0.0, lt=1.0)
-    maintenance_margin: float = Field(0.03, gt=0.0, lt=1.0)
-    share: float = Field(1.0, gt=0.0, description="share of open interest in this market")
-
-
-class PerpParams(ProtocolParams):
-    """Parameters of a :class:`PerpExchange` (scenario table ``protocols.params``)."""
-
-    markets: dict[str, PerpMarketParams] = Field(
-        default_factory=lambda: {"ETH": PerpMarketParams()}, min_length=1
-    )
-    vault_usd: float = Field(100e6, gt=0.0, description="LP vault (counterparty) capital")
-    insurance_fund_usd: float = Field(5e6, ge=0.0)
-    treasury_usd: float = Field(1e6, ge=0.0)
-    positions: int = Field(10_000, ge=2, le=5_000_000)
-    open_interest_usd: float = Field(150e6, gt=0.0, description="initial total notional")
-    long_share: float = Field(0.55, gt=0.0, lt=1.0)
-    leverage_median: float = Field(5.0, ge=1.0, le=200.0)
-    leverage_dispersion: float = Field(0.5, ge=0.0, le=3.0)
-    liquidation_penalty: float = Field(0.015, ge=0.0, le=0.2)  # dYdX v4 maximum
-    keeper_reward_usd: float = Field(10.0, ge=0.0)
-    spot_flow_share: float = Field(
-        0.05, ge=0.0, le=1.0, description="share of liquidated size that hits the spot market"
-    )
-    trading_fee: float = Field(0.0005, ge=0.0, le=0.05)
-    skew_premium: float = Field(0.01, ge=0.0, le=1.0, description="premium per unit of skew")
-    interest_rate_8h: float = Field(0.0, ge=-0.01, le=0.01)
-    funding_cap_multiple: float = Field(6.0, ge=0.0)  # dYdX: 600% x (IMF - MMF) per 8h
-    trader_turnover_per_day: float = Field(0.05, ge=0.0, le=5.0)
-    lp_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
-    lp_run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)
-    risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)
-    vault_reserve_ratio: float = Field(0.1, ge=0.0, le=1.0, description="of OI kept back")
-    risk_step: float = Field(0.002, ge=0.0, le=0.05, description="max margin move per step")
-    price_step: float = Field(0.05, ge=0.0, le=1.0, description="max fee multiplier move")
-    maintenance_margin_bounds: tuple[float, float] = (0.005, 0.25)
-    price_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
-
-    def referenced_assets(self) -> list[str]:
-        """The perpetual markets' underlying assets."""
-        return list(self.markets)
-
-
-class _Side:
-    """Positions on one side of one market, with running sums for O(1) aggregates."""
-
-    def __init__(self, is_long: bool) -> None:
-        self.is_long = is_long
-        self.positions = PositionArrays(("size", "entry", "margin", "funding_entry"))
-        self.sums = {"size": 0.0, "size_entry": 0.0, "size_funding": 0.0, "margin": 0.0}
-        self.index = LiquidationIndex(self.positions, self.key)
-
-    def key(self, slots: np.ndarray) -> np.ndarray:
-        """Liquidation key (see the module docstring)."""
-        cols = self.positions.columns
-        size = cols["size"][slots]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_unit = cols["margin"][slots] / size
-        if self.is_long:
-            return cols["entry"][slots] - cols["funding_entry"][slots] - per_unit
-        return cols["entry"][slots] + per_unit - cols["funding_entry"][slots]
-
-    def _update_sums(self, slots: np.ndarray, sign: float) -> None:
-        block = self.positions.block(slots)  # rows: size, entry, margin, funding_entry
-        totals = block.sum(axis=1)
-        weighted = block @ block[0]
-        self.sums["size"] += sign * float(totals[0])
-        self.sums["size_entry"] += sign * float(weighted[1])
-        self.sums["margin"] += sign * float(totals[2])
-        self.sums["size_funding"] += sign * float(weighted[3])
-
-    def add(self, mark: bool = True, **columns: np.ndarray) -> np.ndarray:
-        """Open positions; ``mark=False`` leaves marking the index to the caller."""
-        slots = self.positions.add(**columns)
-        self._update_sums(slots, +1.0)
-        if mark:
-            self.index.mark_dirty(slots)
-        return slots
-
-    def close(self, slots: np.ndarray, mark: bool = True) -> None:
-        """Close positions; ``mark=False`` leaves marking the index to the caller."""
-        self._update_sums(slots, -1.0)
-        self.positions.close(slots)
-        if mark:
-            self.index.mark_dirty(slots)
-
-    def pnl(self, slots: np.ndarray | None, price: float, funding: float) -> np.ndarray | float:
-        """Unrealised PnL incl. funding: per slot, or for the whole side when ``None``."""
-        direction = 1.0 if self.is_long else -1.0
-        if slots is None:
-            s = self.sums
-            price_pnl = price * s["size"] - s["size_entry"]
-            funding_pnl = funding * s["size"] - s["size_funding"]
-            return direction * (price_pnl - funding_pnl)
-        cols = self.positions.columns
-        size = cols["size"][slots]
-        price_pnl = size * (price - cols["entry"][slots])
-        funding_pnl = size * (funding - cols["funding_entry"][slots])
-        return direction * (price_pnl - funding_pnl)
-
-
-class _Market:
-    """One perpetual market: margins, funding index and both sides."""
-
-    def __init__(self, asset: str, params: PerpMarketParams) -> None:
-        self.asset = asset
-        self.initial_margin = params.initial_margin
-        self.maintenance_margin = params.maintenance_margin
-        self.funding_index = 0.0
-        self.funding_rate_hourly = 0.0
-        self.sides = {"long": _Side(True), "short": _Side(False)}
 
 
 class PerpExchange(Protocol):
@@ -170,7 +52,7 @@ class PerpExchange(Protocol):
                 f"protocol {protocol_id!r}: markets {unknown} are not market assets "
                 f"(allowed: {list(model.asset_names)})"
             )
-        self.markets = {a: _Market(a, m) for a, m in params.markets.items()}
+        self.markets = {a: PerpMarket(a, m) for a, m in params.markets.items()}
         self.vault_cash = params.vault_usd
         self.insurance_fund = params.insurance_fund_usd
         self.treasury = params.treasury_usd
@@ -183,7 +65,7 @@ class PerpExchange(Protocol):
         self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
 
     # -- set-up and users --------------------------------------------------------------
-    def _open(self, market: _Market, side: _Side, notional: np.ndarray, rng) -> np.ndarray:
+    def _open(self, market: PerpMarket, side: PerpSide, notional: np.ndarray, rng) -> np.ndarray:
         """Open positions on one side at the oracle price; traders pay margin and fees.
 
         Returns the new slots, not yet marked in the liquidation index.
@@ -211,7 +93,7 @@ class PerpExchange(Protocol):
         mean = self.params.open_interest_usd / self.params.positions
         return mean * rng.lognormal(-0.5, 1.0, n)
 
-    def _side_share(self, side: _Side) -> float:
+    def _side_share(self, side: PerpSide) -> float:
         return self.params.long_share if side.is_long else 1.0 - self.params.long_share
 
     def _seed_positions(self, rng: np.random.Generator) -> None:
@@ -256,7 +138,9 @@ class PerpExchange(Protocol):
                     side.index.mark_dirty(np.concatenate((closed, opened)))
         self._lps_act(dt_years * _DAYS_PER_YEAR)
 
-    def _close_voluntarily(self, market: _Market, side: _Side, slots, price: float) -> np.ndarray:
+    def _close_voluntarily(
+        self, market: PerpMarket, side: PerpSide, slots, price: float
+    ) -> np.ndarray:
         """Healthy traders take profit or cut losses; returns the closed (unmarked) slots."""
         if slots.size == 0:
             return _NO_SLOTS
@@ -462,7 +346,7 @@ class PerpExchange(Protocol):
         )
 
     def _cover_deficit(
-        self, market: _Market, side_name: str, deficit: np.ndarray, price: float
+        self, market: PerpMarket, side_name: str, deficit: np.ndarray, price: float
     ) -> np.ndarray:
         """Insurance fund first, then auto-deleveraging, then the LP vault (bad debt)."""
         total = float(deficit.sum())
@@ -479,7 +363,7 @@ class PerpExchange(Protocol):
         # Attribute what was not covered by insurance or ADL pro rata to the positions.
         return deficit * (max(remaining, 0.0) / total)
 
-    def _auto_deleverage(self, market: _Market, side_name: str, amount: float, price) -> float:
+    def _auto_deleverage(self, market: PerpMarket, side_name: str, amount: float, price) -> float:
         """Haircut profitable opposite positions, best-ranked first; returns USD taken.
 
         Ranking as Hyperliquid: ``(mark / entry) * (notional / account value)``. This

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from liqnet.market import MarketModel
-from liqnet.protocols.perp import PerpExchange, _Market, _Side
+from liqnet.protocols.perp import PerpExchange, PerpMarket, PerpSide
 from liqnet.scenarios import load
 
 HOUR = 1.0 / 8760.0  # one hour in years
@@ -37,7 +37,7 @@ def assert_cash_identity(perp: PerpExchange) -> None:
     assert perp.cash == pytest.approx(total, rel=1e-6)
 
 
-def assert_running_sums(side: _Side) -> None:
+def assert_running_sums(side: PerpSide) -> None:
     """A side's running sums equal sums over its active positions."""
     slots = side.positions.active_slots()
     cols = side.positions.columns
@@ -52,7 +52,7 @@ def assert_running_sums(side: _Side) -> None:
         assert side.sums[name] == pytest.approx(value, rel=1e-9, abs=1e-6), name
 
 
-def brute_force(perp: PerpExchange, market: _Market, side: _Side) -> set[int]:
+def brute_force(perp: PerpExchange, market: PerpMarket, side: PerpSide) -> set[int]:
     """Active slots with ``margin + pnl < maintenance_margin * size * price`` (a scan)."""
     price = perp.model.oracle_prices[market.asset]
     slots = side.positions.active_slots()
@@ -126,7 +126,7 @@ def add_position(
     return slot
 
 
-def expected_hourly_rate(perp: PerpExchange, market: _Market) -> float:
+def expected_hourly_rate(perp: PerpExchange, market: PerpMarket) -> float:
     """clamp(skew_premium * skew * price_multiplier + interest_8h, +-cap) / 8."""
     p = perp.params
     longs, shorts = (market.sides[s].sums["size"] for s in SIDES)

@@ -1,0 +1,69 @@
+"""Parameters of the lending pool (pydantic models validated from scenario files)."""
+
+from __future__ import annotations
+
+import pydantic
+from pydantic import Field
+
+from liqnet.protocols.base import ProtocolParams
+
+
+class CollateralParams(ProtocolParams):
+    """Risk parameters of one collateral asset (defaults: Aave v3 WETH, governance)."""
+
+    ltv: float = Field(0.80, gt=0.0, lt=1.0, description="maximum loan-to-value at opening")
+    liquidation_threshold: float = Field(0.83, gt=0.0, lt=1.0)
+    liquidation_bonus: float = Field(0.05, ge=0.0, le=0.25)
+    share: float = Field(1.0, gt=0.0, description="share of borrowed USD against this asset")
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> CollateralParams:
+        if self.ltv >= self.liquidation_threshold:
+            raise ValueError("ltv must be below liquidation_threshold")
+        if self.liquidation_threshold * (1.0 + self.liquidation_bonus) >= 1.0:
+            raise ValueError("liquidation_threshold * (1 + liquidation_bonus) must be < 1")
+        return self
+
+
+class RateModelParams(ProtocolParams):
+    """Kinked USD borrow-rate curve (defaults: Compound v3 cUSDCv3 configuration.json)."""
+
+    base: float = Field(0.015, ge=0.0, le=1.0)
+    slope1: float = Field(0.035, ge=0.0, le=5.0)
+    slope2: float = Field(0.25, ge=0.0, le=50.0)
+    optimal_utilization: float = Field(0.80, gt=0.0, lt=1.0)
+
+
+class LendingParams(ProtocolParams):
+    """Parameters of a :class:`LendingPool` (scenario table ``protocols.params``)."""
+
+    deposits_usd: float = Field(200e6, gt=0.0, description="initial USD deposits")
+    utilization: float = Field(0.70, ge=0.0, lt=1.0, description="initial borrowed / deposits")
+    reserves_usd: float = Field(6e6, ge=0.0, description="initial reserves (equity)")
+    positions: int = Field(10_000, ge=1, le=5_000_000)
+    collateral: dict[str, CollateralParams] = Field(
+        default_factory=lambda: {"ETH": CollateralParams()}, min_length=1
+    )
+    rate_model: RateModelParams = Field(default_factory=RateModelParams)
+    reserve_factor: float = Field(0.15, ge=0.0, lt=1.0)  # Aave v3 WETH
+    close_factor: float = Field(0.5, gt=0.0, le=1.0)  # Aave v3 LiquidationLogic.sol
+    full_close_health_factor: float = Field(0.95, gt=0.0, le=1.0)
+    small_position_usd: float = Field(2_000.0, ge=0.0)
+    health_factor_median: float = Field(1.6, gt=1.0, le=10.0)
+    health_factor_dispersion: float = Field(0.6, gt=0.0, le=3.0)
+    position_size_dispersion: float = Field(1.2, ge=0.0, le=4.0)
+    position_turnover_per_day: float = Field(0.01, ge=0.0, le=1.0)
+    deposit_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
+    run_sensitivity: float = Field(
+        3.0, ge=0.0, le=100.0, description="extra daily withdrawal share per unit of risk"
+    )
+    risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)
+    liquidity_buffer: float = Field(0.05, ge=0.0, le=1.0)
+    risk_step: float = Field(0.005, ge=0.0, le=0.1, description="max LT change per step")
+    price_step: float = Field(0.05, ge=0.0, le=1.0, description="max slope multiplier move")
+    liquidation_threshold_bounds: tuple[float, float] = (0.5, 0.9)
+    slope_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+    def referenced_assets(self) -> list[str]:
+        """The collateral assets."""
+        return list(self.collateral)

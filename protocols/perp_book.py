@@ -1,0 +1,129 @@
+"""Perpetual-exchange parameters and per-market position books (long and short sides).
+
+The liquidation keys and running sums documented in :mod:`liqnet.protocols.perp` live
+here; :class:`~liqnet.protocols.perp.PerpExchange` composes them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from liqnet.protocols.base import ProtocolParams
+from liqnet.protocols.positions import LiquidationIndex, PositionArrays
+
+
+class PerpMarketParams(ProtocolParams):
+    """Margin tier of one market (defaults: dYdX v4 large-cap tier)."""
+
+    initial_margin: float = Field(0.05, gt=0.0, lt=1.0)
+    maintenance_margin: float = Field(0.03, gt=0.0, lt=1.0)
+    share: float = Field(1.0, gt=0.0, description="share of open interest in this market")
+
+
+class PerpParams(ProtocolParams):
+    """Parameters of a :class:`PerpExchange` (scenario table ``protocols.params``)."""
+
+    markets: dict[str, PerpMarketParams] = Field(
+        default_factory=lambda: {"ETH": PerpMarketParams()}, min_length=1
+    )
+    vault_usd: float = Field(100e6, gt=0.0, description="LP vault (counterparty) capital")
+    insurance_fund_usd: float = Field(5e6, ge=0.0)
+    treasury_usd: float = Field(1e6, ge=0.0)
+    positions: int = Field(10_000, ge=2, le=5_000_000)
+    open_interest_usd: float = Field(150e6, gt=0.0, description="initial total notional")
+    long_share: float = Field(0.55, gt=0.0, lt=1.0)
+    leverage_median: float = Field(5.0, ge=1.0, le=200.0)
+    leverage_dispersion: float = Field(0.5, ge=0.0, le=3.0)
+    liquidation_penalty: float = Field(0.015, ge=0.0, le=0.2)  # dYdX v4 maximum
+    keeper_reward_usd: float = Field(10.0, ge=0.0)
+    spot_flow_share: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of liquidated size that hits the spot market"
+    )
+    trading_fee: float = Field(0.0005, ge=0.0, le=0.05)
+    skew_premium: float = Field(0.01, ge=0.0, le=1.0, description="premium per unit of skew")
+    interest_rate_8h: float = Field(0.0, ge=-0.01, le=0.01)
+    funding_cap_multiple: float = Field(6.0, ge=0.0)  # dYdX: 600% x (IMF - MMF) per 8h
+    trader_turnover_per_day: float = Field(0.05, ge=0.0, le=5.0)
+    lp_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
+    lp_run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)
+    risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)
+    vault_reserve_ratio: float = Field(0.1, ge=0.0, le=1.0, description="of OI kept back")
+    risk_step: float = Field(0.002, ge=0.0, le=0.05, description="max margin move per step")
+    price_step: float = Field(0.05, ge=0.0, le=1.0, description="max fee multiplier move")
+    maintenance_margin_bounds: tuple[float, float] = (0.005, 0.25)
+    price_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+    def referenced_assets(self) -> list[str]:
+        """The perpetual markets' underlying assets."""
+        return list(self.markets)
+
+
+class PerpSide:
+    """Positions on one side of one market, with running sums for O(1) aggregates."""
+
+    def __init__(self, is_long: bool) -> None:
+        self.is_long = is_long
+        self.positions = PositionArrays(("size", "entry", "margin", "funding_entry"))
+        self.sums = {"size": 0.0, "size_entry": 0.0, "size_funding": 0.0, "margin": 0.0}
+        self.index = LiquidationIndex(self.positions, self.key)
+
+    def key(self, slots: np.ndarray) -> np.ndarray:
+        """Liquidation key (see the module docstring)."""
+        cols = self.positions.columns
+        size = cols["size"][slots]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_unit = cols["margin"][slots] / size
+        if self.is_long:
+            return cols["entry"][slots] - cols["funding_entry"][slots] - per_unit
+        return cols["entry"][slots] + per_unit - cols["funding_entry"][slots]
+
+    def _update_sums(self, slots: np.ndarray, sign: float) -> None:
+        block = self.positions.block(slots)  # rows: size, entry, margin, funding_entry
+        totals = block.sum(axis=1)
+        weighted = block @ block[0]
+        self.sums["size"] += sign * float(totals[0])
+        self.sums["size_entry"] += sign * float(weighted[1])
+        self.sums["margin"] += sign * float(totals[2])
+        self.sums["size_funding"] += sign * float(weighted[3])
+
+    def add(self, mark: bool = True, **columns: np.ndarray) -> np.ndarray:
+        """Open positions; ``mark=False`` leaves marking the index to the caller."""
+        slots = self.positions.add(**columns)
+        self._update_sums(slots, +1.0)
+        if mark:
+            self.index.mark_dirty(slots)
+        return slots
+
+    def close(self, slots: np.ndarray, mark: bool = True) -> None:
+        """Close positions; ``mark=False`` leaves marking the index to the caller."""
+        self._update_sums(slots, -1.0)
+        self.positions.close(slots)
+        if mark:
+            self.index.mark_dirty(slots)
+
+    def pnl(self, slots: np.ndarray | None, price: float, funding: float) -> np.ndarray | float:
+        """Unrealised PnL incl. funding: per slot, or for the whole side when ``None``."""
+        direction = 1.0 if self.is_long else -1.0
+        if slots is None:
+            s = self.sums
+            price_pnl = price * s["size"] - s["size_entry"]
+            funding_pnl = funding * s["size"] - s["size_funding"]
+            return direction * (price_pnl - funding_pnl)
+        cols = self.positions.columns
+        size = cols["size"][slots]
+        price_pnl = size * (price - cols["entry"][slots])
+        funding_pnl = size * (funding - cols["funding_entry"][slots])
+        return direction * (price_pnl - funding_pnl)
+
+
+class PerpMarket:
+    """One perpetual market: margins, funding index and both sides."""
+
+    def __init__(self, asset: str, params: PerpMarketParams) -> None:
+        self.asset = asset
+        self.initial_margin = params.initial_margin
+        self.maintenance_margin = params.maintenance_margin
+        self.funding_index = 0.0
+        self.funding_rate_hourly = 0.0
+        self.sides = {"long": PerpSide(True), "short": PerpSide(False)}
