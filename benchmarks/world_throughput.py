@@ -27,13 +27,34 @@ import numpy as np  # noqa: E402
 from liqnet.market import MarketModel  # noqa: E402
 from liqnet.scenarios import load  # noqa: E402
 
+# Balance-sheet sizes scaled with the number of positions, so that the distribution of
+# position sizes (and so the share of dust positions no liquidator will touch) stays the
+# same: a bigger book, not a book of smaller positions.
+_SCALED = {
+    0: ("deposits_usd", "reserves_usd"),
+    1: ("deposits_usd", "reserves_usd"),
+    2: ("vault_usd", "open_interest_usd", "insurance_fund_usd", "treasury_usd"),
+}
+
 
 def world(positions: int | None = None) -> MarketModel:
     """The baseline world, optionally with ``positions`` positions per protocol."""
-    overrides = {}
-    if positions is not None:
-        for k in range(3):
-            overrides[f"protocols.{k}.params.positions"] = positions
+    base = load("baseline")
+    if positions is None:
+        return MarketModel(base)
+    factor = positions / 10_000
+    overrides: dict[str, object] = {}
+    for k, names in _SCALED.items():
+        params = base.protocols[k].params
+        overrides[f"protocols.{k}.params.positions"] = positions
+        for name in names:
+            overrides[f"protocols.{k}.params.{name}"] = params[name] * factor
+    for asset, spec in base.market.assets.items():
+        overrides[f"market.assets.{asset}.pool_usd"] = spec.pool_usd * factor
+    for k, spec in enumerate(base.liquidators):
+        overrides[f"liquidators.{k}.capital_usd"] = spec.capital_usd * factor
+    for k, spec in enumerate(base.arbitrageurs):
+        overrides[f"arbitrageurs.{k}.capital_usd"] = spec.capital_usd * factor
     return MarketModel(load("baseline", overrides))
 
 

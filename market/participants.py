@@ -65,6 +65,10 @@ class Liquidator(mesa.Agent):
             # Keeper work (perp liquidations): a fixed reward, no sale, no capital needed.
             return offer.reward_usd - gas >= self.min_profit_usd
         value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
+        # Slippage only lowers proceeds: entries that fail at the marginal price fail for
+        # sure. Dust positions that never pay are refused here, without any pool maths.
+        if not (value - gas >= self.min_profit_usd).any():
+            return np.zeros(len(offer), dtype=bool)
         order = np.argsort(-value, kind="stable")
         units, repay = offer.seize_units[order], offer.repay_usd[order]
         reward = offer.reward_usd[order]

@@ -139,6 +139,21 @@ class Protocol(mesa.Agent, abc.ABC):
         self.credit_lent = 0.0
         self.credit_borrowed = 0.0
         self.defaulted = False
+        self._churn_days = 0.0
+
+    def churn_days(self, days: float, interval_hours: float) -> float:
+        """Days of position churn to apply now (0 until ``interval_hours`` accumulate).
+
+        Opening and closing positions is applied in batches: arrivals over the interval
+        are drawn at once (Poisson, so the rates are unchanged) and the position books
+        are edited once per interval instead of every step. Aggregate flows (deposits,
+        withdrawals, LP runs) still act every step.
+        """
+        self._churn_days += days
+        if self._churn_days * 24.0 < interval_hours - 1e-9:
+            return 0.0
+        due, self._churn_days = self._churn_days, 0.0
+        return due
 
     # -- balance sheet -----------------------------------------------------------------
     @abc.abstractmethod

@@ -229,8 +229,14 @@ class LendingPool(Protocol):
 
     def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
         """Borrowers repay and open loans; depositors deposit and withdraw (runs)."""
-        p = self.params
         days = dt_years * _DAYS_PER_YEAR
+        churn = self.churn_days(days, self.params.churn_interval_hours)
+        if churn:
+            self._borrowers_act(churn, rng)
+        self._depositors_act(days)
+
+    def _borrowers_act(self, days: float, rng: np.random.Generator) -> None:
+        p = self.params
         ext_cash, ext_units = self.model.external_cash, self.model.external_units
         rate_ratio = self.reference_rate / max(
             self.rate_model.borrow_rate(self.utilization()), 1e-9
@@ -260,7 +266,6 @@ class LendingPool(Protocol):
                     self.cash -= lent
                     ext_cash["borrowers"] += lent
                     ext_units[asset] -= float(collateral.sum())
-        self._depositors_act(days)
 
     def _depositors_act(self, days: float) -> None:
         p = self.params

@@ -53,6 +53,9 @@ class LendingParams(ProtocolParams):
     health_factor_dispersion: float = Field(0.6, gt=0.0, le=3.0)
     position_size_dispersion: float = Field(1.2, ge=0.0, le=4.0)
     position_turnover_per_day: float = Field(0.01, ge=0.0, le=1.0)
+    churn_interval_hours: float = Field(
+        4.0, gt=0.0, le=168.0, description="positions open/close in batches this often"
+    )
     deposit_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     run_sensitivity: float = Field(
         3.0, ge=0.0, le=100.0, description="extra daily withdrawal share per unit of risk"

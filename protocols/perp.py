@@ -111,11 +111,20 @@ class PerpExchange(Protocol):
     def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
         """Traders close and open positions; LPs deposit and withdraw (runs).
 
-        Each side's closes and opens are applied as one batch (one index update), and
-        new positions reuse the slots just freed.
+        Trader churn is batched every ``churn_interval_hours`` (see
+        :meth:`~liqnet.protocols.base.Protocol.churn_days`); LPs act every step.
         """
+        days = dt_years * _DAYS_PER_YEAR
+        churn = self.churn_days(days, self.params.churn_interval_hours)
+        if churn:
+            self._traders_act(churn, rng)
+        self._lps_act(days)
+
+    def _traders_act(self, days: float, rng: np.random.Generator) -> None:
+        """Each side's closes and opens are one batch (one index update); new positions
+        reuse the slots just freed."""
         p = self.params
-        rate = p.trader_turnover_per_day * dt_years * _DAYS_PER_YEAR
+        rate = p.trader_turnover_per_day * days
         market_shares = np.array([m.share for m in p.markets.values()])
         market_shares = market_shares / market_shares.sum()
         for market, market_share in zip(self.markets.values(), market_shares, strict=True):
@@ -136,7 +145,6 @@ class PerpExchange(Protocol):
                 )
                 if closed.size or opened.size:
                     side.index.mark_dirty(np.concatenate((closed, opened)))
-        self._lps_act(dt_years * _DAYS_PER_YEAR)
 
     def _close_voluntarily(
         self, market: PerpMarket, side: PerpSide, slots, price: float

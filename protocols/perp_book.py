@@ -45,6 +45,9 @@ class PerpParams(ProtocolParams):
     interest_rate_8h: float = Field(0.0, ge=-0.01, le=0.01)
     funding_cap_multiple: float = Field(6.0, ge=0.0)  # dYdX: 600% x (IMF - MMF) per 8h
     trader_turnover_per_day: float = Field(0.05, ge=0.0, le=5.0)
+    churn_interval_hours: float = Field(
+        4.0, gt=0.0, le=168.0, description="positions open/close in batches this often"
+    )
     lp_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     lp_run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)
     risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)

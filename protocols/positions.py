@@ -118,7 +118,7 @@ class LiquidationIndex:
         arrays: The position storage this index covers.
         key: Function returning the current key for an array of slots.
         value_columns: Names of columns whose tail sums :meth:`tail_sums` can return.
-        rebuild_factor: Rebuild once dirty slots exceed this times sqrt(active positions).
+        rebuild_fraction: Rebuild once dirty slots exceed this share of the book.
     """
 
     def __init__(
@@ -126,15 +126,17 @@ class LiquidationIndex:
         arrays: PositionArrays,
         key: callable,
         value_columns: tuple[str, ...] = (),
-        rebuild_factor: float = 2.0,
+        rebuild_fraction: float = 1.0 / 16.0,
     ) -> None:
         self.arrays = arrays
         self.key = key
         self.value_columns = value_columns
-        self.rebuild_factor = rebuild_factor
+        self.rebuild_fraction = rebuild_fraction
         self.rebuilds = 0
         self.version = 0  # bumped on every change, for owners' caches
-        self._dirty: set[int] = set()
+        # Dirty slots, each once, in a growable buffer (appending is O(k) per edit).
+        self._dirty_buffer = np.empty(4 * _MIN_CAPACITY, dtype=np.int64)
+        self._dirty_count = 0
         self._dirty_view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._in_sorted: np.ndarray | None = None
         self.rebuild()
@@ -183,14 +185,15 @@ class LiquidationIndex:
             for c in columns:
                 self._snapshot[c][dirty] = self.arrays[c][dirty]
         self._prefix = {c: np.concatenate(([0.0], np.cumsum(self._values[c]))) for c in columns}
-        self._dirty.clear()
+        self._dirty_count = 0
         self._dirty_view = None
         self._bounds = (
             (float(self._keys[0]), float(self._keys[-1])) if self._keys.size else (np.inf, -np.inf)
         )
-        # Dirty slots cost O(d) per query, a merge O(n): rebuilding at d ~ sqrt(n)
-        # balances the two, so neither term grows linearly with the book.
-        self._dirty_limit = max(_MIN_CAPACITY, int(self.rebuild_factor * self._slots.size**0.5))
+        # A merge costs O(n); dirty slots cost O(d) only for queries that get past the
+        # O(1) bounds check. Rebuilding once d reaches a fixed share of n keeps the
+        # amortised merge cost per edited position constant, whatever the book size.
+        self._dirty_limit = max(4 * _MIN_CAPACITY, int(self.rebuild_fraction * self._slots.size))
         self.rebuilds += 1
         self.version += 1
 
@@ -201,8 +204,16 @@ class LiquidationIndex:
             self._in_sorted = None
             self.rebuild()  # storage grew: re-sort everything, new slots included
             return
-        self._dirty.update(slots.tolist())
-        self._is_dirty[slots] = True
+        fresh = np.unique(slots[~self._is_dirty[slots]]) if slots.size > 1 else slots
+        fresh = fresh[~self._is_dirty[fresh]]
+        end = self._dirty_count + fresh.size
+        if end > self._dirty_buffer.size:
+            grown = np.empty(max(2 * self._dirty_buffer.size, end), dtype=np.int64)
+            grown[: self._dirty_count] = self._dirty_buffer[: self._dirty_count]
+            self._dirty_buffer = grown
+        self._dirty_buffer[self._dirty_count : end] = fresh
+        self._dirty_count = end
+        self._is_dirty[fresh] = True
         # Keys only change when the owner edits a position and then marks it, so they are
         # computed once here; bounds stay valid (loose) as slots are marked.
         live = slots[self.arrays.active[slots]]
@@ -213,13 +224,13 @@ class LiquidationIndex:
             self._bounds = (min(low, float(keys.min())), max(high, float(keys.max())))
         self._dirty_view = None
         self.version += 1
-        if len(self._dirty) > self._dirty_limit:
+        if self._dirty_count > self._dirty_limit:
             self.rebuild()
 
     def _dirty_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dirty slots, the active ones among them and their current keys (cached)."""
         if self._dirty_view is None:
-            dirty = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
+            dirty = self._dirty_buffer[: self._dirty_count]
             live = dirty[self.arrays.active[dirty]]
             self._dirty_view = (dirty, live, self._current_key[live])
         return self._dirty_view
@@ -240,7 +251,7 @@ class LiquidationIndex:
             candidates = self._slots[np.searchsorted(self._keys, threshold, side="right") :]
         else:
             candidates = self._slots[: np.searchsorted(self._keys, threshold, side="left")]
-        if not self._dirty:
+        if not self._dirty_count:
             return candidates
         if candidates.size:
             # Sorted entries of dirty slots are stale; the dirty check below replaces them.
@@ -259,7 +270,7 @@ class LiquidationIndex:
         else:
             stop = np.searchsorted(self._keys, threshold, side="left")
             sums = {c: float(p[stop]) for c, p in self._prefix.items()}
-        if self._dirty:
+        if self._dirty_count:
             dirty, live, keys = self._dirty_state()
             # Remove what the snapshot counted for dirty slots, add their current values.
             old_keys = self._snapshot_key[dirty]

@@ -66,7 +66,7 @@ def test_rebuild_is_amortised_not_per_edit() -> None:
         slots = arrays.sample_active(rng, 2)
         arrays.close(slots)
         index.mark_dirty(slots)
-    # The dirty set absorbs edits until it reaches ~2 sqrt(n) = 200 slots.
+    # The dirty set absorbs edits until it reaches n / 16 = 625 slots.
     assert index.rebuilds - before <= 1
 
 
