@@ -13,8 +13,8 @@ name, optionally followed by ``:`` and an argument (usually a checkpoint path).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -33,6 +33,10 @@ class PolicyContext:
             policies find e.g. ``realised_vol`` without knowing the env's layout).
         dt_hours: Market time per step.
         seed: Seed for any randomness the policy uses.
+        standing_levers: Each agent's standing lever vector (the scenario's ``levers``,
+            ``LEVER_NAMES`` order); rule-based policies keep the levers they do not
+            set at these values. Empty when unknown (policies then use the schema's
+            defaults: no lending, no borrowing).
     """
 
     agent_ids: tuple[str, ...]
@@ -41,6 +45,7 @@ class PolicyContext:
     observation_names: tuple[str, ...]
     dt_hours: float
     seed: int = 0
+    standing_levers: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def index(self, name: str) -> int:
         """Position of observation entry ``name`` (clear error if absent)."""

@@ -1,1 +1,103 @@
-"""liqnet subpackage."""
+"""Contagion and convergence analysis of recorded runs.
+
+Graphs (NetworkX) of who is exposed to whom, DebtRank, cascade amplification against
+the ``feedback=False`` twin, cascade trees, action synchrony and policy similarity, a
+convergence index, GraphML / node-link JSON exports and HTML reports.
+
+Names are imported on first use (PEP 562), so ``import liqnet.analysis.debtrank`` does
+not pay for matplotlib or the simulation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# ``debtrank`` and ``amplification`` are both a submodule and a function; importing a
+# submodule binds its name on the package, so these two are bound eagerly (both modules
+# are light) and the functions win.
+from liqnet.analysis.amplification import (
+    Amplification,
+    amplification,
+    amplification_from_results,
+    feedback_channels,
+    ratio,
+)
+from liqnet.analysis.debtrank import DebtRankResult, debtrank, debtrank_reference
+
+_EXPORTS: dict[str, str] = {
+    "CascadeStats": "cascade",
+    "cascade_rounds": "cascade",
+    "cascade_stats": "cascade",
+    "cascade_tree": "cascade",
+    "PolicySimilarity": "convergence",
+    "Synchrony": "convergence",
+    "action_synchrony": "convergence",
+    "convergence_components": "convergence",
+    "convergence_index": "convergence",
+    "linear_cka": "convergence",
+    "policy_similarity": "convergence",
+    "read_node_link_json": "export",
+    "to_graphml": "export",
+    "to_node_link_json": "export",
+    "contagion_graph": "graphs",
+    "debtrank_by_protocol": "graphs",
+    "analyze": "report",
+    "write_run_report": "report",
+    "sweep_table": "sweep",
+    "trend_fits": "sweep",
+    "write_sweep_report": "sweep",
+    "credit_exposures": "results",
+    "lever_actions": "results",
+    "load_result": "results",
+}
+
+__all__ = [
+    "Amplification",
+    "CascadeStats",
+    "DebtRankResult",
+    "PolicySimilarity",
+    "Synchrony",
+    "action_synchrony",
+    "amplification",
+    "amplification_from_results",
+    "analyze",
+    "cascade_rounds",
+    "cascade_stats",
+    "cascade_tree",
+    "contagion_graph",
+    "convergence_components",
+    "convergence_index",
+    "credit_exposures",
+    "debtrank",
+    "debtrank_by_protocol",
+    "debtrank_reference",
+    "feedback_channels",
+    "lever_actions",
+    "linear_cka",
+    "load_result",
+    "policy_similarity",
+    "ratio",
+    "read_node_link_json",
+    "sweep_table",
+    "to_graphml",
+    "to_node_link_json",
+    "trend_fits",
+    "write_run_report",
+    "write_sweep_report",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its submodule on first access."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'liqnet.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"liqnet.analysis.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    """Module attributes, the lazily imported names included."""
+    return sorted([*globals(), *_EXPORTS])

@@ -257,6 +257,7 @@ class MarketModel(mesa.Model):
             row[f"{pid}.equity"] = protocol.equity()
             row[f"{pid}.cash"] = protocol.cash
             row[f"{pid}.bad_debt"] = protocol.realised_bad_debt
+            row[f"{pid}.revenue"] = protocol.revenue
             row[f"{pid}.liquidated"] = protocol.liquidated_usd_step
             row[f"{pid}.shortfall"] = protocol.liquidity_shortfall
             row[f"{pid}.credit_lent"] = protocol.credit_lent

@@ -133,6 +133,7 @@ class Protocol(mesa.Agent, abc.ABC):
         self.params = params
         self.cash = 0.0
         self.realised_bad_debt = 0.0
+        self.revenue = 0.0  # income earned: interest margin, fees, penalties (cumulative)
         self.liquidity_shortfall = 0.0
         self.liquidated_usd_step = 0.0
         # Credit lines with other protocols (kept in sync by the market's ledger).

@@ -201,11 +201,14 @@ class LendingPool(Protocol):
 
     # -- levers ------------------------------------------------------------------------
     def apply_levers(self, levers: np.ndarray) -> None:
-        """``risk`` moves every LT (and LTV with it); ``price`` scales the rate slopes."""
+        """``risk`` moves every LT (and LTV with it); ``price`` scales the rate slopes.
+
+        ``risk > 0`` tightens: lower thresholds mean more collateral per dollar of debt.
+        """
         p = self.params
         lower, upper = p.liquidation_threshold_bounds
         for book in self.books.values():
-            new_lt = bounded_step(book.liquidation_threshold, levers[0], p.risk_step, lower, upper)
+            new_lt = bounded_step(book.liquidation_threshold, -levers[0], p.risk_step, lower, upper)
             new_lt = min(new_lt, 0.999 / (1.0 + book.bonus))
             book.ltv += new_lt - book.liquidation_threshold
             book.liquidation_threshold = new_lt
@@ -225,7 +228,9 @@ class LendingPool(Protocol):
         deposits_before = self.deposits
         self.borrow_index *= 1.0 + borrow_rate * dt_years
         self.liquidity_index *= 1.0 + supply_rate * dt_years
-        self.reserves += (self.total_debt() - debt_before) - (self.deposits - deposits_before)
+        income = (self.total_debt() - debt_before) - (self.deposits - deposits_before)
+        self.reserves += income
+        self.revenue += income
 
     def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
         """Borrowers repay and open loans; depositors deposit and withdraw (runs)."""

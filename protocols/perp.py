@@ -86,6 +86,7 @@ class PerpExchange(Protocol):
         deposited = float(margin.sum()) + fees
         self.cash += deposited
         self.treasury += fees
+        self.revenue += fees
         self.model.external_cash["traders"] -= deposited
         return slots
 
@@ -163,6 +164,7 @@ class PerpExchange(Protocol):
         side.close(slots, mark=False)
         self.vault_cash -= float(pnl.sum())
         self.treasury += float(fee.sum())
+        self.revenue += float(fee.sum())
         payout = float(equity.sum())
         self.cash -= payout
         self.model.external_cash["traders"] += payout
@@ -337,6 +339,7 @@ class PerpExchange(Protocol):
         side.close(slots)
         self.vault_cash -= float(pnl.sum())
         self.insurance_fund += float(penalty.sum())
+        self.revenue += float(penalty.sum())
         self.cash -= float(payout.sum())
         self.model.external_cash["traders"] += float(payout.sum())
         rewards = float(offer.reward_usd[accepted].sum())

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from liqnet.scenarios.loader import ScenarioError, builtin_names, load, parse_override_value
 from liqnet.scenarios.run import run
+from liqnet.scenarios.train import add_train_command
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, object]:
@@ -70,6 +71,89 @@ def _cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    # Imported here so that `liqnet run` does not pay for importing Ray.
+    from liqnet.scenarios.sweep import load_sweep, sweep
+
+    spec = load_sweep(args.sweep, parse_assignments(args.set))
+    if args.steps is not None:
+        spec = load_sweep({**spec.model_dump(by_alias=True), "steps": args.steps})
+    out = Path(args.out) if args.out else Path("sweeps") / spec.name
+    try:
+        df = sweep(
+            spec,
+            address=args.address,
+            out=out,
+            max_parallel=args.max_parallel,
+            progress=not args.no_progress,
+            console=console,
+        )
+    except KeyboardInterrupt:
+        console.print(escape(f"interrupted: finished runs are kept in {out}/; run again to resume"))
+        return 130
+    failed = df[df["status"] != "done"]
+    console.print(
+        escape(
+            f"{len(df)} runs ({df.attrs['computed']} computed, {df.attrs['skipped']} already "
+            f"done, {len(failed)} failed) -> {out / 'sweep.parquet'}"
+        )
+    )
+    for _, row in failed.head(5).iterrows():
+        first = str(row["error"]).strip().splitlines()
+        console.print(escape(f"  failed {row['run_id']}: {' '.join(first[:3])}"), highlight=False)
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
+    # Imported here: the analysis stack (matplotlib, networkx) is only needed by this command.
+    from liqnet.analysis.report import analyze
+
+    try:
+        report = analyze(args.result_dir, args.out, twin=not args.no_twin)
+    except FileNotFoundError as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
+        return 2
+    console.print(escape(f"wrote {report} (figures/, tables/, graphs/, metrics.json beside it)"))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    # Imported here: evaluation builds policies (torch for learned ones) only when asked.
+    from liqnet.scenarios.evaluate import evaluate
+
+    scenario = load(args.scenario, parse_assignments(args.set))
+    feedback = False if args.no_feedback else None
+    result = evaluate(scenario, args.policies, args.seeds, steps=args.steps, feedback=feedback)
+    console.print(result.table())
+    out = Path(args.out) if args.out else Path("runs") / f"evaluate-{scenario.name}"
+    result.save(out)
+    console.print(escape(f"wrote {out}/ (runs.csv, runs.parquet, summary.csv, summary.parquet)"))
+    return 0
+
+
+def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    """``liqnet evaluate SCENARIO --policies SPEC ... --seeds N ...``."""
+    parser = commands.add_parser(
+        "evaluate", help="compare policies on a scenario over seeds (losses, revenue, shortfall)"
+    )
+    parser.add_argument("scenario", help="built-in name or path to a .toml file")
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        required=True,
+        metavar="SPEC",
+        help='a spec for every protocol ("bayesian") or per protocol ("aave=bayesian,dydx=static")',
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N")
+    parser.add_argument("--steps", type=int, default=None, help="horizon of every run")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override"
+    )
+    parser.add_argument("--out", default=None, help="output directory (runs/evaluate-NAME)")
+    parser.add_argument("--no-feedback", action="store_true", help="counterfactual twin")
+    parser.set_defaults(handler=_cmd_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``liqnet`` command."""
     parser = argparse.ArgumentParser(prog="liqnet", description=__doc__)
@@ -86,6 +170,30 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.set_defaults(handler=_cmd_run)
     list_parser = commands.add_parser("scenarios", help="list the built-in scenarios")
     list_parser.set_defaults(handler=_cmd_scenarios)
+    analyze_parser = commands.add_parser(
+        "analyze", help="write report.html for a saved run or a sweep directory"
+    )
+    analyze_parser.add_argument("result_dir", help="a `liqnet run` output or a sweep directory")
+    analyze_parser.add_argument("--out", default=None, help="output directory (default: input)")
+    analyze_parser.add_argument(
+        "--no-twin", action="store_true", help="skip the feedback=False twin (amplification)"
+    )
+    analyze_parser.set_defaults(handler=_cmd_analyze)
+    sweep_parser = commands.add_parser("sweep", help="run a scenario sweep on Ray")
+    sweep_parser.add_argument("sweep", help="built-in sweep name or path to a .toml file")
+    sweep_parser.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
+    )
+    sweep_parser.add_argument("--out", default=None, help="output directory (sweeps/NAME)")
+    sweep_parser.add_argument("--max-parallel", type=int, default=None, metavar="N")
+    sweep_parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override in every run"
+    )
+    sweep_parser.add_argument("--steps", type=int, default=None, help="horizon of every run")
+    sweep_parser.add_argument("--no-progress", action="store_true")
+    sweep_parser.set_defaults(handler=_cmd_sweep)
+    add_train_command(commands)
+    _add_evaluate_parser(commands)
     return parser
 
 

@@ -106,6 +106,8 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         path = timeseries[f"{asset}.reference"]
         drawdowns[asset] = float((1.0 - path / path.cummax()).max())
     rounds = [len(r) for r in model.cascade_history]
+    liquidations = events[events["kind"] == "liquidation"]
+    hedges = events[events["kind"] == "hedge"]
     credit = model.ledger.history()
     initial = timeseries.iloc[0]
     return {
@@ -113,11 +115,13 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         "bad_debt_usd": realised + unrealised,
         "realised_bad_debt_usd": realised,
         "unrealised_bad_debt_usd": unrealised,
-        "liquidated_usd": float(events["repaid_usd"].sum()) if len(events) else 0.0,
+        "liquidated_usd": float(liquidations["repaid_usd"].sum()),
         "liquidated_notional_usd": sum(
             float(timeseries[f"{p}.liquidated"].sum()) for p in model.protocols
         ),
-        "liquidations": len(events),
+        "liquidations": len(liquidations),
+        "hedge_trades": len(hedges),
+        "hedged_usd": float(hedges["proceeds_usd"].abs().sum()),
         "max_cascade_rounds": max(rounds, default=0),
         "cascade_steps": sum(1 for r in rounds if r >= 2),
         "max_drawdown": max(drawdowns.values()),
@@ -134,6 +138,7 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         "oracle_updates": sum(o.updates for o in model.oracles.values()),
         "credit_opened_usd": float(credit.loc[credit["kind"] == "open", "amount_usd"].sum()),
         "credit_losses_usd": dict(model.credit_losses),
+        "revenue_usd": {pid: p.revenue for pid, p in model.protocols.items()},
     }
 
 
@@ -144,6 +149,11 @@ def run(
     steps: int | None = None,
 ) -> RunResult:
     """Run a scenario to its horizon.
+
+    Protocols whose ``policy`` is not ``"static"`` are acted for by their policies through
+    :class:`~liqnet.market.env.LiquidityEnv`
+    (:func:`liqnet.scenarios.policies.run_with_policies`); an all-static scenario runs
+    the bare ``MarketModel`` (fastest, and the same trajectory).
 
     Args:
         scenario: A validated :class:`Scenario`, a built-in name or a TOML path.
@@ -156,9 +166,19 @@ def run(
     """
     if not isinstance(scenario, Scenario):
         scenario = load(scenario)
+    if any(spec.policy != "static" for spec in scenario.protocols):
+        # Imported here: policies import this module, and may pull in torch.
+        from liqnet.scenarios.policies import run_with_policies
+
+        return run_with_policies(scenario, seed=seed, feedback=feedback, steps=steps)
     model = MarketModel(scenario, seed=seed, feedback=feedback)
     for _ in range(scenario.steps if steps is None else steps):
         model.step()
+    return _result_from_model(model, scenario)
+
+
+def _result_from_model(model: MarketModel, scenario: Scenario) -> RunResult:
+    """Package a finished world as a :class:`RunResult` (shared by every run path)."""
     timeseries = model.timeseries()
     events = model.events.to_frame()
     return RunResult(

@@ -84,12 +84,12 @@ def test_accrual_grows_debt_at_borrow_rate_and_equity_by_reserve_factor() -> Non
 def test_risk_lever_moves_thresholds_by_bounded_steps() -> None:
     pool = MarketModel(small()).protocols["aave"]
     lt = pool.books["ETH"].liquidation_threshold
-    pool.apply_levers(np.array([1.0, 0, 0, 0, 0, 0]))
-    assert pool.books["ETH"].liquidation_threshold == pytest.approx(lt + 0.005)
-    pool.apply_levers(np.array([-5.0, 0, 0, 0, 0, 0]))  # clipped to -1
+    pool.apply_levers(np.array([1.0, 0, 0, 0, 0, 0]))  # tighten
+    assert pool.books["ETH"].liquidation_threshold == pytest.approx(lt - 0.005)
+    pool.apply_levers(np.array([-5.0, 0, 0, 0, 0, 0]))  # clipped to -1: loosen
     assert pool.books["ETH"].liquidation_threshold == pytest.approx(lt)
     for _ in range(500):
-        pool.apply_levers(np.array([1.0, 1.0, 0, 0, 0, 0]))
+        pool.apply_levers(np.array([-1.0, 1.0, 0, 0, 0, 0]))
     assert pool.books["ETH"].liquidation_threshold <= 0.9
     assert pool.slope_multiplier == pytest.approx(3.0)
     assert pool.books["ETH"].ltv < pool.books["ETH"].liquidation_threshold

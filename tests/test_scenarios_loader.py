@@ -15,7 +15,7 @@ import pytest
 from liqnet.scenarios import Scenario, ScenarioError, builtin_names, load
 from liqnet.scenarios.loader import apply_overrides, parse_override_value, resolve_raw
 
-BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_regime"]
+BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_crush", "vol_regime"]
 
 MINIMAL_TOML = """\
 name = "tiny"
@@ -67,7 +67,7 @@ def test_every_builtin_loads_and_validates(name: str) -> None:
     assert scenario.description
     ids = [p.id for p in scenario.protocols]
     assert len(ids) == len(set(ids)) >= 1
-    assert {p.type for p in scenario.protocols} <= {"lending", "perp"}
+    assert {p.type for p in scenario.protocols} <= {"lending", "perp", "options"}
     # Protocol params are validated by the protocol's own model: defaults are filled in.
     for spec in scenario.protocols:
         assert "positions" in spec.params

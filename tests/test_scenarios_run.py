@@ -40,6 +40,8 @@ SUMMARY_KEYS = {
     "liquidated_usd",
     "liquidated_notional_usd",
     "liquidations",
+    "hedge_trades",
+    "hedged_usd",
     "max_cascade_rounds",
     "cascade_steps",
     "max_drawdown",
@@ -51,6 +53,7 @@ SUMMARY_KEYS = {
     "oracle_updates",
     "credit_opened_usd",
     "credit_losses_usd",
+    "revenue_usd",
 }
 CRASH_STEPS = 40  # past the crash (steps 20-23) and into the recovery
 
@@ -68,7 +71,7 @@ def expected_columns(scenario: Scenario) -> set[str]:
     for spec in scenario.protocols:
         columns |= {f"{spec.id}.{k}" for k in ("equity", "cash", "bad_debt", "liquidated")}
         columns |= {f"{spec.id}.{k}" for k in ("shortfall", "credit_lent", "credit_borrowed")}
-        columns.add(f"{spec.id}.credit_losses")
+        columns |= {f"{spec.id}.credit_losses", f"{spec.id}.revenue"}
         columns |= {f"{spec.id}.exposure.{asset}" for asset in scenario.market.assets}
         columns |= {f"{spec.id}.lever.{lever}" for lever in LEVER_NAMES}
     return columns
@@ -206,7 +209,8 @@ def test_summary_keys_and_consistency(crash: RunResult) -> None:
     summary, events, ts = crash.summary, crash.events, crash.timeseries
     assert set(summary) == SUMMARY_KEYS
     assert summary["steps"] == CRASH_STEPS
-    assert summary["liquidations"] == len(events)
+    assert summary["liquidations"] == int((events["kind"] == "liquidation").sum())
+    assert summary["hedge_trades"] == int((events["kind"] == "hedge").sum())
     assert summary["liquidated_usd"] == pytest.approx(events["repaid_usd"].sum())
     assert summary["bad_debt_usd"] == pytest.approx(
         summary["realised_bad_debt_usd"] + summary["unrealised_bad_debt_usd"]

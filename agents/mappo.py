@@ -1,0 +1,375 @@
+"""MAPPO: multi-agent PPO with a centralised critic, one readable trainer.
+
+Every protocol is an agent acting through the common levers. The actor sees only its
+own observation (decentralised execution); the critic sees ``env.state()`` - every
+protocol's observation - plus which agent it values and how far the episode has run
+(centralised training). The structure follows CleanRL's ``ppo_continuous_action.py``:
+
+1. rollouts (:mod:`liqnet.agents.rollout`) sample actions from the current actor;
+2. the learner values every visited state, computes GAE advantages (:func:`gae`);
+3. returns are normalised by a running mean/std (:class:`RunningNorm`, "value
+   normalisation"), because calm-step rewards are ~1e-6 and crash steps ~1;
+4. a few epochs of minibatch updates of the clipped surrogate objective, value loss and
+   entropy bonus (:meth:`MAPPO.update`);
+5. the new actor parameters are broadcast to the rollout workers.
+
+Parameters are either *shared* by all agents (the observation already ends with the
+protocol-type one-hot, so one network can act differently per type) or *independent*
+(one actor and one critic per agent slot).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+SHARING_MODES = ("shared", "independent")
+"""Allowed values of :attr:`MAPPOConfig.sharing`."""
+
+STATIC_LEVERS = (0.0, 0.0, -1.0, 0.0, -1.0, 0.0)
+"""The default standing levers (``DEFAULT_LEVERS`` of the scenario schema, in order)."""
+
+
+@dataclass
+class MAPPOConfig:
+    """Every hyper-parameter of MAPPO training, in one place."""
+
+    sharing: str = "shared"
+    """``"shared"``: one actor and one critic for all agents; ``"independent"``: one each
+    per agent slot."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the hidden tanh layers of actor and critic."""
+    num_envs: int = 8
+    """Environments stepped per iteration, summed over all rollout workers."""
+    rollout_steps: int = 96
+    """Steps taken in every environment per iteration (episodes continue across
+    iterations; an environment resets itself when its episode ends)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda: bias-variance trade-off of the advantage estimate."""
+    learning_rate: float = 3e-4
+    """Adam step size for actor and critic."""
+    update_epochs: int = 4
+    """Passes over each batch."""
+    num_minibatches: int = 4
+    """Minibatches per pass."""
+    clip_coef: float = 0.2
+    """PPO clip range of the probability ratio."""
+    team_weight: float = 0.0
+    """Share of each agent's reward replaced by the mean reward of the live agents: 0
+    for self-interested protocols (the env's rewards), 1 for a fully cooperative team
+    that minimises system-wide losses."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the (normalised) value loss."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy (std ~0.6 of the lever
+    range: enough to explore, little enough that most samples stay in [-1, 1])."""
+    init_action: tuple[float, ...] = STATIC_LEVERS
+    """Initial mean action: the default standing levers, so training starts from static
+    governance (no inter-protocol lending) rather than from a policy lending half its
+    idle cash."""
+    seed: int = 0
+    """Seed of network initialisation, minibatch order, action noise and episode seeds."""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.init_action = tuple(float(a) for a in self.init_action)
+        checks = [
+            ("sharing", self.sharing in SHARING_MODES, f"one of {SHARING_MODES}"),
+            ("hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive integers"),
+            ("num_envs", self.num_envs >= 1, ">= 1"),
+            ("rollout_steps", self.rollout_steps >= 1, ">= 1"),
+            ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
+            ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
+            ("learning_rate", self.learning_rate > 0.0, "> 0"),
+            ("update_epochs", self.update_epochs >= 1, ">= 1"),
+            ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
+            ("clip_coef", self.clip_coef > 0.0, "> 0"),
+            ("team_weight", 0.0 <= self.team_weight <= 1.0, "in [0, 1]"),
+            ("max_grad_norm", self.max_grad_norm > 0.0, "> 0"),
+            ("init_action", len(self.init_action) == len(STATIC_LEVERS), "6 levers"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"MAPPOConfig.{name} = {getattr(self, name)!r}: must be {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MAPPOConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown MAPPOConfig field(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance (parallel Welford), kept as buffers in the state_dict."""
+
+    def __init__(self, shape: tuple[int, ...] = (), clip: float = 10.0) -> None:
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge a batch (leading dimension = samples) into the running moments."""
+        x = x.to(torch.float64).reshape(-1, *self.mean.shape)
+        if x.shape[0] == 0:
+            return
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        self.var.copy_(m2 / total)
+        self.count.fill_(float(total))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std``, clipped (outliers such as a 50x gas spike stay bounded)."""
+        z = (x - self.mean) / torch.sqrt(self.var + 1e-8)
+        return z.clamp(-self.clip, self.clip).to(torch.float32)
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize` (without the clip)."""
+        return (z * torch.sqrt(self.var + 1e-8) + self.mean).to(torch.float32)
+
+
+def _mlp(sizes: list[int], out_std: float, out_bias: tuple[float, ...] | float = 0.0) -> nn.Module:
+    """Tanh MLP with CleanRL's orthogonal initialisation (small last layer for actors)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layer = nn.Linear(a, b)
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(layer.weight, out_std if last else math.sqrt(2))
+        nn.init.zeros_(layer.bias)
+        if last:
+            with torch.no_grad():
+                layer.bias.copy_(torch.as_tensor(out_bias, dtype=torch.float32))
+        layers += [layer] if last else [layer, nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """Gaussian actors on own observations, critics on the global state.
+
+    Tensors carry an agent axis of length ``n_agents`` just before the feature axis:
+    observations ``(..., n_agents, obs_dim)``, states ``(..., state_dim)``.
+
+    Args:
+        obs_dim: Length of one agent's observation.
+        n_agents: Agent slots (the env's ``possible_agents``).
+        action_dim: Levers per agent.
+        config: Network sizes, sharing mode and initial action distribution.
+    """
+
+    def __init__(self, obs_dim: int, n_agents: int, action_dim: int, config: MAPPOConfig) -> None:
+        super().__init__()
+        self.obs_dim, self.n_agents, self.action_dim = obs_dim, n_agents, action_dim
+        self.state_dim = obs_dim * n_agents
+        copies = 1 if config.sharing == "shared" else n_agents
+        hidden = list(config.hidden_sizes)
+        self.actors = nn.ModuleList(
+            _mlp([obs_dim, *hidden, action_dim], 0.01, config.init_action) for _ in range(copies)
+        )
+        # The critic also gets the agent's slot (one-hot) and the elapsed share of the
+        # episode: the horizon is then a true terminal state, not a truncation.
+        critic_in = self.state_dim + n_agents + 1
+        self.critics = nn.ModuleList(_mlp([critic_in, *hidden, 1], 1.0) for _ in range(copies))
+        self.log_std = nn.Parameter(torch.full((copies, action_dim), config.init_log_std))
+        self.obs_norm = RunningNorm((obs_dim,))
+        self.state_norm = RunningNorm((self.state_dim,))
+        self.value_norm = RunningNorm(())
+
+    def _per_slot(self, nets: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        if len(nets) == 1:
+            return nets[0](x)
+        return torch.stack([net(x[..., i, :]) for i, net in enumerate(nets)], dim=-2)
+
+    def action_mean(self, obs_normed: torch.Tensor) -> torch.Tensor:
+        """Mean levers ``(..., n_agents, action_dim)`` from normalised observations."""
+        return self._per_slot(self.actors, obs_normed)
+
+    def distribution(self, obs_normed: torch.Tensor) -> Normal:
+        """The Gaussian policy of every agent slot."""
+        mean = self.action_mean(obs_normed)
+        return Normal(mean, self.log_std.exp().expand_as(mean))
+
+    def value(self, state: torch.Tensor, time_frac: torch.Tensor) -> torch.Tensor:
+        """Normalised value ``(..., n_agents)`` of raw states ``(..., state_dim)``."""
+        s = self.state_norm.normalize(state)
+        lead = s.shape[:-1]
+        s = s.unsqueeze(-2).expand(*lead, self.n_agents, self.state_dim)
+        slot = torch.eye(self.n_agents).expand(*lead, self.n_agents, self.n_agents)
+        t = time_frac.to(torch.float32).unsqueeze(-1).expand(*lead, self.n_agents).unsqueeze(-1)
+        return self._per_slot(self.critics, torch.cat([s, slot, t], dim=-1)).squeeze(-1)
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    last_values: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a ``(T, ...)`` rollout.
+
+    Args:
+        rewards: ``r_t``.
+        values: ``V(s_t)`` (un-normalised).
+        dones: 1 where the agent's episode ended *after* step ``t`` (no bootstrap).
+        last_values: ``V`` of the state after the last step (0 for a dead agent).
+        gamma: Discount.
+        lam: GAE lambda.
+
+    Returns:
+        ``(advantages, returns)`` with ``returns = advantages + values``.
+    """
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_values)
+    next_value = last_values
+    for t in reversed(range(rewards.shape[0])):
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_value * live - values[t]
+        running = delta + gamma * lam * live * running
+        advantages[t] = running
+        next_value = values[t]
+    return advantages, advantages + values
+
+
+class MAPPO:
+    """The learner: holds the networks and the optimiser, updates from rollout batches.
+
+    Args:
+        config: Hyper-parameters.
+        obs_dim: Length of one agent's observation.
+        n_agents: Agent slots.
+        action_dim: Levers per agent.
+    """
+
+    def __init__(self, config: MAPPOConfig, obs_dim: int, n_agents: int, action_dim: int) -> None:
+        self.config = config
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
+            torch.manual_seed(config.seed)
+            self.net = ActorCritic(obs_dim, n_agents, action_dim, config)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def actor_params(self) -> dict[str, Any]:
+        """What rollout workers need to act: actor weights and observation statistics."""
+        state = self.net.state_dict()
+        keep = ("actors.", "log_std", "obs_norm.")
+        return {k: v.detach().clone() for k, v in state.items() if k.startswith(keep)}
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One PPO update from a rollout batch (see :data:`liqnet.agents.rollout.Batch`).
+
+        Returns:
+            Mean losses and diagnostics of the update.
+        """
+        cfg, net = self.config, self.net
+        b = {k: torch.as_tensor(v) for k, v in batch.items()}
+        alive = b["alive"].to(torch.float32)
+
+        # 1. Values of the visited states and of the state after the last step.
+        with torch.no_grad():
+            values = net.value_norm.denormalize(net.value(b["state"], b["time"])) * alive
+            last = net.value_norm.denormalize(net.value(b["last_state"], b["last_time"]))
+            last = last * b["last_alive"].to(torch.float32)
+
+        # 2. Rewards, optionally shared with the team; GAE on their raw scale (the
+        #    returns' scale is handled by value normalisation).
+        rewards = b["rewards"]
+        if cfg.team_weight > 0.0:
+            team = (rewards * alive).sum(-1, keepdim=True) / alive.sum(-1, keepdim=True).clamp(1.0)
+            rewards = ((1.0 - cfg.team_weight) * rewards + cfg.team_weight * team) * alive
+        advantages, returns = gae(
+            rewards, values, b["dones"].to(torch.float32), last, cfg.gamma, cfg.gae_lambda
+        )
+        net.value_norm.update(returns[alive.bool()])
+        targets = net.value_norm.normalize(returns)
+
+        # 3. Flatten to samples (t, env), keeping the agent axis for the critic and the
+        #    per-slot networks; dead agents are masked out of every loss.
+        n_samples = alive.shape[0] * alive.shape[1]
+        flat = {
+            "obs": b["obs"].flatten(0, 1),
+            "actions": b["actions"].flatten(0, 1),
+            "logp": b["logp"].flatten(0, 1),
+            "state": b["state"].flatten(0, 1),
+            "time": b["time"].flatten(0, 1),
+            "adv": advantages.flatten(0, 1),
+            "targets": targets.flatten(0, 1),
+            "alive": alive.flatten(0, 1),
+        }
+
+        # 4. Clipped-objective epochs over shuffled minibatches.
+        size = max(1, n_samples // cfg.num_minibatches)
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy")}
+        stats["approx_kl"], stats["clip_frac"] = [], []
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(n_samples, generator=self.generator)
+            for start in range(0, n_samples, size):
+                mb = {k: v[order[start : start + size]] for k, v in flat.items()}
+                self._minibatch_step(mb, stats)
+
+        # 5. Observation statistics follow the data only after the update, so the batch
+        #    was trained with the statistics it was sampled under.
+        mask = b["alive"].bool()
+        net.obs_norm.update(b["raw_obs"][mask])
+        net.state_norm.update(b["state"].flatten(0, 1))
+        return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+    def _minibatch_step(self, mb: dict[str, torch.Tensor], stats: dict[str, list[float]]) -> None:
+        cfg, net = self.config, self.net
+        mask = mb["alive"]
+        n = mask.sum().clamp(min=1.0)
+        dist = net.distribution(mb["obs"])
+        logp = dist.log_prob(mb["actions"]).sum(-1)
+        log_ratio = logp - mb["logp"]
+        ratio = log_ratio.exp()
+
+        # Advantages normalised over the live samples of the minibatch (CleanRL's norm_adv).
+        adv = mb["adv"]
+        live_adv = adv[mask.bool()]
+        if live_adv.numel() > 1:
+            adv = (adv - live_adv.mean()) / (live_adv.std() + 1e-8)
+        surrogate = torch.max(
+            -adv * ratio, -adv * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
+        )
+        policy_loss = (surrogate * mask).sum() / n
+        value_error = net.value(mb["state"], mb["time"]) - mb["targets"]
+        value_loss = 0.5 * (value_error.pow(2) * mask).sum() / n
+        entropy = (dist.entropy().sum(-1) * mask).sum() / n
+        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+
+        with torch.no_grad():
+            stats["policy_loss"].append(float(policy_loss))
+            stats["value_loss"].append(float(value_loss))
+            stats["entropy"].append(float(entropy))
+            stats["approx_kl"].append(float((((ratio - 1) - log_ratio) * mask).sum() / n))
+            clipped = ((ratio - 1.0).abs() > cfg.clip_coef).float()
+            stats["clip_frac"].append(float((clipped * mask).sum() / n))

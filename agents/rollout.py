@@ -1,0 +1,288 @@
+"""Rollouts: workers that each step several environments with the current actor.
+
+A :class:`RolloutWorker` holds a fixed block of environments (by global env index) and
+samples ``steps`` steps in each with the actor parameters it is handed. The learner
+runs workers either as Ray actors (:class:`RayRollouts`: local Ray by default, a cluster
+when an address is given) or in this process (:class:`LocalRollouts`). Both split the
+environments into the same blocks and draw action noise and episode seeds per
+*environment*, so for the same seeds they return the same batch, bit for bit.
+
+Environments come from a picklable ``env_fn(env_index)`` (any PettingZoo ParallelEnv with
+``state()``), so this module needs no scenario files: the caller decides what is built.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributions import Normal
+
+from liqnet.agents.mappo import ActorCritic, MAPPOConfig
+
+Batch = dict[str, np.ndarray]
+"""A rollout batch. Time-major arrays ``(T, E, ...)``: ``obs`` (normalised as the actor
+saw them), ``raw_obs``, ``state``, ``time`` (elapsed share of the episode), ``actions``,
+``logp``, ``rewards``, ``dones``, ``alive``; after the last step, per env: ``last_state``,
+``last_time``, ``last_alive``; per finished episode: ``episode_returns`` (mean over the
+agents), ``episode_lengths``."""
+
+_TIME_MAJOR = ("obs", "raw_obs", "state", "time", "actions", "logp", "rewards", "dones", "alive")
+_PER_ENV = ("last_state", "last_time", "last_alive")
+_PER_EPISODE = ("episode_returns", "episode_lengths")
+
+HELD_OUT_SEEDS_FROM = 2_000_000_000
+"""Training episodes never use seeds at or above this; evaluate on seeds from here on."""
+
+
+def episode_seed(seed: int, env_index: int, episode: int) -> int:
+    """World seed of training episode ``episode`` of environment ``env_index``."""
+    return ((seed * 1000 + env_index) * 100_000 + episode) % HELD_OUT_SEEDS_FROM
+
+
+def partition(num_envs: int, num_workers: int) -> list[list[int]]:
+    """Contiguous, nearly equal blocks of env indices, one per worker."""
+    if not 1 <= num_workers <= num_envs:
+        raise ValueError(f"workers = {num_workers}: must be in [1, num_envs = {num_envs}]")
+    bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
+    return [list(range(a, b)) for a, b in itertools.pairwise(bounds)]
+
+
+def merge(batches: Sequence[Batch]) -> Batch:
+    """Join worker batches in worker order (so env order is the global env index)."""
+    merged = {k: np.concatenate([b[k] for b in batches], axis=1) for k in _TIME_MAJOR}
+    merged.update({k: np.concatenate([b[k] for b in batches]) for k in _PER_ENV + _PER_EPISODE})
+    return merged
+
+
+def batch_stats(batch: Batch) -> dict[str, float]:
+    """Summary figures of a batch (used to compare Ray and in-process rollouts)."""
+    alive = batch["alive"]
+    returns = batch["episode_returns"]
+    return {
+        "samples": float(alive.sum()),
+        "mean_reward": float(batch["rewards"][alive].mean()),
+        "mean_action": float(batch["actions"][alive].mean()),
+        "mean_logp": float(batch["logp"][alive].mean()),
+        "episodes": float(returns.size),
+        "mean_episode_return": float(returns.mean()) if returns.size else float("nan"),
+    }
+
+
+class RolloutWorker:
+    """Steps a block of environments with a Gaussian actor.
+
+    Args:
+        env_fn: ``env_fn(env_index)`` builds one environment.
+        env_indices: The global indices of the environments this worker holds.
+        seed: Training seed (action noise and episode seeds derive from it per env).
+        net_kwargs: ``obs_dim``, ``n_agents``, ``action_dim`` and ``config`` (a
+            :class:`MAPPOConfig` dict) of the actor to build.
+    """
+
+    def __init__(
+        self,
+        env_fn: Callable[[int], Any],
+        env_indices: Sequence[int],
+        seed: int,
+        net_kwargs: dict[str, Any],
+    ) -> None:
+        # One thread: several workers share a few cores, and tiny matmuls gain nothing.
+        torch.set_num_threads(1)
+        self.env_indices = list(env_indices)
+        self.seed = seed
+        self.envs = [env_fn(i) for i in self.env_indices]
+        self.agents: list[str] = list(self.envs[0].possible_agents)
+        for env in self.envs:
+            if list(env.possible_agents) != self.agents:
+                raise ValueError(
+                    f"all training environments need the same agents; got {self.agents} "
+                    f"and {list(env.possible_agents)}"
+                )
+        kwargs = dict(net_kwargs)
+        config = MAPPOConfig.from_dict(kwargs.pop("config"))
+        self.net = ActorCritic(config=config, **kwargs)
+        self.noise = [np.random.default_rng([seed, i]) for i in self.env_indices]
+        self.episodes = [0] * len(self.envs)
+        self._obs = [np.empty(0)] * len(self.envs)
+        self._alive = [np.empty(0)] * len(self.envs)
+        self._t = [0] * len(self.envs)
+        self._returns = np.zeros((len(self.envs), len(self.agents)))
+        for k in range(len(self.envs)):
+            self._reset(k)
+
+    def _reset(self, k: int) -> None:
+        seed = episode_seed(self.seed, self.env_indices[k], self.episodes[k])
+        self.episodes[k] += 1
+        observations, _ = self.envs[k].reset(seed=seed)
+        self._set_obs(k, observations)
+        self._t[k] = 0
+        self._returns[k] = 0.0
+
+    def _set_obs(self, k: int, observations: dict[str, np.ndarray]) -> None:
+        live = set(self.envs[k].agents)
+        self._alive[k] = np.array([a in live for a in self.agents])
+        matrix = np.zeros((len(self.agents), self.net.obs_dim), dtype=np.float32)
+        for i, agent in enumerate(self.agents):
+            if agent in live:
+                matrix[i] = observations[agent]
+        self._obs[k] = matrix
+
+    def _time(self, k: int) -> float:
+        horizon = getattr(self.envs[k], "horizon", None)
+        return self._t[k] / horizon if horizon else 0.0
+
+    def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
+        """Load actor ``params`` and take ``steps`` steps in every environment."""
+        self.net.load_state_dict(params, strict=False)
+        n_envs, n_agents, net = len(self.envs), len(self.agents), self.net
+        out: dict[str, list] = {k: [] for k in _TIME_MAJOR}
+        episode_returns: list[float] = []
+        episode_lengths: list[int] = []
+        std = net.log_std.detach().exp()
+        for _ in range(steps):
+            raw = np.stack(self._obs)
+            alive = np.stack(self._alive)
+            with torch.no_grad():
+                obs = net.obs_norm.normalize(torch.from_numpy(raw))
+                mean = net.action_mean(obs)
+                # Noise from each env's own generator: independent of how envs are split.
+                eps = np.stack(
+                    [rng.standard_normal((n_agents, net.action_dim)) for rng in self.noise]
+                )
+                actions = mean + std * torch.from_numpy(eps.astype(np.float32))
+                logp = Normal(mean, std.expand_as(mean)).log_prob(actions).sum(-1)
+            out["obs"].append(obs.numpy())
+            out["raw_obs"].append(raw)
+            out["state"].append(np.stack([env.state() for env in self.envs]))
+            out["time"].append(np.array([self._time(k) for k in range(n_envs)], np.float32))
+            out["actions"].append(actions.numpy())
+            out["logp"].append(logp.numpy())
+            out["alive"].append(alive)
+            rewards = np.zeros((n_envs, n_agents), np.float32)
+            dones = np.ones((n_envs, n_agents), bool)
+            for k, env in enumerate(self.envs):
+                acting = {
+                    a: actions[k, i].numpy() for i, a in enumerate(self.agents) if alive[k, i]
+                }
+                observations, rew, term, trunc, _ = env.step(acting)
+                for i, agent in enumerate(self.agents):
+                    if agent in acting:
+                        rewards[k, i] = rew[agent]
+                        dones[k, i] = term[agent] or trunc[agent]
+                self._returns[k] += rewards[k]
+                self._t[k] += 1
+                if env.agents:
+                    self._set_obs(k, observations)
+                else:
+                    episode_returns.append(float(self._returns[k].mean()))
+                    episode_lengths.append(self._t[k])
+                    self._reset(k)
+            out["rewards"].append(rewards)
+            out["dones"].append(dones)
+        batch = {k: np.stack(v) for k, v in out.items()}
+        batch["last_state"] = np.stack([env.state() for env in self.envs])
+        batch["last_time"] = np.array([self._time(k) for k in range(n_envs)], np.float32)
+        batch["last_alive"] = np.stack(self._alive)
+        batch["episode_returns"] = np.array(episode_returns, np.float64)
+        batch["episode_lengths"] = np.array(episode_lengths, np.int64)
+        return batch
+
+
+class LocalRollouts:
+    """Rollout workers in this process, with the same env blocks as :class:`RayRollouts`.
+
+    Args:
+        env_fn: Builds environment ``i``.
+        num_envs: Environments in all.
+        num_workers: Blocks the environments are split into.
+        seed: Training seed.
+        net_kwargs: See :class:`RolloutWorker`.
+    """
+
+    def __init__(
+        self,
+        env_fn: Callable[[int], Any],
+        num_envs: int,
+        num_workers: int,
+        seed: int,
+        net_kwargs: dict[str, Any],
+    ) -> None:
+        blocks = partition(num_envs, num_workers)
+        self.workers = [RolloutWorker(env_fn, block, seed, net_kwargs) for block in blocks]
+
+    def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
+        """One batch from every worker, merged."""
+        return merge([w.sample(params, steps) for w in self.workers])
+
+    def close(self) -> None:
+        """Nothing to release in-process."""
+        self.workers = []
+
+
+class RayRollouts:
+    """Rollout workers as Ray actors; parameters are broadcast once per batch.
+
+    Starts a local Ray (``num_cpus = num_workers``) unless Ray is already running or an
+    ``address`` (``"auto"`` or ``"ray://host:10001"``) names a cluster to join.
+
+    Args:
+        env_fn: Builds environment ``i`` (pickled to the workers).
+        num_envs: Environments in all.
+        num_workers: Ray actors, one CPU each.
+        seed: Training seed.
+        net_kwargs: See :class:`RolloutWorker`.
+        address: Ray cluster address; ``None`` for a local Ray.
+    """
+
+    def __init__(
+        self,
+        env_fn: Callable[[int], Any],
+        num_envs: int,
+        num_workers: int,
+        seed: int,
+        net_kwargs: dict[str, Any],
+        address: str | None = None,
+    ) -> None:
+        import ray  # imported here: in-process training never pays Ray's start-up
+
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            local = {"num_cpus": num_workers} if address is None else {}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+        remote_worker = ray.remote(num_cpus=1)(RolloutWorker)
+        self.workers = [
+            remote_worker.remote(env_fn, block, seed, net_kwargs)
+            for block in partition(num_envs, num_workers)
+        ]
+
+    def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
+        """Broadcast ``params`` (one object in the store), sample on every actor, merge."""
+        ref = self._ray.put(params)
+        return merge(self._ray.get([w.sample.remote(ref, steps) for w in self.workers]))
+
+    def close(self) -> None:
+        """Stop the actors, and Ray itself if this object started it."""
+        for worker in self.workers:
+            self._ray.kill(worker)
+        self.workers = []
+        if self._owns_ray:
+            self._ray.shutdown()
+
+
+def make_rollouts(
+    env_fn: Callable[[int], Any],
+    config: MAPPOConfig,
+    net_kwargs: dict[str, Any],
+    num_workers: int = 1,
+    use_ray: bool = True,
+    address: str | None = None,
+) -> LocalRollouts | RayRollouts:
+    """Ray actors (``use_ray``) or in-process workers for ``config.num_envs`` envs."""
+    if use_ray:
+        return RayRollouts(env_fn, config.num_envs, num_workers, config.seed, net_kwargs, address)
+    return LocalRollouts(env_fn, config.num_envs, num_workers, config.seed, net_kwargs)

@@ -1,0 +1,184 @@
+"""Cascade amplification: a run against its ``feedback=False`` twin.
+
+The twin sees the same exogenous random numbers (every stream is seeded by name, see
+``MarketModel.rng_for``), so any difference between the two runs is feedback: the
+permanent price impact of forced sales and loss passing along credit lines.
+
+Ratios are ``with feedback / without feedback`` and are defined everywhere:
+
+* ``0 / 0 = 1``: nothing happened either way, so feedback amplified nothing;
+* ``x / 0 = inf`` for ``x > 0``: feedback created losses out of none.
+
+Without any feedback channel (see :func:`feedback_channels`) both runs are identical,
+so every ratio is exactly 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liqnet.scenarios.run import RunResult
+    from liqnet.scenarios.schema import Scenario
+
+__all__ = [
+    "METRICS",
+    "Amplification",
+    "amplification",
+    "amplification_from_results",
+    "feedback_channels",
+    "ratio",
+]
+
+METRICS: dict[str, str] = {
+    "bad_debt": "bad_debt_usd",
+    "liquidated": "liquidated_usd",
+    "drawdown": "max_drawdown",
+}
+"""Amplification metric -> the ``RunResult.summary`` key it compares."""
+
+
+def ratio(with_feedback: float, without_feedback: float) -> float:
+    """``with / without``, with ``0 / 0 = 1`` and ``x / 0 = inf`` (see the module doc).
+
+    Raises:
+        ValueError: Either value is negative or NaN (the metrics are all >= 0).
+    """
+    a, b = float(with_feedback), float(without_feedback)
+    if not (a >= 0.0 and b >= 0.0):  # also catches NaN
+        raise ValueError(f"amplification needs values >= 0, got {a} / {b}")
+    if b == 0.0:
+        return 1.0 if a == 0.0 else math.inf
+    return a / b
+
+
+@dataclass(frozen=True)
+class Amplification:
+    """Feedback / no-feedback ratios of one scenario and seed.
+
+    Attributes:
+        bad_debt: Ratio of ``bad_debt_usd`` (realised plus unrealised).
+        liquidated: Ratio of ``liquidated_usd`` (debt repaid by liquidators).
+        drawdown: Ratio of ``max_drawdown`` (largest peak-to-trough fall of a reference
+            price).
+        with_feedback: The three metrics of the feedback run, by metric name.
+        without_feedback: The same for the twin.
+        channels: Feedback channels open in the scenario (:func:`feedback_channels`).
+    """
+
+    bad_debt: float
+    liquidated: float
+    drawdown: float
+    with_feedback: dict[str, float]
+    without_feedback: dict[str, float]
+    channels: tuple[str, ...]
+
+    def as_row(self) -> dict[str, float]:
+        """Sweep-table columns: ``amplification_bad_debt``, ``_liquidated``, ``_drawdown``."""
+        return {f"amplification_{m}": getattr(self, m) for m in METRICS}
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-dict form (for JSON)."""
+        data = asdict(self)
+        data["channels"] = list(self.channels)
+        return data
+
+
+def feedback_channels(scenario: Scenario) -> tuple[str, ...]:
+    """The feedback channels a scenario leaves open; empty means the twin is identical.
+
+    ``feedback=False`` changes exactly two things in the world (market/cascade.py and
+    market/settlement.py), so these are the channels:
+
+    * ``"price_impact"``: ``market.permanent_impact > 0``: forced sales move the
+      reference price (with 0 the impact term adds exactly 0.0 to the log price).
+    * ``"credit"``: a credit line can open, so defaults can pass losses to lenders.
+      Lines need a protocol offering (``lend`` lever above -1) and another requesting
+      (``borrow`` above -1); a protocol whose ``policy`` is not ``"static"`` may set any
+      lever, so it counts as both.
+
+    Args:
+        scenario: A validated scenario.
+
+    Returns:
+        The open channels, a subset of ``("price_impact", "credit")``.
+    """
+    from liqnet.scenarios.schema import DEFAULT_LEVERS
+
+    channels = []
+    if scenario.market.permanent_impact > 0.0:
+        channels.append("price_impact")
+    lenders, borrowers = set(), set()
+    for spec in scenario.protocols:
+        dynamic = spec.policy != "static"
+        if dynamic or spec.levers.get("lend", DEFAULT_LEVERS["lend"]) > -1.0:
+            lenders.add(spec.id)
+        if dynamic or spec.levers.get("borrow", DEFAULT_LEVERS["borrow"]) > -1.0:
+            borrowers.add(spec.id)
+    # A line needs two different protocols: one lending, another borrowing.
+    if any(lender != borrower for lender in lenders for borrower in borrowers):
+        channels.append("credit")
+    return tuple(channels)
+
+
+def amplification_from_results(with_feedback: RunResult, without: RunResult) -> Amplification:
+    """Amplification from a run and its already-computed ``feedback=False`` twin.
+
+    Raises:
+        ValueError: The runs are not twins (different scenario name, seed or steps) or
+            ``without`` has feedback on.
+    """
+    if without.feedback:
+        raise ValueError("the counterfactual twin must have feedback=False")
+    a, b = with_feedback, without
+    if (a.scenario.name, a.seed, a.summary.get("steps")) != (
+        b.scenario.name,
+        b.seed,
+        b.summary.get("steps"),
+    ):
+        raise ValueError("runs are not twins: scenario name, seed and steps must match")
+    on = {m: float(a.summary[key]) for m, key in METRICS.items()}
+    off = {m: float(b.summary[key]) for m, key in METRICS.items()}
+    return Amplification(
+        **{m: ratio(on[m], off[m]) for m in METRICS},
+        with_feedback=on,
+        without_feedback=off,
+        channels=feedback_channels(a.scenario),
+    )
+
+
+def amplification(
+    scenario: Scenario | str | Path,
+    seed: int | None = None,
+    *,
+    steps: int | None = None,
+    result: RunResult | None = None,
+) -> Amplification:
+    """Run ``scenario`` with and without feedback on the same random numbers; compare.
+
+    Args:
+        scenario: A validated scenario, a built-in name or a TOML path.
+        seed: Overrides the scenario's seed.
+        steps: Overrides the horizon.
+        result: The feedback run, if it has already been run (saves one run).
+
+    Returns:
+        The ratios of bad debt, liquidated volume and maximum drawdown.
+    """
+    # Imported here: ``liqnet.analysis`` binds this function eagerly (it shares its
+    # module's name), so the module must not pull in the whole simulation on import.
+    from liqnet.scenarios.loader import load
+    from liqnet.scenarios.run import run
+    from liqnet.scenarios.schema import Scenario
+
+    if not isinstance(scenario, Scenario):
+        scenario = load(scenario)
+    if result is None:
+        result = run(scenario, seed=seed, feedback=True, steps=steps)
+    elif not result.feedback:
+        raise ValueError("result must be the feedback run (feedback=True)")
+    twin = run(result.scenario, seed=result.seed, feedback=False, steps=result.summary["steps"])
+    return amplification_from_results(result, twin)

@@ -1,0 +1,383 @@
+"""Report figures (matplotlib, Agg): each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from liqnet.analysis.amplification import Amplification
+from liqnet.analysis.cascade import cascade_rounds
+from liqnet.analysis.convergence import Synchrony
+from liqnet.scenarios.run import RunResult
+
+__all__ = [
+    "plot_amplification",
+    "plot_cascade",
+    "plot_contagion",
+    "plot_debtrank",
+    "plot_synchrony",
+]
+
+TYPE_COLORS = {"lending": "#4C72B0", "perp": "#DD8452", "options": "#55A868"}
+CREDIT_COLOR, COLLATERAL_COLOR, DEFAULT_COLOR = "#C44E52", "#8C8C8C", "#C44E52"
+DPI = 110
+ARC_RAD = 0.25  # curvature of credit arrows, so opposite lines do not overlap
+
+
+def _usd(x: float) -> str:
+    """Compact USD: $1.2M, $340k, $12."""
+    sign, x = ("-" if x < 0 else ""), abs(x)
+    if x >= 1e6:
+        return f"{sign}${x / 1e6:,.1f}M"
+    return f"{sign}${x / 1e3:,.0f}k" if x >= 1e3 else f"{sign}${x:,.0f}"
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    fig.savefig(path, dpi=DPI, format="png")
+    plt.close(fig)
+    return path
+
+
+def _layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    """Protocols on an upper row (a circle when many), assets on a row below."""
+    protocols = [n for n, d in graph.nodes(data=True) if d.get("kind") == "protocol"]
+    assets = [n for n, d in graph.nodes(data=True) if d.get("kind") == "asset"]
+    pos: dict[str, tuple[float, float]] = {}
+    if len(protocols) <= 6:
+        for k, n in enumerate(protocols):
+            pos[n] = ((k + 0.5) / len(protocols), 1.0)
+    else:
+        for k, n in enumerate(protocols):
+            angle = 2 * math.pi * k / len(protocols)
+            pos[n] = (0.5 + 0.45 * math.cos(angle), 1.3 + 0.5 * math.sin(angle))
+    for k, n in enumerate(assets):
+        pos[n] = ((k + 0.5) / max(len(assets), 1), 0.0)
+    return pos
+
+
+def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Path:
+    """Contagion graphs side by side, on one scale.
+
+    Protocol circles are sized by equity lost (a small circle: no loss), coloured by
+    type, ringed red once defaulted. Credit edges (lender -> borrower) are red arrows,
+    width by the exposure still owed or already written off; collateral edges
+    (protocol -> asset) are grey dashed lines, width by USD exposure.
+    """
+    graphs = [g for _, g in panels]
+    nodes = [d for g in graphs for _, d in g.nodes(data=True)]
+    types = sorted({d["type"] for d in nodes if d.get("kind") == "protocol"})
+    max_loss = max([1.0] + [d.get("loss", 0.0) for g in graphs for _, d in g.nodes(data=True)])
+    credit = [max(d["weight"], d.get("loss", 0.0)) for g in graphs for *_, d in _edges(g, "credit")]
+    collat = [d["weight"] for g in graphs for *_, d in _edges(g, "collateral")]
+    max_credit, max_collat = max([*credit, 1.0]), max([*collat, 1.0])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.2), squeeze=False)
+    labels = []
+    for ax, (title, graph) in zip(axes[0], panels, strict=True):
+        pos = _layout(graph)
+        for u, v, d in _edges(graph, "collateral"):
+            width = 0.6 + 5.0 * math.sqrt(d["weight"] / max_collat)
+            nx.draw_networkx_edges(
+                graph,
+                pos,
+                [(u, v)],
+                ax=ax,
+                width=width,
+                style="dashed",
+                edge_color=COLLATERAL_COLOR,
+                alpha=0.6,
+                arrows=False,
+            )
+        for u, v, d in _edges(graph, "credit"):
+            at_risk = max(d["weight"], d.get("loss", 0.0))
+            nx.draw_networkx_edges(
+                graph,
+                pos,
+                [(u, v)],
+                ax=ax,
+                width=1.5 + 7.0 * math.sqrt(at_risk / max_credit),
+                edge_color=CREDIT_COLOR,
+                arrows=True,
+                arrowsize=22,
+                node_size=2500,
+                connectionstyle=f"arc3,rad={ARC_RAD}",
+            )
+            text = f"owed {_usd(d['weight'])}"
+            if d.get("loss", 0.0) > 0:
+                text += f"\nwritten off {_usd(d['loss'])}"
+            labels.append((ax, pos[u], pos[v], text))
+        for node, d in graph.nodes(data=True):
+            x, y = pos[node]
+            if d.get("kind") == "asset":
+                ax.scatter(
+                    [x], [y], s=900, marker="s", color="#DDDDDD", edgecolor="black", zorder=3
+                )
+                label = f"{d.get('label', node)}\ndrawdown {d.get('drawdown', 0.0):.0%}"
+                ax.annotate(
+                    label,
+                    (x, y),
+                    xytext=(0, -20),
+                    textcoords="offset points",
+                    ha="center",
+                    va="top",
+                    fontsize=10,
+                )
+                continue
+            size = 350 + 2800 * math.sqrt(d.get("loss", 0.0) / max_loss)
+            ax.scatter(
+                [x],
+                [y],
+                s=size,
+                color=_type_color(d.get("type", "")),
+                edgecolor=DEFAULT_COLOR if d.get("defaulted") else "black",
+                linewidth=4 if d.get("defaulted") else 1,
+                zorder=3,
+            )
+            label = f"{node}\nloss {_usd(d.get('loss', 0.0))}\nequity {_usd(d['equity_usd'])}"
+            if d.get("defaulted"):
+                label += f"\nDEFAULTED (step {d['default_step']})"
+            # Scatter sizes are areas in points^2: clear the circle's radius, whatever it is.
+            lift = math.sqrt(size) / 2 + 5
+            ax.annotate(
+                label,
+                (x, y),
+                xytext=(0, lift),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
+        ax.set_title(title, fontsize=11)
+        ax.set_xlim(-0.15, 1.15)
+        ax.set_ylim(-0.45, 1.75 if len(pos) <= 10 else 2.0)
+        ax.axis("off")
+    handles = [
+        Line2D([], [], color=CREDIT_COLOR, lw=3, label="credit line (lender → borrower)"),
+        Line2D([], [], color=COLLATERAL_COLOR, lw=2, ls="--", label="collateral / exposure"),
+        *[Patch(color=_type_color(t), label=f"{t} protocol") for t in types],
+        Line2D(
+            [],
+            [],
+            marker="o",
+            ls="",
+            markersize=12,
+            markerfacecolor="white",
+            markeredgecolor=DEFAULT_COLOR,
+            markeredgewidth=3,
+            label="defaulted",
+        ),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+    fig.suptitle("Contagion graph: circle area ~ equity lost, edge width ~ USD", fontsize=12)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    for ax, start, end, text in labels:
+        # arc3 bends in display space: its Bezier midpoint is the chord's midpoint moved
+        # by rad / 2 times the chord turned clockwise. Placed after layout, so it is final.
+        (x0, y0), (x1, y1) = ax.transData.transform([start, end])
+        half = 0.5 * ARC_RAD
+        mid = ((x0 + x1) / 2 + half * (y1 - y0), (y0 + y1) / 2 - half * (x1 - x0))
+        ax.annotate(
+            text,
+            ax.transData.inverted().transform(mid),
+            xytext=(0, -8),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=9,
+            color=CREDIT_COLOR,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
+        )
+    return _save(fig, path)
+
+
+def _type_color(protocol_type: str) -> str:
+    return TYPE_COLORS.get(protocol_type, "#8172B3")
+
+
+def _edges(graph: nx.DiGraph, channel: str) -> list[tuple[str, str, dict]]:
+    return [(u, v, d) for u, v, d in graph.edges(data=True) if d.get("channel") == channel]
+
+
+def plot_cascade(result: RunResult, path: str | Path, pad_steps: int = 6) -> Path:
+    """Prices and liquidations by cascade round, zoomed on the steps with liquidations."""
+    ts, dt = result.timeseries, result.scenario.dt_hours
+    rounds = cascade_rounds(result)
+    steps = ts["step"]
+    lo, hi = int(steps.iloc[0]), int(steps.iloc[-1])
+    if len(rounds):
+        lo = max(lo, int(rounds["step"].min()) - pad_steps)
+        hi = min(hi, int(rounds["step"].max()) + pad_steps)
+    window = ts[(steps >= lo) & (steps <= hi)]
+    hours = window["step"] * dt
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(10, 7.5), sharex=True, gridspec_kw={"height_ratios": [1, 1.2]}
+    )
+    for asset in result.scenario.market.assets:
+        base = ts[f"{asset}.reference"].iloc[0]
+        (line,) = top.plot(
+            hours, window[f"{asset}.reference"] / base, lw=2, label=f"{asset} reference"
+        )
+        top.step(
+            hours,
+            window[f"{asset}.oracle"] / base,
+            where="post",
+            ls="--",
+            lw=1,
+            color=line.get_color(),
+            label=f"{asset} oracle",
+        )
+    top.set_ylabel("price / initial price")
+    top.set_title(
+        f"{result.scenario.name}: prices and liquidations by cascade round "
+        f"(seed {result.seed}, feedback {'on' if result.feedback else 'off'})"
+    )
+    top.legend(fontsize=9, ncol=2)
+    top.grid(alpha=0.3)
+    if len(rounds):
+        table = (
+            rounds.pivot_table(
+                index="step", columns="round", values="repaid_usd", aggfunc="sum", fill_value=0.0
+            )
+            / 1e6
+        )
+        colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(table.columns)))
+        bottom_acc = np.zeros(len(table))
+        for color, rnd in zip(colors, table.columns, strict=True):
+            label = "round 0 (exogenous move)" if rnd == 0 else f"round {rnd}"
+            bottom.bar(
+                table.index * dt,
+                table[rnd],
+                width=0.85 * dt,
+                bottom=bottom_acc,
+                color=color,
+                label=label,
+            )
+            bottom_acc += table[rnd].to_numpy()
+        bottom.legend(fontsize=9, ncol=2, title="cascade round")
+    else:
+        bottom.text(
+            0.5,
+            0.5,
+            "no liquidations in this run",
+            transform=bottom.transAxes,
+            ha="center",
+            fontsize=12,
+        )
+    bottom.set_ylabel("debt repaid by liquidators\n(USD million, per step)")
+    bottom.set_xlabel(f"hours (one step = {dt:g} h)")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_debtrank(table: pd.DataFrame, step: int, path: str | Path) -> Path:
+    """DebtRank R of each protocol's default, with the distress it causes to others."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if len(table):
+        names = [str(p) for p in table["protocol"]]
+        bars = ax.bar(names, table["debtrank"], color="#4C72B0")
+        for bar, value in zip(bars, table["debtrank"], strict=True):
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                value,
+                f"{value:.3f}",
+                ha="center",
+                va="bottom",
+                fontsize=10,
+            )
+        top = float(table["debtrank"].max())
+        ax.set_ylim(0.0, max(0.05, top * 1.25))
+        if top == 0.0:
+            ax.text(
+                0.5,
+                0.6,
+                "no credit exposure at this step:\nno default propagates",
+                transform=ax.transAxes,
+                ha="center",
+                fontsize=11,
+            )
+    ax.set_ylabel("DebtRank R (share of system equity\nlost by propagation)")
+    ax.set_xlabel("protocol assumed to default")
+    ax.set_title(f"DebtRank per protocol on the credit graph at step {step}")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_synchrony(sync: Synchrony, path: str | Path) -> Path:
+    """Heat map of the agents' action correlations, values written in the cells."""
+    matrix = sync.correlation
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(1.4 * n + 3.5, 1.2 * n + 2.2))
+    image = ax.imshow(matrix.to_numpy(), cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    ax.set_xticks(range(n), matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(n), matrix.index)
+    for i in range(n):
+        for j in range(n):
+            value = matrix.iat[i, j]
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=11,
+                color="white" if abs(value) > 0.6 else "black",
+            )
+    fig.colorbar(image, ax=ax, label="correlation of lever paths")
+    still = [a for a in sync.agents if sync.static.get(a, False)]
+    if still:
+        note = f"levers never moved: {', '.join(still)} (constant levers correlate 1 only "
+        fig.text(0.02, 0.01, note + "with identical constant levers)", fontsize=8, color="#555")
+    ax.set_title(
+        f"Action synchrony: mean pairwise {sync.mean_correlation:.2f}, "
+        f"top-eigenvalue share {sync.eigenvalue_share:.2f}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_amplification(amp: Amplification, path: str | Path) -> Path:
+    """Feedback vs no-feedback bars per metric, with the ratio written above."""
+    labels = {
+        "bad_debt": "bad debt (USD M)",
+        "liquidated": "liquidated (USD M)",
+        "drawdown": "max drawdown (%)",
+    }
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2))
+    for ax, (metric, label) in zip(axes, labels.items(), strict=True):
+        scale = 100.0 if metric == "drawdown" else 1e-6
+        values = [amp.without_feedback[metric] * scale, amp.with_feedback[metric] * scale]
+        bars = ax.bar(["without\nfeedback", "with\nfeedback"], values, color=["#8C8C8C", "#C44E52"])
+        unit = "%" if metric == "drawdown" else "M"
+        for bar, value in zip(bars, values, strict=True):
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                value,
+                f"{value:,.1f}{unit}",
+                ha="center",
+                va="bottom",
+                fontsize=10,
+            )
+        ratio = getattr(amp, metric)
+        shown = "∞" if math.isinf(ratio) else f"{ratio:.2f}"
+        ax.set_title(f"{label}\namplification x{shown}", fontsize=10)
+        ax.set_ylim(0, max([*values, 1e-9]) * 1.2)
+        ax.grid(axis="y", alpha=0.3)
+    channels = ", ".join(amp.channels) or "none"
+    fig.suptitle(
+        f"Amplification: run vs its feedback=False twin (channels open: {channels})", fontsize=11
+    )
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,287 @@
+"""MAPPO training throughput, and wall time to beat static governance.
+
+Three parts, written to one JSON file:
+
+1. **Throughput.** Environment samples per second while training (rollouts and PPO
+   updates, timed together), with 1 and with 2 Ray rollout workers, on the training
+   worlds below. A sample is one environment step (all agents act in it).
+2. **Time to target.** Trains MAPPO (2 workers) on ``flash_crash``, ``bank_run`` and
+   ``credit_crunch`` (environment ``i`` runs scenario ``i mod 3``) with ``--positions``
+   positions per protocol (smaller than the scenario files' 10,000, so training fits in
+   minutes), and every ``--check-every`` iterations compares the current actor with static
+   governance on *validation* seeds. The target, summed over the three scenarios: at
+   least 30% less bad debt plus default losses than static, with fee and interest revenue
+   at least 80% of static's. Training stops at the target or after ``--budget-s``.
+3. **Held-out test.** The final actor against static on *test* seeds (disjoint from the
+   training and validation seeds) on the full-size scenario files; per-scenario table.
+
+Metric definitions follow :mod:`liqnet.scenarios.evaluate` (``bad_debt_usd``,
+``default_losses_usd``, ``losses_usd``, ``revenue_usd``); ``fee_revenue_usd`` adds what the
+protocols *earned*: interest kept as lending reserves plus perp trading fees. The 80%
+criterion uses it, because ``revenue_usd`` includes the perp vault's trading P&L and is
+negative in most crashes, where a ratio means nothing.
+
+    python benchmarks/train_throughput.py [--budget-s 600] [--throughput-only] [--out ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from liqnet.agents.base import Policy, PolicyContext, make_policy
+from liqnet.agents.checkpoint import save_checkpoint
+from liqnet.agents.mappo import MAPPO, MAPPOConfig
+from liqnet.agents.rollout import HELD_OUT_SEEDS_FROM
+from liqnet.protocols.lending import LendingPool
+from liqnet.protocols.perp import PerpExchange
+from liqnet.scenarios.envs import make_env
+from liqnet.scenarios.train import positions_overrides, train
+
+SCENARIOS = ("flash_crash", "bank_run", "credit_crunch")
+VALIDATION_SEEDS = range(HELD_OUT_SEEDS_FROM + 100_000, HELD_OUT_SEEDS_FROM + 100_003)
+TEST_SEEDS_FROM = HELD_OUT_SEEDS_FROM
+LOSS_CUT, REVENUE_KEPT = 0.30, 0.80
+CONFIG = MAPPOConfig(num_envs=6, learning_rate=1e-3, update_epochs=8, gae_lambda=0.98)
+"""Training settings of the benchmark (everything else: MAPPOConfig defaults)."""
+
+
+def episode_metrics(name: str, policy: Policy | None, seed: int, overrides: dict) -> dict:
+    """Run one episode (``policy=None``: static governance) and measure its losses."""
+    env = make_env(name, overrides=overrides)
+    observations, _ = env.reset(seed=seed)
+    if policy is not None:
+        first = env.possible_agents[0]
+        policy.reset(
+            PolicyContext(
+                tuple(env.possible_agents),
+                env.observation_space(first),
+                env.action_space(first),
+                tuple(env.observation_names),
+                env.scenario.dt_hours,
+                seed,
+            )
+        )
+    start = {a: p.equity() for a, p in env.model.protocols.items()}
+    while env.agents:
+        actions = {} if policy is None else policy.act({a: observations[a] for a in env.agents})
+        observations, *_ = env.step(actions)
+    model = env.model
+    while model.step_index < env.horizon:  # as `liqnet evaluate`: the world runs on
+        model.step()
+    protocols = model.protocols.values()
+    realised = sum(p.realised_bad_debt for p in protocols)
+    bad_debt = realised + sum(
+        p.underwater_shortfall() for p in protocols if isinstance(p, LendingPool)
+    )
+    credit = sum(model.credit_losses.values())
+    default_losses = credit + sum(max(0.0, -d["equity_usd"]) for d in model.defaults)
+    fees = 0.0
+    for p in protocols:
+        if isinstance(p, LendingPool):  # reserves grow by interest, shrink by write-offs
+            fees += p.reserves - p.params.reserves_usd + p.realised_bad_debt
+        elif isinstance(p, PerpExchange):  # the treasury only ever receives fees
+            fees += p.treasury - p.params.treasury_usd
+    equity_change = sum(p.equity() - start[a] for a, p in model.protocols.items())
+    return {
+        "bad_debt_usd": bad_debt,
+        "default_losses_usd": default_losses,
+        "losses_usd": bad_debt + default_losses,
+        "revenue_usd": equity_change + bad_debt + credit,
+        "fee_revenue_usd": fees,
+        "defaults": float(len(model.defaults)),
+    }
+
+
+def compare(policy: Policy, seeds: range, overrides: dict, static_cache: dict) -> dict:
+    """Mean and std over seeds of every metric, static vs ``policy``, per scenario."""
+    table = {}
+    for name in SCENARIOS:
+        key = (name, tuple(seeds), tuple(sorted(overrides.items())))
+        if key not in static_cache:
+            static_cache[key] = [episode_metrics(name, None, s, overrides) for s in seeds]
+        runs = {"static": static_cache[key]}
+        runs["mappo"] = [episode_metrics(name, policy, s, overrides) for s in seeds]
+        table[name] = {
+            label: {
+                m: {
+                    "mean": float(np.mean([r[m] for r in rs])),
+                    "std": float(np.std([r[m] for r in rs])),
+                }
+                for m in rs[0]
+            }
+            for label, rs in runs.items()
+        }
+    return table
+
+
+def verdict(table: dict) -> dict:
+    """Loss cut and revenue kept, summed over scenarios and per scenario."""
+
+    def ratio(rows: list[dict], metric: str) -> float:
+        static = sum(r["static"][metric]["mean"] for r in rows)
+        return sum(r["mappo"][metric]["mean"] for r in rows) / static if static else float("nan")
+
+    out = {}
+    for label, rows in [("total", list(table.values()))] + [(k, [v]) for k, v in table.items()]:
+        cut, kept = 1.0 - ratio(rows, "losses_usd"), ratio(rows, "fee_revenue_usd")
+        out[label] = {
+            "loss_cut": cut,
+            "fee_revenue_kept": kept,
+            "met": bool(cut >= LOSS_CUT and kept >= REVENUE_KEPT),
+        }
+    return out
+
+
+def policy_of(learner: MAPPO, directory: Path, agent_ids, names) -> Policy:
+    """The learner's current actor as a ``mappo:PATH`` policy (via a real checkpoint)."""
+    save_checkpoint(directory, learner.net, learner.config, agent_ids, names)
+    return make_policy(f"mappo:{directory}")
+
+
+def throughput(workers: int, iterations: int, overrides: dict) -> dict:
+    """Env samples/s of ``iterations`` training iterations after one warm-up iteration."""
+    result = train(
+        ",".join(SCENARIOS),
+        steps=(iterations + 1) * CONFIG.num_envs * CONFIG.rollout_steps,
+        workers=workers,
+        config=CONFIG,
+        overrides=overrides,
+    )
+    rows = result.history[1:]
+    seconds = sum(CONFIG.num_envs * CONFIG.rollout_steps / r["steps_per_s"] for r in rows)
+    sampling = sum(CONFIG.num_envs * CONFIG.rollout_steps / r["sample_steps_per_s"] for r in rows)
+    samples = len(rows) * CONFIG.num_envs * CONFIG.rollout_steps
+    return {
+        "workers": workers,
+        "iterations": len(rows),
+        "env_samples": samples,
+        "env_samples_per_s": samples / seconds,
+        "sampling_only_samples_per_s": samples / sampling,
+        "update_s_per_iteration": (seconds - sampling) / len(rows),
+    }
+
+
+def main() -> None:
+    """Run the three parts and write the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=600.0, help="training wall budget")
+    parser.add_argument("--positions", type=int, default=1000, help="training world size")
+    parser.add_argument("--throughput-iters", type=int, default=6)
+    parser.add_argument("--check-every", type=int, default=40, help="iterations per check")
+    parser.add_argument("--test-seeds", type=int, default=10)
+    parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
+    parser.add_argument("--checkpoint", default="benchmarks/results/mappo")
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="re-measure part 1 only, keeping parts 2-3 of an existing --out file",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    overrides = positions_overrides(args.positions)
+    report: dict = {
+        "benchmark": "train_throughput",
+        "machine": {"python": platform.python_version(), "torch": torch.__version__},
+        "cpus": __import__("os").cpu_count(),
+        "training_worlds": {"scenarios": SCENARIOS, "positions_per_protocol": args.positions},
+        "config": CONFIG.to_dict(),
+    }
+    # Alternating 1, 2, 1, 2 workers: load from other processes then hits both alike.
+    runs = [throughput(w, args.throughput_iters, overrides) for w in (1, 2, 1, 2)]
+    report["throughput"] = [
+        max((r for r in runs if r["workers"] == w), key=lambda r: r["env_samples_per_s"])
+        for w in (1, 2)
+    ]
+    report["throughput_all_runs"] = runs
+    print(json.dumps(report["throughput"], indent=1), flush=True)
+    out = Path(args.out)
+    if args.throughput_only:
+        previous = json.loads(out.read_text()) if out.exists() else {}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**previous, **report}, indent=2, default=float) + "\n")
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="mappo-bench-"))
+    cache: dict = {}
+    checks: list[dict] = []
+    reached: dict = {}
+    spent_checking = 0.0
+
+    def check(row: dict, learner: MAPPO) -> bool:
+        nonlocal spent_checking
+        out_of_time = row["wall_s"] - spent_checking >= args.budget_s
+        if int(row["iteration"]) % args.check_every and not out_of_time:
+            return False
+        tick = time.perf_counter()
+        env = make_env(SCENARIOS[0], overrides=overrides)
+        policy = policy_of(learner, work, env.possible_agents, env.observation_names)
+        result = verdict(compare(policy, VALIDATION_SEEDS, overrides, cache))
+        train_s = row["wall_s"] - spent_checking
+        checks.append({"train_s": train_s, "env_steps": row["env_steps"], **result["total"]})
+        print(f"check {checks[-1]}", flush=True)
+        spent_checking += time.perf_counter() - tick
+        if result["total"]["met"] and not reached:
+            reached.update(train_s=train_s, env_steps=row["env_steps"])
+        return bool(reached) or out_of_time
+
+    result = train(
+        ",".join(SCENARIOS),
+        steps=10**9,  # stopped by `check`: at the target or at the budget
+        workers=2,
+        config=CONFIG,
+        overrides=overrides,
+        out=work,
+        on_iteration=check,
+    )
+    report["time_to_target"] = {
+        "target": f"summed over {list(SCENARIOS)}: losses cut >= {LOSS_CUT:.0%}, "
+        f"fee revenue kept >= {REVENUE_KEPT:.0%} (validation seeds)",
+        "validation_seeds": list(VALIDATION_SEEDS),
+        "reached": bool(reached),
+        "train_wall_s_to_target": reached.get("train_s"),
+        "env_steps_to_target": reached.get("env_steps"),
+        "train_wall_s_total": result.wall_s - spent_checking,
+        "checks": checks,
+    }
+
+    test_seeds = range(TEST_SEEDS_FROM, TEST_SEEDS_FROM + args.test_seeds)
+    policy = make_policy(f"mappo:{work}")
+    table = compare(policy, test_seeds, {}, cache)
+    report["held_out_test"] = {
+        "seeds": list(test_seeds),
+        "worlds": "scenario files as shipped (10,000 positions per protocol)",
+        "table": table,
+        "verdict": verdict(table),
+    }
+    size = (work / "model.pt").stat().st_size
+    if size < 2_000_000:
+        dest = Path(args.checkpoint)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("model.pt", "config.json"):
+            shutil.copy2(work / name, dest / name)
+        report["checkpoint"] = str(dest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    for name, rows in table.items():
+        s, m = rows["static"], rows["mappo"]
+        loss = [r["losses_usd"]["mean"] / 1e6 for r in (s, m)]
+        fees = [r["fee_revenue_usd"]["mean"] / 1e6 for r in (s, m)]
+        print(
+            f"{name:14s} losses {loss[0]:7.2f}M -> {loss[1]:7.2f}M  "
+            f"fees {fees[0]:.3f}M -> {fees[1]:.3f}M"
+        )
+    print(json.dumps(report["held_out_test"]["verdict"], indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

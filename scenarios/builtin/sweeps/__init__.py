@@ -1,0 +1,1 @@
+"""Built-in sweep files (``liqnet sweep NAME``)."""

@@ -1,0 +1,368 @@
+"""Sweep files: the pydantic models a sweep TOML file is validated against, and loading.
+
+A sweep names a base scenario and the runs to make from it: fixed ``overrides``, a
+``grid`` and/or ``random`` samples over dotted overrides, ``seeds`` and ``policy_mixes``
+(named sets of dotted overrides, e.g. ``protocols.aave.policy``). Every run is the
+cartesian product grid point x random sample x policy mix x seed. Unknown fields are
+errors, and every error names the field, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pydantic
+import tomllib
+from pydantic import Field
+
+from liqnet.scenarios.loader import ScenarioError, apply_overrides, resolve_raw, validate
+from liqnet.scenarios.schema import StrictModel
+
+BUILTIN_PACKAGE = "liqnet.scenarios.builtin.sweeps"
+NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
+
+
+class SweepError(ScenarioError):
+    """A sweep file is invalid; the message names every bad field."""
+
+
+class Distribution(StrictModel):
+    """How one ``random`` parameter is drawn: ``uniform``, ``loguniform`` or ``choice``."""
+
+    dist: Literal["uniform", "loguniform", "choice"]
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] | None = Field(None, min_length=1)
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> Distribution:
+        if self.dist == "choice":
+            if self.values is None or self.low is not None or self.high is not None:
+                raise ValueError('dist = "choice" takes `values` (a non-empty list) only')
+            return self
+        if self.values is not None or self.low is None or self.high is None:
+            raise ValueError(f'dist = "{self.dist}" takes `low` and `high` only')
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.dist == "loguniform" and self.low <= 0:
+            raise ValueError(f'low = {self.low}: dist = "loguniform" needs low > 0')
+        return self
+
+    def draw(self, rng: np.random.Generator, n: int) -> list[Any]:
+        """``n`` values from this distribution, as plain Python values."""
+        if self.dist == "choice":
+            assert self.values is not None
+            return [self.values[int(i)] for i in rng.integers(len(self.values), size=n)]
+        assert self.low is not None and self.high is not None
+        if self.dist == "uniform":
+            return [float(x) for x in rng.uniform(self.low, self.high, size=n)]
+        logs = rng.uniform(math.log(self.low), math.log(self.high), size=n)
+        return [float(x) for x in np.exp(logs)]
+
+    def example(self) -> Any:
+        """One value it can produce (used to check that its key addresses a field)."""
+        return self.values[0] if self.values is not None else self.low
+
+
+class RandomSpec(StrictModel):
+    """``samples`` random points, drawn reproducibly from ``seed``."""
+
+    samples: int = Field(ge=1, le=1_000_000)
+    seed: int = Field(0, ge=0)
+    params: dict[str, Distribution] = Field(min_length=1)
+
+    def points(self) -> list[dict[str, Any]]:
+        """The sampled points, each ``{dotted key: value}``, the same for the same seed."""
+        rng = np.random.default_rng(self.seed)
+        # One draw per parameter in sorted key order, so reordering the file changes nothing.
+        columns = {key: self.params[key].draw(rng, self.samples) for key in sorted(self.params)}
+        return [{key: values[i] for key, values in columns.items()} for i in range(self.samples)]
+
+
+class PolicyMix(StrictModel):
+    """A named policy assignment: dotted overrides such as ``protocols.aave.policy``."""
+
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    set_: dict[str, Any] = Field(default_factory=dict, alias="set")
+
+
+class SweepSpec(StrictModel):
+    """A complete, validated sweep."""
+
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    description: str = ""
+    base: str = Field(min_length=1, description="built-in scenario name or .toml path")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="set in every run")
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    random: RandomSpec | None = None
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    policy_mixes: list[PolicyMix] = Field(default_factory=list)
+    steps: int | None = Field(None, ge=1, le=10_000_000, description="overrides the horizon")
+    feedback_twin: bool = Field(False, description="also run the no-feedback twin")
+    figures: bool = Field(False, description="write run.png for every run (slow)")
+    max_retries: int = Field(3, ge=0, le=100, description="retries of a task that dies")
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid.{key!r}: needs at least one value")
+        random_keys = set(self.random.params) if self.random else set()
+        both = sorted(set(self.grid) & random_keys)
+        if both:
+            raise ValueError(f"keys {both} are in both grid and random.params; keep one")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds}: must not repeat")
+        names = [mix.name for mix in self.policy_mixes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"policy_mixes names must be unique; repeated: {repeated}")
+        for key in [*self.overrides, *self.grid, *random_keys]:
+            if not all(key.split(".")):
+                raise ValueError(f"key {key!r}: empty segment in dotted key")
+        return self
+
+    def variable_keys(self) -> list[str]:
+        """The dotted keys that vary between runs (grid, then random), one column each."""
+        return [*self.grid, *(self.random.params if self.random else {})]
+
+
+def builtin_sweeps() -> list[str]:
+    """Names of the sweeps shipped with liqnet."""
+    files = importlib.resources.files(BUILTIN_PACKAGE).iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".toml"))
+
+
+def _read(name_or_path: str | Path) -> tuple[dict[str, Any], str, Path | None]:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SweepError(f"sweep file {str(path)!r} does not exist")
+        text, origin, folder = path.read_text(encoding="utf-8"), str(path), path.parent
+    else:
+        name = str(name_or_path)
+        if name not in builtin_sweeps():
+            raise SweepError(
+                f"unknown sweep {name!r}: not a file, and not a built-in "
+                f"(built-ins: {builtin_sweeps()})"
+            )
+        resource = importlib.resources.files(BUILTIN_PACKAGE) / f"{name}.toml"
+        text, origin, folder = (
+            resource.read_text(encoding="utf-8"),
+            f"built-in sweep {name!r}",
+            None,
+        )
+    try:
+        return tomllib.loads(text), origin, folder
+    except tomllib.TOMLDecodeError as err:
+        raise SweepError(f"{origin}: not valid TOML: {err}") from None
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    # Dotted override keys are single dict keys: quote them so the path stays readable.
+    parts = [f'"{p}"' if isinstance(p, str) and "." in p else str(p) for p in loc]
+    return ".".join(parts) or "(top level)"
+
+
+def format_errors(origin: str, err: pydantic.ValidationError) -> str:
+    """One line per problem: the field path, the value given and what is allowed."""
+    lines = [f"{origin}: invalid sweep"]
+    for e in err.errors():
+        message = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        lines.append(f"  {_field_path(e['loc'])}{shown}: {message}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: dict[str, Any], origin: str = "sweep") -> SweepSpec:
+    """Validate a raw table into a :class:`SweepSpec` and check it against its base scenario.
+
+    Raises:
+        SweepError: Naming each invalid field; also when the base scenario (with the fixed
+            overrides) is invalid or a varied key addresses no scenario field.
+    """
+    try:
+        spec = SweepSpec.model_validate(data)
+    except pydantic.ValidationError as err:
+        raise SweepError(format_errors(origin, err)) from None
+    check_against_base(spec, origin)
+    return spec
+
+
+def base_raw(spec: SweepSpec) -> tuple[dict[str, Any], str]:
+    """The base scenario's raw table with the sweep's fixed overrides applied."""
+    raw, scenario_origin = resolve_raw(spec.base)
+    return apply_overrides(raw, spec.overrides), scenario_origin
+
+
+def check_against_base(spec: SweepSpec, origin: str) -> None:
+    """Fail early on what would make every run fail: a bad base or a key naming no field.
+
+    A value out of range (``pool_usd = -1``) is not checked here: such a run is recorded
+    as failed with its error and the sweep goes on.
+    """
+    try:
+        raw, scenario_origin = base_raw(spec)
+        resolved = validate(raw, scenario_origin).model_dump(by_alias=True)
+    except ScenarioError as err:
+        raise SweepError(f"{origin}: base = {spec.base!r} (with overrides):\n{err}") from None
+    trials: list[tuple[str, str, Any]] = [
+        (f"grid.{_field_path((key,))}", key, values[0]) for key, values in spec.grid.items()
+    ]
+    if spec.random:
+        trials += [
+            (f"random.params.{_field_path((key,))}", key, dist.example())
+            for key, dist in spec.random.params.items()
+        ]
+    for k, mix in enumerate(spec.policy_mixes):
+        trials += [
+            (f"policy_mixes.{k}.set.{_field_path((key,))}", key, v) for key, v in mix.set_.items()
+        ]
+    problems = []
+    for label, key, value in trials:
+        try:
+            trial = apply_overrides(raw, {key: value})
+        except ScenarioError as err:
+            problems.append(f"  {label}: {err}")
+            continue
+        if not _parent_exists(resolved, key):
+            problems.append(f"  {label}: {key!r} names no table of scenario {spec.base!r}")
+            continue
+        try:
+            validate(trial, scenario_origin)
+        except ScenarioError as err:
+            # Only a key that names no field is the sweep's fault; a bad value fails its run.
+            if "Extra inputs are not permitted" in str(err):
+                problems.append(f"  {label}: {key!r} is not a field of scenario {spec.base!r}")
+    if problems:
+        raise SweepError("\n".join([f"{origin}: invalid sweep", *problems]))
+
+
+def _parent_exists(data: Any, key: str) -> bool:
+    """Whether the table holding ``key``'s last segment exists (defaults included), so a
+    typo cannot create a new asset or protocol; new keys inside a table are checked by
+    validation."""
+    for part in key.split(".")[:-1]:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list):
+            ids = [item.get("id") if isinstance(item, dict) else None for item in data]
+            if part.isdigit() and int(part) < len(data):
+                data = data[int(part)]
+            elif part in ids:
+                data = data[ids.index(part)]
+            else:
+                return False
+        else:
+            return False
+    return isinstance(data, dict | list)
+
+
+def load_sweep(
+    name_or_path: str | Path | dict[str, Any] | SweepSpec,
+    overrides: dict[str, Any] | None = None,
+) -> SweepSpec:
+    """Load a built-in sweep by name, a TOML file, or a table, and validate it.
+
+    Args:
+        name_or_path: A built-in name (see :func:`builtin_sweeps`), a ``.toml`` path, a
+            raw table or an already validated :class:`SweepSpec`.
+        overrides: Extra fixed scenario overrides, applied after the file's own.
+
+    Raises:
+        SweepError: Naming each invalid field, its value and what is allowed.
+    """
+    if isinstance(name_or_path, SweepSpec):
+        data, origin, folder = name_or_path.model_dump(by_alias=True), "sweep", None
+    elif isinstance(name_or_path, dict):
+        data, origin, folder = dict(name_or_path), "sweep", None
+    else:
+        data, origin, folder = _read(name_or_path)
+    if overrides:
+        fixed = data.get("overrides", {})
+        data["overrides"] = {**(fixed if isinstance(fixed, dict) else {}), **overrides}
+    base = data.get("base")
+    # As with scenario files, a relative .toml base is relative to the sweep file.
+    if isinstance(base, str) and base.endswith(".toml") and folder and not Path(base).is_absolute():
+        data["base"] = str(folder / base)
+    return parse_spec(data, origin)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of a sweep, fully resolved: all a worker needs, and what its id hashes.
+
+    Attributes:
+        scenario: The scenario's raw table with every override applied (not yet validated,
+            so bad parameters fail in the run, where they are recorded).
+        origin: Where the base scenario came from (for error messages).
+        seed: The run's seed.
+        policy_mix: Name of the policy mix (``"scenario"`` when the sweep lists none).
+        params: The varied override values, ``{dotted key: value}``: the row's columns.
+        steps: Horizon override, or None for the scenario's own.
+        feedback_twin: Whether to also run the no-feedback twin (amplification).
+        figures: Whether to write ``run.png``.
+        override_error: Why the overrides could not be applied (the run fails with it).
+    """
+
+    scenario: dict[str, Any]
+    origin: str
+    seed: int
+    policy_mix: str
+    params: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    feedback_twin: bool = False
+    figures: bool = False
+    override_error: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        """Hash of everything that decides the run's result (not of file locations)."""
+        payload = {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "policy_mix": self.policy_mix,
+            "params": self.params,
+            "steps": self.steps,
+            "feedback_twin": self.feedback_twin,
+        }
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(spec: SweepSpec) -> list[RunConfig]:
+    """Every run of a sweep, in a stable order: grid x random x policy mix x seed.
+
+    Overrides apply in the order fixed ``overrides``, policy mix, varied values, so a
+    grid key can override what a mix sets. Identical runs are listed once.
+    """
+    raw, origin = base_raw(spec)
+    grid = [
+        dict(zip(spec.grid, values, strict=True))
+        for values in itertools.product(*spec.grid.values())
+    ]
+    samples = spec.random.points() if spec.random else [{}]
+    mixes = [(m.name, m.set_) for m in spec.policy_mixes] or [("scenario", {})]
+    configs: dict[str, RunConfig] = {}
+    for point, sample, (mix, assignments), seed in itertools.product(
+        grid, samples, mixes, spec.seeds
+    ):
+        params, error = {**point, **sample}, None
+        try:
+            scenario = apply_overrides(apply_overrides(raw, assignments), params)
+        except ScenarioError as err:  # e.g. a value that replaced a table: fails its run
+            scenario, error = raw, str(err)
+        config = RunConfig(
+            scenario, origin, seed, mix, params, spec.steps, spec.feedback_twin, spec.figures, error
+        )
+        configs.setdefault(config.run_id, config)
+    return list(configs.values())

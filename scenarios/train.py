@@ -1,0 +1,277 @@
+"""Training MAPPO on scenarios: environments, the rollout/update loop, checkpoints.
+
+``train("flash_crash,bank_run", steps=200_000, workers=2)`` builds ``config.num_envs``
+environments (scenario ``i mod k`` for environment ``i``), runs rollout workers (Ray
+actors, or in-process), updates the learner after every batch and writes a checkpoint
+(:mod:`liqnet.agents.checkpoint`) that ``"mappo:PATH"`` policy specs load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from liqnet.market.env import LiquidityEnv
+from liqnet.scenarios.envs import make_env
+
+if TYPE_CHECKING:
+    from liqnet.agents.mappo import MAPPO, MAPPOConfig
+
+# torch and the learner are imported inside train(): `liqnet run` and the other
+# subcommands build this module's parser and should not pay torch's import time.
+
+ALGOS = ("mappo",)
+"""Training algorithms ``liqnet train --algo`` accepts."""
+
+SHARING = ("shared", "independent")
+"""``--sharing`` choices (:data:`liqnet.agents.mappo.SHARING_MODES`)."""
+
+
+@dataclass(frozen=True)
+class EnvFactory:
+    """Builds training environment ``i``: scenario ``i mod len(scenarios)``, overridden.
+
+    Picklable (plain data), so Ray workers build their own environments.
+
+    Attributes:
+        scenarios: Built-in names or TOML paths.
+        overrides: Dotted-key overrides applied to every scenario, as ``(key, value)``.
+        horizon: Steps per episode (default: each scenario's ``steps``).
+    """
+
+    scenarios: tuple[str, ...]
+    overrides: tuple[tuple[str, Any], ...] = ()
+    horizon: int | None = None
+
+    def __call__(self, index: int) -> LiquidityEnv:
+        """Environment number ``index``."""
+        name = self.scenarios[index % len(self.scenarios)]
+        return make_env(name, horizon=self.horizon, overrides=dict(self.overrides))
+
+
+def positions_overrides(positions: int, n_protocols: int = 3) -> dict[str, int]:
+    """Overrides giving each of the first ``n_protocols`` protocols ``positions`` positions."""
+    return {f"protocols.{k}.params.positions": positions for k in range(n_protocols)}
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        learner: The trained learner (networks, optimiser).
+        history: One row per iteration (env steps, steps/s, mean return, losses).
+        checkpoint: Path of the written ``model.pt`` (``None`` without ``out``).
+        wall_s: Wall time of the whole run, set-up included.
+        agent_ids: Agent slots of the networks.
+        observation_names: Observation layout the actor was trained on.
+    """
+
+    learner: MAPPO
+    history: list[dict[str, float]]
+    checkpoint: Path | None
+    wall_s: float
+    agent_ids: tuple[str, ...] = ()
+    observation_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+IterationHook = Callable[[dict[str, float], "MAPPO"], "bool | None"]
+"""Called after every update with the history row and the learner; ``True`` stops."""
+
+
+def train(
+    scenarios: str | Sequence[str],
+    *,
+    steps: int = 100_000,
+    workers: int = 1,
+    config: MAPPOConfig | None = None,
+    overrides: dict[str, Any] | None = None,
+    horizon: int | None = None,
+    out: str | Path | None = None,
+    use_ray: bool = True,
+    address: str | None = None,
+    on_iteration: IterationHook | None = None,
+    env_fn: Callable[[int], Any] | None = None,
+) -> TrainResult:
+    """Train MAPPO on one or more scenarios.
+
+    Args:
+        scenarios: A name/path, a comma-separated list, or a sequence of them.
+        steps: Environment steps to train for (rounded up to whole iterations).
+        workers: Rollout workers (Ray actors, or in-process blocks without Ray).
+        config: Hyper-parameters (default :class:`MAPPOConfig`).
+        overrides: Dotted-key scenario overrides, e.g. :func:`positions_overrides`.
+        horizon: Steps per training episode (default: each scenario's ``steps``).
+        out: Checkpoint directory; nothing is written when ``None``.
+        use_ray: Rollouts in Ray actors (``False``: in this process, same batches).
+        address: Ray cluster address (``None``: a local Ray).
+        on_iteration: See :data:`IterationHook`.
+        env_fn: Builds environment ``i`` instead of the scenarios (any PettingZoo
+            ParallelEnv with ``state()``; picklable for Ray); ``scenarios`` then only
+            labels the run.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        ValueError: On ``steps`` < 1, a bad worker count or mismatched scenario agents.
+        ScenarioError: If a scenario or an override is invalid.
+    """
+    import torch
+
+    from liqnet.agents.checkpoint import save_checkpoint
+    from liqnet.agents.mappo import MAPPO, MAPPOConfig
+    from liqnet.agents.rollout import make_rollouts
+
+    start = time.perf_counter()
+    if isinstance(scenarios, str):
+        scenarios = [s.strip() for s in scenarios.split(",") if s.strip()]
+    if not scenarios:
+        raise ValueError("scenarios: name at least one scenario")
+    if steps < 1:
+        raise ValueError(f"steps = {steps!r}: must be >= 1")
+    config = config or MAPPOConfig()
+    factory = EnvFactory(tuple(scenarios), tuple(sorted((overrides or {}).items())), horizon)
+    env_fn = env_fn or factory
+    probe = env_fn(0)
+    agent_ids = tuple(probe.possible_agents)
+    obs_dim = probe.observation_space(agent_ids[0]).shape[0]
+    action_dim = probe.action_space(agent_ids[0]).shape[0]
+    names = tuple(getattr(probe, "observation_names", ()))
+    net_kwargs = {
+        "obs_dim": obs_dim,
+        "n_agents": len(agent_ids),
+        "action_dim": action_dim,
+        "config": config.to_dict(),
+    }
+    # Tiny networks: extra BLAS threads only compete with the rollout workers for cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    learner = MAPPO(config, obs_dim, len(agent_ids), action_dim)
+    rollouts = make_rollouts(env_fn, config, net_kwargs, workers, use_ray, address)
+    history: list[dict[str, float]] = []
+    env_steps, last_return = 0, float("nan")
+    try:
+        while env_steps < steps:
+            tick = time.perf_counter()
+            batch = rollouts.sample(learner.actor_params(), config.rollout_steps)
+            sampled = time.perf_counter()
+            losses = learner.update(batch)
+            done = time.perf_counter()
+            n = config.rollout_steps * config.num_envs
+            env_steps += n
+            if batch["episode_returns"].size:
+                last_return = float(batch["episode_returns"].mean())
+            row = {
+                "iteration": float(len(history) + 1),
+                "env_steps": float(env_steps),
+                "steps_per_s": n / (done - tick),
+                "sample_steps_per_s": n / (sampled - tick),
+                "episodes": float(batch["episode_returns"].size),
+                "mean_return": last_return,
+                "wall_s": done - start,
+                **losses,
+            }
+            history.append(row)
+            if on_iteration is not None and on_iteration(row, learner):
+                break
+    finally:
+        rollouts.close()
+        torch.set_num_threads(threads)
+    checkpoint = None
+    if out is not None:
+        notes = {
+            "scenarios": list(scenarios),
+            "overrides": dict(factory.overrides),
+            "horizon": horizon,
+            "env_steps": env_steps,
+            "workers": workers,
+            "wall_s": time.perf_counter() - start,
+            "final_mean_return": last_return,
+        }
+        checkpoint = save_checkpoint(out, learner.net, config, agent_ids, names, notes)
+    return TrainResult(learner, history, checkpoint, time.perf_counter() - start, agent_ids, names)
+
+
+# -- the `liqnet train` command ------------------------------------------------------------
+def add_train_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``liqnet train SCENARIO --algo mappo ...`` to the CLI's subcommands."""
+    p = commands.add_parser("train", help="train learning agents (MAPPO) on a scenario")
+    p.add_argument("scenario", help="built-in name, .toml path, or a comma-separated list")
+    p.add_argument("--algo", choices=ALGOS, default="mappo")
+    p.add_argument("--workers", type=int, default=1, help="rollout workers (Ray actors)")
+    p.add_argument("--steps", type=int, default=100_000, help="environment steps")
+    p.add_argument("--out", default=None, help="checkpoint directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sharing", choices=SHARING, default="shared")
+    p.add_argument("--envs", type=int, default=None, help="environments (default: config)")
+    p.add_argument("--positions", type=int, default=None, help="positions per protocol")
+    p.add_argument("--horizon", type=int, default=None, help="steps per training episode")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="scenario override"
+    )
+    p.add_argument("--no-ray", action="store_true", help="roll out in this process")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    p.set_defaults(handler=run_train_command)
+
+
+def run_train_command(args: argparse.Namespace, console: Console) -> int:
+    """Handler of ``liqnet train``: trains with a live progress line, writes a checkpoint."""
+    from liqnet.agents.mappo import MAPPOConfig
+    from liqnet.scenarios.cli import parse_assignments  # the CLI imports this module
+
+    overrides = positions_overrides(args.positions) if args.positions else {}
+    overrides.update(parse_assignments(args.set))
+    config = MAPPOConfig(seed=args.seed, sharing=args.sharing)
+    if args.envs is not None:
+        config = replace(config, num_envs=args.envs)
+    name = args.scenario.replace(",", "+").replace("/", "_")
+    out = Path(args.out) if args.out else Path("runs") / f"train-{name}-seed{args.seed}"
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=console,
+    )
+
+    def show(row: dict[str, float], _: MAPPO) -> None:
+        stats = (
+            f"{row['steps_per_s']:,.0f} steps/s  return {row['mean_return']:+.4f}  "
+            f"policy {row['policy_loss']:+.4f}  value {row['value_loss']:.4f}  "
+            f"entropy {row['entropy']:.2f}"
+        )
+        progress.update(task, completed=min(int(row["env_steps"]), args.steps), stats=stats)
+
+    with progress:
+        task = progress.add_task(f"{args.algo} {args.scenario}", total=args.steps, stats="")
+        result = train(
+            args.scenario,
+            steps=args.steps,
+            workers=args.workers,
+            config=config,
+            overrides=overrides,
+            horizon=args.horizon,
+            out=out,
+            use_ray=not args.no_ray,
+            address=args.address,
+            on_iteration=show,
+        )
+    last = result.history[-1]
+    console.print(
+        escape(
+            f"trained {int(last['env_steps']):,} env steps in {result.wall_s:.1f} s; "
+            f"mean return {last['mean_return']:+.4f}; wrote {result.checkpoint} "
+            f'(use policy "mappo:{out}")'
+        )
+    )
+    return 0
