@@ -8,6 +8,7 @@ never sees the environment, Ray or learners.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -140,7 +141,29 @@ class Protocol(mesa.Agent, abc.ABC):
         self.credit_lent = 0.0
         self.credit_borrowed = 0.0
         self.defaulted = False
+        self.perceived_risk = 0.0  # users' smoothed fear of losses, drives runs
         self._churn_days = 0.0
+
+    def run_flows(
+        self,
+        balance: float,
+        signal: float,
+        days: float,
+        turnover_per_day: float,
+        run_sensitivity: float,
+        memory_days: float,
+    ) -> tuple[float, float]:
+        """Depositors' (or LPs') inflow and wanted withdrawals on ``balance`` this step.
+
+        ``perceived_risk`` moves toward ``signal`` with an exponential memory; inflows
+        dry up and withdrawals grow with it (a run when the fear is high).
+        """
+        memory = 1.0 - math.exp(-days / memory_days)
+        self.perceived_risk += memory * (signal - self.perceived_risk)
+        balance = max(balance, 0.0)
+        inflow = turnover_per_day * days * balance * math.exp(-5.0 * self.perceived_risk)
+        share = days * (turnover_per_day + run_sensitivity * self.perceived_risk)
+        return inflow, balance * min(1.0, share)
 
     def churn_days(self, days: float, interval_hours: float) -> float:
         """Days of position churn to apply now (0 until ``interval_hours`` accumulate).

@@ -96,7 +96,6 @@ class LendingPool(Protocol):
         self.liquidity_index = 1.0
         self.scaled_deposits = p.deposits_usd
         self.reserves = p.reserves_usd
-        self.perceived_risk = 0.0
         self._shortfall_key: tuple = ()
         self._shortfall = 0.0
         self.books = {a: _Book(a, c) for a, c in p.collateral.items()}
@@ -285,11 +284,13 @@ class LendingPool(Protocol):
         insolvency = (shortfall + max(0.0, -equity)) / deposits
         # Depositors fear losses (insolvency) far more than high utilisation.
         signal = 0.2 * stress + min(1.0, 20.0 * insolvency)
-        memory = 1.0 - math.exp(-days / p.risk_memory_days)
-        self.perceived_risk += memory * (signal - self.perceived_risk)
-        inflow = p.deposit_turnover_per_day * days * deposits * math.exp(-5.0 * self.perceived_risk)
-        wanted = deposits * min(
-            1.0, days * (p.deposit_turnover_per_day + p.run_sensitivity * self.perceived_risk)
+        inflow, wanted = self.run_flows(
+            deposits,
+            signal,
+            days,
+            p.deposit_turnover_per_day,
+            p.run_sensitivity,
+            p.risk_memory_days,
         )
         # Inflows arrive before withdrawals are served, as within one block of time.
         self.cash += inflow

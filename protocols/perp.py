@@ -17,7 +17,6 @@ is left is socialised to the LP vault (realised bad debt).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,7 +56,6 @@ class PerpExchange(Protocol):
         self.insurance_fund = params.insurance_fund_usd
         self.treasury = params.treasury_usd
         self.price_multiplier = 1.0
-        self.perceived_risk = 0.0
         self.vault_peak = params.vault_usd
         self.adl_usd = 0.0
         self.cash = self.vault_cash + self.insurance_fund + self.treasury
@@ -179,12 +177,8 @@ class PerpExchange(Protocol):
         # LPs shrug off ordinary swings of trader PnL; losses beyond 10% of the vault's
         # peak, or open interest far above the vault, make them run.
         signal = min(1.0, 5.0 * max(0.0, drawdown - 0.1)) + 0.1 * max(0.0, usage - 3.0)
-        memory = 1.0 - math.exp(-days / p.risk_memory_days)
-        self.perceived_risk += memory * (signal - self.perceived_risk)
-        nav_pos = max(nav, 0.0)
-        inflow = p.lp_turnover_per_day * days * nav_pos * math.exp(-5.0 * self.perceived_risk)
-        wanted = nav_pos * min(
-            1.0, days * (p.lp_turnover_per_day + p.lp_run_sensitivity * self.perceived_risk)
+        inflow, wanted = self.run_flows(
+            nav, signal, days, p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days
         )
         self.vault_cash += inflow
         self.cash += inflow

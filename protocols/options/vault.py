@@ -395,12 +395,9 @@ class OptionVault(Protocol):
         # Depositors shrug off ordinary P&L; drawdowns past 5% and a book whose stress
         # margin exceeds the vault's equity make them run.
         signal = min(1.0, 5.0 * max(0.0, drawdown - 0.05)) + 0.2 * max(0.0, usage - 1.0)
-        memory = 1.0 - math.exp(-days / p.risk_memory_days)
-        self.perceived_risk += memory * (signal - self.perceived_risk)
-        nav = max(nav, 0.0)
-        inflow = p.deposit_turnover_per_day * days * nav * math.exp(-5.0 * self.perceived_risk)
-        share = days * (p.deposit_turnover_per_day + p.run_sensitivity * self.perceived_risk)
-        wanted = nav * min(1.0, share)
+        inflow, wanted = self.run_flows(
+            nav, signal, days, p.deposit_turnover_per_day, p.run_sensitivity, p.risk_memory_days
+        )
         self.cash += inflow
         paid = min(wanted, self.available_cash())
         self.cash -= paid
