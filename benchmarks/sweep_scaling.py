@@ -1,14 +1,19 @@
 """Sweep throughput on Ray: runs per second with 1 and 2 workers, parallel efficiency, and
 the fixed overhead each run pays for being a Ray task.
 
-Runs ``--runs`` flash-crash runs of a few seconds each (``--positions`` per protocol,
-``--steps`` steps) in-process, then as a sweep on a local Ray instance with 1 and with 2
-CPUs (workers warmed up first, so their one-off imports are not counted). The fixed
-overhead per run is measured on tiny runs (1 step, 100 positions): the sweep's wall time
-per run minus ``run_one``'s own time in-process. The same runs in a plain process pool give the machine's ceiling at the
-time (other load on a shared machine lowers both). Prints a table and writes JSON.
+``--runs`` flash-crash runs of a few seconds each (``--positions`` per protocol,
+``--steps`` steps) are timed four ways, each the best of ``--repeats`` (this machine is
+shared, and the best time is the one least disturbed by other load):
 
-    python benchmarks/sweep_scaling.py [--runs 12] [--out benchmarks/results/sweep_scaling.json]
+* serially in this process, doing a Ray task's work (run, save the artifacts, read them);
+* as a sweep on a local Ray instance with 1 and with 2 CPUs (workers warmed up first, so
+  their one-off imports are not counted);
+* in a plain 2-process pool: the ceiling the machine allows at the time.
+
+The fixed overhead per run is measured on tiny runs (1 step, 100 positions): a 1-worker
+sweep's wall time per run minus ``run_one``'s time in-process. Prints a table, writes JSON.
+
+    python benchmarks/sweep_scaling.py [--runs 8] [--out benchmarks/results/sweep_scaling.json]
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -47,21 +52,22 @@ def sweep_table(runs: int, positions: int, steps: int, name: str) -> dict[str, A
     }
 
 
-def in_process_s(table: dict[str, Any], repeats: int) -> float:
-    """Median wall time of ``run_one`` in this process (after one warm-up run)."""
+def best_rate(measure: Callable[[], float], repeats: int) -> float:
+    """The highest runs/s of ``repeats`` measurements."""
+    return max(measure() for _ in range(repeats))
+
+
+def serial_rate(table: dict[str, Any], work: Callable[[Any], Any]) -> float:
+    """Runs/s doing ``work`` for every run, one after another, in this process."""
     configs = plan(load_sweep(table))
-    run_one(configs[0])
-    times = []
-    for config in configs[:repeats]:
-        start = time.perf_counter()
-        run_one(config)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    start = time.perf_counter()
+    for config in configs:
+        work(config)
+    return len(configs) / (time.perf_counter() - start)
 
 
-def pool_runs_per_s(table: dict[str, Any], workers: int) -> float:
-    """The machine's ceiling: the same work per run as a Ray task (run, save, read back),
-    in a plain process pool. Other load on the machine lowers it as much as Ray's figure."""
+def pool_rate(table: dict[str, Any], workers: int) -> float:
+    """Runs/s of a Ray task's work in a plain process pool (the machine's ceiling)."""
     configs = plan(load_sweep(table))
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         pool.map(run_one, configs[:workers], chunksize=1)  # warm-up: imports
@@ -70,31 +76,34 @@ def pool_runs_per_s(table: dict[str, Any], workers: int) -> float:
         return len(configs) / (time.perf_counter() - start)
 
 
-def timed_sweep(table: dict[str, Any], workers: int, folder: Path) -> dict[str, float]:
-    """Wall time of a sweep on a fresh local Ray instance with ``workers`` CPUs."""
+def ray_rates(table: dict[str, Any], workers: int, repeats: int, folder: Path) -> dict:
+    """Best runs/s of a sweep on a local Ray instance with ``workers`` CPUs, and its
+    start-up time (instance plus worker warm-up)."""
     start = time.perf_counter()
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
     try:
-        # Warm-up: every worker imports liqnet once; that cost is not per run.
-        warm = sweep_table(4 * workers, 100, 1, "warmup")
+        warm = sweep_table(4 * workers, 100, 1, "warmup")  # every worker imports liqnet
         sweep(warm, out=folder / f"warm{workers}", progress=False)
         startup = time.perf_counter() - start
-        start = time.perf_counter()
-        # No max_parallel: Ray caps the runs at once at the instance's CPUs, as in a local sweep.
-        df = sweep(table, out=folder / f"sweep{workers}", progress=False)
-        wall = time.perf_counter() - start
+        rates = []
+        for k in range(repeats):
+            start = time.perf_counter()
+            # No max_parallel: Ray caps the runs at once at the CPUs, as in a local sweep.
+            df = sweep(table, out=folder / f"{table['name']}{workers}-{k}", progress=False)
+            rates.append(len(df) / (time.perf_counter() - start))
+            assert (df["status"] == "done").all() and df.attrs["computed"] == len(df)
     finally:
         ray.shutdown()
-    assert (df["status"] == "done").all() and df.attrs["computed"] == len(df)
-    return {"wall_s": wall, "runs_per_s": len(df) / wall, "startup_s": startup}
+    return {"runs_per_s": max(rates), "all_runs_per_s": rates, "startup_s": startup}
 
 
 def main() -> None:
     """Measure, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=12, help="runs per sweep")
-    parser.add_argument("--positions", type=int, default=100_000, help="per protocol")
+    parser.add_argument("--runs", type=int, default=8, help="runs per sweep")
+    parser.add_argument("--positions", type=int, default=200_000, help="per protocol")
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many")
     parser.add_argument("--tiny-runs", type=int, default=40, help="runs to measure overhead")
     parser.add_argument("--out", default="benchmarks/results/sweep_scaling.json")
     args = parser.parse_args()
@@ -102,17 +111,15 @@ def main() -> None:
     load_before = os.getloadavg()
     table = sweep_table(args.runs, args.positions, args.steps, "scaling")
     tiny = sweep_table(args.tiny_runs, 100, 1, "tiny")
-    run_s = in_process_s(table, repeats=3)
-    tiny_s = in_process_s(tiny, repeats=10)
+    serial_rate(sweep_table(1, args.positions, 10, "warm"), _task)  # imports, caches
+    serial = best_rate(lambda: serial_rate(table, _task), args.repeats)
+    pool = best_rate(lambda: pool_rate(table, 2), args.repeats)
+    tiny_serial = best_rate(lambda: serial_rate(tiny, run_one), args.repeats)
     with tempfile.TemporaryDirectory(prefix="liqnet-bench-") as tmp:
         folder = Path(tmp)
-        scaling = {n: timed_sweep(table, n, folder) for n in (1, 2)}
-        overhead = timed_sweep(tiny, 1, folder)
-    for n, v in scaling.items():
-        v["pool_runs_per_s"] = pool_runs_per_s(table, n)
-    efficiency = scaling[2]["runs_per_s"] / (2 * scaling[1]["runs_per_s"])
-    pool_efficiency = scaling[2]["pool_runs_per_s"] / (2 * scaling[1]["pool_runs_per_s"])
-    overhead_s = 1.0 / overhead["runs_per_s"] - tiny_s
+        scaling = {n: ray_rates(table, n, args.repeats, folder) for n in (1, 2)}
+        tiny_ray = ray_rates(tiny, 1, args.repeats, folder)
+    one, two = scaling[1]["runs_per_s"], scaling[2]["runs_per_s"]
     result = {
         "benchmark": "sweep_scaling",
         "machine": {
@@ -123,42 +130,42 @@ def main() -> None:
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
         },
-        "run": {"positions": args.positions, "steps": args.steps, "in_process_s": run_s},
+        "run": {"positions": args.positions, "steps": args.steps, "serial_s": 1 / serial},
         "runs": args.runs,
+        "repeats": args.repeats,
+        "serial_runs_per_s": serial,
         "workers": {str(n): v for n, v in scaling.items()},
-        "parallel_efficiency": efficiency,
-        "pool_parallel_efficiency": pool_efficiency,
+        "parallel_efficiency": two / (2 * one),
+        "pool_2_runs_per_s": pool,
+        "pool_parallel_efficiency": pool / (2 * serial),
         "overhead": {
-            "tiny_run_in_process_s": tiny_s,
-            "tiny_sweep_wall_per_run_s": 1.0 / overhead["runs_per_s"],
-            "fixed_overhead_per_run_s": overhead_s,
-            "overhead_1_worker_per_run_s": 1.0 / scaling[1]["runs_per_s"] - run_s,
+            "fixed_per_run_s": 1 / tiny_ray["runs_per_s"] - 1 / tiny_serial,
+            "tiny_run_in_process_s": 1 / tiny_serial,
+            "tiny_run_in_sweep_s": 1 / tiny_ray["runs_per_s"],
+            "one_worker_vs_serial_per_run_s": 1 / one - 1 / serial,
         },
     }
 
-    report = Table(title=f"sweep scaling: {args.runs} runs of {run_s:.2f} s in-process")
-    columns = ("workers", "wall s", "runs/s", "speed-up", "efficiency", "startup s")
-    for column in (*columns, "pool runs/s", "pool efficiency"):
+    report = Table(title=f"sweep scaling: {args.runs} runs of {1 / serial:.2f} s (serial)")
+    for column in ("", "runs/s", "speed-up", "efficiency"):
         report.add_column(column, justify="right")
+    report.add_row("serial, in-process", f"{serial:.3f}", "", "")
     for n, v in scaling.items():
-        speedup = v["runs_per_s"] / scaling[1]["runs_per_s"]
-        report.add_row(
-            str(n),
-            f"{v['wall_s']:.1f}",
-            f"{v['runs_per_s']:.3f}",
-            f"{speedup:.2f}x",
-            f"{speedup / n:.0%}",
-            f"{v['startup_s']:.1f}",
-            f"{v['pool_runs_per_s']:.3f}",
-            f"{v['pool_runs_per_s'] / (n * scaling[1]['pool_runs_per_s']):.0%}",
-        )
-    console = Console()
+        speedup = v["runs_per_s"] / one
+        report.add_row(f"Ray, {n} worker(s)", f"{v['runs_per_s']:.3f}", f"{speedup:.2f}x", "")
+    report.add_row("Ray 2 vs 1 worker", "", f"{two / one:.2f}x", f"{two / (2 * one):.0%}")
+    pool_speedup = pool / serial
+    efficiency = f"{pool_speedup / 2:.0%}"
+    report.add_row("process pool, 2", f"{pool:.3f}", f"{pool_speedup:.2f}x", efficiency)
+    console = Console(width=110)
     console.print(report)
+    overhead = result["overhead"]
     console.print(
-        f"fixed overhead per run: {overhead_s * 1000:.0f} ms (tiny runs: "
-        f"{1000 / overhead['runs_per_s']:.0f} ms per run in a sweep vs {tiny_s * 1000:.0f} ms "
-        f"in-process); 1-worker overhead on the runs above: "
-        f"{result['overhead']['overhead_1_worker_per_run_s'] * 1000:.0f} ms per run"
+        f"fixed overhead per run: {overhead['fixed_per_run_s'] * 1000:.0f} ms (tiny runs: "
+        f"{overhead['tiny_run_in_sweep_s'] * 1000:.0f} ms in a 1-worker sweep, "
+        f"{overhead['tiny_run_in_process_s'] * 1000:.0f} ms in-process); 1 worker vs serial: "
+        f"{overhead['one_worker_vs_serial_per_run_s'] * 1000:+.0f} ms per run; "
+        f"Ray start-up {scaling[1]['startup_s']:.1f} s"
     )
     console.print(f"load average before/after: {load_before} / {os.getloadavg()}")
     out = Path(args.out)

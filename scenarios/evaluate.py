@@ -33,7 +33,7 @@ from rich.table import Table
 
 from liqnet.scenarios.loader import ScenarioError
 from liqnet.scenarios.policies import check_policy_specs, resolve_policies, run_with_policies
-from liqnet.scenarios.run import RunResult, _atomic, run
+from liqnet.scenarios.run import RunResult, atomic_write, run
 from liqnet.scenarios.schema import Scenario
 
 METRICS: tuple[str, ...] = (
@@ -70,8 +70,8 @@ class Evaluation:
         paths = []
         for name, frame in [("runs", self.runs), ("summary", self.summary)]:
             csv, parquet = out / f"{name}.csv", out / f"{name}.parquet"
-            _atomic(csv, lambda p, f=frame: f.to_csv(p, index=False))
-            _atomic(parquet, lambda p, f=frame: f.to_parquet(p, index=False))
+            atomic_write(csv, lambda p, f=frame: f.to_csv(p, index=False))
+            atomic_write(parquet, lambda p, f=frame: f.to_parquet(p, index=False))
             paths += [csv, parquet]
         return paths
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,10 @@ class RunResult:
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic(out / "timeseries.parquet", lambda p: self.timeseries.to_parquet(p))
-        _atomic(out / "events.parquet", lambda p: self.events.to_parquet(p))
-        _atomic(out / "credit.parquet", lambda p: self.credit.to_parquet(p))
-        _atomic(out / "credit_lines.parquet", lambda p: self.credit_lines.to_parquet(p))
+        atomic_write(out / "timeseries.parquet", lambda p: self.timeseries.to_parquet(p))
+        atomic_write(out / "events.parquet", lambda p: self.events.to_parquet(p))
+        atomic_write(out / "credit.parquet", lambda p: self.credit.to_parquet(p))
+        atomic_write(out / "credit_lines.parquet", lambda p: self.credit_lines.to_parquet(p))
         payload = {
             "scenario": self.scenario.name,
             "seed": self.seed,
@@ -66,17 +67,18 @@ class RunResult:
             "protocol_types": self.protocol_types,
         }
         text = json.dumps(payload, indent=2, default=float)
-        _atomic(out / "summary.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+        atomic_write(out / "summary.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
         scenario_json = self.scenario.model_dump_json(indent=2, by_alias=True)
-        _atomic(out / "scenario.json", lambda p: Path(p).write_text(scenario_json))
+        atomic_write(out / "scenario.json", lambda p: Path(p).write_text(scenario_json))
         if figure:
             from liqnet.analysis.figures import plot_run
 
-            _atomic(out / "run.png", lambda p: plot_run(self, p))
+            atomic_write(out / "run.png", lambda p: plot_run(self, p))
         return out
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Write ``path`` through ``write(tmp_path)`` then rename: never a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:

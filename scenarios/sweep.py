@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from liqnet.scenarios.loader import ScenarioError, validate
-from liqnet.scenarios.run import RunResult, _atomic, run
+from liqnet.scenarios.run import RunResult, atomic_write, run
 from liqnet.scenarios.schema import Scenario
-from liqnet.scenarios.sweep_schema import RunConfig, SweepError, SweepSpec, load_sweep, plan
+from liqnet.scenarios.sweep_schema import RunConfig, SweepError, SweepSpec, load_sweep, plan, table
 
 __all__ = ["RunConfig", "SweepError", "SweepSpec", "load_sweep", "plan", "run_one", "sweep"]
 
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 TABLE, ROW = "sweep.parquet", "row.json"
 TABLE_EVERY_S = 2.0  # rewriting the table after every run would cost O(runs^2)
-ID_COLUMNS = ["run_id", "seed", "policy_mix"]
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -189,44 +188,38 @@ def _read_row(runs: Path, run_id: str) -> dict[str, Any] | None:
         return None
 
 
-def table(rows: list[dict[str, Any]], spec: SweepSpec) -> pd.DataFrame:
-    """The sweep table: ids, varied values, status and error first, then the metrics."""
-    first = [*ID_COLUMNS, *spec.variable_keys(), "status", "error"]
-    df = pd.DataFrame(rows)
-    for column in first:
-        if column not in df:
-            df[column] = None
-    df = df[first + [c for c in df.columns if c not in first]]
-    for column in df.columns[df.dtypes == "object"]:
-        kinds = {type(v) for v in df[column] if v is not None and v == v}
-        if len(kinds) > 1:  # a Parquet column has one type: mixed choices become text
-            df[column] = [None if v is None else str(v) for v in df[column]]
-    return df
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 @contextmanager
 def _lock(out: Path) -> Iterator[None]:
     """One sweep at a time per directory; a lock left by a dead process is taken over."""
-    lock = out / ".sweep.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            text = lock.read_text().strip()
-            pid = int(text) if text.isdigit() else 0
+    lock, mine = out / ".sweep.lock", out / f".sweep.lock.{os.getpid()}"
+    mine.write_text(str(os.getpid()), encoding="utf-8")
+    try:
+        for _ in range(2):
             try:
-                if pid <= 0:
-                    raise ProcessLookupError
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                lock.unlink(missing_ok=True)
-                continue
-            raise SweepError(f"{out}: another sweep (pid {pid}) is writing here") from None
-    else:
-        raise SweepError(f"{out}: could not take {lock}")
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
+                os.link(mine, lock)  # atomic: the lock appears with its pid already in it
+                break
+            except FileExistsError:
+                text = lock.read_text(encoding="utf-8").strip()
+                pid = int(text) if text.isdigit() else 0
+                if _alive(pid):
+                    raise SweepError(f"{out}: another sweep (pid {pid}) is writing here") from None
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+        else:
+            raise SweepError(f"{out}: could not take {lock}")
+    finally:
+        mine.unlink(missing_ok=True)
     try:
         yield
     finally:
@@ -335,7 +328,7 @@ def sweep(
         for stale in [*runs.glob(".tmp-*"), *runs.glob(".trash-*")]:  # left by a hard kill
             shutil.rmtree(stale, ignore_errors=True)
         text = spec.model_dump_json(indent=2, by_alias=True)
-        _atomic(out / "sweep.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+        atomic_write(out / "sweep.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
         rows = {c.run_id: r for c in configs if (r := _read_row(runs, c.run_id)) is not None}
         counts = {"computed": 0, "skipped": len(rows), "failed": 0}
 
@@ -346,7 +339,7 @@ def sweep(
 
         def save_table() -> None:
             df = current()
-            _atomic(out / TABLE, lambda p: df.to_parquet(p, index=False))
+            atomic_write(out / TABLE, lambda p: df.to_parquet(p, index=False))
 
         todo = [c for c in configs if c.run_id not in rows]
         console = console or Console(stderr=True)

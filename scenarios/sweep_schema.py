@@ -1,4 +1,5 @@
-"""Sweep files: the pydantic models a sweep TOML file is validated against, and loading.
+"""Sweep files: their pydantic models, loading, the runs they name (:func:`plan`) and the
+layout of the sweep table (:func:`table`).
 
 A sweep names a base scenario and the runs to make from it: fixed ``overrides``, a
 ``grid`` and/or ``random`` samples over dotted overrides, ``seeds`` and ``policy_mixes``
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import pandas as pd
 import pydantic
 import tomllib
 from pydantic import Field
@@ -366,3 +368,21 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
         )
         configs.setdefault(config.run_id, config)
     return list(configs.values())
+
+
+ID_COLUMNS = ["run_id", "seed", "policy_mix"]
+
+
+def table(rows: list[dict[str, Any]], spec: SweepSpec) -> pd.DataFrame:
+    """The sweep table: ids, varied values, status and error first, then the metrics."""
+    first = [*ID_COLUMNS, *spec.variable_keys(), "status", "error"]
+    df = pd.DataFrame(rows)
+    for column in first:
+        if column not in df:
+            df[column] = None
+    df = df[first + [c for c in df.columns if c not in first]]
+    for column in df.columns[df.dtypes == "object"]:
+        kinds = {type(v) for v in df[column] if v is not None and v == v}
+        if len(kinds) > 1:  # a Parquet column has one type: mixed choices become text
+            df[column] = [None if v is None else str(v) for v in df[column]]
+    return df
