@@ -62,11 +62,16 @@ class Checkpoint:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through ``write(tmp_path)`` then rename: never a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes 0600 files; give the result the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -96,9 +101,9 @@ def save_checkpoint(
     }
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     # Weights first: a config.json beside stale weights would be the worse mismatch.
-    _atomic_write(out / MODEL_FILE, lambda p: torch.save(state, p))
+    atomic_write(out / MODEL_FILE, lambda p: torch.save(state, p))
     text = json.dumps(meta, indent=2, default=float)
-    _atomic_write(out / CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(out / CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     return out / MODEL_FILE
 
 

@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from liqnet.agents.checkpoint import CheckpointError, atomic_write
 from liqnet.agents.rules import ForecastRiskPolicy, observation_indices
 
 FORMAT = "liqnet-forecaster-1"
@@ -62,10 +60,6 @@ FEATURES: tuple[str, ...] = (
 _PROTOCOL_FEATURES = FEATURES[-4:]
 _HOURS_PER_YEAR = 8760.0
 _VOL_FLOOR = 1e-3  # annualised; keeps log(vol) finite on a flat path
-
-
-class CheckpointError(ValueError):
-    """A forecaster checkpoint is missing, corrupt or does not match its config."""
 
 
 @dataclass
@@ -239,8 +233,8 @@ class Forecaster:
         out.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "features": list(FEATURES), "config": asdict(self.config)}
         state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-        _atomic(out / MODEL_FILE, lambda p: torch.save(state, p))
-        _atomic(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
+        atomic_write(out / MODEL_FILE, lambda p: torch.save(state, p))
+        atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
         return out
 
     @classmethod
@@ -290,18 +284,6 @@ class Forecaster:
                 + " ".join(str(err).split())[:300]
             ) from None
         return cls(net, config)
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file renamed into place (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def make_forecast_policy(argument: str | None) -> ForecastRiskPolicy:

@@ -10,16 +10,14 @@ Three parts, written to one JSON file:
    positions per protocol (smaller than the scenario files' 10,000, so training fits in
    minutes), and every ``--check-every`` iterations compares the current actor with static
    governance on *validation* seeds. The target, summed over the three scenarios: at
-   least 30% less bad debt plus default losses than static, with fee and interest revenue
-   at least 80% of static's. Training stops at the target or after ``--budget-s``.
+   least 30% less bad debt plus default losses than static, with revenue at least 80% of
+   static's. Training stops at the target or after ``--budget-s``.
 3. **Held-out test.** The final actor against static on *test* seeds (disjoint from the
    training and validation seeds) on the full-size scenario files; per-scenario table.
 
-Metric definitions follow :mod:`liqnet.scenarios.evaluate` (``bad_debt_usd``,
-``default_losses_usd``, ``losses_usd``, ``revenue_usd``); ``fee_revenue_usd`` adds what the
-protocols *earned*: interest kept as lending reserves plus perp trading fees. The 80%
-criterion uses it, because ``revenue_usd`` includes the perp vault's trading P&L and is
-negative in most crashes, where a ratio means nothing.
+Metrics are those of ``liqnet evaluate`` (:mod:`liqnet.scenarios.evaluate`):
+``losses_usd`` (bad debt plus default losses) and ``revenue_usd`` (interest margin,
+trading fees, liquidation penalties), mean and std over seeds.
 
     python benchmarks/train_throughput.py [--budget-s 600] [--throughput-only] [--out ...]
 """
@@ -34,16 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from liqnet.agents.base import Policy, PolicyContext, make_policy
 from liqnet.agents.checkpoint import save_checkpoint
 from liqnet.agents.mappo import MAPPO, MAPPOConfig
 from liqnet.agents.rollout import HELD_OUT_SEEDS_FROM
-from liqnet.protocols.lending import LendingPool
-from liqnet.protocols.perp import PerpExchange
 from liqnet.scenarios.envs import make_env
+from liqnet.scenarios.evaluate import METRICS, evaluate
+from liqnet.scenarios.loader import load
 from liqnet.scenarios.train import positions_overrides, train
 
 SCENARIOS = ("flash_crash", "bank_run", "credit_crunch")
@@ -54,71 +50,21 @@ CONFIG = MAPPOConfig(num_envs=6, learning_rate=1e-3, update_epochs=8, gae_lambda
 """Training settings of the benchmark (everything else: MAPPOConfig defaults)."""
 
 
-def episode_metrics(name: str, policy: Policy | None, seed: int, overrides: dict) -> dict:
-    """Run one episode (``policy=None``: static governance) and measure its losses."""
-    env = make_env(name, overrides=overrides)
-    observations, _ = env.reset(seed=seed)
-    if policy is not None:
-        first = env.possible_agents[0]
-        policy.reset(
-            PolicyContext(
-                tuple(env.possible_agents),
-                env.observation_space(first),
-                env.action_space(first),
-                tuple(env.observation_names),
-                env.scenario.dt_hours,
-                seed,
-            )
-        )
-    start = {a: p.equity() for a, p in env.model.protocols.items()}
-    while env.agents:
-        actions = {} if policy is None else policy.act({a: observations[a] for a in env.agents})
-        observations, *_ = env.step(actions)
-    model = env.model
-    while model.step_index < env.horizon:  # as `liqnet evaluate`: the world runs on
-        model.step()
-    protocols = model.protocols.values()
-    realised = sum(p.realised_bad_debt for p in protocols)
-    bad_debt = realised + sum(
-        p.underwater_shortfall() for p in protocols if isinstance(p, LendingPool)
-    )
-    credit = sum(model.credit_losses.values())
-    default_losses = credit + sum(max(0.0, -d["equity_usd"]) for d in model.defaults)
-    fees = 0.0
-    for p in protocols:
-        if isinstance(p, LendingPool):  # reserves grow by interest, shrink by write-offs
-            fees += p.reserves - p.params.reserves_usd + p.realised_bad_debt
-        elif isinstance(p, PerpExchange):  # the treasury only ever receives fees
-            fees += p.treasury - p.params.treasury_usd
-    equity_change = sum(p.equity() - start[a] for a, p in model.protocols.items())
-    return {
-        "bad_debt_usd": bad_debt,
-        "default_losses_usd": default_losses,
-        "losses_usd": bad_debt + default_losses,
-        "revenue_usd": equity_change + bad_debt + credit,
-        "fee_revenue_usd": fees,
-        "defaults": float(len(model.defaults)),
-    }
-
-
-def compare(policy: Policy, seeds: range, overrides: dict, static_cache: dict) -> dict:
-    """Mean and std over seeds of every metric, static vs ``policy``, per scenario."""
+def compare(spec: str, seeds: range, overrides: dict) -> dict:
+    """Mean and std over seeds of every metric, static vs policy ``spec``, per scenario."""
     table = {}
     for name in SCENARIOS:
-        key = (name, tuple(seeds), tuple(sorted(overrides.items())))
-        if key not in static_cache:
-            static_cache[key] = [episode_metrics(name, None, s, overrides) for s in seeds]
-        runs = {"static": static_cache[key]}
-        runs["mappo"] = [episode_metrics(name, policy, s, overrides) for s in seeds]
+        result = evaluate(load(name, overrides), ["static", spec], list(seeds))
+        rows = result.summary.set_index("policies")
         table[name] = {
             label: {
                 m: {
-                    "mean": float(np.mean([r[m] for r in rs])),
-                    "std": float(np.std([r[m] for r in rs])),
+                    "mean": float(rows.loc[key, f"{m}_mean"]),
+                    "std": float(rows.loc[key, f"{m}_std"]),
                 }
-                for m in rs[0]
+                for m in METRICS
             }
-            for label, rs in runs.items()
+            for label, key in (("static", "static"), ("mappo", spec))
         }
     return table
 
@@ -132,19 +78,19 @@ def verdict(table: dict) -> dict:
 
     out = {}
     for label, rows in [("total", list(table.values()))] + [(k, [v]) for k, v in table.items()]:
-        cut, kept = 1.0 - ratio(rows, "losses_usd"), ratio(rows, "fee_revenue_usd")
+        cut, kept = 1.0 - ratio(rows, "losses_usd"), ratio(rows, "revenue_usd")
         out[label] = {
             "loss_cut": cut,
-            "fee_revenue_kept": kept,
+            "revenue_kept": kept,
             "met": bool(cut >= LOSS_CUT and kept >= REVENUE_KEPT),
         }
     return out
 
 
-def policy_of(learner: MAPPO, directory: Path, agent_ids, names) -> Policy:
-    """The learner's current actor as a ``mappo:PATH`` policy (via a real checkpoint)."""
+def spec_of(learner: MAPPO, directory: Path, agent_ids, names) -> str:
+    """The learner's current actor as a ``mappo:PATH`` spec (via a real checkpoint)."""
     save_checkpoint(directory, learner.net, learner.config, agent_ids, names)
-    return make_policy(f"mappo:{directory}")
+    return f"mappo:{directory}"
 
 
 def throughput(workers: int, iterations: int, overrides: dict) -> dict:
@@ -211,7 +157,6 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="mappo-bench-"))
-    cache: dict = {}
     checks: list[dict] = []
     reached: dict = {}
     spent_checking = 0.0
@@ -223,8 +168,8 @@ def main() -> None:
             return False
         tick = time.perf_counter()
         env = make_env(SCENARIOS[0], overrides=overrides)
-        policy = policy_of(learner, work, env.possible_agents, env.observation_names)
-        result = verdict(compare(policy, VALIDATION_SEEDS, overrides, cache))
+        spec = spec_of(learner, work / "check", env.possible_agents, env.observation_names)
+        result = verdict(compare(spec, VALIDATION_SEEDS, overrides))
         train_s = row["wall_s"] - spent_checking
         checks.append({"train_s": train_s, "env_steps": row["env_steps"], **result["total"]})
         print(f"check {checks[-1]}", flush=True)
@@ -244,7 +189,7 @@ def main() -> None:
     )
     report["time_to_target"] = {
         "target": f"summed over {list(SCENARIOS)}: losses cut >= {LOSS_CUT:.0%}, "
-        f"fee revenue kept >= {REVENUE_KEPT:.0%} (validation seeds)",
+        f"revenue kept >= {REVENUE_KEPT:.0%} (validation seeds)",
         "validation_seeds": list(VALIDATION_SEEDS),
         "reached": bool(reached),
         "train_wall_s_to_target": reached.get("train_s"),
@@ -254,8 +199,7 @@ def main() -> None:
     }
 
     test_seeds = range(TEST_SEEDS_FROM, TEST_SEEDS_FROM + args.test_seeds)
-    policy = make_policy(f"mappo:{work}")
-    table = compare(policy, test_seeds, {}, cache)
+    table = compare(f"mappo:{work}", test_seeds, {})
     report["held_out_test"] = {
         "seeds": list(test_seeds),
         "worlds": "scenario files as shipped (10,000 positions per protocol)",
@@ -274,10 +218,10 @@ def main() -> None:
     for name, rows in table.items():
         s, m = rows["static"], rows["mappo"]
         loss = [r["losses_usd"]["mean"] / 1e6 for r in (s, m)]
-        fees = [r["fee_revenue_usd"]["mean"] / 1e6 for r in (s, m)]
+        revenue = [r["revenue_usd"]["mean"] / 1e6 for r in (s, m)]
         print(
             f"{name:14s} losses {loss[0]:7.2f}M -> {loss[1]:7.2f}M  "
-            f"fees {fees[0]:.3f}M -> {fees[1]:.3f}M"
+            f"revenue {revenue[0]:.3f}M -> {revenue[1]:.3f}M"
         )
     print(json.dumps(report["held_out_test"]["verdict"], indent=1))
     shutil.rmtree(work, ignore_errors=True)

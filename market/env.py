@@ -13,7 +13,8 @@ Observation (float32, same length ``D`` for every agent; :attr:`observation_name
   ``reference / oracle - 1`` and pool deviation ``pool / reference - 1``;
 * the gas multiplier and a stressed-regime flag (current volatility regime above the
   calmest one);
-* a one-hot of the protocol's type over the sorted registry types at construction.
+* a one-hot of the protocol's type over the built-in types plus the scenario's own types
+  (sorted), so the layout does not depend on what else is registered.
 
 Values are made finite (NaN -> 0) and clipped to +-1e6.
 
@@ -39,7 +40,7 @@ from pettingzoo import ParallelEnv
 
 from liqnet.market.model import MarketModel
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES, Protocol
-from liqnet.protocols.registry import available
+from liqnet.protocols.registry import BUILTIN_TYPES
 
 if TYPE_CHECKING:
     from liqnet.scenarios.schema import Scenario
@@ -116,8 +117,10 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self.agents: list[str] = []
         self.asset_names: tuple[str, ...] = tuple(scenario.market.assets)
         # Types of this scenario are always in the one-hot, even if registered late.
+        # A fixed vocabulary (built-in types plus the scenario's own): registering a
+        # plugin type elsewhere must not change this env's layout (saved checkpoints).
         self.protocol_types: tuple[str, ...] = tuple(
-            sorted(set(available()) | {spec.type for spec in scenario.protocols})
+            sorted(set(BUILTIN_TYPES) | {spec.type for spec in scenario.protocols})
         )
         self.observation_names: tuple[str, ...] = (
             *FEATURE_NAMES,

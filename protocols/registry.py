@@ -17,6 +17,8 @@ from importlib.metadata import entry_points
 from liqnet.protocols.base import Protocol
 
 ENTRY_POINT_GROUP = "liqnet.protocols"
+BUILTIN_TYPES: tuple[str, ...] = ("lending", "options", "perp")
+"""Types shipped with liqnet (registered through this distribution's entry points)."""
 
 _registered: dict[str, type[Protocol]] = {}
 
