@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
+from scipy.sparse import linalg as splinalg
 
 __all__ = ["ClearingResult", "eisenberg_noe"]
 
@@ -208,6 +210,85 @@ def eisenberg_noe(
         payments=_readonly(payments),
         payment_matrix=_readonly(payment_matrix),
         defaulted=_readonly(defaulted),
+        creditor_losses=_readonly(creditor_losses),
+        equity=_readonly(equity),
+        iterations=solves,
+    )
+
+
+def eisenberg_noe_sparse(
+    liabilities: sparse.sparray | sparse.spmatrix,
+    external_assets: ArrayLike,
+    external_liabilities: ArrayLike | None = None,
+) -> ClearingResult:
+    """:func:`eisenberg_noe` for large sparse networks (same algorithm, same result).
+
+    The defaulters' linear systems are solved with a sparse LU factorisation, so a network
+    of 10,000 nodes and 50,000 liabilities clears in milliseconds where the dense version
+    would need gigabytes. ``payment_matrix`` is returned sparse (CSR).
+    """
+    L = sparse.csr_array(liabilities, dtype=np.float64)
+    n = L.shape[0]
+    if L.shape != (n, n):
+        raise ValueError(f"liabilities must be a square (n, n) matrix; got shape {L.shape}")
+    if L.nnz and (not np.all(np.isfinite(L.data)) or L.data.min() < 0):
+        raise ValueError("liabilities must be finite and non-negative")
+    if L.diagonal().any():
+        raise ValueError("liabilities must have a zero diagonal (a node cannot owe itself)")
+    e = _as_float_array(external_assets, "external_assets", 1)
+    el = (
+        np.zeros(n)
+        if external_liabilities is None
+        else _as_float_array(external_liabilities, "external_liabilities", 1)
+    )
+    if e.shape != (n,) or el.shape != (n,):
+        raise ValueError(f"external_assets and external_liabilities must have length {n}")
+    owed = np.asarray(L.sum(axis=1)).ravel()
+    inverse = np.divide(1.0, owed, out=np.zeros(n), where=owed > 0)
+    Pi = sparse.csr_array(sparse.diags_array(inverse) @ L)
+    PiT = sparse.csr_array(Pi.T)
+    net_external = e - el
+    scale = max(float(owed.max(initial=0.0)), float(np.abs(net_external).max(initial=0.0)), 1.0)
+    tol = _REL_TOL * scale
+    payments = owed.copy()
+    in_default = np.zeros(n, dtype=bool)
+    solves = 0
+    for _ in range(n + 1):
+        wealth = net_external + PiT @ payments
+        new_default = in_default | (wealth < owed - tol)
+        if np.array_equal(new_default, in_default):
+            break
+        in_default = new_default
+        d = np.flatnonzero(in_default)
+        s = np.flatnonzero(~in_default)
+        system = sparse.eye_array(d.size, format="csc") - sparse.csc_array(PiT[d][:, d])
+        rhs = net_external[d] + PiT[d][:, s] @ owed[s]
+        solves += 1
+        try:
+            solved = splinalg.splu(system).solve(rhs)
+        except RuntimeError:  # exactly singular: see the dense version
+            solved = None
+        # A near-singular factorisation answers with nonsense rather than an error: a
+        # defaulter can pay neither less than nothing nor more than it owes.
+        if (
+            solved is None
+            or not np.all(np.isfinite(solved))
+            or np.any(solved < -tol)
+            or np.any(solved > owed[d] + tol)
+        ):
+            payments = _picard(PiT.T, owed, net_external, payments, tol)
+            in_default = payments < owed - tol
+            break
+        payments = owed.copy()
+        payments[d] = np.clip(solved, 0.0, owed[d])
+    payment_matrix = sparse.csr_array(sparse.diags_array(payments) @ Pi)
+    received = np.asarray(payment_matrix.sum(axis=0)).ravel()
+    creditor_losses = np.maximum(np.asarray(L.sum(axis=0)).ravel() - received, 0.0)
+    equity = net_external + received - owed
+    return ClearingResult(
+        payments=_readonly(payments),
+        payment_matrix=payment_matrix,
+        defaulted=_readonly(in_default | (equity < -tol)),
         creditor_losses=_readonly(creditor_losses),
         equity=_readonly(equity),
         iterations=solves,

@@ -227,3 +227,33 @@ def test_all_solvent_pays_in_full(net: tuple[np.ndarray, np.ndarray, np.ndarray]
     np.testing.assert_array_equal(r.payments, L.sum(axis=1))
     np.testing.assert_allclose(r.creditor_losses, 0.0, atol=_tol(L, e))
     assert r.iterations == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(networks())
+def test_sparse_version_matches_dense(net: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """The sparse solver is the same algorithm: same payments, defaults and equity."""
+    from scipy import sparse
+
+    from liqnet.market.clearing import eisenberg_noe_sparse
+
+    L, e, el = net
+    dense = eisenberg_noe(L, e, el)
+    fast = eisenberg_noe_sparse(sparse.csr_array(L), e, el)
+    tol = 1e-8 * max(1.0, L.sum(), e.sum(), el.sum())
+    np.testing.assert_allclose(fast.payments, dense.payments, atol=tol)
+    np.testing.assert_allclose(fast.equity, dense.equity, atol=tol)
+    np.testing.assert_array_equal(fast.defaulted, dense.defaulted)
+    np.testing.assert_allclose(fast.payment_matrix.toarray(), dense.payment_matrix, atol=tol)
+
+
+def test_sparse_golden_example() -> None:
+    from scipy import sparse
+
+    from liqnet.market.clearing import eisenberg_noe_sparse
+
+    L = sparse.csr_array(np.array([[0, 4, 0], [0, 0, 3], [2, 0, 0]], dtype=float))
+    r = eisenberg_noe_sparse(L, [18.0, 18.0, 9.0], [17.0, 18.0, 8.0])
+    np.testing.assert_allclose(r.payments, [3.0, 3.0, 2.0])
+    np.testing.assert_allclose(r.equity, [-1.0, 0.0, 2.0])
+    assert r.defaulted.tolist() == [True, False, False]
