@@ -11,14 +11,11 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from liqnet.market.negotiation import (  # the book helpers are shared with the auction
-    _QTY_RTOL,
+from liqnet.market.negotiation import (
     LiquidityOrders,
     Matches,
     NegotiationMechanism,
-    _cross,
-    _sort_book,
-    net_self_orders,
+    crossed_book,
 )
 
 
@@ -77,16 +74,10 @@ class BilateralBargaining(NegotiationMechanism):
         self, offers: LiquidityOrders, requests: LiquidityOrders, rng: np.random.Generator
     ) -> Matches:
         """Match best bids with best asks pairwise; see the class docstring."""
-        offers, requests = net_self_orders(offers, requests)
-        if len(offers) == 0 or len(requests) == 0:
+        book = crossed_book(offers, requests, rng)
+        if book is None:
             return Matches.empty()
-        ask_order, bid_order = _sort_book(offers, requests, rng)
-        ask_rate, bid_rate = offers.rate[ask_order], requests.rate[bid_order]
-        A, B = np.cumsum(offers.amount[ask_order]), np.cumsum(requests.amount[bid_order])
-        tol = _QTY_RTOL * max(A[-1], B[-1])
-        Q = _cross(A, ask_rate, B, bid_rate, tol)
-        if Q == 0.0:
-            return Matches.empty()
+        offers, requests, ask_order, bid_order, ask_rate, bid_rate, A, B, tol, Q = book
         # Each segment between consecutive breakpoints of the two cumulative curves (up to
         # Q) is one (lender order, borrower order) pair of the sequential walk.
         ends = np.union1d(np.concatenate([A, B]), [Q])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -260,6 +260,38 @@ def _per_agent(agent: IntArray, fill: FloatArray) -> tuple[IntArray, FloatArray]
     return ids[keep], totals[keep]
 
 
+class CrossedBook(NamedTuple):
+    """Both books netted, sorted best first, with cumulative amounts and crossing size."""
+
+    offers: LiquidityOrders
+    requests: LiquidityOrders
+    ask_order: IntArray
+    bid_order: IntArray
+    ask_rate: FloatArray
+    bid_rate: FloatArray
+    cum_offers: FloatArray
+    cum_requests: FloatArray
+    tol: float
+    quantity: float
+
+
+def crossed_book(
+    offers: LiquidityOrders, requests: LiquidityOrders, rng: np.random.Generator | None
+) -> CrossedBook | None:
+    """The common first stage of every mechanism; None when nothing can trade."""
+    offers, requests = net_self_orders(offers, requests)
+    if len(offers) == 0 or len(requests) == 0:
+        return None
+    ask_order, bid_order = _sort_book(offers, requests, rng)
+    ask_rate, bid_rate = offers.rate[ask_order], requests.rate[bid_order]
+    A, B = np.cumsum(offers.amount[ask_order]), np.cumsum(requests.amount[bid_order])
+    tol = _QTY_RTOL * max(A[-1], B[-1])
+    Q = _cross(A, ask_rate, B, bid_rate, tol)
+    if Q == 0.0:
+        return None
+    return CrossedBook(offers, requests, ask_order, bid_order, ask_rate, bid_rate, A, B, tol, Q)
+
+
 class NegotiationMechanism(abc.ABC):
     """Turns one step's liquidity offers and requests into bilateral matches.
 
@@ -335,16 +367,10 @@ class CallAuction(NegotiationMechanism):
         self, offers: LiquidityOrders, requests: LiquidityOrders, rng: np.random.Generator
     ) -> Matches:
         """Clear the book at one uniform rate; see the class docstring."""
-        offers, requests = net_self_orders(offers, requests)
-        if len(offers) == 0 or len(requests) == 0:
+        book = crossed_book(offers, requests, None)
+        if book is None:
             return Matches.empty()
-        ask_order, bid_order = _sort_book(offers, requests, None)
-        ask_rate, bid_rate = offers.rate[ask_order], requests.rate[bid_order]
-        A, B = np.cumsum(offers.amount[ask_order]), np.cumsum(requests.amount[bid_order])
-        tol = _QTY_RTOL * max(A[-1], B[-1])
-        Q = _cross(A, ask_rate, B, bid_rate, tol)
-        if Q == 0.0:
-            return Matches.empty()
+        offers, requests, _, _, ask_rate, bid_rate, A, B, tol, Q = book
         # Marginal accepted orders hold unit Q; the first unfilled ones hold the unit after
         # Q (the same order when it is only part-filled). tol absorbs cumsum round-off.
         a_q, b_q = ask_rate[np.searchsorted(A, Q - tol)], bid_rate[np.searchsorted(B, Q - tol)]
