@@ -136,9 +136,10 @@ class MarketModel(mesa.Model):
         self.events = EventLog()
         self.cascade_history: list[list[RoundStats]] = []
         self.defaults: list[dict[str, Any]] = []
-        # One Mesa table row per step: the row is built once and appended column-wise,
-        # which is several times cheaper than one reporter (and deepcopy) per column.
-        self.datacollector = mesa.DataCollector(tables={TIMESERIES_TABLE: list(self._row())})
+        # One Mesa table row per step: the row is built once as a list of values, which is
+        # several times cheaper than one reporter (and deepcopy) per column.
+        self._datacollector = mesa.DataCollector(tables={TIMESERIES_TABLE: self._column_names()})
+        self._pending_rows: list[list[float]] = []
         self.collect()
 
     # -- randomness --------------------------------------------------------------------
@@ -187,6 +188,17 @@ class MarketModel(mesa.Model):
                     f"{LEVER_NAMES} in [-1, 1], got {vector!r}"
                 )
             self.pending_levers[protocol_id] = vector
+
+    def liquidation_hurdle_usd(self) -> float:
+        """Smallest value (collateral at the pool price + reward - repayment) of a
+        liquidation that some liquidator would take: its gas plus its minimum profit."""
+        return min(
+            (
+                liquidator.gas_cost_usd * self.gas_multiplier + liquidator.min_profit_usd
+                for liquidator in self.liquidators
+            ),
+            default=math.inf,
+        )
 
     def poll_oracles(self) -> None:
         """Let every oracle publish if its rules fire; refresh the published prices."""
@@ -239,40 +251,83 @@ class MarketModel(mesa.Model):
         self.collect()
 
     # -- data collection ---------------------------------------------------------------
-    def _row(self) -> dict[str, float]:
-        """This step's time-series row, computed once (the reporters only look it up)."""
-        rounds = self.cascade_history[-1] if self.cascade_history else []
-        row: dict[str, float] = {
-            "step": self.step_index,
-            "regime": self.price_process.regime,
-            "gas_multiplier": self.gas_multiplier,
-            "cascade_rounds": len(rounds),
-            "liquidations": sum(r.liquidations for r in rounds),
-        }
+    def _column_names(self) -> list[str]:
+        """Names of the time-series columns, in the order of :meth:`_row_values`."""
+        names = ["step", "regime", "gas_multiplier", "cascade_rounds", "liquidations"]
         for name in self.asset_names:
-            row[f"{name}.reference"] = self.reference_prices[name]
-            row[f"{name}.pool"] = self.pools[name].price
-            row[f"{name}.oracle"] = self.oracle_prices[name]
+            names += [f"{name}.reference", f"{name}.pool", f"{name}.oracle"]
+        for pid in self.protocols:
+            names += [
+                f"{pid}.{column}"
+                for column in (
+                    "equity",
+                    "cash",
+                    "bad_debt",
+                    "revenue",
+                    "liquidated",
+                    "shortfall",
+                    "credit_lent",
+                    "credit_borrowed",
+                    "credit_losses",
+                )
+            ]
+            names += [f"{pid}.lever.{lever}" for lever in LEVER_NAMES]
+            names += [f"{pid}.exposure.{name}" for name in self.asset_names]
+        return names
+
+    def _row_values(self) -> list[float]:
+        """This step's time-series row, as values in the order of :meth:`_column_names`."""
+        rounds = self.cascade_history[-1] if self.cascade_history else []
+        values = [
+            self.step_index,
+            self.price_process.regime,
+            self.gas_multiplier,
+            len(rounds),
+            sum(r.liquidations for r in rounds),
+        ]
+        for name in self.asset_names:
+            values += [
+                self.reference_prices[name],
+                self.pools[name].price,
+                self.oracle_prices[name],
+            ]
         for pid, protocol in self.protocols.items():
-            row[f"{pid}.equity"] = protocol.equity()
-            row[f"{pid}.cash"] = protocol.cash
-            row[f"{pid}.bad_debt"] = protocol.realised_bad_debt
-            row[f"{pid}.revenue"] = protocol.revenue
-            row[f"{pid}.liquidated"] = protocol.liquidated_usd_step
-            row[f"{pid}.shortfall"] = protocol.liquidity_shortfall
-            row[f"{pid}.credit_lent"] = protocol.credit_lent
-            row[f"{pid}.credit_borrowed"] = protocol.credit_borrowed
-            row[f"{pid}.credit_losses"] = self.credit_losses[pid]
-            for k, lever in enumerate(LEVER_NAMES):
-                row[f"{pid}.lever.{lever}"] = float(self.last_levers[pid][k])
             exposures = protocol.asset_exposures()
-            for name in self.asset_names:
-                row[f"{pid}.exposure.{name}"] = exposures.get(name, 0.0)
-        return row
+            values += [
+                protocol.equity(),
+                protocol.cash,
+                protocol.realised_bad_debt,
+                protocol.revenue,
+                protocol.liquidated_usd_step,
+                protocol.liquidity_shortfall,
+                protocol.credit_lent,
+                protocol.credit_borrowed,
+                self.credit_losses[pid],
+                *self.last_levers[pid].tolist(),
+                *[exposures.get(name, 0.0) for name in self.asset_names],
+            ]
+        return values
 
     def collect(self) -> None:
-        """Record the current state as one row of the time series."""
-        self.datacollector.add_table_row(TIMESERIES_TABLE, self._row())
+        """Record the current state as one row of the time series.
+
+        Rows wait in a list and reach the Mesa table in one go when it is read
+        (:attr:`datacollector`): appending ~100 columns one by one every step cost more
+        than the rest of data collection.
+        """
+        self._pending_rows.append(self._row_values())
+
+    @property
+    def datacollector(self) -> mesa.DataCollector:
+        """The Mesa DataCollector holding the time series (table ``"world"``), up to date."""
+        if self._pending_rows:
+            table = self._datacollector.tables[TIMESERIES_TABLE]
+            for column, values in zip(
+                table.values(), zip(*self._pending_rows, strict=True), strict=True
+            ):
+                column.extend(values)
+            self._pending_rows = []
+        return self._datacollector
 
     def timeseries(self) -> pd.DataFrame:
         """The time series so far: one row per step, the initial state first."""

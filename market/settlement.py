@@ -32,6 +32,11 @@ def lever_share(lever: float) -> float:
 
 def sync_credit(model: MarketModel) -> None:
     """Copy each protocol's claims and debts on the ledger onto its balance sheet."""
+    if not model.ledger.lines.count:
+        # No credit at all (the common case without negotiation): write zeros directly.
+        for protocol in model.protocols.values():
+            protocol.credit_lent = protocol.credit_borrowed = 0.0
+        return
     lent, borrowed = model.ledger.lent_and_borrowed()
     for i, protocol in enumerate(model.protocols.values()):
         protocol.credit_lent = float(lent[i])
@@ -46,13 +51,16 @@ def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple | None:
         if protocol.defaulted:
             continue
         lever = levers[pid]
-        lend = lever_share(lever[LEND]) * protocol.idle_liquidity()
+        # A zero share (lever at -1, the default) needs no balance-sheet look-up.
+        lend_share = lever_share(lever[LEND])
+        lend = lend_share * protocol.idle_liquidity() if lend_share > 0.0 else 0.0
         if lend >= _MIN_ORDER_USD:
             for column, value in zip(
                 offer, (i, lend, spec.min_rate + span * lever_share(lever[LEND_RATE])), strict=True
             ):
                 column.append(value)
-        borrow = lever_share(lever[BORROW]) * protocol.liquidity_need()
+        borrow_share = lever_share(lever[BORROW])
+        borrow = borrow_share * protocol.liquidity_need() if borrow_share > 0.0 else 0.0
         if borrow >= _MIN_ORDER_USD:
             bid = spec.min_rate + span * lever_share(lever[BORROW_RATE])
             for column, value in zip(request, (i, borrow, bid), strict=True):

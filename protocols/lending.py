@@ -310,12 +310,16 @@ class LendingPool(Protocol):
             slots = book.index.select(price * lt / self.borrow_index, above=True)
             if slots.size == 0:
                 continue
+            debt = book.positions["scaled_debt"][slots] * self.borrow_index
+            # A liquidator's value is at most debt * ((1 + bonus) * pool / oracle - 1): when
+            # even the largest loan cannot pay any liquidator's hurdle, all of it is dust
+            # that no one takes, and offering it would cost more than the check.
+            pool_premium = (1.0 + book.bonus) * self.model.pools[asset].price / price - 1.0
+            # (The 1e-9 margin keeps round-off from dropping a loan right at the hurdle.)
+            if float(debt.max()) * pool_premium < self.model.liquidation_hurdle_usd() - 1e-9:
+                continue
             repay, seize = self.liquidation_amounts(
-                book.positions["collateral"][slots],
-                book.positions["scaled_debt"][slots] * self.borrow_index,
-                price,
-                lt,
-                book.bonus,
+                book.positions["collateral"][slots], debt, price, lt, book.bonus
             )
             offers.append(
                 LiquidationOffer(self, asset, asset, slots, repay, seize, np.zeros(slots.size))

@@ -151,15 +151,17 @@ class PerpExchange(Protocol):
         """Healthy traders take profit or cut losses; returns the closed (unmarked) slots."""
         if slots.size == 0:
             return _NO_SLOTS
-        cols = side.positions.columns
-        pnl = side.pnl(slots, price, market.funding_index)
-        fee = self.params.trading_fee * self.price_multiplier * cols["size"][slots] * price
-        equity = cols["margin"][slots] + pnl - fee
+        block = side.positions.block(slots)  # one gather: size, entry, margin, funding_entry
+        pnl = side.block_pnl(block, price, market.funding_index)
+        fee = self.params.trading_fee * self.price_multiplier * block[0] * price
+        equity = block[2] + pnl - fee
         healthy = equity > 0  # an underwater trader waits for liquidation instead
-        slots, pnl, fee, equity = slots[healthy], pnl[healthy], fee[healthy], equity[healthy]
+        if not healthy.all():
+            slots, block = slots[healthy], block[:, healthy]
+            pnl, fee, equity = pnl[healthy], fee[healthy], equity[healthy]
         if slots.size == 0:
             return _NO_SLOTS
-        side.close(slots, mark=False)
+        side.close(slots, mark=False, block=block)
         self.vault_cash -= float(pnl.sum())
         self.treasury += float(fee.sum())
         self.revenue += float(fee.sum())

@@ -62,6 +62,14 @@ class PerpParams(ProtocolParams):
         return list(self.markets)
 
 
+_SUMS_OF_COLUMNS = (
+    ("size_entry", "entry", True),
+    ("margin", "margin", False),
+    ("size_funding", "funding_entry", True),
+)
+"""Running sums other than ``size``: (sum name, column, weighted by size)."""
+
+
 class PerpSide:
     """Positions on one side of one market, with running sums for O(1) aggregates."""
 
@@ -81,43 +89,62 @@ class PerpSide:
             return cols["entry"][slots] - cols["funding_entry"][slots] - per_unit
         return cols["entry"][slots] + per_unit - cols["funding_entry"][slots]
 
-    def _update_sums(self, slots: np.ndarray, sign: float) -> None:
-        block = self.positions.block(slots)  # rows: size, entry, margin, funding_entry
-        totals = block.sum(axis=1)
+    def _update_sums(self, block: np.ndarray, sign: float) -> None:
+        """Add (``sign=+1``) or remove positions given as a (fields, k) block."""
+        totals = block.sum(axis=1)  # rows: size, entry, margin, funding_entry
         weighted = block @ block[0]
         self.sums["size"] += sign * float(totals[0])
         self.sums["size_entry"] += sign * float(weighted[1])
         self.sums["margin"] += sign * float(totals[2])
         self.sums["size_funding"] += sign * float(weighted[3])
 
-    def add(self, mark: bool = True, **columns: np.ndarray) -> np.ndarray:
-        """Open positions; ``mark=False`` leaves marking the index to the caller."""
+    def add(self, mark: bool = True, **columns: np.ndarray | float) -> np.ndarray:
+        """Open positions; ``mark=False`` leaves marking the index to the caller.
+
+        ``size`` is an array; the other columns may be arrays or scalars (e.g. one entry
+        price for the whole batch).
+        """
         slots = self.positions.add(**columns)
-        self._update_sums(slots, +1.0)
+        size = columns["size"]
+        total_size = float(size.sum())
+        for sum_name, name, weighted in _SUMS_OF_COLUMNS:
+            value = columns.get(name, 0.0)
+            # Scalar columns (one entry price for the whole batch) need no gather or dot.
+            if isinstance(value, np.ndarray):
+                total = float(size @ value) if weighted else float(value.sum())
+            else:
+                total = float(value) * (total_size if weighted else slots.size)
+            self.sums[sum_name] += total
+        self.sums["size"] += total_size
         if mark:
             self.index.mark_dirty(slots)
         return slots
 
-    def close(self, slots: np.ndarray, mark: bool = True) -> None:
-        """Close positions; ``mark=False`` leaves marking the index to the caller."""
-        self._update_sums(slots, -1.0)
+    def close(self, slots: np.ndarray, mark: bool = True, block: np.ndarray | None = None) -> None:
+        """Close positions; ``mark=False`` leaves marking the index to the caller.
+
+        ``block`` is ``positions.block(slots)`` when the caller already gathered it.
+        """
+        self._update_sums(self.positions.block(slots) if block is None else block, -1.0)
         self.positions.close(slots)
         if mark:
             self.index.mark_dirty(slots)
 
     def pnl(self, slots: np.ndarray | None, price: float, funding: float) -> np.ndarray | float:
         """Unrealised PnL incl. funding: per slot, or for the whole side when ``None``."""
-        direction = 1.0 if self.is_long else -1.0
         if slots is None:
             s = self.sums
             price_pnl = price * s["size"] - s["size_entry"]
             funding_pnl = funding * s["size"] - s["size_funding"]
-            return direction * (price_pnl - funding_pnl)
-        cols = self.positions.columns
-        size = cols["size"][slots]
-        price_pnl = size * (price - cols["entry"][slots])
-        funding_pnl = size * (funding - cols["funding_entry"][slots])
-        return direction * (price_pnl - funding_pnl)
+            return (1.0 if self.is_long else -1.0) * (price_pnl - funding_pnl)
+        return self.block_pnl(self.positions.block(slots), price, funding)
+
+    def block_pnl(self, block: np.ndarray, price: float, funding: float) -> np.ndarray:
+        """Unrealised PnL of positions given as ``positions.block(slots)``."""
+        size, entry, _, funding_entry = block
+        price_pnl = size * (price - entry)
+        funding_pnl = size * (funding - funding_entry)
+        return (1.0 if self.is_long else -1.0) * (price_pnl - funding_pnl)
 
 
 class PerpMarket:
