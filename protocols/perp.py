@@ -28,13 +28,13 @@ from liqnet.protocols.base import (
     bounded_step,
 )
 from liqnet.protocols.perp_book import PerpMarket, PerpParams, PerpSide
+from liqnet.protocols.positions import NO_SLOTS
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
 
 _DAYS_PER_YEAR = 365.0
 _HOURS_PER_YEAR = 8760.0
-_NO_SLOTS = np.empty(0, dtype=np.int64)
 
 
 class PerpExchange(Protocol):
@@ -71,7 +71,8 @@ class PerpExchange(Protocol):
         p = self.params
         price = self.model.oracle_prices[market.asset]
         leverage = p.leverage_median * rng.lognormal(0.0, p.leverage_dispersion, notional.size)
-        leverage = np.clip(leverage, 1.0, 1.0 / market.initial_margin)
+        # (minimum/maximum: np.clip's Python wrapper costs more than the clipping here.)
+        leverage = np.minimum(np.maximum(leverage, 1.0), 1.0 / market.initial_margin)
         margin = notional / leverage
         slots = side.add(
             mark=False,
@@ -140,7 +141,7 @@ class PerpExchange(Protocol):
                 opened = (
                     self._open(market, side, self._draw_notional(rng, n_open), rng)
                     if n_open
-                    else _NO_SLOTS
+                    else NO_SLOTS
                 )
                 if closed.size or opened.size:
                     side.index.mark_dirty(np.concatenate((closed, opened)))
@@ -150,7 +151,7 @@ class PerpExchange(Protocol):
     ) -> np.ndarray:
         """Healthy traders take profit or cut losses; returns the closed (unmarked) slots."""
         if slots.size == 0:
-            return _NO_SLOTS
+            return NO_SLOTS
         block = side.positions.block(slots)  # one gather: size, entry, margin, funding_entry
         pnl = side.block_pnl(block, price, market.funding_index)
         fee = self.params.trading_fee * self.price_multiplier * block[0] * price
@@ -160,7 +161,7 @@ class PerpExchange(Protocol):
             slots, block = slots[healthy], block[:, healthy]
             pnl, fee, equity = pnl[healthy], fee[healthy], equity[healthy]
         if slots.size == 0:
-            return _NO_SLOTS
+            return NO_SLOTS
         side.close(slots, mark=False, block=block)
         self.vault_cash -= float(pnl.sum())
         self.treasury += float(fee.sum())
@@ -410,10 +411,10 @@ class PerpExchange(Protocol):
             "liquidity_shortfall": self.liquidity_shortfall / assets,
             "reserves_to_assets": self.insurance_fund / assets,
             "bad_debt_to_assets": self.realised_bad_debt / assets,
-            "risk_parameter": float(np.mean([m.maintenance_margin for m in markets])),
+            "risk_parameter": sum(m.maintenance_margin for m in markets) / len(markets),
             "price_parameter": self.price_multiplier,
             "open_interest_to_assets": self.open_interest() / assets,
-            "funding_rate": float(np.mean([m.funding_rate_hourly for m in markets])) * 8760,
+            "funding_rate": sum(m.funding_rate_hourly for m in markets) / len(markets) * 8760,
             "liquidated_to_assets": self.liquidated_usd_step / assets,
             "credit_lent_to_assets": self.credit_lent / assets,
             "credit_borrowed_to_assets": self.credit_borrowed / assets,

@@ -83,8 +83,8 @@ class PerpSide:
         """Liquidation key (see the module docstring)."""
         cols = self.positions.columns
         size = cols["size"][slots]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_unit = cols["margin"][slots] / size
+        margin = cols["margin"][slots]
+        per_unit = np.divide(margin, size, out=np.full(margin.shape, np.inf), where=size != 0)
         if self.is_long:
             return cols["entry"][slots] - cols["funding_entry"][slots] - per_unit
         return cols["entry"][slots] + per_unit - cols["funding_entry"][slots]

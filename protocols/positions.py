@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 _MIN_CAPACITY = 64
-_NO_SLOTS = np.empty(0, dtype=np.int64)
-_NO_SLOTS.flags.writeable = False
+NO_SLOTS = np.empty(0, dtype=np.int64)
+NO_SLOTS.flags.writeable = False
+"""An empty, read-only array of slot numbers."""
 
 
 class PositionArrays:
@@ -138,6 +139,7 @@ class LiquidationIndex:
         self._dirty_buffer = np.empty(4 * _MIN_CAPACITY, dtype=np.int64)
         self._dirty_count = 0
         self._dirty_view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._dirty_sums_view: tuple[np.ndarray, ...] | None = None
         self._in_sorted: np.ndarray | None = None
         self.rebuild()
 
@@ -172,11 +174,20 @@ class LiquidationIndex:
             live, keys = live[order], keys[order]
             kept_keys = self._keys[keep]
             at = np.searchsorted(kept_keys, keys, side="right")
-            self._slots = np.insert(self._slots[keep], at, live)
-            self._keys = np.insert(kept_keys, at, keys)
-            self._values = {
-                c: np.insert(self._values[c][keep], at, self.arrays[c][live]) for c in columns
-            }
+            # np.insert's positions, computed once for every array merged below.
+            placed = at + np.arange(at.size)
+            kept = np.ones(kept_keys.size + at.size, dtype=bool)
+            kept[placed] = False
+
+            def merged(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+                out = np.empty(kept.size, dtype=old.dtype)
+                out[kept] = old
+                out[placed] = new
+                return out
+
+            self._slots = merged(self._slots[keep], live)
+            self._keys = merged(kept_keys, keys)
+            self._values = {c: merged(self._values[c][keep], self.arrays[c][live]) for c in columns}
             # Only dirty slots' snapshot entries change.
             self._in_sorted[dirty] = False
             self._in_sorted[live] = True
@@ -236,7 +247,25 @@ class LiquidationIndex:
             dirty = self._dirty_buffer[: self._dirty_count]
             live = dirty[self.arrays.active[dirty]]
             self._dirty_view = (dirty, live, self._current_key[live])
+            self._dirty_sums_view = None
         return self._dirty_view
+
+    def _dirty_sums_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For :meth:`tail_sums` (cached until the next edit): the sorted snapshot's keys
+        and values of dirty slots, and the current keys and values of the live ones.
+
+        Values are (value columns, slots) blocks, so all columns sum in one call.
+        """
+        dirty, live, keys = self._dirty_state()
+        if self._dirty_sums_view is None:
+            stale = dirty[self._in_sorted[dirty]]
+            self._dirty_sums_view = (
+                self._snapshot_key[stale],
+                np.array([self._snapshot[c][stale] for c in self.value_columns]),
+                keys,
+                np.array([self.arrays[c][live] for c in self.value_columns]),
+            )
+        return self._dirty_sums_view
 
     def _empty_beyond(self, threshold: float, above: bool) -> bool:
         """True when no key can lie beyond ``threshold`` (O(1)).
@@ -249,7 +278,7 @@ class LiquidationIndex:
     def select(self, threshold: float, above: bool) -> np.ndarray:
         """Active slots whose current key is strictly above (or below) ``threshold``."""
         if self._empty_beyond(threshold, above):
-            return _NO_SLOTS
+            return NO_SLOTS
         if above:
             candidates = self._slots[np.searchsorted(self._keys, threshold, side="right") :]
         else:
@@ -274,15 +303,11 @@ class LiquidationIndex:
             stop = np.searchsorted(self._keys, threshold, side="left")
             sums = {c: float(p[stop]) for c, p in self._prefix.items()}
         if self._dirty_count:
-            dirty, live, keys = self._dirty_state()
             # Remove what the snapshot counted for dirty slots, add their current values.
-            old_keys = self._snapshot_key[dirty]
-            old_hit = self._in_sorted[dirty] & (
-                (old_keys > threshold) if above else (old_keys < threshold)
-            )
-            new_hit = live[(keys > threshold) if above else (keys < threshold)]
-            for c in self.value_columns:
-                sums[c] += float(
-                    self.arrays[c][new_hit].sum() - self._snapshot[c][dirty[old_hit]].sum()
-                )
+            old_keys, old_values, keys, values = self._dirty_sums_state()
+            old_hit = (old_keys > threshold) if above else (old_keys < threshold)
+            new_hit = (keys > threshold) if above else (keys < threshold)
+            change = values[:, new_hit].sum(axis=1) - old_values[:, old_hit].sum(axis=1)
+            for c, delta in zip(self.value_columns, change.tolist(), strict=True):
+                sums[c] += delta
         return sums
