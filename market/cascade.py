@@ -57,7 +57,7 @@ def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_move
     # Most rounds offer only dust that no liquidator takes even at the marginal price
     # (slippage only lowers proceeds): refuse it once here instead of once per liquidator.
     value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
-    if value.size == 0 or not value.max() >= model.liquidation_hurdle_usd():
+    if value.size == 0 or not value.max() >= model.liquidation_hurdle_usd:
         return
     remaining = np.ones(len(offer), dtype=bool)
     for liquidator in model.liquidators:

@@ -227,9 +227,9 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         model = self.model
         if model is None or not self.agents:
             raise RuntimeError("no episode in progress: call reset() first")
-        # Validate every action before queueing any, so a bad one leaves no trace.
-        levers = {agent: self._check_action(agent, a) for agent, a in actions.items()}
-        model.set_levers(levers)
+        # Validate every action before queueing any, so a bad one leaves no trace. The
+        # actions are valid, so they go straight into the model's queue.
+        model.pending_levers.update(self._check_actions(actions))
         model.step()
 
         acting = self.agents
@@ -264,6 +264,25 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         return matrix.ravel()
 
     # -- internals ---------------------------------------------------------------------
+    def _check_actions(self, actions: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Every action validated and clipped, checked as one block when well formed."""
+        agents = list(actions)
+        alive = set(self.agents)
+        try:
+            block = np.array([actions[a] for a in agents], dtype=np.float64)
+        except (TypeError, ValueError):
+            block = None
+        if (
+            block is None
+            or block.shape != (len(agents), *_ACTION_SHAPE)
+            or not alive.issuperset(agents)
+            or not np.isfinite(block).all()
+        ):
+            # Something is malformed: the per-agent check names the agent and the problem.
+            return {agent: self._check_action(agent, a) for agent, a in actions.items()}
+        # Levers are bounded increments, so clipping a finite overshoot is harmless.
+        return dict(zip(agents, np.minimum(np.maximum(block, -1.0), 1.0), strict=True))
+
     def _check_action(self, agent: str, action: Any) -> np.ndarray:
         if agent not in self.agents:
             raise _action_error(agent, f"it is not a live agent (live: {self.agents})")
@@ -317,11 +336,16 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
     def _observe(self, agents: list[str]) -> None:
         """Write a fresh observation matrix (rows of ``agents``; others stay zero)."""
         # A new matrix each step: observations handed out earlier are rows of the old one.
-        matrix = np.zeros_like(self._matrix)
+        matrix = np.empty_like(self._matrix)
         protocols = self.model.protocols
-        for agent in agents:
-            matrix[self._index[agent], : len(FEATURE_NAMES)] = protocols[agent].features()
-        matrix[:, self._market_slice] = self._market_features()
+        live = set(agents)
+        market = self._market_features()
+        dead = [0.0] * len(FEATURE_NAMES)
+        # One conversion from Python floats for the whole matrix (per-row arrays cost more).
+        matrix[:, : self._market_slice.stop] = [
+            (protocols[agent].feature_list() if agent in live else dead) + market
+            for agent in self.possible_agents
+        ]
         matrix[:, self._market_slice.stop :] = self._onehot
         if not np.isfinite(matrix).all():
             np.nan_to_num(matrix, copy=False, nan=0.0, posinf=_OBS_LIMIT, neginf=-_OBS_LIMIT)

@@ -108,6 +108,8 @@ class MarketModel(mesa.Model):
             Arbitrageur(self, s.capital_usd, s.gas_cost_usd, s.min_profit_usd)
             for s in scenario.arbitrageurs
         ]
+        self.liquidation_hurdle_usd = self._liquidation_hurdle()
+        """Smallest liquidation value some liquidator takes (refreshed every step)."""
         for agent in (*self.liquidators, *self.arbitrageurs):
             self.external_cash["owners"] -= agent.cash
 
@@ -189,7 +191,7 @@ class MarketModel(mesa.Model):
                 )
             self.pending_levers[protocol_id] = vector
 
-    def liquidation_hurdle_usd(self) -> float:
+    def _liquidation_hurdle(self) -> float:
         """Smallest value (collateral at the pool price + reward - repayment) of a
         liquidation that some liquidator would take: its gas plus its minimum profit."""
         return min(
@@ -226,6 +228,7 @@ class MarketModel(mesa.Model):
         negotiate(self, levers)
         # 3. Exogenous move.
         self.gas_multiplier = self._gas_schedule.get(self.step_index, 1.0)
+        self.liquidation_hurdle_usd = self._liquidation_hurdle()
         self.price_process.step()
         prices = self.price_process.prices
         # 4. Arbitrage.

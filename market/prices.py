@@ -76,6 +76,11 @@ class PriceProcess:
         self.cholesky = np.linalg.cholesky(correlation)
         self.regime_multipliers = np.asarray(regime_multipliers, dtype=float)
         self.cumulative_transitions = np.cumsum(regime_transitions, axis=1)
+        # Per regime, the volatility scale and drift of a step (rows: regimes), so that a
+        # step is a row look-up and two array operations.
+        sigmas = self.sigma * self.regime_multipliers[:, None]
+        self._step_scale = sigmas * np.sqrt(self.dt)
+        self._step_drift = (self.mu - self.jump_compensator - 0.5 * sigmas**2) * self.dt
         self.shock_log_returns = {
             step: np.array([np.log1p(moves.get(n, 0.0)) for n in self.names])
             for step, moves in shocks.items()
@@ -93,6 +98,8 @@ class PriceProcess:
         self._jump_counts = self.rng.poisson(self.jump_intensity * self.dt, (n, k))
         self._jump_normals = self.rng.standard_normal((n, k))
         self._regime_uniforms = self.rng.random(n)
+        counts = self._jump_counts
+        self._jumps = counts * self.jump_mean + np.sqrt(counts) * self.jump_std * self._jump_normals
 
     @property
     def prices(self) -> np.ndarray:
@@ -106,14 +113,12 @@ class PriceProcess:
             self._block_start += _BLOCK
             self._draw_block()
             i = 0
-        u = self._regime_uniforms[i]
         row = self.cumulative_transitions[self.regime]
-        self.regime = min(int(np.searchsorted(row, u, side="right")), row.size - 1)
-        sigma = self.sigma * self.regime_multipliers[self.regime]
-        counts = self._jump_counts[i]
-        jumps = counts * self.jump_mean + np.sqrt(counts) * self.jump_std * self._jump_normals[i]
-        drift = (self.mu - self.jump_compensator - 0.5 * sigma**2) * self.dt
-        log_returns = drift + sigma * np.sqrt(self.dt) * self._normals[i] + jumps
+        self.regime = min(int(row.searchsorted(self._regime_uniforms[i], "right")), row.size - 1)
+        regime = self.regime
+        log_returns = (
+            self._step_drift[regime] + self._step_scale[regime] * self._normals[i] + self._jumps[i]
+        )
         # Scenario steps are 1-based (step k is the k-th call), like MarketModel.step_index.
         shock = self.shock_log_returns.get(self.step_count + 1)
         if shock is not None:

@@ -264,10 +264,14 @@ class Protocol(mesa.Agent, abc.ABC):
     def feature_values(self) -> dict[str, float]:
         """Protocol-specific values for :data:`FEATURE_NAMES` (missing ones are 0)."""
 
+    def feature_list(self) -> list[float]:
+        """The feature values in :data:`FEATURE_NAMES` order (missing ones are 0)."""
+        values = self.feature_values()
+        return [values.get(n, 0.0) for n in FEATURE_NAMES]
+
     def features(self) -> np.ndarray:
         """Fixed-length float32 feature vector in :data:`FEATURE_NAMES` order."""
-        values = self.feature_values()
-        return np.array([values.get(n, 0.0) for n in FEATURE_NAMES], dtype=np.float32)
+        return np.array(self.feature_list(), dtype=np.float32)
 
     def step(self) -> None:  # mesa.Agent API; the world calls the phases explicitly
         """Not used: ``MarketModel.step`` calls each phase in the map's order."""

@@ -329,7 +329,7 @@ class LendingPool(Protocol):
             pool_premium = (1.0 + book.bonus) * self.model.pools[asset].price / price - 1.0
             largest_repay = np.minimum(debt, collateral * (price / (1.0 + book.bonus))).max()
             # (The 1e-9 margin keeps round-off from dropping a loan right at the hurdle.)
-            if largest_repay * pool_premium < self.model.liquidation_hurdle_usd() - 1e-9:
+            if largest_repay * pool_premium < self.model.liquidation_hurdle_usd - 1e-9:
                 continue
             repay, seize = self.liquidation_amounts(collateral, debt, price, lt, book.bonus)
             offers.append(

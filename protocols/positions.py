@@ -127,7 +127,7 @@ class LiquidationIndex:
         arrays: PositionArrays,
         key: callable,
         value_columns: tuple[str, ...] = (),
-        rebuild_fraction: float = 1.0 / 16.0,
+        rebuild_fraction: float = 1.0 / 8.0,
     ) -> None:
         self.arrays = arrays
         self.key = key
@@ -235,7 +235,11 @@ class LiquidationIndex:
             keys = self.key(live)
             self._current_key[live] = keys
             low, high = self._bounds
-            self._bounds = (min(low, float(keys.min())), max(high, float(keys.max())))
+            # (ufunc reductions directly: ndarray.min/max add a Python wrapper per call.)
+            self._bounds = (
+                min(low, float(np.minimum.reduce(keys))),
+                max(high, float(np.maximum.reduce(keys))),
+            )
         self._dirty_view = None
         self.version += 1
         if self._dirty_count > self._dirty_limit:
@@ -280,9 +284,9 @@ class LiquidationIndex:
         if self._empty_beyond(threshold, above):
             return NO_SLOTS
         if above:
-            candidates = self._slots[np.searchsorted(self._keys, threshold, side="right") :]
+            candidates = self._slots[self._keys.searchsorted(threshold, "right") :]
         else:
-            candidates = self._slots[: np.searchsorted(self._keys, threshold, side="left")]
+            candidates = self._slots[: self._keys.searchsorted(threshold, "left")]
         if not self._dirty_count:
             return candidates
         if candidates.size:
@@ -297,17 +301,18 @@ class LiquidationIndex:
         if self._empty_beyond(threshold, above):
             return dict.fromkeys(self.value_columns, 0.0)
         if above:
-            start = np.searchsorted(self._keys, threshold, side="right")
+            start = self._keys.searchsorted(threshold, "right")
             sums = {c: float(p[-1] - p[start]) for c, p in self._prefix.items()}
         else:
-            stop = np.searchsorted(self._keys, threshold, side="left")
+            stop = self._keys.searchsorted(threshold, "left")
             sums = {c: float(p[stop]) for c, p in self._prefix.items()}
         if self._dirty_count:
             # Remove what the snapshot counted for dirty slots, add their current values.
             old_keys, old_values, keys, values = self._dirty_sums_state()
             old_hit = (old_keys > threshold) if above else (old_keys < threshold)
             new_hit = (keys > threshold) if above else (keys < threshold)
-            change = values[:, new_hit].sum(axis=1) - old_values[:, old_hit].sum(axis=1)
+            # Masked sums as matrix-vector products: one call per block, no gathers.
+            change = values.dot(new_hit) - old_values.dot(old_hit)
             for c, delta in zip(self.value_columns, change.tolist(), strict=True):
                 sums[c] += delta
         return sums
