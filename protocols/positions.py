@@ -111,9 +111,10 @@ class LiquidationIndex:
     """Positions sorted by liquidation key, with a dirty set and lazy re-sorting.
 
     The owner computes keys and passes them in; a slot's key is only read for dirty
-    slots and at rebuild time. Optional *value columns* get prefix sums at rebuild, so
-    aggregates over all positions beyond a threshold (e.g. the total shortfall of
-    underwater loans) also cost O(log n + dirty).
+    slots and at rebuild time. :meth:`tail_sums` adds up *value columns* over the
+    positions beyond a threshold (e.g. the shortfall of underwater loans): that tail is
+    what :meth:`select` returns, small outside a crash, so no prefix sums over the whole
+    book are kept (they made every rebuild several times dearer).
 
     Args:
         arrays: The position storage this index covers.
@@ -138,9 +139,8 @@ class LiquidationIndex:
         # Dirty slots, each once, in a growable buffer (appending is O(k) per edit).
         self._dirty_buffer = np.empty(4 * _MIN_CAPACITY, dtype=np.int64)
         self._dirty_count = 0
-        self._dirty_view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._dirty_sums_view: tuple[np.ndarray, ...] | None = None
-        self._in_sorted: np.ndarray | None = None
+        self._dirty_view: tuple[np.ndarray, np.ndarray] | None = None
+        self._is_dirty: np.ndarray | None = None
         self.rebuild()
 
     def rebuild(self, full: bool = False) -> None:
@@ -153,49 +153,32 @@ class LiquidationIndex:
         argsort happens only at construction and when the storage grows.
         """
         capacity = self.arrays.capacity
-        columns = self.value_columns
-        if full or self._in_sorted is None or self._in_sorted.shape[0] != capacity:
+        if full or self._is_dirty is None or self._is_dirty.shape[0] != capacity:
             slots = self.arrays.active_slots()
             keys = self.key(slots)
             order = np.argsort(keys, kind="stable")
             self._slots, self._keys = slots[order], keys[order]
-            self._values = {c: self.arrays[c][self._slots] for c in columns}
-            self._in_sorted = np.zeros(capacity, dtype=bool)
             self._is_dirty = np.zeros(capacity, dtype=bool)
-            self._snapshot_key = np.zeros(capacity)
             self._current_key = np.zeros(capacity)
-            self._snapshot = {c: self.arrays[c].copy() for c in columns}
-            self._in_sorted[self._slots] = True
-            self._snapshot_key[self._slots] = self._keys
         else:
-            dirty, live, keys = self._dirty_state()
+            live, keys = self._dirty_state()
             keep = ~self._is_dirty[self._slots]
             order = np.argsort(keys, kind="stable")
             live, keys = live[order], keys[order]
             kept_keys = self._keys[keep]
-            at = np.searchsorted(kept_keys, keys, side="right")
-            # np.insert's positions, computed once for every array merged below.
+            at = kept_keys.searchsorted(keys, "right")
+            # np.insert's positions, computed once for both arrays merged below.
             placed = at + np.arange(at.size)
             kept = np.ones(kept_keys.size + at.size, dtype=bool)
             kept[placed] = False
-
-            def merged(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-                out = np.empty(kept.size, dtype=old.dtype)
-                out[kept] = old
-                out[placed] = new
-                return out
-
-            self._slots = merged(self._slots[keep], live)
-            self._keys = merged(kept_keys, keys)
-            self._values = {c: merged(self._values[c][keep], self.arrays[c][live]) for c in columns}
-            # Only dirty slots' snapshot entries change.
-            self._in_sorted[dirty] = False
-            self._in_sorted[live] = True
-            self._is_dirty[dirty] = False
-            self._snapshot_key[live] = keys
-            for c in columns:
-                self._snapshot[c][dirty] = self.arrays[c][dirty]
-        self._prefix = {c: np.concatenate(([0.0], np.cumsum(self._values[c]))) for c in columns}
+            slots = np.empty(kept.size, dtype=np.int64)
+            slots[kept] = self._slots[keep]
+            slots[placed] = live
+            self._slots = slots
+            self._keys = np.empty(kept.size)
+            self._keys[kept] = kept_keys
+            self._keys[placed] = keys
+            self._is_dirty[self._dirty_buffer[: self._dirty_count]] = False
         self._dirty_count = 0
         self._dirty_view = None
         self._bounds = (
@@ -211,9 +194,8 @@ class LiquidationIndex:
     def mark_dirty(self, slots: np.ndarray) -> None:
         """Record that these slots' keys or values changed (or they opened or closed)."""
         slots = np.asarray(slots, dtype=np.int64)
-        if self.arrays.capacity != self._in_sorted.shape[0]:
-            self._in_sorted = None
-            self.rebuild()  # storage grew: re-sort everything, new slots included
+        if self.arrays.capacity != self._is_dirty.shape[0]:
+            self.rebuild(full=True)  # storage grew: re-sort everything, new slots included
             return
         fresh = slots[~self._is_dirty[slots]]
         if fresh.size > 1:
@@ -245,31 +227,13 @@ class LiquidationIndex:
         if self._dirty_count > self._dirty_limit:
             self.rebuild()
 
-    def _dirty_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Dirty slots, the active ones among them and their current keys (cached)."""
+    def _dirty_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The active dirty slots and their current keys (cached until the next edit)."""
         if self._dirty_view is None:
             dirty = self._dirty_buffer[: self._dirty_count]
             live = dirty[self.arrays.active[dirty]]
-            self._dirty_view = (dirty, live, self._current_key[live])
-            self._dirty_sums_view = None
+            self._dirty_view = (live, self._current_key[live])
         return self._dirty_view
-
-    def _dirty_sums_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For :meth:`tail_sums` (cached until the next edit): the sorted snapshot's keys
-        and values of dirty slots, and the current keys and values of the live ones.
-
-        Values are (value columns, slots) blocks, so all columns sum in one call.
-        """
-        dirty, live, keys = self._dirty_state()
-        if self._dirty_sums_view is None:
-            stale = dirty[self._in_sorted[dirty]]
-            self._dirty_sums_view = (
-                self._snapshot_key[stale],
-                np.array([self._snapshot[c][stale] for c in self.value_columns]),
-                keys,
-                np.array([self.arrays[c][live] for c in self.value_columns]),
-            )
-        return self._dirty_sums_view
 
     def _empty_beyond(self, threshold: float, above: bool) -> bool:
         """True when no key can lie beyond ``threshold`` (O(1)).
@@ -292,27 +256,13 @@ class LiquidationIndex:
         if candidates.size:
             # Sorted entries of dirty slots are stale; the dirty check below replaces them.
             candidates = candidates[~self._is_dirty[candidates]]
-        _, live, keys = self._dirty_state()
+        live, keys = self._dirty_state()
         hit = live[keys > threshold] if above else live[keys < threshold]
         return np.concatenate((candidates, hit)) if hit.size else candidates
 
     def tail_sums(self, threshold: float, above: bool) -> dict[str, float]:
-        """Sums of the value columns over active slots with key beyond ``threshold``."""
-        if self._empty_beyond(threshold, above):
+        """Sums of the value columns over the slots :meth:`select` returns (O(tail))."""
+        slots = self.select(threshold, above)
+        if slots.size == 0:
             return dict.fromkeys(self.value_columns, 0.0)
-        if above:
-            start = self._keys.searchsorted(threshold, "right")
-            sums = {c: float(p[-1] - p[start]) for c, p in self._prefix.items()}
-        else:
-            stop = self._keys.searchsorted(threshold, "left")
-            sums = {c: float(p[stop]) for c, p in self._prefix.items()}
-        if self._dirty_count:
-            # Remove what the snapshot counted for dirty slots, add their current values.
-            old_keys, old_values, keys, values = self._dirty_sums_state()
-            old_hit = (old_keys > threshold) if above else (old_keys < threshold)
-            new_hit = (keys > threshold) if above else (keys < threshold)
-            # Masked sums as matrix-vector products: one call per block, no gathers.
-            change = values.dot(new_hit) - old_values.dot(old_hit)
-            for c, delta in zip(self.value_columns, change.tolist(), strict=True):
-                sums[c] += delta
-        return sums
+        return {c: float(np.add.reduce(self.arrays[c][slots])) for c in self.value_columns}
