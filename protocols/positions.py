@@ -99,8 +99,16 @@ class PositionArrays:
             return np.empty(0, dtype=np.int64)
         # random() * size is several times cheaper than integers() for small draws.
         picks = (rng.random(2 * n + 4) * self.size).astype(np.int64)
-        distinct = dict.fromkeys(picks[self.active[picks]].tolist())
-        return np.fromiter(distinct, dtype=np.int64, count=len(distinct))[:n]
+        picks = picks[self.active[picks]]
+        if picks.size == 0:
+            return NO_SLOTS
+        # Distinct picks in the order drawn: the first occurrence of each, found by a
+        # stable sort (vectorised; a dict of Python ints cost more from a few dozen on).
+        order = picks.argsort(kind="stable")
+        ranked = picks[order]
+        first = order[np.concatenate(([True], ranked[1:] != ranked[:-1]))]
+        first.sort()
+        return picks[first[:n]]
 
     def active_slots(self) -> np.ndarray:
         """Slot numbers of all active positions (O(n); for reports, not the hot path)."""
