@@ -66,10 +66,12 @@ class Liquidator(mesa.Agent):
             return offer.reward_usd - gas >= self.min_profit_usd
         value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
         # Slippage only lowers proceeds: entries that fail at the marginal price fail for
-        # sure. Dust positions that never pay are refused here, without any pool maths.
-        if not (value - gas >= self.min_profit_usd).any():
+        # sure. Dust positions that never pay are refused here, without any pool maths,
+        # and only the rest is sorted (they would all come after it in the order anyway).
+        worth = np.flatnonzero(value - gas >= self.min_profit_usd)
+        if worth.size == 0:
             return np.zeros(len(offer), dtype=bool)
-        order = np.argsort(-value, kind="stable")
+        order = worth[np.argsort(-value[worth], kind="stable")]
         units, repay = offer.seize_units[order], offer.repay_usd[order]
         reward = offer.reward_usd[order]
         keep = self.sale_proceeds(pool, units) + reward - repay - gas >= self.min_profit_usd

@@ -39,7 +39,9 @@ class PositionArrays:
         self.active = np.zeros(capacity, dtype=bool)
         self.size = 0  # high-water mark: slots [0, size) have been used
         self.count = 0  # number of active positions
-        self._free: list[int] = []
+        # Freed slots, reused last-in first-out (a NumPy stack: no Python ints per slot).
+        self._free = np.empty(capacity, dtype=np.int64)
+        self._free_count = 0
 
     @property
     def capacity(self) -> int:
@@ -58,15 +60,18 @@ class PositionArrays:
         active = np.zeros(new_capacity, dtype=bool)
         active[: self.active.shape[0]] = self.active
         self.active = active
+        free = np.empty(new_capacity, dtype=np.int64)
+        free[: self._free_count] = self._free[: self._free_count]
+        self._free = free
 
     def add(self, **values: np.ndarray) -> np.ndarray:
         """Append positions; returns their slot numbers. Freed slots are reused first."""
         n = len(next(iter(values.values())))
-        reuse = min(n, len(self._free))
+        reuse = min(n, self._free_count)
         slots = np.empty(n, dtype=np.int64)
         if reuse:
-            slots[:reuse] = self._free[-reuse:]
-            del self._free[-reuse:]
+            self._free_count -= reuse
+            slots[:reuse] = self._free[self._free_count : self._free_count + reuse]
         fresh = n - reuse
         if fresh:
             if self.size + fresh > self.capacity:
@@ -91,7 +96,8 @@ class PositionArrays:
             return
         self.active[slots] = False
         self.count -= slots.size
-        self._free.extend(slots.tolist())
+        self._free[self._free_count : self._free_count + slots.size] = slots
+        self._free_count += slots.size
 
     def sample_active(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Up to ``n`` distinct active slots drawn uniformly (rejection; cheap when dense)."""
