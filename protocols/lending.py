@@ -387,8 +387,8 @@ class LendingPool(Protocol):
         # A fully repaid loan hands its leftover collateral back to the borrower; a
         # written-off loan (an asset) disappears with its dust.
         self.model.external_units[book.asset] += float(columns["collateral"][done].sum())
-        book.close(done)
-        book.index.mark_dirty(slots)
+        book.close(done, mark=False)
+        book.index.mark_dirty(slots)  # one update for all (the closed ones are among them)
         return LiquidationOutcome(bad_debt_usd=bad_debt)
 
     def recognise_bad_debt(self, amount: float) -> None:

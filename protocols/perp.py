@@ -326,14 +326,14 @@ class PerpExchange(Protocol):
         side = market.sides[side_name]
         slots = offer.slots[accepted]
         price = self.model.oracle_prices[asset]
-        cols = side.positions.columns
-        size, margin = cols["size"][slots].copy(), cols["margin"][slots].copy()
-        pnl = side.pnl(slots, price, market.funding_index)
+        block = side.positions.block(slots)  # one gather: size, entry, margin, funding_entry
+        size, margin = block[0], block[2]
+        pnl = side.block_pnl(block, price, market.funding_index)
         equity = margin + pnl
         penalty = np.minimum(self.params.liquidation_penalty * size * price, np.maximum(equity, 0))
         payout = np.maximum(equity - penalty, 0.0)
         deficit = np.maximum(-equity, 0.0)
-        side.close(slots)
+        side.close(slots, block=block)
         self.vault_cash -= float(pnl.sum())
         self.insurance_fund += float(penalty.sum())
         self.revenue += float(penalty.sum())

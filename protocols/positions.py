@@ -170,14 +170,16 @@ class LiquidationIndex:
         if full or self._is_dirty is None or self._is_dirty.shape[0] != capacity:
             slots = self.arrays.active_slots()
             keys = self.key(slots)
-            order = np.argsort(keys, kind="stable")
+            # Quicksort: several times faster than a stable sort, and deterministic; the
+            # order of positions with equal keys is of no consequence.
+            order = keys.argsort()
             self._slots, self._keys = slots[order], keys[order]
             self._is_dirty = np.zeros(capacity, dtype=bool)
             self._current_key = np.zeros(capacity)
         else:
             live, keys = self._dirty_state()
             keep = ~self._is_dirty[self._slots]
-            order = np.argsort(keys, kind="stable")
+            order = keys.argsort()
             live, keys = live[order], keys[order]
             kept_keys = self._keys[keep]
             at = kept_keys.searchsorted(keys, "right")
