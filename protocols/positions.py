@@ -162,9 +162,9 @@ class LiquidationIndex:
 
         ``full=True`` re-sorts every active slot (after bulk edits that were not marked).
 
-        Merging costs O(n + d log d) in contiguous array copies (no gathers over the
-        whole book), so a large book pays little for frequent small rebuilds; a full
-        argsort happens only at construction and when the storage grows.
+        Merging costs O(n + d log d): the d dirty keys are sorted and merged with the
+        n sorted ones in a linear pass; a full argsort happens only at construction and
+        when the storage grows.
         """
         capacity = self.arrays.capacity
         if full or self._is_dirty is None or self._is_dirty.shape[0] != capacity:
@@ -180,20 +180,12 @@ class LiquidationIndex:
             live, keys = self._dirty_state()
             keep = ~self._is_dirty[self._slots]
             order = keys.argsort()
-            live, keys = live[order], keys[order]
-            kept_keys = self._keys[keep]
-            at = kept_keys.searchsorted(keys, "right")
-            # np.insert's positions, computed once for both arrays merged below.
-            placed = at + np.arange(at.size)
-            kept = np.ones(kept_keys.size + at.size, dtype=bool)
-            kept[placed] = False
-            slots = np.empty(kept.size, dtype=np.int64)
-            slots[kept] = self._slots[keep]
-            slots[placed] = live
-            self._slots = slots
-            self._keys = np.empty(kept.size)
-            self._keys[kept] = kept_keys
-            self._keys[placed] = keys
+            # Two sorted runs, merged by a stable sort: Timsort finds the runs and merges
+            # them in one linear pass (cheaper than np.insert's search and scatter).
+            keys = np.concatenate((self._keys[keep], keys[order]))
+            merged = keys.argsort(kind="stable")
+            self._keys = keys[merged]
+            self._slots = np.concatenate((self._slots[keep], live[order]))[merged]
             self._is_dirty[self._dirty_buffer[: self._dirty_count]] = False
         self._dirty_count = 0
         self._dirty_view = None
