@@ -312,7 +312,11 @@ class LendingPool(Protocol):
 
     # -- liquidations ------------------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:
-        """Positions with health factor below 1, with Aave's close-factor arithmetic."""
+        """Positions with health factor below 1, with Aave's close-factor arithmetic.
+
+        A book whose unhealthy loans are all dust - none could pay any liquidator's gas
+        and minimum profit, even at the pool price - offers nothing.
+        """
         offers = []
         for asset, book in self.books.items():
             price = self.model.oracle_prices[asset]

@@ -111,3 +111,57 @@ def test_liquidation_candidates_are_exactly_the_unhealthy_positions() -> None:
         offers = [o for o in pool.liquidation_candidates() if o.book == "ETH"]
         got = set(offers[0].slots.tolist()) if offers else set()
         assert got == expected
+
+
+def _unhealthy_offer(pool: LendingPool, asset: str) -> object:
+    """The book's full offer of unhealthy loans, without the dust pre-check."""
+    from liqnet.protocols.base import LiquidationOffer
+
+    book, price = pool.books[asset], pool.model.oracle_prices[asset]
+    slots = book.index.select(price * book.liquidation_threshold / pool.borrow_index, True)
+    repay, seize = pool.liquidation_amounts(
+        book.positions["collateral"][slots],
+        book.positions["scaled_debt"][slots] * pool.borrow_index,
+        price,
+        book.liquidation_threshold,
+        book.bonus,
+    )
+    return LiquidationOffer(pool, asset, asset, slots, repay, seize, np.zeros(slots.size))
+
+
+def test_dust_books_are_skipped_only_when_no_liquidator_would_take_anything() -> None:
+    model = MarketModel(small())
+    pool = model.protocols["aave"]
+    for _ in range(30):
+        model.step()
+    skipped = offered = 0
+    for gas in 10.0 ** np.arange(-1, 9):  # hurdles from $1.5 to $500M
+        model.gas_multiplier = gas
+        model.liquidation_hurdle_usd = model._liquidation_hurdle()
+        for factor in (1.0, 0.97, 0.9, 0.8, 0.6):
+            model.oracle_prices["ETH"] = model.reference_prices["ETH"] * factor
+            full = _unhealthy_offer(pool, "ETH")
+            if not len(full):
+                continue
+            if any(o.book == "ETH" for o in pool.liquidation_candidates()):
+                offered += 1
+                continue
+            skipped += 1
+            # Skipping never hides a loan that some liquidator would take.
+            for liquidator in model.liquidators:
+                assert not liquidator.choose(full, model.pools["ETH"]).any()
+    assert skipped and offered  # both branches were exercised
+
+
+def test_a_book_of_dust_offers_nothing_and_cheap_gas_offers_it_again() -> None:
+    model = MarketModel(small())
+    pool = model.protocols["aave"]
+    for _ in range(30):
+        model.step()
+    model.oracle_prices["ETH"] = model.reference_prices["ETH"] * 0.8
+    assert len(_unhealthy_offer(pool, "ETH")) > 0
+    model.liquidation_hurdle_usd = 1e12  # no loan can pay this
+    assert [o for o in pool.liquidation_candidates() if o.book == "ETH"] == []
+    model.liquidation_hurdle_usd = 0.0
+    offers = [o for o in pool.liquidation_candidates() if o.book == "ETH"]
+    assert len(offers) == 1 and len(offers[0]) == len(_unhealthy_offer(pool, "ETH"))

@@ -97,3 +97,18 @@ def test_set_levers_validates_shape_and_protocol() -> None:
     assert model.protocols["aave"].books["ETH"].liquidation_threshold == pytest.approx(
         before - 0.005  # risk +1 tightens
     )
+
+
+def test_time_series_rows_reach_the_mesa_table_in_step_order() -> None:
+    model = MarketModel(small())
+    for _ in range(3):
+        model.step()
+    # Reading the DataCollector flushes the rows waiting since the last read.
+    table = model.datacollector.get_table_dataframe("world")
+    assert table["step"].tolist() == [0, 1, 2, 3]
+    for _ in range(2):
+        model.step()
+    frame = model.timeseries()
+    assert frame["step"].tolist() == [0, 1, 2, 3, 4, 5]
+    assert frame["aave.equity"].iloc[-1] == pytest.approx(model.protocols["aave"].equity())
+    assert len(model.datacollector.get_table_dataframe("world")) == 6

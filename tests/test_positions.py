@@ -77,3 +77,21 @@ def test_sample_active_returns_distinct_active_slots() -> None:
     picks = arrays.sample_active(rng, 10)
     assert len(set(picks.tolist())) == len(picks) <= 10
     assert arrays.active[picks].all()
+
+
+def test_sample_active_draws_distinct_live_slots_in_random_order() -> None:
+    rng = np.random.default_rng(3)
+    arrays = PositionArrays(("x",))
+    arrays.add(x=np.zeros(2000))
+    arrays.close(np.arange(0, 2000, 10))  # every tenth slot closed
+    draws = [arrays.sample_active(rng, 50) for _ in range(1000)]
+    for slots in draws:
+        assert len(slots) == len(set(slots.tolist())) <= 50
+        assert arrays.active[slots].all()
+    # Dense enough that rejection fills every request; the order is random, not sorted.
+    assert all(len(s) == 50 for s in draws)
+    assert any((np.diff(s) < 0).any() for s in draws)
+    # Every live slot is drawn at about the same rate.
+    counts = np.bincount(np.concatenate(draws), minlength=2000)[arrays.active_slots()]
+    assert counts.min() > 0.3 * counts.mean() and counts.max() < 2 * counts.mean()
+    assert len(PositionArrays(("x",)).sample_active(rng, 5)) == 0
