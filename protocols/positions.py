@@ -121,6 +121,13 @@ class PositionArrays:
         return np.flatnonzero(self.active[: self.size])
 
 
+def _grown(buffer: np.ndarray, used: int, size: int) -> np.ndarray:
+    """A copy of ``buffer`` with room for ``size`` entries, the first ``used`` kept."""
+    grown = np.empty(size, dtype=buffer.dtype)
+    grown[:used] = buffer[:used]
+    return grown
+
+
 class LiquidationIndex:
     """Positions sorted by liquidation key, with a dirty set and lazy re-sorting.
 
@@ -150,10 +157,11 @@ class LiquidationIndex:
         self.rebuild_fraction = rebuild_fraction
         self.rebuilds = 0
         self.version = 0  # bumped on every change, for owners' caches
-        # Dirty slots, each once, in a growable buffer (appending is O(k) per edit).
+        # Dirty slots, each once, and their current keys (NaN once closed: no comparison
+        # selects them) in growable parallel buffers: an edit costs O(k), not O(dirty).
         self._dirty_buffer = np.empty(4 * _MIN_CAPACITY, dtype=np.int64)
+        self._dirty_keys = np.empty(4 * _MIN_CAPACITY)
         self._dirty_count = 0
-        self._dirty_view: tuple[np.ndarray, np.ndarray] | None = None
         self._is_dirty: np.ndarray | None = None
         self.rebuild()
 
@@ -175,9 +183,11 @@ class LiquidationIndex:
             order = keys.argsort()
             self._slots, self._keys = slots[order], keys[order]
             self._is_dirty = np.zeros(capacity, dtype=bool)
-            self._current_key = np.zeros(capacity)
+            self._dirty_position = np.zeros(capacity, dtype=np.int64)
         else:
-            live, keys = self._dirty_state()
+            dirty, keys = self._dirty_state()
+            live = keys == keys  # closed slots have NaN keys
+            live, keys = dirty[live], keys[live]
             keep = ~self._is_dirty[self._slots]
             order = keys.argsort()
             # Two sorted runs, merged by a stable sort: Timsort finds the runs and merges
@@ -186,9 +196,8 @@ class LiquidationIndex:
             merged = keys.argsort(kind="stable")
             self._keys = keys[merged]
             self._slots = np.concatenate((self._slots[keep], live[order]))[merged]
-            self._is_dirty[self._dirty_buffer[: self._dirty_count]] = False
+            self._is_dirty[dirty] = False
         self._dirty_count = 0
-        self._dirty_view = None
         self._bounds = (
             (float(self._keys[0]), float(self._keys[-1])) if self._keys.size else (np.inf, -np.inf)
         )
@@ -210,38 +219,36 @@ class LiquidationIndex:
             # Sorted and deduplicated, as np.unique would, at a third of its overhead.
             fresh = np.sort(fresh)
             fresh = fresh[np.concatenate(([True], fresh[1:] != fresh[:-1]))]
-        end = self._dirty_count + fresh.size
+        start, end = self._dirty_count, self._dirty_count + fresh.size
         if end > self._dirty_buffer.size:
-            grown = np.empty(max(2 * self._dirty_buffer.size, end), dtype=np.int64)
-            grown[: self._dirty_count] = self._dirty_buffer[: self._dirty_count]
-            self._dirty_buffer = grown
-        self._dirty_buffer[self._dirty_count : end] = fresh
+            size = max(2 * self._dirty_buffer.size, end)
+            self._dirty_buffer = _grown(self._dirty_buffer, start, size)
+            self._dirty_keys = _grown(self._dirty_keys, start, size)
+        self._dirty_buffer[start:end] = fresh
+        self._dirty_position[fresh] = np.arange(start, end)
         self._dirty_count = end
         self._is_dirty[fresh] = True
         # Keys only change when the owner edits a position and then marks it, so they are
         # computed once here; bounds stay valid (loose) as slots are marked.
-        live = slots[self.arrays.active[slots]]
-        if live.size:
-            keys = self.key(live)
-            self._current_key[live] = keys
+        active = self.arrays.active[slots]
+        keys = np.full(slots.size, np.nan)
+        if active.any():
+            live_keys = self.key(slots[active])
+            keys[active] = live_keys
             low, high = self._bounds
             # (ufunc reductions directly: ndarray.min/max add a Python wrapper per call.)
             self._bounds = (
-                min(low, float(np.minimum.reduce(keys))),
-                max(high, float(np.maximum.reduce(keys))),
+                min(low, float(np.minimum.reduce(live_keys))),
+                max(high, float(np.maximum.reduce(live_keys))),
             )
-        self._dirty_view = None
+        self._dirty_keys[self._dirty_position[slots]] = keys
         self.version += 1
         if self._dirty_count > self._dirty_limit:
             self.rebuild()
 
     def _dirty_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """The active dirty slots and their current keys (cached until the next edit)."""
-        if self._dirty_view is None:
-            dirty = self._dirty_buffer[: self._dirty_count]
-            live = dirty[self.arrays.active[dirty]]
-            self._dirty_view = (live, self._current_key[live])
-        return self._dirty_view
+        """Dirty slots and their current keys (NaN for closed ones), as views."""
+        return self._dirty_buffer[: self._dirty_count], self._dirty_keys[: self._dirty_count]
 
     def _empty_beyond(self, threshold: float, above: bool) -> bool:
         """True when no key can lie beyond ``threshold`` (O(1)).
@@ -264,8 +271,8 @@ class LiquidationIndex:
         if candidates.size:
             # Sorted entries of dirty slots are stale; the dirty check below replaces them.
             candidates = candidates[~self._is_dirty[candidates]]
-        live, keys = self._dirty_state()
-        hit = live[keys > threshold] if above else live[keys < threshold]
+        dirty, keys = self._dirty_state()
+        hit = dirty[keys > threshold] if above else dirty[keys < threshold]
         return np.concatenate((candidates, hit)) if hit.size else candidates
 
     def tail_sums(self, threshold: float, above: bool) -> dict[str, float]:
