@@ -61,6 +61,9 @@ class PerpExchange(Protocol):
         self.cash = self.vault_cash + self.insurance_fund + self.treasury
         model.external_cash["lps"] -= self.cash
         self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
+        # The opening book's fees are part of the starting treasury, not income earned in
+        # the run: revenue counts from step 0, as the lending pools' does.
+        self.revenue = 0.0
 
     # -- set-up and users --------------------------------------------------------------
     def _open(self, market: PerpMarket, side: PerpSide, notional: np.ndarray, rng) -> np.ndarray:

@@ -565,3 +565,12 @@ def test_voluntary_close_settles_pnl_through_the_vault() -> None:
     assert perp.model.external_cash["traders"] == pytest.approx(traders + 1600.0 - fee)
     assert math.isclose(eth.sides["long"].sums["size"], 0.0, abs_tol=1e-9)
     assert_cash_identity(perp)
+
+
+def test_revenue_counts_from_step_zero_not_the_opening_book() -> None:
+    model = world()
+    dydx = model.protocols["dydx"]
+    # The opening book's fees went to the treasury but are not income of the run.
+    assert dydx.revenue == 0.0 and dydx.treasury > dydx.params.treasury_usd
+    model.step()
+    assert dydx.revenue >= 0.0
