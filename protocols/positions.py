@@ -149,7 +149,7 @@ class LiquidationIndex:
         arrays: PositionArrays,
         key: callable,
         value_columns: tuple[str, ...] = (),
-        rebuild_fraction: float = 1.0 / 8.0,
+        rebuild_fraction: float = 1.0 / 4.0,
     ) -> None:
         self.arrays = arrays
         self.key = key
@@ -198,6 +198,7 @@ class LiquidationIndex:
             self._slots = np.concatenate((self._slots[keep], live[order]))[merged]
             self._is_dirty[dirty] = False
         self._dirty_count = 0
+        self._dirty_bounds = (np.inf, -np.inf)  # of the dirty keys, as _bounds of all
         self._bounds = (
             (float(self._keys[0]), float(self._keys[-1])) if self._keys.size else (np.inf, -np.inf)
         )
@@ -235,12 +236,10 @@ class LiquidationIndex:
         if active.any():
             live_keys = self.key(slots[active])
             keys[active] = live_keys
-            low, high = self._bounds
             # (ufunc reductions directly: ndarray.min/max add a Python wrapper per call.)
-            self._bounds = (
-                min(low, float(np.minimum.reduce(live_keys))),
-                max(high, float(np.maximum.reduce(live_keys))),
-            )
+            low, high = float(np.minimum.reduce(live_keys)), float(np.maximum.reduce(live_keys))
+            self._bounds = (min(self._bounds[0], low), max(self._bounds[1], high))
+            self._dirty_bounds = (min(self._dirty_bounds[0], low), max(self._dirty_bounds[1], high))
         self._dirty_keys[self._dirty_position[slots]] = keys
         self.version += 1
         if self._dirty_count > self._dirty_limit:
@@ -271,6 +270,9 @@ class LiquidationIndex:
         if candidates.size:
             # Sorted entries of dirty slots are stale; the dirty check below replaces them.
             candidates = candidates[~self._is_dirty[candidates]]
+        low, high = self._dirty_bounds
+        if (high <= threshold) if above else (low >= threshold):
+            return candidates  # no dirty key beyond the threshold (new loans are healthy)
         dirty, keys = self._dirty_state()
         hit = dirty[keys > threshold] if above else dirty[keys < threshold]
         return np.concatenate((candidates, hit)) if hit.size else candidates
