@@ -29,7 +29,6 @@ may be negative: a short sale of borrowed units (borrow fees neglected).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,12 +39,15 @@ from liqnet.protocols.base import (
     Protocol,
     bounded_step,
 )
-from liqnet.protocols.options.pricing import black_scholes
-from liqnet.protocols.options.stress import (
-    StressResult,
-    portfolio_stress_loss,
-    stress_grid,
+from liqnet.protocols.options.book import (
+    BOOK_FIELDS,
+    Marks,
+    book_stress,
+    short_stress,
+    value_book,
 )
+from liqnet.protocols.options.pricing import black_scholes
+from liqnet.protocols.options.stress import StressResult, stress_grid
 from liqnet.protocols.options.surface import NeuralSurface, SmileSpec, SVISurface, market_quotes
 from liqnet.protocols.options.vault_params import OptionVaultParams
 from liqnet.protocols.positions import PositionArrays
@@ -55,23 +57,6 @@ if TYPE_CHECKING:
 
 _DAYS_PER_YEAR = 365.0
 _HOURS_PER_YEAR = 8760.0
-_FIELDS = ("quantity", "strike", "expiry", "kind", "premium", "margin")
-
-
-@dataclass
-class _Marks:
-    """The book valued at one (spot, time, surface, book) state; per-slot arrays align."""
-
-    slots: np.ndarray
-    quantity: np.ndarray
-    margin: np.ndarray
-    price: np.ndarray  # option value per unit
-    stress_unit: np.ndarray  # worst grid loss per unit of a short position
-    series: tuple[np.ndarray, ...]  # net vault quantity, strike, expiry, call, vol
-    option_delta: float  # the vault's delta from options (it is short ``quantity``)
-    liability: float  # value of options written
-    claims: float  # what the vault owes writing accounts (their equity, >= 0)
-    margins: float  # margin held for writing accounts
 
 
 class OptionVault(Protocol):
@@ -94,7 +79,7 @@ class OptionVault(Protocol):
         self.surface_version = 0
         self.markup, self.margin_multiplier = p.premium_markup, p.margin_multiplier
         self.units = 0.0  # hedge inventory (negative: borrowed and sold)
-        self.book = PositionArrays(_FIELDS, capacity=p.positions)
+        self.book = PositionArrays(BOOK_FIELDS, capacity=p.positions)
         self.book_version = 0
         self.strike_unit = p.strike_step * model.oracle_prices[self.asset]
         self._vol_index = model.asset_names.index(self.asset)
@@ -153,50 +138,13 @@ class OptionVault(Protocol):
             self.surface = SVISurface.fit(quotes)
         self.surface_version += 1
 
-    def _short_stress(
-        self, strike: np.ndarray, tau: np.ndarray, vol: np.ndarray, call: np.ndarray, price
-    ) -> np.ndarray:
-        """Worst grid loss per unit of a short option: the grid's worst corner.
-
-        A vanilla option's value rises with volatility and moves one way with spot, so a
-        short position's worst scenario is the largest vol rise with the largest spot move
-        against it: one repricing instead of the whole grid (tests check this equality).
-        """
-        moves, vol_up = self.grid.price_moves, 1.0 + self.grid.vol_moves.max()
-        shocked = self.spot * (1.0 + np.where(call, moves.max(), moves.min()))
-        corner = black_scholes(shocked, strike, tau, 0.0, vol * vol_up, call).price
-        return np.maximum(corner - price, 0.0)
-
-    def marks(self) -> _Marks:
+    def marks(self) -> Marks:
         """The book at the oracle price and the current surface (cached until one changes)."""
         key = (self.spot, self.model.step_index, self.surface_version, self.book_version)
         if self._cache.get("marks", (None,))[0] == key:
             return self._cache["marks"][1]
-        slots = self.book.active_slots()
-        q, K, E, kind, m = (self.book[f][slots] for f in _FIELDS if f != "premium")
-        # Listed series: one price per (expiry hour, strike step, kind), scattered back.
-        code = (np.round(E * _HOURS_PER_YEAR).astype(np.int64) << 22) + (
-            (np.round(K / self.strike_unit).astype(np.int64) << 1) + kind.astype(np.int64)
-        )
-        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-        Ks, call = K[first], kind[first] > 0.5
-        tau = np.maximum(E[first] - self.now, 0.0)
-        vol = self.surface.implied_vol(Ks, tau, self.spot)
-        g = black_scholes(self.spot, Ks, tau, 0.0, vol, call)
-        net_short = np.bincount(inverse, q, minlength=first.size)
-        price = g.price[inverse]
-        writer = q < 0
-        marks = _Marks(
-            slots=slots,
-            quantity=q,
-            margin=m,
-            price=price,
-            stress_unit=self._short_stress(Ks, tau, vol, call, g.price)[inverse],
-            series=(-net_short, Ks, tau, call, vol),
-            option_delta=-float(net_short @ g.delta),
-            liability=float(np.sum(np.where(writer, 0.0, q * price))),
-            claims=float(np.sum(np.maximum(np.where(writer, m + q * price, 0.0), 0.0))),
-            margins=float(m[writer].sum()),
+        marks = value_book(
+            self.book, self.spot, self.now, self.surface, self.strike_unit, self.grid
         )
         self._cache["marks"] = (key, marks)
         return marks
@@ -210,33 +158,12 @@ class OptionVault(Protocol):
         return mk.slots[writer], equity, self.margin_multiplier * size * mk.stress_unit[writer]
 
     def stress(self, greeks_approximation: bool = False) -> StressResult:
-        """Stress test of the vault's whole book (options at surface vols, plus the hedge).
-
-        Per-series vols enter as total variance with unit vol (exact at rate 0). The hedge
-        is linear, so both engines add the same ``-units x dS`` to each scenario's loss.
-        """
+        """Stress test of the vault's whole book (options at surface vols, plus the hedge)."""
         mk = self.marks()
         key = (self._cache["marks"][0], self.units, greeks_approximation)
         if self._cache.get("stress", (None,))[0] == key:
             return self._cache["stress"][1]
-        qty, K, tau, call, vol = mk.series
-        res = portfolio_stress_loss(
-            qty, K, vol**2 * tau, call, self.spot, 1.0, self.grid,
-            greeks_approximation=greeks_approximation,
-        )  # fmt: skip
-        losses = res.scenario_losses - self.units * self.spot * self.grid.scenario_price_moves
-        losses.setflags(write=False)
-        worst = int(np.argmax(losses))
-        result = StressResult(
-            margin=max(0.0, float(losses[worst])),
-            worst_scenario=worst,
-            worst_price_move=float(self.grid.scenario_price_moves[worst]),
-            worst_vol_move=float(self.grid.scenario_vol_moves[worst]),
-            scenario_losses=losses,
-            portfolio_value=res.portfolio_value + self.units * self.spot,
-            method=res.method,
-            grid=self.grid,
-        )
+        result = book_stress(mk, self.units, self.spot, self.grid, greeks_approximation)
         self._cache["stress"] = (key, result)
         return result
 
@@ -315,7 +242,8 @@ class OptionVault(Protocol):
         vol = self.surface.implied_vol(strike, tau, spot)
         value = black_scholes(spot, strike, tau, 0.0, vol, call).price
         size = notional / spot
-        need = self.margin_multiplier * size * self._short_stress(strike, tau, vol, call, value)
+        stress = short_stress(spot, self.grid, strike, tau, vol, call, value)
+        need = self.margin_multiplier * size * stress
         buffer = p.account_margin_median * rng.lognormal(0.0, p.account_margin_dispersion, n)
         margin = np.where(writer, size * value + np.maximum(buffer, 1.05) * need, 0.0)
         premium = size * value * np.where(writer, 1.0 - self.markup, 1.0 + self.markup)
