@@ -374,18 +374,20 @@ class LendingPool(Protocol):
         slots = offer.slots[accepted]
         repay, seize = offer.repay_usd[accepted], offer.seize_units[accepted]
         columns = book.positions.columns
-        columns["scaled_debt"][slots] -= repay / self.borrow_index
-        columns["collateral"][slots] -= seize
-        book.total_scaled_debt -= float(repay.sum()) / self.borrow_index
+        debt = columns["scaled_debt"][slots] - repay / self.borrow_index
+        collateral = columns["collateral"][slots] - seize
+        columns["scaled_debt"][slots] = debt
+        columns["collateral"][slots] = collateral
+        repaid = float(repay.sum())
+        book.total_scaled_debt -= repaid / self.borrow_index
         book.total_collateral -= float(seize.sum())
-        self.cash += float(repay.sum())
-        self.liquidated_usd_step += float(repay.sum())
+        self.cash += repaid
+        self.liquidated_usd_step += repaid
         # Dust collateral left after a full seizure counts as none.
-        exhausted = columns["collateral"][slots] <= 1e-12 * np.maximum(seize, 1e-300)
-        bad_debt = np.where(exhausted, columns["scaled_debt"][slots] * self.borrow_index, 0.0)
-        bad_debt = np.maximum(bad_debt, 0.0)
-        repaid_fully = columns["scaled_debt"][slots] * self.borrow_index <= 1e-9
-        done = slots[exhausted | repaid_fully]
+        exhausted = collateral <= 1e-12 * np.maximum(seize, 1e-300)
+        debt_usd = debt * self.borrow_index
+        bad_debt = np.maximum(np.where(exhausted, debt_usd, 0.0), 0.0)
+        done = slots[exhausted | (debt_usd <= 1e-9)]
         if bad_debt.any():
             self.recognise_bad_debt(float(bad_debt.sum()))
         # A fully repaid loan hands its leftover collateral back to the borrower; a
