@@ -76,6 +76,14 @@ class MAPPOConfig:
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy (std ~0.6 of the lever
     range: enough to explore, little enough that most samples stay in [-1, 1])."""
+    noise_hold_steps: int = 1
+    """Steps each exploration-noise draw is held for, per environment and agent (like
+    SB3's gSDE ``sde_sample_freq``): 1 draws fresh noise every step; ``k > 1`` keeps the
+    same standard-normal draw for ``k`` steps of the episode; 0 keeps one draw for the
+    whole episode. Levers are bounded per-step increments, so white noise mostly averages
+    out over an episode, while held noise explores persistent moves. Only the noise is
+    held: every action is still ``mean + std * noise`` and the PPO ratio uses its per-step
+    Gaussian likelihood."""
     init_action: tuple[float, ...] = STATIC_LEVERS
     """Initial mean action: the default standing levers, so training starts from static
     governance (no inter-protocol lending) rather than from a policy lending half its
@@ -91,6 +99,7 @@ class MAPPOConfig:
             ("hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive integers"),
             ("num_envs", self.num_envs >= 1, ">= 1"),
             ("rollout_steps", self.rollout_steps >= 1, ">= 1"),
+            ("noise_hold_steps", self.noise_hold_steps >= 0, ">= 0"),
             ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
             ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
             ("learning_rate", self.learning_rate > 0.0, "> 0"),

@@ -106,6 +106,8 @@ class RolloutWorker:
         config = MAPPOConfig.from_dict(kwargs.pop("config"))
         self.net = ActorCritic(config=config, **kwargs)
         self.noise = [np.random.default_rng([seed, i]) for i in self.env_indices]
+        self.hold = config.noise_hold_steps
+        self._eps = [np.empty(0)] * len(self.envs)
         self.episodes = [0] * len(self.envs)
         self._obs = [np.empty(0)] * len(self.envs)
         self._alive = [np.empty(0)] * len(self.envs)
@@ -135,6 +137,16 @@ class RolloutWorker:
         horizon = getattr(self.envs[k], "horizon", None)
         return self._t[k] / horizon if horizon else 0.0
 
+    def _noise(self, k: int) -> np.ndarray:
+        """Standard-normal action noise of env ``k`` this step, held for
+        :attr:`MAPPOConfig.noise_hold_steps` steps of the episode."""
+        t = self._t[k]
+        if (t % self.hold == 0) if self.hold else t == 0:
+            # Each env's own generator: the noise is independent of how envs are split.
+            shape = (len(self.agents), self.net.action_dim)
+            self._eps[k] = self.noise[k].standard_normal(shape)
+        return self._eps[k]
+
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """Load actor ``params`` and take ``steps`` steps in every environment."""
         self.net.load_state_dict(params, strict=False)
@@ -149,10 +161,7 @@ class RolloutWorker:
             with torch.no_grad():
                 obs = net.obs_norm.normalize(torch.from_numpy(raw))
                 mean = net.action_mean(obs)
-                # Noise from each env's own generator: independent of how envs are split.
-                eps = np.stack(
-                    [rng.standard_normal((n_agents, net.action_dim)) for rng in self.noise]
-                )
+                eps = np.stack([self._noise(k) for k in range(n_envs)])
                 actions = mean + std * torch.from_numpy(eps.astype(np.float32))
                 logp = Normal(mean, std.expand_as(mean)).log_prob(actions).sum(-1)
             out["obs"].append(obs.numpy())

@@ -11,9 +11,14 @@ Three parts, written to one JSON file:
    minutes), and every ``--check-every`` iterations compares the current actor with static
    governance on *validation* seeds. The target, summed over the three scenarios: at
    least 30% less bad debt plus default losses than static, with revenue at least 80% of
-   static's. Training stops at the target or after ``--budget-s``.
-3. **Held-out test.** The final actor against static on *test* seeds (disjoint from the
-   training and validation seeds) on the full-size scenario files; per-scenario table.
+   static's. Training stops at the target or after ``--budget-s``. The training reward
+   is the system's (``REWARD``: every protocol is rewarded for system revenue minus
+   system losses, :class:`liqnet.scenarios.train.SystemRewardEnv`), because the target
+   is system-wide.
+3. **Held-out test.** The best validated actor (largest validation loss cut among the
+   checks that keep the revenue; the last one if none does) against static on *test*
+   seeds (disjoint from the training and validation seeds) on the full-size scenario
+   files; per-scenario table.
 
 Metrics are those of ``liqnet evaluate`` (:mod:`liqnet.scenarios.evaluate`):
 ``losses_usd`` (bad debt plus default losses) and ``revenue_usd`` (interest margin,
@@ -43,11 +48,20 @@ from liqnet.scenarios.loader import load
 from liqnet.scenarios.train import positions_overrides, train
 
 SCENARIOS = ("flash_crash", "bank_run", "credit_crunch")
-VALIDATION_SEEDS = range(HELD_OUT_SEEDS_FROM + 100_000, HELD_OUT_SEEDS_FROM + 100_003)
+VALIDATION_SEEDS = range(HELD_OUT_SEEDS_FROM + 100_000, HELD_OUT_SEEDS_FROM + 100_005)
 TEST_SEEDS_FROM = HELD_OUT_SEEDS_FROM
 LOSS_CUT, REVENUE_KEPT = 0.30, 0.80
-CONFIG = MAPPOConfig(num_envs=6, learning_rate=1e-3, update_epochs=8, gae_lambda=0.98)
-"""Training settings of the benchmark (everything else: MAPPOConfig defaults)."""
+CONFIG = MAPPOConfig(
+    num_envs=24, learning_rate=3e-4, gae_lambda=0.98, init_log_std=-1.0, noise_hold_steps=0
+)
+"""Training settings of the benchmark (everything else: MAPPOConfig defaults). Many
+environments per batch: crash losses vary a lot from seed to seed, and a lever's effect
+on them is small next to that; a narrow initial policy (std ~0.37) because levers are
+increments whose noise accumulates over an episode; exploration noise held for the
+whole episode, because fresh noise every step averages out in the incremented
+parameters, while the crashes reward (or punish) parameters moved early and kept."""
+REWARD, REVENUE_WEIGHT = "system", 3.0
+"""Training reward and the weight of revenue in it (see :func:`liqnet.scenarios.train.train`)."""
 
 
 def compare(spec: str, seeds: range, overrides: dict) -> dict:
@@ -101,6 +115,8 @@ def throughput(workers: int, iterations: int, overrides: dict) -> dict:
         workers=workers,
         config=CONFIG,
         overrides=overrides,
+        reward=REWARD,
+        revenue_weight=REVENUE_WEIGHT,
     )
     rows = result.history[1:]
     seconds = sum(CONFIG.num_envs * CONFIG.rollout_steps / r["steps_per_s"] for r in rows)
@@ -122,7 +138,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=600.0, help="training wall budget")
     parser.add_argument("--positions", type=int, default=1000, help="training world size")
     parser.add_argument("--throughput-iters", type=int, default=6)
-    parser.add_argument("--check-every", type=int, default=40, help="iterations per check")
+    parser.add_argument("--check-every", type=int, default=10, help="iterations per check")
     parser.add_argument("--test-seeds", type=int, default=10)
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     parser.add_argument("--checkpoint", default="benchmarks/results/mappo")
@@ -157,8 +173,10 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="mappo-bench-"))
+    best = work / "best"
     checks: list[dict] = []
     reached: dict = {}
+    best_check: dict = {}
     spent_checking = 0.0
 
     def check(row: dict, learner: MAPPO) -> bool:
@@ -173,6 +191,11 @@ def main() -> None:
         train_s = row["wall_s"] - spent_checking
         checks.append({"train_s": train_s, "env_steps": row["env_steps"], **result["total"]})
         print(f"check {checks[-1]}", flush=True)
+        keeps = result["total"]["revenue_kept"] >= REVENUE_KEPT
+        if keeps and result["total"]["loss_cut"] > best_check.get("loss_cut", -float("inf")):
+            best_check.clear()
+            best_check.update(checks[-1])
+            shutil.copytree(work / "check", best, dirs_exist_ok=True)
         spent_checking += time.perf_counter() - tick
         if result["total"]["met"] and not reached:
             reached.update(train_s=train_s, env_steps=row["env_steps"])
@@ -186,7 +209,10 @@ def main() -> None:
         overrides=overrides,
         out=work,
         on_iteration=check,
+        reward=REWARD,
+        revenue_weight=REVENUE_WEIGHT,
     )
+    tested = best if best_check else work
     report["time_to_target"] = {
         "target": f"summed over {list(SCENARIOS)}: losses cut >= {LOSS_CUT:.0%}, "
         f"revenue kept >= {REVENUE_KEPT:.0%} (validation seeds)",
@@ -196,22 +222,23 @@ def main() -> None:
         "env_steps_to_target": reached.get("env_steps"),
         "train_wall_s_total": result.wall_s - spent_checking,
         "checks": checks,
+        "tested_check": best_check or "final actor (no check kept the revenue)",
     }
 
     test_seeds = range(TEST_SEEDS_FROM, TEST_SEEDS_FROM + args.test_seeds)
-    table = compare(f"mappo:{work}", test_seeds, {})
+    table = compare(f"mappo:{tested}", test_seeds, {})
     report["held_out_test"] = {
         "seeds": list(test_seeds),
         "worlds": "scenario files as shipped (10,000 positions per protocol)",
         "table": table,
         "verdict": verdict(table),
     }
-    size = (work / "model.pt").stat().st_size
+    size = (tested / "model.pt").stat().st_size
     if size < 2_000_000:
         dest = Path(args.checkpoint)
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("model.pt", "config.json"):
-            shutil.copy2(work / name, dest / name)
+            shutil.copy2(tested / name, dest / name)
         report["checkpoint"] = str(dest)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")

@@ -4,11 +4,24 @@
 environments (scenario ``i mod k`` for environment ``i``), runs rollout workers (Ray
 actors, or in-process), updates the learner after every batch and writes a checkpoint
 (:mod:`liqnet.agents.checkpoint`) that ``"mappo:PATH"`` policy specs load.
+
+Training rewards (``reward=``, :data:`REWARDS`):
+
+* ``"equity"``: the env's own rewards (:class:`~liqnet.market.env.LiquidityEnv`): each
+  protocol's equity change, insolvency and shortfall penalties - self-interested agents;
+* ``"system"``: every agent gets the same team reward (:class:`SystemRewardEnv`), the
+  step's change of ``revenue_weight * revenue - losses`` over the system's initial
+  assets. Losses and revenue are those of ``liqnet evaluate`` (losses: bad debt, realised
+  and still underwater, plus credit losses plus the negative equity of defaulted
+  protocols), so the episode return is the evaluation's ``revenue_weight * revenue_usd -
+  losses_usd`` in units of the system's balance sheet. Revenue is ~1% of losses in the
+  crash scenarios, hence a weight above 1 to keep it from being traded away.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,11 +32,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from liqnet.market.env import LiquidityEnv
+from liqnet.market.env import LiquidityEnv, StepResult
+from liqnet.market.model import MarketModel
+from liqnet.protocols.lending import LendingPool
 from liqnet.scenarios.envs import make_env
+from liqnet.scenarios.loader import load
 
 if TYPE_CHECKING:
     from liqnet.agents.mappo import MAPPO, MAPPOConfig
+    from liqnet.scenarios.schema import Scenario
 
 # torch and the learner are imported inside train(): `liqnet run` and the other
 # subcommands build this module's parser and should not pay torch's import time.
@@ -33,6 +50,62 @@ ALGOS = ("mappo",)
 
 SHARING = ("shared", "independent")
 """``--sharing`` choices (:data:`liqnet.agents.mappo.SHARING_MODES`)."""
+
+REWARDS = ("equity", "system")
+"""Training rewards (see the module docstring)."""
+
+
+def system_losses(model: MarketModel) -> float:
+    """Bad debt (realised and underwater) plus default losses, USD, as ``liqnet evaluate``."""
+    bad_debt = sum(
+        p.realised_bad_debt + (p.underwater_shortfall() if isinstance(p, LendingPool) else 0.0)
+        for p in model.protocols.values()
+    )
+    negative_equity = sum(max(0.0, -d["equity_usd"]) for d in model.defaults)
+    return bad_debt + sum(model.credit_losses.values()) + negative_equity
+
+
+def system_revenue(model: MarketModel) -> float:
+    """Income earned by all protocols so far, USD."""
+    return sum(p.revenue for p in model.protocols.values())
+
+
+class SystemRewardEnv(LiquidityEnv):
+    """:class:`LiquidityEnv` whose agents all get the team reward of ``reward="system"``.
+
+    Reward at step ``t`` for every agent acting in it: the change of
+    ``revenue_weight * revenue - losses`` over the step, divided by the sum of the
+    protocols' initial total assets.
+
+    Args:
+        scenario: As :class:`LiquidityEnv`.
+        revenue_weight: USD of losses one USD of revenue is worth (>= 0).
+        **kwargs: Passed to :class:`LiquidityEnv`.
+    """
+
+    def __init__(self, scenario: Scenario, revenue_weight: float = 1.0, **kwargs: Any) -> None:
+        if not revenue_weight >= 0.0:
+            raise ValueError(f"revenue_weight = {revenue_weight!r}: must be >= 0")
+        super().__init__(scenario, **kwargs)
+        self.revenue_weight = float(revenue_weight)
+
+    def _net(self) -> float:
+        return self.revenue_weight * system_revenue(self.model) - system_losses(self.model)
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple:
+        """As :meth:`LiquidityEnv.reset`; also records the system's starting figures."""
+        out = super().reset(seed=seed, options=options)
+        self._system_scale = max(sum(p.total_assets() for p in self.model.protocols.values()), 1.0)
+        self._last_net = self._net()
+        return out
+
+    def step(self, actions: dict) -> StepResult:
+        """As :meth:`LiquidityEnv.step`, with every reward replaced by the team reward."""
+        observations, rewards, terminations, truncations, infos = super().step(actions)
+        net = self._net()
+        team = (net - self._last_net) / self._system_scale
+        self._last_net = net
+        return observations, dict.fromkeys(rewards, team), terminations, truncations, infos
 
 
 @dataclass(frozen=True)
@@ -45,15 +118,22 @@ class EnvFactory:
         scenarios: Built-in names or TOML paths.
         overrides: Dotted-key overrides applied to every scenario, as ``(key, value)``.
         horizon: Steps per episode (default: each scenario's ``steps``).
+        reward: One of :data:`REWARDS`.
+        revenue_weight: Weight of revenue in the ``"system"`` reward.
     """
 
     scenarios: tuple[str, ...]
     overrides: tuple[tuple[str, Any], ...] = ()
     horizon: int | None = None
+    reward: str = "equity"
+    revenue_weight: float = 1.0
 
     def __call__(self, index: int) -> LiquidityEnv:
         """Environment number ``index``."""
         name = self.scenarios[index % len(self.scenarios)]
+        if self.reward == "system":
+            world = load(name, dict(self.overrides))
+            return SystemRewardEnv(world, self.revenue_weight, horizon=self.horizon)
         return make_env(name, horizon=self.horizon, overrides=dict(self.overrides))
 
 
@@ -100,6 +180,8 @@ def train(
     address: str | None = None,
     on_iteration: IterationHook | None = None,
     env_fn: Callable[[int], Any] | None = None,
+    reward: str = "equity",
+    revenue_weight: float = 1.0,
 ) -> TrainResult:
     """Train MAPPO on one or more scenarios.
 
@@ -117,12 +199,15 @@ def train(
         env_fn: Builds environment ``i`` instead of the scenarios (any PettingZoo
             ParallelEnv with ``state()``; picklable for Ray); ``scenarios`` then only
             labels the run.
+        reward: Training reward, one of :data:`REWARDS` (see the module docstring).
+        revenue_weight: Weight of revenue in the ``"system"`` reward.
 
     Returns:
         The :class:`TrainResult`.
 
     Raises:
-        ValueError: On ``steps`` < 1, a bad worker count or mismatched scenario agents.
+        ValueError: On ``steps`` < 1, a bad worker count, an unknown reward or
+            mismatched scenario agents.
         ScenarioError: If a scenario or an override is invalid.
     """
     import torch
@@ -138,8 +223,11 @@ def train(
         raise ValueError("scenarios: name at least one scenario")
     if steps < 1:
         raise ValueError(f"steps = {steps!r}: must be >= 1")
+    if reward not in REWARDS:
+        raise ValueError(f"reward = {reward!r}: must be one of {REWARDS}")
     config = config or MAPPOConfig()
-    factory = EnvFactory(tuple(scenarios), tuple(sorted((overrides or {}).items())), horizon)
+    overrides_items = tuple(sorted((overrides or {}).items()))
+    factory = EnvFactory(tuple(scenarios), overrides_items, horizon, reward, revenue_weight)
     env_fn = env_fn or factory
     probe = env_fn(0)
     agent_ids = tuple(probe.possible_agents)
@@ -192,6 +280,8 @@ def train(
             "scenarios": list(scenarios),
             "overrides": dict(factory.overrides),
             "horizon": horizon,
+            "reward": reward,
+            "revenue_weight": revenue_weight,
             "env_steps": env_steps,
             "workers": workers,
             "wall_s": time.perf_counter() - start,
@@ -210,11 +300,18 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="rollout workers (Ray actors)")
     p.add_argument("--steps", type=int, default=100_000, help="environment steps")
     p.add_argument("--out", default=None, help="checkpoint directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sharing", choices=SHARING, default="shared")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: config, else 0)")
+    p.add_argument("--sharing", choices=SHARING, default=None, help="default: config, shared")
     p.add_argument("--envs", type=int, default=None, help="environments (default: config)")
     p.add_argument("--positions", type=int, default=None, help="positions per protocol")
     p.add_argument("--horizon", type=int, default=None, help="steps per training episode")
+    p.add_argument("--reward", choices=REWARDS, default="equity", help="training reward")
+    p.add_argument(
+        "--revenue-weight", type=float, default=1.0, help="revenue weight of --reward system"
+    )
+    p.add_argument(
+        "--config", default=None, metavar="JSON", help="MAPPOConfig fields as a JSON file"
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="scenario override"
     )
@@ -230,11 +327,17 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
 
     overrides = positions_overrides(args.positions) if args.positions else {}
     overrides.update(parse_assignments(args.set))
-    config = MAPPOConfig(seed=args.seed, sharing=args.sharing)
+    try:
+        values = _read_config(args.config) if args.config else {}
+        values.update({k: v for k in ("seed", "sharing") if (v := getattr(args, k)) is not None})
+        config = MAPPOConfig.from_dict(values)
+    except (TypeError, ValueError) as error:  # one line naming the field, as for scenarios
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        return 2
     if args.envs is not None:
         config = replace(config, num_envs=args.envs)
     name = args.scenario.replace(",", "+").replace("/", "_")
-    out = Path(args.out) if args.out else Path("runs") / f"train-{name}-seed{args.seed}"
+    out = Path(args.out) if args.out else Path("runs") / f"train-{name}-seed{config.seed}"
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -265,6 +368,8 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
             use_ray=not args.no_ray,
             address=args.address,
             on_iteration=show,
+            reward=args.reward,
+            revenue_weight=args.revenue_weight,
         )
     last = result.history[-1]
     console.print(
@@ -275,3 +380,16 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
         )
     )
     return 0
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    """MAPPOConfig fields from a JSON file (unknown fields are named by ``from_dict``)."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise ValueError(f"--config {path}: cannot read ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--config {path}: not JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of MAPPOConfig fields")
+    return values

@@ -107,6 +107,8 @@ def test_config_errors_name_the_field() -> None:
         MAPPOConfig(sharing="both")
     with pytest.raises(ValueError, match=r"MAPPOConfig\.clip_coef"):
         MAPPOConfig(clip_coef=0.0)
+    with pytest.raises(ValueError, match=r"MAPPOConfig\.noise_hold_steps = -1"):
+        MAPPOConfig(noise_hold_steps=-1)
     with pytest.raises(ValueError, match=r"unknown MAPPOConfig field\(s\) \['lr'\]"):
         MAPPOConfig.from_dict({"lr": 1e-3})
     assert MAPPOConfig.from_dict(MAPPOConfig(hidden_sizes=(8,)).to_dict()).hidden_sizes == (8,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -88,6 +89,19 @@ def test_batch_marks_episode_ends_and_resets() -> None:
     np.testing.assert_allclose(batch["time"][:HORIZON, 0], np.arange(HORIZON) / HORIZON)
     assert not batch["rewards"][~batch["alive"]].any()
     assert batch["episode_lengths"].tolist() == [HORIZON, HORIZON]
+
+
+@pytest.mark.parametrize("hold", [0, 1, 5])
+def test_held_noise_stays_for_its_steps_and_episode(hold: int) -> None:
+    learner, kwargs = setup()
+    kwargs["config"] = replace(CONFIG, noise_hold_steps=hold).to_dict()
+    batch = LocalRollouts(ENV_FN, 2, 1, CONFIG.seed, kwargs).sample(learner.actor_params(), STEPS)
+    # logp = -|noise|^2 / 2 + const: equal logps mean the same noise draw.
+    logp = batch["logp"]
+    same = np.isclose(logp[1:], logp[:-1], rtol=0.0, atol=1e-5).all(axis=(1, 2))
+    t = np.arange(1, STEPS) % HORIZON  # episode step of logp[1:]; 0 after a reset
+    held = (t % hold != 0) if hold else (t != 0)
+    np.testing.assert_array_equal(same, held)
 
 
 def test_seeds_and_partition() -> None:
