@@ -39,6 +39,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from liqnet.market.model import MarketModel
+from liqnet.market.render import render_figure, render_table
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES, Protocol
 from liqnet.protocols.registry import BUILTIN_TYPES
 
@@ -369,50 +370,11 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             return None
         if self.model is None:
             raise RuntimeError("nothing to render: call reset() first")
+        model, agents = self.model, self.possible_agents
         if self.render_mode == "ansi":
-            return self._render_ansi()
-        return self._render_rgb()
-
-    def _render_ansi(self) -> str:
-        model = self.model
-        prices = "  ".join(f"{a} {model.reference_prices[a]:,.2f}" for a in self.asset_names)
-        lines = [
-            f"step {model.step_index}/{self.horizon}  {prices}  gas x{model.gas_multiplier:g}",
-            f"{'protocol':<16}{'equity':>16}{'cash':>16}{'shortfall':>14}  defaulted",
-        ]
-        for agent in self.possible_agents:
-            p = model.protocols[agent]
-            lines.append(
-                f"{agent:<16}{p.equity():>16,.0f}{p.cash:>16,.0f}"
-                f"{p.liquidity_need():>14,.0f}  {'yes' if p.defaulted else 'no'}"
-            )
-        return "\n".join(lines)
-
-    def _render_rgb(self) -> np.ndarray:
-        # Imported here: most environments never render, and matplotlib is slow to load.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        model = self.model
-        fig = Figure(figsize=(6.4, 3.2), dpi=80)
-        canvas = FigureCanvasAgg(fig)
-        prices_ax, equity_ax = fig.subplots(1, 2)
-        history = np.array(self._price_history)
-        for k, asset in enumerate(self.asset_names):
-            prices_ax.plot(history[:, k], label=asset)
-        prices_ax.set_title(f"reference / initial (step {model.step_index})", fontsize=8)
-        prices_ax.legend(fontsize=7)
-        protocols = [model.protocols[a] for a in self.possible_agents]
-        equity = [p.equity() / s for p, s in zip(protocols, self._scale, strict=True)]
-        colours = ["tab:red" if p.defaulted else "tab:blue" for p in protocols]
-        equity_ax.bar(self.possible_agents, equity, color=colours)
-        equity_ax.set_title("equity / initial assets", fontsize=8)
-        equity_ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        canvas.draw()
-        image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-        fig.clear()  # drawn and copied: drop the artists now (no pyplot registry to close)
-        return image
+            return render_table(model, agents, self.horizon)
+        scale = dict(zip(agents, self._scale, strict=True))
+        return render_figure(model, agents, scale, np.array(self._price_history))
 
     def close(self) -> None:
         """Release the world and the render history."""
