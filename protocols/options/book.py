@@ -111,15 +111,4 @@ def book_stress(
         qty, K, vol**2 * tau, call, spot, 1.0, grid, greeks_approximation=greeks_approximation
     )
     losses = res.scenario_losses - units * spot * grid.scenario_price_moves
-    losses.setflags(write=False)
-    worst = int(np.argmax(losses))
-    return StressResult(
-        margin=max(0.0, float(losses[worst])),
-        worst_scenario=worst,
-        worst_price_move=float(grid.scenario_price_moves[worst]),
-        worst_vol_move=float(grid.scenario_vol_moves[worst]),
-        scenario_losses=losses,
-        portfolio_value=res.portfolio_value + units * spot,
-        method=res.method,
-        grid=grid,
-    )
+    return StressResult.from_losses(losses, res.portfolio_value + units * spot, res.method, grid)

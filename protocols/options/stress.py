@@ -138,6 +138,24 @@ class StressResult:
     method: Literal["full", "greeks"]
     grid: StressGrid
 
+    @classmethod
+    def from_losses(
+        cls, losses: np.ndarray, value: float, method: Literal["full", "greeks"], grid: StressGrid
+    ) -> StressResult:
+        """The result for per-scenario ``losses`` of a book worth ``value`` now."""
+        worst = int(np.argmax(losses))
+        losses.setflags(write=False)
+        return cls(
+            margin=max(0.0, float(losses[worst])),
+            worst_scenario=worst,
+            worst_price_move=float(grid.scenario_price_moves[worst]),
+            worst_vol_move=float(grid.scenario_vol_moves[worst]),
+            scenario_losses=losses,
+            portfolio_value=value,
+            method=method,
+            grid=grid,
+        )
+
     def loss_table(self) -> np.ndarray:
         """Losses reshaped to ``(len(price_moves), len(vol_moves))`` for display."""
         return self.scenario_losses.reshape(self.grid.price_moves.size, self.grid.vol_moves.size)
@@ -243,17 +261,8 @@ def portfolio_stress_loss(
             scenario_value += q[b] @ priced.price
         losses = value - scenario_value
 
-    worst = int(np.argmax(losses))
-    losses.setflags(write=False)
-    return StressResult(
-        margin=max(0.0, float(losses[worst])),
-        worst_scenario=worst,
-        worst_price_move=float(grid.scenario_price_moves[worst]),
-        worst_vol_move=float(grid.scenario_vol_moves[worst]),
-        scenario_losses=losses,
-        portfolio_value=value,
-        method="greeks" if greeks_approximation else "full",
-        grid=grid,
+    return StressResult.from_losses(
+        losses, value, "greeks" if greeks_approximation else "full", grid
     )
 
 
