@@ -49,6 +49,11 @@ def bounded_step(value: float, lever: float, step: float, lower: float, upper: f
     return min(upper, max(lower, value + lever * step))
 
 
+def drawdown(value: float, peak: float) -> float:
+    """Fall of ``value`` below its running ``peak``, as a share of the peak (1 if no peak)."""
+    return max(0.0, 1.0 - value / peak) if peak > 0 else 1.0
+
+
 def reject_bool_numbers(cls: type[pydantic.BaseModel], data: object) -> object:
     """Before-validator: ``true`` is not a number (pydantic would read it as 1)."""
     if isinstance(data, dict):

@@ -26,6 +26,7 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
+    drawdown,
 )
 from liqnet.protocols.perp_book import PerpMarket, PerpParams, PerpSide
 from liqnet.protocols.positions import NO_SLOTS
@@ -178,11 +179,11 @@ class PerpExchange(Protocol):
         p = self.params
         nav = self.vault_nav()
         self.vault_peak = max(self.vault_peak, nav)
-        drawdown = max(0.0, 1.0 - nav / self.vault_peak) if self.vault_peak > 0 else 1.0
+        fall = drawdown(nav, self.vault_peak)
         usage = self.open_interest() / max(nav, 1.0)
         # LPs shrug off ordinary swings of trader PnL; losses beyond 10% of the vault's
         # peak, or open interest far above the vault, make them run.
-        signal = min(1.0, 5.0 * max(0.0, drawdown - 0.1)) + 0.1 * max(0.0, usage - 3.0)
+        signal = min(1.0, 5.0 * max(0.0, fall - 0.1)) + 0.1 * max(0.0, usage - 3.0)
         inflow, wanted = self.run_flows(
             nav, signal, days, p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days
         )

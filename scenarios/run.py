@@ -93,6 +93,13 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
         raise
 
 
+def unrealised_bad_debt(model: MarketModel) -> float:
+    """Shortfall of loans still underwater: losses carried but not yet written off, USD."""
+    return sum(
+        p.underwater_shortfall() for p in model.protocols.values() if isinstance(p, LendingPool)
+    )
+
+
 def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame) -> dict:
     """Headline figures of a finished run.
 
@@ -100,9 +107,7 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
     the end (losses the protocols carry but have not written off yet).
     """
     realised = sum(p.realised_bad_debt for p in model.protocols.values())
-    unrealised = sum(
-        p.underwater_shortfall() for p in model.protocols.values() if isinstance(p, LendingPool)
-    )
+    unrealised = unrealised_bad_debt(model)
     drawdowns = {}
     for asset in model.asset_names:
         path = timeseries[f"{asset}.reference"]

@@ -34,9 +34,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from liqnet.market.env import LiquidityEnv, StepResult
 from liqnet.market.model import MarketModel
-from liqnet.protocols.lending import LendingPool
 from liqnet.scenarios.envs import make_env
 from liqnet.scenarios.loader import load
+from liqnet.scenarios.run import unrealised_bad_debt
 
 if TYPE_CHECKING:
     from liqnet.agents.mappo import MAPPO, MAPPOConfig
@@ -57,10 +57,8 @@ REWARDS = ("equity", "system")
 
 def system_losses(model: MarketModel) -> float:
     """Bad debt (realised and underwater) plus default losses, USD, as ``liqnet evaluate``."""
-    bad_debt = sum(
-        p.realised_bad_debt + (p.underwater_shortfall() if isinstance(p, LendingPool) else 0.0)
-        for p in model.protocols.values()
-    )
+    realised = sum(p.realised_bad_debt for p in model.protocols.values())
+    bad_debt = realised + unrealised_bad_debt(model)
     negative_equity = sum(max(0.0, -d["equity_usd"]) for d in model.defaults)
     return bad_debt + sum(model.credit_losses.values()) + negative_equity
 

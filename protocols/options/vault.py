@@ -38,6 +38,7 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
+    drawdown,
 )
 from liqnet.protocols.options.book import (
     BOOK_FIELDS,
@@ -318,11 +319,11 @@ class OptionVault(Protocol):
         p = self.params
         nav = self.equity()
         self.nav_peak = max(self.nav_peak, nav)
-        drawdown = max(0.0, 1.0 - nav / self.nav_peak) if self.nav_peak > 0 else 1.0
+        fall = drawdown(nav, self.nav_peak)
         usage = self.required_capital() / max(nav, 1.0)
         # Depositors shrug off ordinary P&L; drawdowns past 5% and a book whose stress
         # margin exceeds the vault's equity make them run.
-        signal = min(1.0, 5.0 * max(0.0, drawdown - 0.05)) + 0.2 * max(0.0, usage - 1.0)
+        signal = min(1.0, 5.0 * max(0.0, fall - 0.05)) + 0.2 * max(0.0, usage - 1.0)
         inflow, wanted = self.run_flows(
             nav, signal, days, p.deposit_turnover_per_day, p.run_sensitivity, p.risk_memory_days
         )
