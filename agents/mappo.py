@@ -84,6 +84,14 @@ class MAPPOConfig:
     out over an episode, while held noise explores persistent moves. Only the noise is
     held: every action is still ``mean + std * noise`` and the PPO ratio uses its per-step
     Gaussian likelihood."""
+    antithetic_pairs: bool = False
+    """Environments ``2j`` and ``2j + 1`` form a pair: the same scenario, the same episode
+    seeds and opposite exploration noise (antithetic sampling with common random
+    numbers). Each one's advantage becomes half the difference to its partner's at the
+    same step of the same episode, so what the seed did to both (a crash's size, a run's
+    timing) cancels and what the opposite levers did remains. Crash losses vary far more
+    from seed to seed than with the levers; without pairs that noise swamps the
+    advantage. Needs an even ``num_envs``."""
     init_action: tuple[float, ...] = STATIC_LEVERS
     """Initial mean action: the default standing levers, so training starts from static
     governance (no inter-protocol lending) rather than from a policy lending half its
@@ -109,6 +117,11 @@ class MAPPOConfig:
             ("team_weight", 0.0 <= self.team_weight <= 1.0, "in [0, 1]"),
             ("max_grad_norm", self.max_grad_norm > 0.0, "> 0"),
             ("init_action", len(self.init_action) == len(STATIC_LEVERS), "6 levers"),
+            (
+                "num_envs",
+                self.num_envs % 2 == 0 or not self.antithetic_pairs,
+                "even with antithetic_pairs",
+            ),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -264,6 +277,35 @@ def gae(
     return advantages, advantages + values
 
 
+def pair_contrast(
+    advantages: torch.Tensor, episodes: torch.Tensor, times: torch.Tensor, alive: torch.Tensor
+) -> torch.Tensor:
+    """Advantages relative to the pair partner (:attr:`MAPPOConfig.antithetic_pairs`).
+
+    Environments ``2j`` and ``2j + 1`` are partners. Where both run the same episode seed
+    at the same step and the agent is alive in both, their advantages ``a`` and ``b``
+    become ``(a - b) / 2`` and ``(b - a) / 2``; elsewhere (a partner whose episode ended
+    early) they stay as they are.
+
+    Args:
+        advantages: ``(T, E, n_agents)``, ``E`` even.
+        episodes: ``(T, E)`` episode seed of every step.
+        times: ``(T, E)`` elapsed share of the episode.
+        alive: ``(T, E, n_agents)``.
+
+    Returns:
+        The contrasted advantages, same shape.
+    """
+    first, second = advantages[:, 0::2], advantages[:, 1::2]
+    same = (episodes[:, 0::2] == episodes[:, 1::2]) & (times[:, 0::2] == times[:, 1::2])
+    both = same.unsqueeze(-1) & alive[:, 0::2].bool() & alive[:, 1::2].bool()
+    half = (first - second) / 2.0
+    out = advantages.clone()
+    out[:, 0::2] = torch.where(both, half, first)
+    out[:, 1::2] = torch.where(both, -half, second)
+    return out
+
+
 class MAPPO:
     """The learner: holds the networks and the optimiser, updates from rollout batches.
 
@@ -313,6 +355,8 @@ class MAPPO:
         advantages, returns = gae(
             rewards, values, b["dones"].to(torch.float32), last, cfg.gamma, cfg.gae_lambda
         )
+        if cfg.antithetic_pairs:
+            advantages = pair_contrast(advantages, b["episode"], b["time"], alive)
         net.value_norm.update(returns[alive.bool()])
         targets = net.value_norm.normalize(returns)
 

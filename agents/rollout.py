@@ -26,11 +26,22 @@ from liqnet.agents.mappo import ActorCritic, MAPPOConfig
 Batch = dict[str, np.ndarray]
 """A rollout batch. Time-major arrays ``(T, E, ...)``: ``obs`` (normalised as the actor
 saw them), ``raw_obs``, ``state``, ``time`` (elapsed share of the episode), ``actions``,
-``logp``, ``rewards``, ``dones``, ``alive``; after the last step, per env: ``last_state``,
-``last_time``, ``last_alive``; per finished episode: ``episode_returns`` (mean over the
-agents), ``episode_lengths``."""
+``logp``, ``rewards``, ``dones``, ``alive``, ``episode`` (the episode's seed); after the
+last step, per env: ``last_state``, ``last_time``, ``last_alive``; per finished episode:
+``episode_returns`` (mean over the agents), ``episode_lengths``."""
 
-_TIME_MAJOR = ("obs", "raw_obs", "state", "time", "actions", "logp", "rewards", "dones", "alive")
+_TIME_MAJOR = (
+    "obs",
+    "raw_obs",
+    "state",
+    "time",
+    "actions",
+    "logp",
+    "rewards",
+    "dones",
+    "alive",
+    "episode",
+)
 _PER_ENV = ("last_state", "last_time", "last_alive")
 _PER_EPISODE = ("episode_returns", "episode_lengths")
 
@@ -43,11 +54,19 @@ def episode_seed(seed: int, env_index: int, episode: int) -> int:
     return ((seed * 1000 + env_index) * 100_000 + episode) % HELD_OUT_SEEDS_FROM
 
 
-def partition(num_envs: int, num_workers: int) -> list[list[int]]:
-    """Contiguous, nearly equal blocks of env indices, one per worker."""
-    if not 1 <= num_workers <= num_envs:
-        raise ValueError(f"workers = {num_workers}: must be in [1, num_envs = {num_envs}]")
-    bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
+def partition(num_envs: int, num_workers: int, unit: int = 1) -> list[list[int]]:
+    """Contiguous, nearly equal blocks of env indices, one per worker.
+
+    Blocks hold whole groups of ``unit`` consecutive envs (2 keeps antithetic pairs
+    together in one worker).
+    """
+    groups = num_envs // unit
+    if not 1 <= num_workers <= groups:
+        raise ValueError(
+            f"workers = {num_workers}: must be in [1, {groups}] "
+            f"({num_envs} envs in groups of {unit})"
+        )
+    bounds = np.linspace(0, groups, num_workers + 1).round().astype(int) * unit
     return [list(range(a, b)) for a, b in itertools.pairwise(bounds)]
 
 
@@ -107,6 +126,10 @@ class RolloutWorker:
         self.net = ActorCritic(config=config, **kwargs)
         self.noise = [np.random.default_rng([seed, i]) for i in self.env_indices]
         self.hold = config.noise_hold_steps
+        # Antithetic pairs (2j, 2j + 1): the second env replays the first one's seeds
+        # and takes its noise negated (``partition`` keeps a pair in one worker).
+        self.paired = config.antithetic_pairs
+        self._seeds = [0] * len(self.envs)
         self._eps = [np.empty(0)] * len(self.envs)
         self.episodes = [0] * len(self.envs)
         self._obs = [np.empty(0)] * len(self.envs)
@@ -117,7 +140,9 @@ class RolloutWorker:
             self._reset(k)
 
     def _reset(self, k: int) -> None:
-        seed = episode_seed(self.seed, self.env_indices[k], self.episodes[k])
+        index = self.env_indices[k]
+        index -= index % 2 if self.paired else 0
+        seed = self._seeds[k] = episode_seed(self.seed, index, self.episodes[k])
         self.episodes[k] += 1
         observations, _ = self.envs[k].reset(seed=seed)
         self._set_obs(k, observations)
@@ -141,11 +166,17 @@ class RolloutWorker:
         """Standard-normal action noise of env ``k`` this step, held for
         :attr:`MAPPOConfig.noise_hold_steps` steps of the episode."""
         t = self._t[k]
-        if (t % self.hold == 0) if self.hold else t == 0:
+        if self.paired and self.env_indices[k] % 2 and self._in_step_with_partner(k):
+            self._eps[k] = -self._eps[k - 1]
+        elif (t % self.hold == 0) if self.hold else t == 0:
             # Each env's own generator: the noise is independent of how envs are split.
             shape = (len(self.agents), self.net.action_dim)
             self._eps[k] = self.noise[k].standard_normal(shape)
         return self._eps[k]
+
+    def _in_step_with_partner(self, k: int) -> bool:
+        """Whether env ``k`` runs the same episode and step as the env before it."""
+        return self._seeds[k] == self._seeds[k - 1] and self._t[k] == self._t[k - 1]
 
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """Load actor ``params`` and take ``steps`` steps in every environment."""
@@ -171,6 +202,7 @@ class RolloutWorker:
             out["actions"].append(actions.numpy())
             out["logp"].append(logp.numpy())
             out["alive"].append(alive)
+            out["episode"].append(np.array(self._seeds, np.int64))
             rewards = np.zeros((n_envs, n_agents), np.float32)
             dones = np.ones((n_envs, n_agents), bool)
             for k, env in enumerate(self.envs):
@@ -220,8 +252,12 @@ class LocalRollouts:
         seed: int,
         net_kwargs: dict[str, Any],
     ) -> None:
-        blocks = partition(num_envs, num_workers)
+        blocks = partition(num_envs, num_workers, _unit(net_kwargs))
         self.workers = [RolloutWorker(env_fn, block, seed, net_kwargs) for block in blocks]
+
+    def _in_step_with_partner(self, k: int) -> bool:
+        """Whether env ``k`` runs the same episode and step as the env before it."""
+        return self._seeds[k] == self._seeds[k - 1] and self._t[k] == self._t[k - 1]
 
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """One batch from every worker, merged."""
@@ -266,8 +302,12 @@ class RayRollouts:
         remote_worker = ray.remote(num_cpus=1)(RolloutWorker)
         self.workers = [
             remote_worker.remote(env_fn, block, seed, net_kwargs)
-            for block in partition(num_envs, num_workers)
+            for block in partition(num_envs, num_workers, _unit(net_kwargs))
         ]
+
+    def _in_step_with_partner(self, k: int) -> bool:
+        """Whether env ``k`` runs the same episode and step as the env before it."""
+        return self._seeds[k] == self._seeds[k - 1] and self._t[k] == self._t[k - 1]
 
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """Broadcast ``params`` (one object in the store), sample on every actor, merge."""
@@ -281,6 +321,11 @@ class RayRollouts:
         self.workers = []
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def _unit(net_kwargs: dict[str, Any]) -> int:
+    """Envs a worker block must keep together: 2 with antithetic pairs, else 1."""
+    return 2 if net_kwargs["config"].get("antithetic_pairs") else 1
 
 
 def make_rollouts(

@@ -5,26 +5,31 @@ Three parts, written to one JSON file:
 1. **Throughput.** Environment samples per second while training (rollouts and PPO
    updates, timed together), with 1 and with 2 Ray rollout workers, on the training
    worlds below. A sample is one environment step (all agents act in it).
-2. **Time to target.** Trains MAPPO (2 workers) on ``flash_crash``, ``bank_run`` and
-   ``credit_crunch`` (environment ``i`` runs scenario ``i mod 3``) with ``--positions``
-   positions per protocol (smaller than the scenario files' 10,000, so training fits in
-   minutes), and every ``--check-every`` iterations compares the current actor with static
-   governance on *validation* seeds. The target, summed over the three scenarios: at
-   least 30% less bad debt plus default losses than static, with revenue at least 80% of
-   static's. Training stops at the target or after ``--budget-s``. The training reward
-   is the system's (``REWARD``: every protocol is rewarded for system revenue minus
-   system losses, :class:`liqnet.scenarios.train.SystemRewardEnv`), because the target
-   is system-wide.
-3. **Held-out test.** The best validated actor (largest validation loss cut among the
-   checks that keep the revenue; the last one if none does) against static on *test*
-   seeds (disjoint from the training and validation seeds) on the full-size scenario
-   files; per-scenario table.
+2. **Time to target.** Trains MAPPO on ``flash_crash``, ``bank_run`` and
+   ``credit_crunch`` with ``--positions`` positions per protocol (smaller than the
+   scenario files' 10,000, so training fits in minutes), 2 Ray workers. ``--mode
+   per-scenario`` (default) trains one actor per scenario, ``--budget-s / 3`` seconds
+   each, as a protocol team trains for the stress scenario it plans for; ``--mode
+   shared`` trains one actor on all three (environment pair ``j`` runs scenario ``j mod
+   3``) for ``--budget-s``. Every ``--check-every`` iterations the actor is compared with
+   static governance on *validation* seeds; the tested check is the largest loss cut
+   among the checks that keep the revenue (else the one that keeps the most). The
+   target, summed over the three scenarios: at least 30% less bad debt plus default
+   losses than static, with revenue at least 80% of static's. Time to target: the
+   training wall time up to the tested checks, when together they meet the target on
+   the validation seeds. The training reward is the system's (``REWARD``: every
+   protocol is rewarded for system revenue minus system losses,
+   :class:`liqnet.scenarios.train.SystemRewardEnv`), because the target is system-wide.
+3. **Held-out test.** The tested actors against static on *test* seeds (disjoint from
+   the training and validation seeds) on the full-size scenario files; per-scenario
+   table.
 
 Metrics are those of ``liqnet evaluate`` (:mod:`liqnet.scenarios.evaluate`):
 ``losses_usd`` (bad debt plus default losses) and ``revenue_usd`` (interest margin,
 trading fees, liquidation penalties), mean and std over seeds.
 
-    python benchmarks/train_throughput.py [--budget-s 600] [--throughput-only] [--out ...]
+    python benchmarks/train_throughput.py [--budget-s 600] [--mode per-scenario|shared]
+        [--throughput-only] [--out ...]
 """
 
 from __future__ import annotations
@@ -52,22 +57,29 @@ VALIDATION_SEEDS = range(HELD_OUT_SEEDS_FROM + 100_000, HELD_OUT_SEEDS_FROM + 10
 TEST_SEEDS_FROM = HELD_OUT_SEEDS_FROM
 LOSS_CUT, REVENUE_KEPT = 0.30, 0.80
 CONFIG = MAPPOConfig(
-    num_envs=24, learning_rate=3e-4, gae_lambda=0.98, init_log_std=-1.0, noise_hold_steps=0
+    num_envs=24,
+    learning_rate=3e-4,
+    gae_lambda=0.98,
+    init_log_std=0.0,
+    noise_hold_steps=0,
+    antithetic_pairs=True,
 )
 """Training settings of the benchmark (everything else: MAPPOConfig defaults). Many
-environments per batch: crash losses vary a lot from seed to seed, and a lever's effect
-on them is small next to that; a narrow initial policy (std ~0.37) because levers are
-increments whose noise accumulates over an episode; exploration noise held for the
-whole episode, because fresh noise every step averages out in the incremented
-parameters, while the crashes reward (or punish) parameters moved early and kept."""
+environments per batch, in antithetic pairs: crash losses vary far more from seed to seed
+than with the levers, and a pair (same seed, opposite noise) cancels the seed's share.
+Exploration noise held for the whole episode, because fresh noise every step averages
+out in the incremented parameters, while the crashes reward (or punish) parameters moved
+early and kept. A wide initial policy (std 1): a lending pool's risk lever acts only in
+one direction from the scenario's settings (loosening stops at the threshold's bound),
+so a narrow policy sits on a flat stretch and never samples the tightening that pays."""
 REWARD, REVENUE_WEIGHT = "system", 3.0
 """Training reward and the weight of revenue in it (see :func:`liqnet.scenarios.train.train`)."""
 
 
-def compare(spec: str, seeds: range, overrides: dict) -> dict:
+def compare(spec: str, names: tuple[str, ...], seeds: range, overrides: dict) -> dict:
     """Mean and std over seeds of every metric, static vs policy ``spec``, per scenario."""
     table = {}
-    for name in SCENARIOS:
+    for name in names:
         result = evaluate(load(name, overrides), ["static", spec], list(seeds))
         rows = result.summary.set_index("policies")
         table[name] = {
@@ -107,6 +119,67 @@ def spec_of(learner: MAPPO, directory: Path, agent_ids, names) -> str:
     return f"mappo:{directory}"
 
 
+def train_to_target(names: tuple[str, ...], budget_s: float, every: int, overrides: dict) -> dict:
+    """Train one actor on ``names`` for ``budget_s`` and pick the check to test.
+
+    Every ``every`` iterations the actor is compared with static governance on the
+    validation seeds of ``names``. The tested check: the largest loss cut among the
+    checks that keep the revenue; if none does, the one that keeps the most revenue.
+    """
+    work = Path(tempfile.mkdtemp(prefix="mappo-bench-"))
+    checks: list[dict] = []
+    tables: list[dict] = []
+    spent_checking = 0.0
+
+    def check(row: dict, learner: MAPPO) -> bool:
+        nonlocal spent_checking
+        train_s = row["wall_s"] - spent_checking
+        out_of_time = train_s >= budget_s
+        if int(row["iteration"]) % every and not out_of_time:
+            return False
+        tick = time.perf_counter()
+        env = make_env(names[0], overrides=overrides)
+        directory = work / f"check{len(checks)}"
+        spec = spec_of(learner, directory, env.possible_agents, env.observation_names)
+        tables.append(compare(spec, names, VALIDATION_SEEDS, overrides))
+        total = verdict(tables[-1])["total"]
+        checks.append({"train_s": train_s, "env_steps": row["env_steps"], **total})
+        print(f"{'+'.join(names)} check {checks[-1]}", flush=True)
+        spent_checking += time.perf_counter() - tick
+        return out_of_time
+
+    result = train(
+        ",".join(names),
+        steps=10**9,  # stopped by `check` at the budget
+        workers=2,
+        config=CONFIG,
+        overrides=overrides,
+        on_iteration=check,
+        reward=REWARD,
+        revenue_weight=REVENUE_WEIGHT,
+    )
+    keeping = [i for i, c in enumerate(checks) if c["revenue_kept"] >= REVENUE_KEPT]
+    if keeping:
+        chosen = max(keeping, key=lambda i: checks[i]["loss_cut"])
+    else:
+        chosen = max(range(len(checks)), key=lambda i: checks[i]["revenue_kept"])
+    return {
+        "checks": checks,
+        "tested_check": checks[chosen],
+        "train_wall_s": result.wall_s - spent_checking,
+        "tested": work / f"check{chosen}",
+        "tested_table": tables[chosen],
+    }
+
+
+def keep_checkpoint(source: Path, dest: Path) -> None:
+    """Copy a tested checkpoint into the repository (small files only)."""
+    if (source / "model.pt").stat().st_size < 2_000_000:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("model.pt", "config.json"):
+            shutil.copy2(source / name, dest / name)
+
+
 def throughput(workers: int, iterations: int, overrides: dict) -> dict:
     """Env samples/s of ``iterations`` training iterations after one warm-up iteration."""
     result = train(
@@ -139,6 +212,12 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=1000, help="training world size")
     parser.add_argument("--throughput-iters", type=int, default=6)
     parser.add_argument("--check-every", type=int, default=10, help="iterations per check")
+    parser.add_argument(
+        "--mode",
+        choices=("per-scenario", "shared"),
+        default="per-scenario",
+        help="one actor per scenario, or one actor for all three",
+    )
     parser.add_argument("--test-seeds", type=int, default=10)
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     parser.add_argument("--checkpoint", default="benchmarks/results/mappo")
@@ -172,74 +251,38 @@ def main() -> None:
         out.write_text(json.dumps({**previous, **report}, indent=2, default=float) + "\n")
         return
 
-    work = Path(tempfile.mkdtemp(prefix="mappo-bench-"))
-    best = work / "best"
-    checks: list[dict] = []
-    reached: dict = {}
-    best_check: dict = {}
-    spent_checking = 0.0
-
-    def check(row: dict, learner: MAPPO) -> bool:
-        nonlocal spent_checking
-        out_of_time = row["wall_s"] - spent_checking >= args.budget_s
-        if int(row["iteration"]) % args.check_every and not out_of_time:
-            return False
-        tick = time.perf_counter()
-        env = make_env(SCENARIOS[0], overrides=overrides)
-        spec = spec_of(learner, work / "check", env.possible_agents, env.observation_names)
-        result = verdict(compare(spec, VALIDATION_SEEDS, overrides))
-        train_s = row["wall_s"] - spent_checking
-        checks.append({"train_s": train_s, "env_steps": row["env_steps"], **result["total"]})
-        print(f"check {checks[-1]}", flush=True)
-        keeps = result["total"]["revenue_kept"] >= REVENUE_KEPT
-        if keeps and result["total"]["loss_cut"] > best_check.get("loss_cut", -float("inf")):
-            best_check.clear()
-            best_check.update(checks[-1])
-            shutil.copytree(work / "check", best, dirs_exist_ok=True)
-        spent_checking += time.perf_counter() - tick
-        if result["total"]["met"] and not reached:
-            reached.update(train_s=train_s, env_steps=row["env_steps"])
-        return bool(reached) or out_of_time
-
-    result = train(
-        ",".join(SCENARIOS),
-        steps=10**9,  # stopped by `check`: at the target or at the budget
-        workers=2,
-        config=CONFIG,
-        overrides=overrides,
-        out=work,
-        on_iteration=check,
-        reward=REWARD,
-        revenue_weight=REVENUE_WEIGHT,
-    )
-    tested = best if best_check else work
+    test_seeds = range(TEST_SEEDS_FROM, TEST_SEEDS_FROM + args.test_seeds)
+    groups = [(name,) for name in SCENARIOS] if args.mode == "per-scenario" else [SCENARIOS]
+    budget = args.budget_s / len(groups)
+    runs, table = {}, {}
+    for names in groups:
+        label = "+".join(names)
+        runs[label] = train_to_target(names, budget, args.check_every, overrides)
+        tested = runs[label].pop("tested")
+        table.update(compare(f"mappo:{tested}", names, test_seeds, {}))
+        keep_checkpoint(
+            tested, Path(args.checkpoint) / label if len(groups) > 1 else Path(args.checkpoint)
+        )
+        shutil.rmtree(tested.parent, ignore_errors=True)
+    validation = {k: v for run in runs.values() for k, v in run.pop("tested_table").items()}
     report["time_to_target"] = {
+        "mode": args.mode,
         "target": f"summed over {list(SCENARIOS)}: losses cut >= {LOSS_CUT:.0%}, "
         f"revenue kept >= {REVENUE_KEPT:.0%} (validation seeds)",
         "validation_seeds": list(VALIDATION_SEEDS),
-        "reached": bool(reached),
-        "train_wall_s_to_target": reached.get("train_s"),
-        "env_steps_to_target": reached.get("env_steps"),
-        "train_wall_s_total": result.wall_s - spent_checking,
-        "checks": checks,
-        "tested_check": best_check or "final actor (no check kept the revenue)",
+        "budget_s_per_training": budget,
+        "validation_verdict_of_tested": verdict(validation),
+        "reached": verdict(validation)["total"]["met"],
+        "train_wall_s_to_tested": sum(run["tested_check"]["train_s"] for run in runs.values()),
+        "train_wall_s_total": sum(run["train_wall_s"] for run in runs.values()),
+        "trainings": runs,
     }
-
-    test_seeds = range(TEST_SEEDS_FROM, TEST_SEEDS_FROM + args.test_seeds)
-    table = compare(f"mappo:{tested}", test_seeds, {})
     report["held_out_test"] = {
         "seeds": list(test_seeds),
         "worlds": "scenario files as shipped (10,000 positions per protocol)",
         "table": table,
         "verdict": verdict(table),
     }
-    size = (tested / "model.pt").stat().st_size
-    if size < 2_000_000:
-        dest = Path(args.checkpoint)
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("model.pt", "config.json"):
-            shutil.copy2(tested / name, dest / name)
-        report["checkpoint"] = str(dest)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     for name, rows in table.items():
@@ -251,7 +294,6 @@ def main() -> None:
             f"revenue {revenue[0]:.3f}M -> {revenue[1]:.3f}M"
         )
     print(json.dumps(report["held_out_test"]["verdict"], indent=1))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Training MAPPO on scenarios: environments, the rollout/update loop, checkpoints.
 
 ``train("flash_crash,bank_run", steps=200_000, workers=2)`` builds ``config.num_envs``
-environments (scenario ``i mod k`` for environment ``i``), runs rollout workers (Ray
+environments (scenario ``i mod k`` for environment ``i``; ``(i // 2) mod k`` with
+antithetic pairs), runs rollout workers (Ray
 actors, or in-process), updates the learner after every batch and writes a checkpoint
 (:mod:`liqnet.agents.checkpoint`) that ``"mappo:PATH"`` policy specs load.
 
@@ -108,7 +109,7 @@ class SystemRewardEnv(LiquidityEnv):
 
 @dataclass(frozen=True)
 class EnvFactory:
-    """Builds training environment ``i``: scenario ``i mod len(scenarios)``, overridden.
+    """Builds training environment ``i``: scenario ``(i // group) mod len(scenarios)``.
 
     Picklable (plain data), so Ray workers build their own environments.
 
@@ -118,6 +119,8 @@ class EnvFactory:
         horizon: Steps per episode (default: each scenario's ``steps``).
         reward: One of :data:`REWARDS`.
         revenue_weight: Weight of revenue in the ``"system"`` reward.
+        group: Consecutive environments that run the same scenario (2 for antithetic
+            pairs, :attr:`~liqnet.agents.mappo.MAPPOConfig.antithetic_pairs`).
     """
 
     scenarios: tuple[str, ...]
@@ -125,10 +128,11 @@ class EnvFactory:
     horizon: int | None = None
     reward: str = "equity"
     revenue_weight: float = 1.0
+    group: int = 1
 
     def __call__(self, index: int) -> LiquidityEnv:
         """Environment number ``index``."""
-        name = self.scenarios[index % len(self.scenarios)]
+        name = self.scenarios[index // self.group % len(self.scenarios)]
         if self.reward == "system":
             world = load(name, dict(self.overrides))
             return SystemRewardEnv(world, self.revenue_weight, horizon=self.horizon)
@@ -225,7 +229,8 @@ def train(
         raise ValueError(f"reward = {reward!r}: must be one of {REWARDS}")
     config = config or MAPPOConfig()
     overrides_items = tuple(sorted((overrides or {}).items()))
-    factory = EnvFactory(tuple(scenarios), overrides_items, horizon, reward, revenue_weight)
+    group = 2 if config.antithetic_pairs else 1
+    factory = EnvFactory(tuple(scenarios), overrides_items, horizon, reward, revenue_weight, group)
     env_fn = env_fn or factory
     probe = env_fn(0)
     agent_ids = tuple(probe.possible_agents)

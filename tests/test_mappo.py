@@ -17,7 +17,14 @@ from liqnet.agents.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from liqnet.agents.mappo import MAPPO, SHARING_MODES, MAPPOConfig, RunningNorm, gae
+from liqnet.agents.mappo import (
+    MAPPO,
+    SHARING_MODES,
+    MAPPOConfig,
+    RunningNorm,
+    gae,
+    pair_contrast,
+)
 from liqnet.market.env import LiquidityEnv
 from liqnet.scenarios.envs import make_env
 from liqnet.scenarios.train import SHARING, positions_overrides, train
@@ -91,6 +98,25 @@ def test_gae_matches_a_hand_computation() -> None:
     torch.testing.assert_close(returns, expected + values)
 
 
+def test_pair_contrast_cancels_what_partners_share() -> None:
+    # (T=2, E=4 envs = 2 pairs, 1 agent)
+    advantages = torch.tensor([[[1.0], [3.0], [5.0], [2.0]], [[4.0], [0.0], [1.0], [3.0]]])
+    episodes = torch.tensor([[7, 7, 8, 9], [7, 7, 8, 8]])
+    times = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.6, 0.6, 0.1, 0.1]])
+    alive = torch.ones(2, 4, 1)
+    alive[1, 1, 0] = 0.0
+    out = pair_contrast(advantages, episodes, times, alive)
+    # t0: pair 0 in step -> +-(1 - 3) / 2; pair 1 runs two seeds -> unchanged.
+    # t1: pair 0's partner is dead -> unchanged; pair 1 in step -> +-(1 - 3) / 2.
+    expected = torch.tensor([[[-1.0], [1.0], [5.0], [2.0]], [[4.0], [0.0], [-1.0], [1.0]]])
+    torch.testing.assert_close(out, expected)
+    # Whatever a seed adds to both partners (the crash's luck) cancels.
+    shifted = advantages + torch.tensor(
+        [[[9.0], [9.0], [0.0], [0.0]], [[0.0], [0.0], [-4.0], [-4.0]]]
+    )
+    torch.testing.assert_close(pair_contrast(shifted, episodes, times, alive), expected)
+
+
 def test_running_norm_merges_batches_like_one_pass() -> None:
     data = np.random.default_rng(0).normal(3.0, 2.0, (500, 4))
     norm = RunningNorm((4,))
@@ -109,6 +135,8 @@ def test_config_errors_name_the_field() -> None:
         MAPPOConfig(clip_coef=0.0)
     with pytest.raises(ValueError, match=r"MAPPOConfig\.noise_hold_steps = -1"):
         MAPPOConfig(noise_hold_steps=-1)
+    with pytest.raises(ValueError, match=r"MAPPOConfig\.num_envs = 5: must be even"):
+        MAPPOConfig(num_envs=5, antithetic_pairs=True)
     with pytest.raises(ValueError, match=r"unknown MAPPOConfig field\(s\) \['lr'\]"):
         MAPPOConfig.from_dict({"lr": 1e-3})
     assert MAPPOConfig.from_dict(MAPPOConfig(hidden_sizes=(8,)).to_dict()).hidden_sizes == (8,)

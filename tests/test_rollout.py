@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import ray
+import torch
 
 from liqnet.agents.mappo import MAPPO, MAPPOConfig
 from liqnet.agents.rollout import (
@@ -104,8 +105,33 @@ def test_held_noise_stays_for_its_steps_and_episode(hold: int) -> None:
     np.testing.assert_array_equal(same, held)
 
 
+def test_antithetic_pairs_share_seeds_and_mirror_noise() -> None:
+    learner, kwargs = setup()
+    config = replace(CONFIG, antithetic_pairs=True, noise_hold_steps=0)
+    kwargs["config"] = config.to_dict()
+    env_fn = replace(ENV_FN, group=2)  # envs 0, 1: baseline; 2, 3: flash_crash
+    batch = LocalRollouts(env_fn, 4, 2, config.seed, kwargs).sample(learner.actor_params(), STEPS)
+    episodes = batch["episode"]
+    np.testing.assert_array_equal(episodes[:, 0], episodes[:, 1])
+    np.testing.assert_array_equal(episodes[:, 2], episodes[:, 3])
+    assert (episodes[:, 0] != episodes[:, 2]).all()
+    # Step 0: partners see one world; their actions mirror about the same mean.
+    np.testing.assert_array_equal(batch["raw_obs"][0, 0], batch["raw_obs"][0, 1])
+    with torch.no_grad():
+        mean = learner.net.action_mean(torch.from_numpy(batch["obs"][0, 0]))
+    pair_sum = batch["actions"][0, 0] + batch["actions"][0, 1]
+    np.testing.assert_allclose(pair_sum, 2.0 * mean.numpy(), atol=1e-5)
+    assert not np.allclose(batch["actions"][0, 0], batch["actions"][0, 1])
+    # Opposite noise has the same likelihood, at every step of both episodes.
+    np.testing.assert_allclose(batch["logp"][:, 0], batch["logp"][:, 1], atol=1e-4)
+    np.testing.assert_allclose(batch["logp"][:, 2], batch["logp"][:, 3], atol=1e-4)
+
+
 def test_seeds_and_partition() -> None:
     assert partition(4, 2) == [[0, 1], [2, 3]]
+    assert all(len(block) % 2 == 0 for block in partition(10, 3, unit=2))
+    with pytest.raises(ValueError, match=r"workers = 2: must be in \[1, 1\]"):
+        partition(2, 2, unit=2)
     assert [i for block in partition(7, 3) for i in block] == list(range(7))
     with pytest.raises(ValueError, match="workers = 3"):
         partition(2, 3)
