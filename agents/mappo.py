@@ -6,7 +6,8 @@ protocol's observation - plus which agent it values and how far the episode has 
 (centralised training). The structure follows CleanRL's ``ppo_continuous_action.py``:
 
 1. rollouts (:mod:`liqnet.agents.rollout`) sample actions from the current actor;
-2. the learner values every visited state, computes GAE advantages (:func:`gae`);
+2. the learner values every visited state, computes GAE advantages (:func:`gae`) and,
+   with antithetic pairs, contrasts each with its partner's (:func:`pair_contrast`);
 3. returns are normalised by a running mean/std (:class:`RunningNorm`, "value
    normalisation"), because calm-step rewards are ~1e-6 and crash steps ~1;
 4. a few epochs of minibatch updates of the clipped surrogate objective, value loss and
