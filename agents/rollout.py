@@ -255,10 +255,6 @@ class LocalRollouts:
         blocks = partition(num_envs, num_workers, _unit(net_kwargs))
         self.workers = [RolloutWorker(env_fn, block, seed, net_kwargs) for block in blocks]
 
-    def _in_step_with_partner(self, k: int) -> bool:
-        """Whether env ``k`` runs the same episode and step as the env before it."""
-        return self._seeds[k] == self._seeds[k - 1] and self._t[k] == self._t[k - 1]
-
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """One batch from every worker, merged."""
         return merge([w.sample(params, steps) for w in self.workers])
@@ -304,10 +300,6 @@ class RayRollouts:
             remote_worker.remote(env_fn, block, seed, net_kwargs)
             for block in partition(num_envs, num_workers, _unit(net_kwargs))
         ]
-
-    def _in_step_with_partner(self, k: int) -> bool:
-        """Whether env ``k`` runs the same episode and step as the env before it."""
-        return self._seeds[k] == self._seeds[k - 1] and self._t[k] == self._t[k - 1]
 
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """Broadcast ``params`` (one object in the store), sample on every actor, merge."""

@@ -2,9 +2,9 @@
 
 ``train("flash_crash,bank_run", steps=200_000, workers=2)`` builds ``config.num_envs``
 environments (scenario ``i mod k`` for environment ``i``; ``(i // 2) mod k`` with
-antithetic pairs), runs rollout workers (Ray
-actors, or in-process), updates the learner after every batch and writes a checkpoint
-(:mod:`liqnet.agents.checkpoint`) that ``"mappo:PATH"`` policy specs load.
+antithetic pairs), runs rollout workers (Ray actors, or in-process), updates the learner
+after every batch and writes a checkpoint (:mod:`liqnet.agents.checkpoint`) that
+``"mappo:PATH"`` policy specs load.
 
 Training rewards (``reward=``, :data:`REWARDS`):
 
@@ -25,7 +25,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -333,12 +333,12 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
     try:
         values = _read_config(args.config) if args.config else {}
         values.update({k: v for k in ("seed", "sharing") if (v := getattr(args, k)) is not None})
+        if args.envs is not None:
+            values["num_envs"] = args.envs
         config = MAPPOConfig.from_dict(values)
     except (TypeError, ValueError) as error:  # one line naming the field, as for scenarios
         console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         return 2
-    if args.envs is not None:
-        config = replace(config, num_envs=args.envs)
     name = args.scenario.replace(",", "+").replace("/", "_")
     out = Path(args.out) if args.out else Path("runs") / f"train-{name}-seed{config.seed}"
     progress = Progress(

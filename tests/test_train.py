@@ -63,6 +63,7 @@ def test_train_command_takes_a_config_file_and_the_system_reward(tmp_path) -> No
     [
         ('{"hidden_size": [8]}', "hidden_size"),
         ('{"learning_rate": -1}', "learning_rate"),
+        ('{"antithetic_pairs": true, "num_envs": 3}', "num_envs = 3: must be even"),
         ("[1, 2]", "JSON object"),
         ("{not json", "not JSON"),
     ],
