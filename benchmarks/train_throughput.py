@@ -254,17 +254,17 @@ def main() -> None:
     test_seeds = range(TEST_SEEDS_FROM, TEST_SEEDS_FROM + args.test_seeds)
     groups = [(name,) for name in SCENARIOS] if args.mode == "per-scenario" else [SCENARIOS]
     budget = args.budget_s / len(groups)
-    runs, table = {}, {}
+    trainings, table = {}, {}
     for names in groups:
         label = "+".join(names)
-        runs[label] = train_to_target(names, budget, args.check_every, overrides)
-        tested = runs[label].pop("tested")
+        trainings[label] = train_to_target(names, budget, args.check_every, overrides)
+        tested = trainings[label].pop("tested")
         table.update(compare(f"mappo:{tested}", names, test_seeds, {}))
         keep_checkpoint(
             tested, Path(args.checkpoint) / label if len(groups) > 1 else Path(args.checkpoint)
         )
         shutil.rmtree(tested.parent, ignore_errors=True)
-    validation = {k: v for run in runs.values() for k, v in run.pop("tested_table").items()}
+    validation = {k: v for run in trainings.values() for k, v in run.pop("tested_table").items()}
     report["time_to_target"] = {
         "mode": args.mode,
         "target": f"summed over {list(SCENARIOS)}: losses cut >= {LOSS_CUT:.0%}, "
@@ -273,9 +273,9 @@ def main() -> None:
         "budget_s_per_training": budget,
         "validation_verdict_of_tested": verdict(validation),
         "reached": verdict(validation)["total"]["met"],
-        "train_wall_s_to_tested": sum(run["tested_check"]["train_s"] for run in runs.values()),
-        "train_wall_s_total": sum(run["train_wall_s"] for run in runs.values()),
-        "trainings": runs,
+        "train_wall_s_to_tested": sum(run["tested_check"]["train_s"] for run in trainings.values()),
+        "train_wall_s_total": sum(run["train_wall_s"] for run in trainings.values()),
+        "trainings": trainings,
     }
     report["held_out_test"] = {
         "seeds": list(test_seeds),
