@@ -90,9 +90,8 @@ class MAPPOConfig:
     seeds and opposite exploration noise (antithetic sampling with common random
     numbers). Each one's advantage becomes half the difference to its partner's at the
     same step of the same episode, so what the seed did to both (a crash's size, a run's
-    timing) cancels and what the opposite levers did remains. Crash losses vary far more
-    from seed to seed than with the levers; without pairs that noise swamps the
-    advantage. Needs an even ``num_envs``."""
+    timing) cancels and what the opposite levers did remains: crash losses vary far more
+    from seed to seed than with the levers. Needs an even ``num_envs``."""
     init_action: tuple[float, ...] = STATIC_LEVERS
     """Initial mean action: the default standing levers, so training starts from static
     governance (no inter-protocol lending) rather than from a policy lending half its

@@ -64,14 +64,17 @@ CONFIG = MAPPOConfig(
     noise_hold_steps=0,
     antithetic_pairs=True,
 )
-"""Training settings of the benchmark (everything else: MAPPOConfig defaults). Many
-environments per batch, in antithetic pairs: crash losses vary far more from seed to seed
-than with the levers, and a pair (same seed, opposite noise) cancels the seed's share.
-Exploration noise held for the whole episode, because fresh noise every step averages
-out in the incremented parameters, while the crashes reward (or punish) parameters moved
-early and kept. A wide initial policy (std 1): a lending pool's risk lever acts only in
-one direction from the scenario's settings (loosening stops at the threshold's bound),
-so a narrow policy sits on a flat stretch and never samples the tightening that pays."""
+"""Training settings of the benchmark (everything else: MAPPOConfig defaults). A wide
+initial policy (std 1): a lending pool's risk lever acts only in one direction from the
+scenario's settings (loosening stops at the threshold's bound), so a narrow policy sits
+on a flat stretch and never samples the tightening that pays. Exploration noise held
+for the whole episode, because fresh noise every step averages out in the incremented
+parameters, while the crashes reward (or punish) parameters moved early and kept. Many
+environments per batch, in antithetic pairs (same seed, opposite noise): crash losses
+vary far more from seed to seed than with the levers, and a pair cancels the seed's
+share. Revenue, ~1% of the losses, is the signal that needs it: trained on credit_crunch
+without pairs, the actor found the same loss cut but its revenue stayed at 31% of
+static's for 160 iterations; with pairs it passed 190% at iteration 140."""
 REWARD, REVENUE_WEIGHT = "system", 3.0
 """Training reward and the weight of revenue in it (see :func:`liqnet.scenarios.train.train`)."""
 
