@@ -351,7 +351,9 @@ def sweep(
                 ray_session(address, max_parallel) if todo else nullcontext(False) as local,
                 # A local instance has max_parallel CPUs, so Ray itself caps the runs at
                 # once; queueing them all keeps workers busy while the driver writes.
-                closing(_results(spec, todo, runs, None if local else max_parallel)) as results,
+                closing(
+                    _results(spec, todo, runs, None if local else max_parallel, cancel=not local)
+                ) as results,
             ):
                 for config, row in results:
                     rows[config.run_id] = row
@@ -367,10 +369,11 @@ def sweep(
 
 
 def _results(
-    spec: SweepSpec, todo: list[RunConfig], runs: Path, window: int | None
+    spec: SweepSpec, todo: list[RunConfig], runs: Path, window: int | None, cancel: bool
 ) -> Iterator[tuple[RunConfig, dict[str, Any]]]:
     """Submit the runs as Ray tasks, at most ``window`` in flight; yield each row once its
-    directory is written. Interrupted, it cancels the tasks still outstanding."""
+    directory is written. Interrupted, it cancels the tasks still outstanding if
+    ``cancel`` (a Ray that keeps running); a local instance stops its workers itself."""
     if not todo:
         return
     import ray
@@ -401,7 +404,10 @@ def _results(
                     _write_run(runs, row, files)
                 yield config, row
     finally:
-        # Reached on Ctrl-C (KeyboardInterrupt) or any error: leave nothing running.
-        for ref in pending:
+        # Reached on Ctrl-C (KeyboardInterrupt) or any error: leave nothing running. Only
+        # where Ray keeps running: on a local instance that shuts down next, a cancel that
+        # races a finishing task can abort the driver inside Ray ("Tried to complete task
+        # that was not pending", the race of ray-project/ray#54798), losing the exit code.
+        for ref in pending if cancel else ():
             with suppress(Exception):  # already finished, or Ray is going down
                 ray.cancel(ref, force=True)
