@@ -72,9 +72,10 @@ for the whole episode, because fresh noise every step averages out in the increm
 parameters, while the crashes reward (or punish) parameters moved early and kept. Many
 environments per batch, in antithetic pairs (same seed, opposite noise): crash losses
 vary far more from seed to seed than with the levers, and a pair cancels the seed's
-share. Revenue, ~1% of the losses, is the signal that needs it: trained on credit_crunch
-without pairs, the actor found the same loss cut but its revenue stayed at 31% of
-static's for 160 iterations; with pairs it passed 190% at iteration 140."""
+share. Revenue, ~1% of the losses, is the signal that needs it most: trained on
+credit_crunch without pairs (two seeds), the actor found the same loss cut but its
+revenue stayed at 30-32% of static's for 160 iterations; with pairs one seed passed 190%
+at iteration 140 and another reached only 33-42% in 160."""
 REWARD, REVENUE_WEIGHT = "system", 3.0
 """Training reward and the weight of revenue in it (see :func:`liqnet.scenarios.train.train`)."""
 
