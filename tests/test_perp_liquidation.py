@@ -156,14 +156,22 @@ def _short_margins(perp: PerpExchange, slots: dict[str, int]) -> dict[str, float
     return {name: float(margin[slot]) for name, slot in slots.items()}
 
 
-def test_adl_cuts_profitable_shorts_in_rank_order() -> None:
-    perp = perp_of(world(insurance_fund_usd=0.0))
+def _crash_a_long_into_the_adl_book(insurance_fund_usd: float, long_margin: float) -> tuple:
+    """One 10 ETH long entered at 3,000 with ``long_margin``, liquidated at 2,000 against
+    :func:`_adl_book`. Returns ``(perp, shorts, margins before, margins after, vault cash
+    before, bad debt)``."""
+    perp = perp_of(world(insurance_fund_usd=insurance_fund_usd))
     shorts = _adl_book(perp)
-    add_position(perp, "ETH", "long", 10.0, 3000.0, 7000.0)  # equity at 2000: -3000
+    add_position(perp, "ETH", "long", 10.0, 3000.0, long_margin)
     before = _short_margins(perp, shorts)
     vault = perp.vault_cash
     bad_debt = liquidate_eth_longs(perp, 2000.0)
-    after = _short_margins(perp, shorts)
+    return perp, shorts, before, _short_margins(perp, shorts), vault, bad_debt
+
+
+def test_adl_cuts_profitable_shorts_in_rank_order() -> None:
+    # The long's equity at 2000: -3000.
+    perp, shorts, before, after, vault, bad_debt = _crash_a_long_into_the_adl_book(0.0, 7000.0)
     cut = {name: before[name] - after[name] for name in shorts}
     # s2 (rank 3.57) gives its whole 2500 profit, s3 (2.73) the last 500, s1 nothing.
     assert cut == pytest.approx({"s2": 2500.0, "s3": 500.0, "s1": 0.0, "loser": 0.0})
@@ -183,13 +191,8 @@ def test_adl_cuts_profitable_shorts_in_rank_order() -> None:
 
 
 def test_waterfall_insurance_then_adl_then_vault() -> None:
-    perp = perp_of(world(insurance_fund_usd=1000.0))
-    shorts = _adl_book(perp)
-    add_position(perp, "ETH", "long", 10.0, 3000.0, 500.0)  # equity at 2000: -9500
-    before = _short_margins(perp, shorts)
-    vault = perp.vault_cash
-    bad_debt = liquidate_eth_longs(perp, 2000.0)
-    after = _short_margins(perp, shorts)
+    # The long's equity at 2000: -9500.
+    perp, _, before, after, vault, bad_debt = _crash_a_long_into_the_adl_book(1000.0, 500.0)
     # Keeper reward 10 from the fund, 990 of the deficit; ADL takes all 5500 of profit;
     # the last 9500 - 990 - 5500 = 3010 is socialised to the vault.
     assert perp.insurance_fund == 0.0
