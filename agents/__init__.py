@@ -1,9 +1,10 @@
 """Policies that act for protocols: static, rules of thumb, Bayesian, forecaster, learners.
 
 Built-in policy specs registered here: ``"static"``, ``"vol_target"`` (or
-``"vol_target:TARGET_VOL"``), ``"bayesian"`` and ``"forecaster:PATH"`` (a checkpoint
-written by :func:`train_forecaster`). The forecaster module imports torch, so it is
-loaded only when a forecaster is built or one of its names is used.
+``"vol_target:TARGET_VOL"``), ``"bayesian"``, ``"forecaster:PATH"`` (a checkpoint
+written by :func:`liqnet.scenarios.forecast_training.train_forecaster`) and
+``"mappo:PATH"``. The forecaster and MAPPO modules import torch, so they are loaded only
+when such a policy is built or one of their names is used.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from liqnet.agents import base
 from liqnet.agents.base import (
     Policy,
     PolicyContext,
@@ -38,15 +38,12 @@ from liqnet.agents.rules import (
 from liqnet.agents.static import DEFAULT_STANDING_LEVERS, StaticGovernance
 
 if TYPE_CHECKING:
-    from liqnet.agents.forecast_training import ForecastReport, train_forecaster
     from liqnet.agents.forecaster import CheckpointError, ForecastConfig, Forecaster
 
 _LAZY = {
     "CheckpointError": "forecaster",
     "ForecastConfig": "forecaster",
     "Forecaster": "forecaster",
-    "ForecastReport": "forecast_training",
-    "train_forecaster": "forecast_training",
 }
 
 __all__ = [
@@ -56,7 +53,6 @@ __all__ = [
     "CheckpointError",
     "ForecastConfig",
     "ForecastPolicyConfig",
-    "ForecastReport",
     "ForecastRiskPolicy",
     "Forecaster",
     "NormalInverseGamma",
@@ -71,7 +67,6 @@ __all__ = [
     "parse_policy_spec",
     "policy_names",
     "register_policy",
-    "train_forecaster",
 ]
 
 
@@ -103,15 +98,5 @@ register_policy("bayesian", make_bayesian)
 register_policy("forecaster", _make_forecaster)
 
 
-def _make_mappo(argument: str | None) -> Policy:
-    """Placeholder for ``"mappo:PATH"``: importing the MAPPO checkpoint module registers the
-    real factory (and pulls in torch), so scenario files can name it before that import."""
-    import liqnet.agents.checkpoint  # noqa: F401
-
-    factory = base._REGISTRY["mappo"]
-    if factory is _make_mappo:
-        raise ValueError("policy 'mappo': liqnet.agents.checkpoint did not register a factory")
-    return factory(argument)
-
-
-register_policy("mappo", _make_mappo)
+# Imported on first use: the checkpoint module pulls in torch.
+register_policy("mappo", "liqnet.agents.checkpoint:make_mappo_policy")

@@ -20,6 +20,9 @@ from typing import ClassVar
 import numpy as np
 from gymnasium import spaces
 
+from liqnet.core.errors import UnknownNameError
+from liqnet.core.registry import Registry
+
 
 @dataclass(frozen=True)
 class PolicyContext:
@@ -84,33 +87,41 @@ class Policy(abc.ABC):
 PolicyFactory = Callable[[str | None], Policy]
 """Builds a policy from the argument after ``:`` in a spec (``None`` if absent)."""
 
-_REGISTRY: dict[str, PolicyFactory] = {}
+POLICIES: Registry[PolicyFactory] = Registry("policy", entry_point_group="liqnet.policies")
+"""Policy factories by spec name; ``"name:module:attr"`` references load on first use."""
 
 
-def register_policy(name: str, factory: PolicyFactory) -> None:
-    """Make ``name`` (and ``name:ARG``) usable as a policy spec."""
-    if not name or ":" in name:
-        raise ValueError(f"policy name {name!r}: must be non-empty and contain no ':'")
-    _REGISTRY[name] = factory
+def register_policy(name: str, factory: PolicyFactory | str) -> None:
+    """Make ``name`` (and ``name:ARG``) usable as a policy spec.
+
+    ``factory`` may be a ``"module:attribute"`` reference, imported when first built (so a
+    torch-backed policy costs nothing until a scenario uses it).
+    """
+    if isinstance(factory, str):
+        POLICIES.register_lazy(name, factory)
+    else:
+        POLICIES.register(name, factory)
 
 
 def policy_names() -> list[str]:
     """Registered policy names."""
-    return sorted(_REGISTRY)
+    return POLICIES.names()
 
 
 def parse_policy_spec(spec: str) -> tuple[str, str | None]:
     """``"mappo:runs/x/model.pt"`` -> ``("mappo", "runs/x/model.pt")``; validates the name."""
     name, sep, argument = spec.partition(":")
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown policy {name!r} in spec {spec!r}; allowed: {policy_names()}")
+    if name not in POLICIES:
+        raise UnknownNameError(
+            f"unknown policy {name!r} in spec {spec!r}; allowed: {policy_names()}"
+        )
     return name, (argument if sep else None)
 
 
 def make_policy(spec: str) -> Policy:
     """Build the policy a spec names."""
     name, argument = parse_policy_spec(spec)
-    return _REGISTRY[name](argument)
+    return POLICIES.get(name)(argument)
 
 
 def group_by_policy(specs: dict[str, str]) -> dict[str, Sequence[str]]:

@@ -35,8 +35,7 @@ from scipy import stats
 from liqnet.agents.base import Policy, PolicyContext
 from liqnet.agents.rules import RiskBudget, observation_indices
 from liqnet.agents.static import RISK, standing_levers
-
-_HOURS_PER_YEAR = 8760.0
+from liqnet.core.units import HOURS_PER_YEAR
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,7 @@ class BayesianRiskManager(Policy):
         super().reset(context)
         c = self.config
         self._return_index = observation_indices(context.observation_names, "log_return")
-        per_step = math.sqrt(context.dt_hours / _HOURS_PER_YEAR)
+        per_step = math.sqrt(context.dt_hours / HOURS_PER_YEAR)
         prior_var = (c.prior_vol * per_step) ** 2
         # E[sigma^2] = beta / (alpha - 1) under the inverse gamma: match the prior volatility.
         self.state = NormalInverseGamma.prior(

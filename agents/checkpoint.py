@@ -16,9 +16,6 @@ raises :class:`CheckpointError` naming the file and the field.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from liqnet.agents.base import Policy, PolicyContext, register_policy
+from liqnet.agents.base import Policy, PolicyContext
 from liqnet.agents.mappo import ActorCritic, MAPPOConfig
+from liqnet.core.errors import CheckpointError
+from liqnet.core.io import atomic_write
 
 FORMAT = "liqnet-mappo-1"
 """Value of ``format`` in ``config.json``; other values are refused."""
@@ -37,10 +36,6 @@ MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 """Configuration file inside a checkpoint directory."""
 _REQUIRED = ("format", "config", "obs_dim", "n_agents", "action_dim", "agent_ids")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt or does not fit (names file and field)."""
 
 
 @dataclass
@@ -60,22 +55,6 @@ class Checkpoint:
     agent_ids: tuple[str, ...]
     observation_names: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through ``write(tmp_path)`` then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        # mkstemp makes 0600 files; give the result the usual umask-based mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(
@@ -256,10 +235,8 @@ class MAPPOPolicy(Policy):
         return {agent: levers[k] for k, agent in enumerate(agents)}
 
 
-def _mappo_factory(argument: str | None) -> Policy:
+def make_mappo_policy(argument: str | None) -> Policy:
+    """Factory of the ``"mappo:PATH"`` policy spec: the actors of a saved checkpoint."""
     if not argument:
         raise ValueError('policy "mappo" needs a checkpoint: "mappo:PATH"')
     return MAPPOPolicy.load(argument)
-
-
-register_policy("mappo", _mappo_factory)

@@ -1,6 +1,6 @@
 """Forecaster: a small torch model of next-day realised volatility and crash probability.
 
-Trained supervised (:func:`liqnet.agents.forecast_training.train_forecaster`) on
+Trained supervised (:func:`liqnet.scenarios.forecast_training.train_forecaster`) on
 simulated trajectories: the env's observations under static governance give the
 features, the run's reference price path the targets. One sample is one (step, agent,
 asset), so the model is asset-agnostic and a checkpoint serves any market. Features
@@ -35,8 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from liqnet.agents.checkpoint import CheckpointError, atomic_write
 from liqnet.agents.rules import ForecastRiskPolicy, observation_indices
+from liqnet.core.errors import CheckpointError
+from liqnet.core.io import atomic_write
+from liqnet.core.units import HOURS_PER_YEAR
 
 FORMAT = "liqnet-forecaster-1"
 """Value of ``format`` in ``config.json``; other values are refused."""
@@ -58,7 +60,6 @@ FEATURES: tuple[str, ...] = (
 )
 """Model inputs, in order (a checkpoint with other features is refused)."""
 _PROTOCOL_FEATURES = FEATURES[-4:]
-_HOURS_PER_YEAR = 8760.0
 _VOL_FLOOR = 1e-3  # annualised; keeps log(vol) finite on a flat path
 
 
@@ -137,7 +138,7 @@ class FeatureState:
         self._protocol = [names.index(n) for n in _PROTOCOL_FEATURES]
         self._gas = names.index("gas_multiplier")
         self._stressed = names.index("stressed_regime")
-        self.steps_per_year = _HOURS_PER_YEAR / dt_hours
+        self.steps_per_year = HOURS_PER_YEAR / dt_hours
         self.recent: deque[np.ndarray] = deque(maxlen=window)
         self.log_price = np.zeros(len(self._ret))
         self.peak = np.zeros(len(self._ret))
@@ -259,7 +260,7 @@ class Forecaster:
                 else None
             )
         except FileNotFoundError:
-            problem = "file not found (train one with liqnet.agents.train_forecaster)"
+            problem = "file not found (train one with liqnet.scenarios.forecast_training)"
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             problem = f"not valid JSON ({err})"
         except (TypeError, KeyError) as err:
@@ -291,6 +292,6 @@ def make_forecast_policy(argument: str | None) -> ForecastRiskPolicy:
     if not argument:
         raise ValueError(
             "policy spec 'forecaster' needs a checkpoint: 'forecaster:PATH' "
-            "(train one with `liqnet.agents.train_forecaster`)"
+            "(train one with `liqnet.scenarios.forecast_training.train_forecaster`)"
         )
     return ForecastRiskPolicy(Forecaster.load(argument))

@@ -5,7 +5,7 @@ own observation (decentralised execution); the critic sees ``env.state()`` - eve
 protocol's observation - plus which agent it values and how far the episode has run
 (centralised training). The structure follows CleanRL's ``ppo_continuous_action.py``:
 
-1. rollouts (:mod:`liqnet.agents.rollout`) sample actions from the current actor;
+1. rollouts (:mod:`liqnet.scenarios.rollout`) sample actions from the current actor;
 2. the learner values every visited state, computes GAE advantages (:func:`gae`) and,
    with antithetic pairs, contrasts each with its partner's (:func:`pair_contrast`);
 3. returns are normalised by a running mean/std (:class:`RunningNorm`, "value
@@ -31,11 +31,13 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
+from liqnet.core.levers import DEFAULT_STANDING_LEVERS
+
 SHARING_MODES = ("shared", "independent")
 """Allowed values of :attr:`MAPPOConfig.sharing`."""
 
-STATIC_LEVERS = (0.0, 0.0, -1.0, 0.0, -1.0, 0.0)
-"""The default standing levers (``DEFAULT_LEVERS`` of the scenario schema, in order)."""
+STATIC_LEVERS = DEFAULT_STANDING_LEVERS
+"""The default standing levers (:data:`liqnet.core.levers.DEFAULT_LEVERS`, in order)."""
 
 
 @dataclass
@@ -331,7 +333,7 @@ class MAPPO:
         return {k: v.detach().clone() for k, v in state.items() if k.startswith(keep)}
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """One PPO update from a rollout batch (see :data:`liqnet.agents.rollout.Batch`).
+        """One PPO update from a rollout batch (see :data:`liqnet.scenarios.rollout.Batch`).
 
         Returns:
             Mean losses and diagnostics of the update.

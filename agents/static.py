@@ -19,11 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from liqnet.agents.base import Policy, PolicyContext
-from liqnet.protocols.base import LEVER_NAMES
-
-DEFAULT_STANDING_LEVERS: tuple[float, ...] = (0.0, 0.0, -1.0, 0.0, -1.0, 0.0)
-"""Levers of a protocol without scenario levers (mirrors ``scenarios.schema.DEFAULT_LEVERS``;
-``liqnet.agents`` may not import the scenarios layer, a test keeps the two equal)."""
+from liqnet.core.levers import DEFAULT_STANDING_LEVERS, LEVER_NAMES
 
 RISK = LEVER_NAMES.index("risk")
 """Position of the risk lever in a lever vector."""

@@ -13,15 +13,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# ``debtrank`` and ``amplification`` are both a submodule and a function; importing a
-# submodule binds its name on the package, so these two are bound eagerly (both modules
-# are light) and the functions win.
+# ``debtrank`` is both a submodule and a function; importing a submodule binds its name
+# on the package, so it is bound eagerly (the module is light) and the function wins.
 from liqnet.analysis.amplification import (
     Amplification,
-    amplification,
     amplification_from_results,
     feedback_channels,
     ratio,
+    twin_amplification,
 )
 from liqnet.analysis.debtrank import DebtRankResult, debtrank, debtrank_reference
 
@@ -59,7 +58,6 @@ __all__ = [
     "PolicySimilarity",
     "Synchrony",
     "action_synchrony",
-    "amplification",
     "amplification_from_results",
     "analyze",
     "cascade_rounds",
@@ -83,6 +81,7 @@ __all__ = [
     "to_graphml",
     "to_node_link_json",
     "trend_fits",
+    "twin_amplification",
     "write_run_report",
     "write_sweep_report",
 ]

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from liqnet.core.levers import DEFAULT_LEVERS
+
 if TYPE_CHECKING:
-    from liqnet.scenarios.run import RunResult
-    from liqnet.scenarios.schema import Scenario
+    from liqnet.core.result import Runner, RunResult
+    from liqnet.core.schema import Scenario
 
 __all__ = [
     "METRICS",
     "Amplification",
-    "amplification",
     "amplification_from_results",
     "feedback_channels",
     "ratio",
+    "twin_amplification",
 ]
 
 METRICS: dict[str, str] = {
@@ -106,8 +107,6 @@ def feedback_channels(scenario: Scenario) -> tuple[str, ...]:
     Returns:
         The open channels, a subset of ``("price_impact", "credit")``.
     """
-    from liqnet.scenarios.schema import DEFAULT_LEVERS
-
     channels = []
     if scenario.market.permanent_impact > 0.0:
         channels.append("price_impact")
@@ -150,35 +149,15 @@ def amplification_from_results(with_feedback: RunResult, without: RunResult) -> 
     )
 
 
-def amplification(
-    scenario: Scenario | str | Path,
-    seed: int | None = None,
-    *,
-    steps: int | None = None,
-    result: RunResult | None = None,
-) -> Amplification:
-    """Run ``scenario`` with and without feedback on the same random numbers; compare.
+def twin_amplification(result: RunResult, runner: Runner) -> Amplification:
+    """Amplification of ``result``, whichever twin it is: ``runner`` runs the other one.
 
-    Args:
-        scenario: A validated scenario, a built-in name or a TOML path.
-        seed: Overrides the scenario's seed.
-        steps: Overrides the horizon.
-        result: The feedback run, if it has already been run (saves one run).
-
-    Returns:
-        The ratios of bad debt, liquidated volume and maximum drawdown.
+    Analysis drives no simulation itself; the caller passes the runner
+    (``liqnet.scenarios.run``), so this layer stays below the scenarios layer.
     """
-    # Imported here: ``liqnet.analysis`` binds this function eagerly (it shares its
-    # module's name), so the module must not pull in the whole simulation on import.
-    from liqnet.scenarios.loader import load
-    from liqnet.scenarios.run import run
-    from liqnet.scenarios.schema import Scenario
-
-    if not isinstance(scenario, Scenario):
-        scenario = load(scenario)
-    if result is None:
-        result = run(scenario, seed=seed, feedback=True, steps=steps)
-    elif not result.feedback:
-        raise ValueError("result must be the feedback run (feedback=True)")
-    twin = run(result.scenario, seed=result.seed, feedback=False, steps=result.summary["steps"])
-    return amplification_from_results(result, twin)
+    steps = int(result.summary.get("steps", result.scenario.steps))
+    if result.feedback:
+        twin = runner(result.scenario, seed=result.seed, feedback=False, steps=steps)
+        return amplification_from_results(result, twin)
+    feedback = runner(result.scenario, seed=result.seed, feedback=True, steps=steps)
+    return amplification_from_results(feedback, result)

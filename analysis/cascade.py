@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import networkx as nx
 import pandas as pd
 
-from liqnet.scenarios.run import RunResult
+from liqnet.core.result import RunResult
 
 __all__ = ["CascadeStats", "cascade_rounds", "cascade_stats", "cascade_tree"]
 

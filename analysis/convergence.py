@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from liqnet.analysis.results import lever_actions
-from liqnet.scenarios.run import RunResult
+from liqnet.core.result import RunResult
 
 __all__ = [
     "PolicySimilarity",

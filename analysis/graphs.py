@@ -28,7 +28,7 @@ import pandas as pd
 
 from liqnet.analysis.debtrank import DebtRankResult, debtrank
 from liqnet.analysis.results import credit_exposures, protocol_ids, resolve_step
-from liqnet.scenarios.run import RunResult
+from liqnet.core.result import RunResult
 
 __all__ = [
     "asset_node",

@@ -18,7 +18,7 @@ from matplotlib.patches import Patch
 from liqnet.analysis.amplification import Amplification
 from liqnet.analysis.cascade import cascade_rounds
 from liqnet.analysis.convergence import Synchrony
-from liqnet.scenarios.run import RunResult
+from liqnet.core.result import RunResult
 
 __all__ = [
     "plot_amplification",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from liqnet.analysis.amplification import METRICS
+from liqnet.analysis.amplification import METRICS, twin_amplification
 from liqnet.analysis.cascade import cascade_rounds, cascade_stats, cascade_tree
 from liqnet.analysis.convergence import action_synchrony, convergence_index
 from liqnet.analysis.export import to_graphml, to_node_link_json
@@ -35,21 +35,25 @@ from liqnet.analysis.plots import (
     plot_synchrony,
 )
 from liqnet.analysis.results import load_result, snapshot_step
-from liqnet.analysis.sweep import SWEEP_FILE, run_amplification, write_sweep_report
-from liqnet.scenarios.run import RunResult
+from liqnet.analysis.sweep import SWEEP_FILE, write_sweep_report
+from liqnet.core.result import Runner, RunResult
 
 __all__ = ["analyze", "write_run_report"]
 
 
 def write_run_report(
-    result: RunResult | str | Path, out_dir: str | Path | None = None, *, twin: bool = True
+    result: RunResult | str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    runner: Runner | None = None,
 ) -> Path:
     """Analyse one run and write its report.
 
     Args:
         result: A :class:`RunResult` or a directory written by ``RunResult.save``.
         out_dir: Where to write; default: the run directory (required for a RunResult).
-        twin: Run the counterfactual twin to measure amplification (one extra run).
+        runner: Runs the counterfactual twin to measure amplification (one extra run;
+            ``liqnet.scenarios.run``); without it the report has no amplification.
 
     Returns:
         The path of ``report.html``.
@@ -149,8 +153,8 @@ def write_run_report(
             )
         )
 
-    if twin:
-        amp = run_amplification(result)
+    if runner is not None:
+        amp = twin_amplification(result, runner)
         metrics.update(amp.as_row(), channels=list(amp.channels))
         table = pd.DataFrame(
             {
@@ -196,13 +200,16 @@ def _flatten_summary(summary: dict, prefix: str = "") -> list[tuple[str, object]
     return rows
 
 
-def analyze(path: str | Path, out_dir: str | Path | None = None, *, twin: bool = True) -> Path:
+def analyze(
+    path: str | Path, out_dir: str | Path | None = None, *, runner: Runner | None = None
+) -> Path:
     """Write the report of a run directory or a sweep directory (``liqnet analyze``).
 
     Args:
         path: A saved run (``RunResult.save``) or a sweep directory (``sweep.parquet``).
         out_dir: Where to write (default: ``path``).
-        twin: Run counterfactual twins where amplification is not recorded.
+        runner: Runs counterfactual twins where amplification is not recorded
+            (``liqnet.scenarios.analyze`` passes ``liqnet.scenarios.run``).
 
     Returns:
         The path of ``report.html``.
@@ -212,5 +219,5 @@ def analyze(path: str | Path, out_dir: str | Path | None = None, *, twin: bool =
     """
     root = Path(path)
     if (root / SWEEP_FILE).is_file():
-        return write_sweep_report(root, out_dir, twins=twin)
-    return write_run_report(root, out_dir, twin=twin)
+        return write_sweep_report(root, out_dir, runner=runner)
+    return write_run_report(root, out_dir, runner=runner)

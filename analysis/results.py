@@ -5,17 +5,14 @@ Everything here reads tables a run already produced; nothing drives a simulation
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from liqnet.market.events import EVENT_COLUMNS
-from liqnet.market.ledger import CREDIT_EVENT_COLUMNS
-from liqnet.protocols.base import LEVER_NAMES
-from liqnet.scenarios.loader import validate
-from liqnet.scenarios.run import RunResult
+from liqnet.core.levers import LEVER_NAMES
+from liqnet.core.result import RunResult
+from liqnet.core.units import HOURS_PER_YEAR
 
 __all__ = [
     "credit_exposures",
@@ -32,48 +29,9 @@ _LINE_COLUMNS = ["line", "lender", "borrower", "owed", "rate", "written_off", "i
 def load_result(result_dir: str | Path) -> RunResult:
     """Rebuild the :class:`RunResult` that ``RunResult.save(result_dir)`` wrote.
 
-    The scenario is re-validated from ``scenario.json`` with
-    :func:`liqnet.scenarios.loader.validate`, so a saved run with overrides comes back
-    exactly as it ran. ``events``, ``credit`` and ``credit_lines`` are optional (empty
-    tables when absent, as for runs saved before they existed).
-
-    Args:
-        result_dir: A directory written by :meth:`RunResult.save`.
-
-    Returns:
-        The rebuilt result.
-
-    Raises:
-        FileNotFoundError: The directory, ``timeseries.parquet``, ``summary.json`` or
-            ``scenario.json`` is missing (the message names the file).
-        liqnet.scenarios.ScenarioError: ``scenario.json`` is not a valid scenario.
+    Same as :meth:`RunResult.load`; see there for what is checked and raised.
     """
-    root = Path(result_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{str(root)!r} is not a directory")
-    for name in ("timeseries.parquet", "summary.json", "scenario.json"):
-        if not (root / name).is_file():
-            raise FileNotFoundError(f"{str(root)!r} has no {name}: not a saved run directory")
-    payload = json.loads((root / "summary.json").read_text(encoding="utf-8"))
-    raw = json.loads((root / "scenario.json").read_text(encoding="utf-8"))
-    scenario = validate(raw, origin=str(root / "scenario.json"))
-
-    def table(name: str, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
-        path = root / name
-        return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=list(columns))
-
-    return RunResult(
-        scenario=scenario,
-        seed=int(payload["seed"]),
-        feedback=bool(payload["feedback"]),
-        timeseries=pd.read_parquet(root / "timeseries.parquet"),
-        events=table("events.parquet", EVENT_COLUMNS),
-        summary=dict(payload.get("summary", {})),
-        defaults=list(payload.get("defaults", [])),
-        credit=table("credit.parquet", CREDIT_EVENT_COLUMNS),
-        credit_lines=table("credit_lines.parquet", []),
-        protocol_types=dict(payload.get("protocol_types", {})),
-    )
+    return RunResult.load(result_dir)
 
 
 def protocol_ids(result: RunResult) -> list[str]:
@@ -145,7 +103,7 @@ def credit_exposures(result: RunResult, step: int | None = None) -> pd.DataFrame
     history = result.credit
     if history is None or len(history) == 0:
         return pd.DataFrame(columns=_LINE_COLUMNS)
-    growth = result.scenario.dt_hours / 8760.0  # years per step, as MarketModel.dt_years
+    growth = result.scenario.dt_hours / HOURS_PER_YEAR  # years per step, as the world's
     lines: dict[int, dict] = {}
 
     def catch_up(line: dict, upto: int) -> None:

@@ -20,21 +20,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from liqnet.analysis.amplification import (
-    METRICS,
-    Amplification,
-    amplification,
-    amplification_from_results,
-)
+from liqnet.analysis.amplification import METRICS, twin_amplification
 from liqnet.analysis.convergence import convergence_index
 from liqnet.analysis.htmlpage import page, section, write_table
 from liqnet.analysis.results import load_result
-from liqnet.scenarios.run import RunResult, run
+from liqnet.core.result import Runner
 
 __all__ = [
     "SWEEP_FILE",
     "plot_sweep",
-    "run_amplification",
     "sweep_table",
     "trend_fits",
     "write_sweep_report",
@@ -43,25 +37,17 @@ __all__ = [
 SWEEP_FILE = "sweep.parquet"
 
 
-def run_amplification(result: RunResult) -> Amplification:
-    """Amplification of a saved run, whichever of the twins it is (one extra run)."""
-    if result.feedback:
-        return amplification(result.scenario, result=result)
-    steps = int(result.summary.get("steps", result.scenario.steps))
-    feedback = run(result.scenario, seed=result.seed, feedback=True, steps=steps)
-    return amplification_from_results(feedback, result)
-
-
-def sweep_table(sweep_dir: str | Path, *, twins: bool = True) -> pd.DataFrame:
+def sweep_table(sweep_dir: str | Path, *, runner: Runner | None = None) -> pd.DataFrame:
     """The finished runs of a sweep with amplification and convergence index columns.
 
     Missing ``convergence_index`` values are computed from ``runs/<run_id>/`` (levers
-    recorded in the run); missing ``amplification_*`` values, if ``twins``, by running
-    each run's counterfactual twin (one run each). Runs without a directory keep NaN.
+    recorded in the run); missing ``amplification_*`` values, given a ``runner``, by
+    running each run's counterfactual twin (one run each). Runs without a directory keep
+    NaN.
 
     Args:
         sweep_dir: Directory with ``sweep.parquet``.
-        twins: Run twins to fill missing amplification values.
+        runner: Runs twins to fill missing amplification values (none run without it).
 
     Raises:
         FileNotFoundError: No ``sweep.parquet`` in ``sweep_dir``.
@@ -88,8 +74,8 @@ def sweep_table(sweep_dir: str | Path, *, twins: bool = True) -> pd.DataFrame:
         result = load_result(run_dir)
         if "convergence_index" in missing and len(result.scenario.protocols) >= 2:
             table.loc[k, "convergence_index"] = convergence_index(result)
-        if twins and any(c.startswith("amplification_") for c in missing):
-            for column, value in run_amplification(result).as_row().items():
+        if runner is not None and any(c.startswith("amplification_") for c in missing):
+            for column, value in twin_amplification(result, runner).as_row().items():
                 if column in missing:
                     table.loc[k, column] = value
     return table
@@ -118,19 +104,19 @@ def trend_fits(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_sweep_report(
-    sweep_dir: str | Path, out_dir: str | Path | None = None, *, twins: bool = True
+    sweep_dir: str | Path, out_dir: str | Path | None = None, *, runner: Runner | None = None
 ) -> Path:
     """Amplification against convergence index across a sweep's runs, with trend lines.
 
     Args:
         sweep_dir: Directory with ``sweep.parquet`` and ``runs/<run_id>/``.
         out_dir: Where to write (default: ``sweep_dir``).
-        twins: Run twins for runs whose amplification is not in ``sweep.parquet``.
+        runner: Runs twins for runs whose amplification is not in ``sweep.parquet``.
 
     Returns:
         The path of ``report.html`` (in ``out_dir``, default ``sweep_dir``).
     """
-    table = sweep_table(sweep_dir, twins=twins)
+    table = sweep_table(sweep_dir, runner=runner)
     out = Path(sweep_dir if out_dir is None else out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     fits = trend_fits(table)

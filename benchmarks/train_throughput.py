@@ -46,10 +46,10 @@ import torch
 
 from liqnet.agents.checkpoint import save_checkpoint
 from liqnet.agents.mappo import MAPPO, MAPPOConfig
-from liqnet.agents.rollout import HELD_OUT_SEEDS_FROM
 from liqnet.scenarios.envs import make_env
 from liqnet.scenarios.evaluate import METRICS, evaluate
 from liqnet.scenarios.loader import load
+from liqnet.scenarios.rollout import HELD_OUT_SEEDS_FROM
 from liqnet.scenarios.train import positions_overrides, train
 
 SCENARIOS = ("flash_crash", "bank_run", "credit_crunch")

@@ -38,15 +38,15 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.model import MarketModel
 from liqnet.market.render import render_figure, render_table
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES, Protocol
 from liqnet.protocols.registry import BUILTIN_TYPES
 
 if TYPE_CHECKING:
-    from liqnet.scenarios.schema import Scenario
+    from liqnet.core.schema import Scenario
 
-_HOURS_PER_YEAR = 8760.0
 _OBS_LIMIT = 1e6
 _MARKET_FEATURES = ("log_return", "realised_vol", "oracle_deviation", "pool_deviation")
 _SEED_BOUND = 2**31 - 1
@@ -198,7 +198,7 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self._initial_prices = list(self._prices)
         self._returns = [[0.0] * len(self._prices) for _ in range(self.vol_window)]
         self._returns_seen = 0
-        self._steps_per_year = _HOURS_PER_YEAR / self.scenario.dt_hours
+        self._steps_per_year = HOURS_PER_YEAR / self.scenario.dt_hours
         self._calm_multiplier = float(model.price_process.regime_multipliers.min())
         self._price_history = [np.ones(len(self._prices))] if self.render_mode else []
         self._observe(self.agents)

@@ -5,21 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-EVENT_COLUMNS: tuple[str, ...] = (
-    "step",
-    "round",
-    "kind",
-    "protocol",
-    "book",
-    "asset",
-    "position",
-    "repaid_usd",
-    "seized_units",
-    "proceeds_usd",
-    "reward_usd",
-    "bad_debt_usd",
-    "oracle_price",
-)
+from liqnet.core.result import EVENT_COLUMNS
+
+__all__ = ["EVENT_COLUMNS", "EventLog"]
 
 
 class EventLog:

@@ -11,20 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from liqnet.core.result import CREDIT_EVENT_COLUMNS
 from liqnet.market.negotiation import Matches
 from liqnet.protocols.positions import PositionArrays
-
-CREDIT_EVENT_COLUMNS: tuple[str, ...] = (
-    "step",
-    "kind",
-    "line",
-    "lender",
-    "borrower",
-    "amount_usd",
-    "rate",
-)
-"""Columns of :meth:`CreditLedger.history`; ``kind`` is open, repay, rollover,
-default (the written-off part) or recovery (cash collected from a defaulted borrower)."""
 
 
 class CreditLedger:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import zlib
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import mesa
 import numpy as np
 import pandas as pd
 
+from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.cascade import RoundStats, run_cascade
 from liqnet.market.events import EventLog
@@ -23,9 +25,8 @@ from liqnet.protocols.base import LEVER_NAMES, Protocol
 from liqnet.protocols.registry import get_protocol_class
 
 if TYPE_CHECKING:
-    from liqnet.scenarios.schema import Scenario
+    from liqnet.core.schema import Scenario
 
-_HOURS_PER_YEAR = 8760.0
 EXTERNAL_ACCOUNTS: tuple[str, ...] = (
     "depositors",
     "borrowers",
@@ -59,7 +60,7 @@ class MarketModel(mesa.Model):
         self.scenario = scenario
         self.feedback = scenario.feedback if feedback is None else bool(feedback)
         self.dt_hours = scenario.dt_hours
-        self.dt_years = scenario.dt_hours / _HOURS_PER_YEAR
+        self.dt_years = scenario.dt_hours / HOURS_PER_YEAR
         self.step_index = 0
         self.gas_multiplier = 1.0
         self.permanent_impact = scenario.market.permanent_impact
@@ -138,9 +139,15 @@ class MarketModel(mesa.Model):
         self.events = EventLog()
         self.cascade_history: list[list[RoundStats]] = []
         self.defaults: list[dict[str, Any]] = []
-        # One Mesa table row per step: the row is built once as a list of values, which is
-        # several times cheaper than one reporter (and deepcopy) per column.
-        self._datacollector = mesa.DataCollector(tables={TIMESERIES_TABLE: self._column_names()})
+        # Mesa's own API sees the time series: one model reporter per column (so
+        # ``get_model_vars_dataframe()`` and ``mesa.batch_run`` work) and the same rows as
+        # the table ``"world"``. Rows are built once per step as a list of values, which
+        # is several times cheaper than calling a reporter (and deepcopy) per column.
+        columns = self._column_names()
+        self._datacollector = mesa.DataCollector(
+            model_reporters={name: partial(_row_value, index=i) for i, name in enumerate(columns)},
+            tables={TIMESERIES_TABLE: columns},
+        )
         self._pending_rows: list[list[float]] = []
         self.collect()
 
@@ -252,6 +259,8 @@ class MarketModel(mesa.Model):
         settle(self)
         # 9. Observe.
         self.collect()
+        # Mesa's batch_run and user loops stop at the scenario's horizon.
+        self.running = self.step_index < self.scenario.steps
 
     # -- data collection ---------------------------------------------------------------
     def _column_names(self) -> list[str]:
@@ -322,16 +331,26 @@ class MarketModel(mesa.Model):
 
     @property
     def datacollector(self) -> mesa.DataCollector:
-        """The Mesa DataCollector holding the time series (table ``"world"``), up to date."""
+        """The Mesa DataCollector holding the time series, up to date.
+
+        Its model variables (``get_model_vars_dataframe()``) and its table ``"world"``
+        hold the same rows, one per step, the initial state first.
+        """
         if self._pending_rows:
-            table = self._datacollector.tables[TIMESERIES_TABLE]
-            for column, values in zip(
-                table.values(), zip(*self._pending_rows, strict=True), strict=True
-            ):
-                column.extend(values)
+            collector = self._datacollector
+            table = collector.tables[TIMESERIES_TABLE]
+            by_column = list(zip(*self._pending_rows, strict=True))
+            for name, values in zip(table, by_column, strict=True):
+                table[name].extend(values)
+                collector.model_vars[name].extend(values)
             self._pending_rows = []
         return self._datacollector
 
     def timeseries(self) -> pd.DataFrame:
         """The time series so far: one row per step, the initial state first."""
         return self.datacollector.get_table_dataframe(TIMESERIES_TABLE)
+
+
+def _row_value(model: MarketModel, index: int) -> float:
+    """Mesa model reporter of one time-series column (the fast path batches whole rows)."""
+    return model._row_values()[index]

@@ -22,6 +22,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from liqnet.core.registry import Registry
+
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
@@ -308,11 +310,11 @@ class NegotiationMechanism(abc.ABC):
         name = cls.__dict__.get("name")
         if name is None:
             return
-        existing = MECHANISMS.get(name)
+        existing = MECHANISMS.available().get(name)
         # Re-defining the same class (e.g. a module reload) is fine; shadowing is not.
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
+        if isinstance(existing, type) and existing.__qualname__ != cls.__qualname__:
             raise ValueError(f"negotiation mechanism name {name!r} is already registered")
-        MECHANISMS[name] = cls
+        MECHANISMS.register(name, cls)
 
     @abc.abstractmethod
     def clear(
@@ -330,21 +332,19 @@ class NegotiationMechanism(abc.ABC):
         """
 
 
-MECHANISMS: dict[str, type[NegotiationMechanism]] = {}
+MECHANISMS: Registry[type[NegotiationMechanism]] = Registry(
+    "negotiation mechanism", entry_point_group="liqnet.mechanisms"
+)
+"""Mechanisms by name: subclasses register themselves; packages may add entry points."""
 
 
 def get_mechanism(name: str, **params: Any) -> NegotiationMechanism:
     """Instantiate the registered mechanism ``name`` with ``params``.
 
     Raises:
-        ValueError: if no mechanism has that name (the message lists the allowed names).
+        liqnet.core.UnknownNameError: A ``ValueError`` listing the allowed names.
     """
-    try:
-        cls = MECHANISMS[name]
-    except KeyError:
-        allowed = ", ".join(sorted(MECHANISMS))
-        raise ValueError(f"unknown negotiation mechanism {name!r}; allowed: {allowed}") from None
-    return cls(**params)
+    return MECHANISMS.get(name)(**params)
 
 
 class CallAuction(NegotiationMechanism):

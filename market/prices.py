@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_HOURS_PER_YEAR = 8760.0
+from liqnet.core.units import HOURS_PER_YEAR
+
 _BLOCK = 256
 
 
@@ -63,7 +64,7 @@ class PriceProcess:
     ) -> None:
         self.names = tuple(assets)
         dyn = list(assets.values())
-        self.dt = dt_hours / _HOURS_PER_YEAR
+        self.dt = dt_hours / HOURS_PER_YEAR
         self.sigma = np.array([a.volatility for a in dyn])
         self.mu = np.array([a.drift for a in dyn])
         self.jump_intensity = np.array([a.jump_intensity for a in dyn])

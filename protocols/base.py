@@ -16,28 +16,22 @@ import mesa
 import numpy as np
 import pydantic
 
+from liqnet.core.levers import FEATURE_NAMES, LEVER_NAMES
+from liqnet.core.schema import reject_bool_numbers
+
+__all__ = [
+    "FEATURE_NAMES",
+    "LEVER_NAMES",
+    "LiquidationOffer",
+    "LiquidationOutcome",
+    "Protocol",
+    "ProtocolParams",
+    "bounded_step",
+    "drawdown",
+]
+
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
-
-LEVER_NAMES: tuple[str, ...] = ("risk", "price", "lend", "lend_rate", "borrow", "borrow_rate")
-"""The common action levers, in action-vector order (see the architecture map)."""
-
-FEATURE_NAMES: tuple[str, ...] = (
-    "equity_to_assets",
-    "cash_to_assets",
-    "utilization",
-    "liquidity_shortfall",
-    "reserves_to_assets",
-    "bad_debt_to_assets",
-    "risk_parameter",
-    "price_parameter",
-    "open_interest_to_assets",
-    "funding_rate",
-    "liquidated_to_assets",
-    "credit_lent_to_assets",
-    "credit_borrowed_to_assets",
-)
-"""Protocol-specific observation features, each a dimensionless ratio (fixed order)."""
 
 
 def bounded_step(value: float, lever: float, step: float, lower: float, upper: float) -> float:
@@ -52,16 +46,6 @@ def bounded_step(value: float, lever: float, step: float, lower: float, upper: f
 def drawdown(value: float, peak: float) -> float:
     """Fall of ``value`` below its running ``peak``, as a share of the peak (1 if no peak)."""
     return max(0.0, 1.0 - value / peak) if peak > 0 else 1.0
-
-
-def reject_bool_numbers(cls: type[pydantic.BaseModel], data: object) -> object:
-    """Before-validator: ``true`` is not a number (pydantic would read it as 1)."""
-    if isinstance(data, dict):
-        for name, field_info in cls.model_fields.items():
-            value = data.get(field_info.alias or name, data.get(name))
-            if isinstance(value, bool) and field_info.annotation in (float, int):
-                raise ValueError(f"{name} = {value!r}: must be a number, not a boolean")
-    return data
 
 
 class ProtocolParams(pydantic.BaseModel):

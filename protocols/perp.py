@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.protocols.base import (
     LiquidationOffer,
     LiquidationOutcome,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
 
 _DAYS_PER_YEAR = 365.0
-_HOURS_PER_YEAR = 8760.0
 
 
 class PerpExchange(Protocol):
@@ -282,7 +282,7 @@ class PerpExchange(Protocol):
     def accrue(self, dt_years: float) -> None:
         """Advance each market's funding index by the clamped hourly funding rate."""
         p = self.params
-        hours = dt_years * _HOURS_PER_YEAR
+        hours = dt_years * HOURS_PER_YEAR
         for market in self.markets.values():
             longs, shorts = (market.sides[s].sums["size"] for s in ("long", "short"))
             skew = (longs - shorts) / max(longs + shorts, 1e-12)

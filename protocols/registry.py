@@ -12,44 +12,39 @@ run time (useful in notebooks and tests).
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
+from liqnet.core.registry import Registry
 from liqnet.protocols.base import Protocol
 
 ENTRY_POINT_GROUP = "liqnet.protocols"
 BUILTIN_TYPES: tuple[str, ...] = ("lending", "options", "perp")
 """Types shipped with liqnet (registered through this distribution's entry points)."""
 
-_registered: dict[str, type[Protocol]] = {}
+
+def _check_protocol_class(cls: type[Protocol]) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Protocol)):
+        raise TypeError(f"{cls!r} is not a subclass of liqnet.protocols.base.Protocol")
+
+
+PROTOCOLS: Registry[type[Protocol]] = Registry(
+    "protocol type", entry_point_group=ENTRY_POINT_GROUP, check=_check_protocol_class
+)
+"""Every protocol type by name: registered classes and installed entry points."""
 
 
 def register(type_name: str, cls: type[Protocol]) -> None:
     """Register ``cls`` under ``type_name`` (overrides an entry point of the same name)."""
-    if not (isinstance(cls, type) and issubclass(cls, Protocol)):
-        raise TypeError(f"{cls!r} is not a subclass of liqnet.protocols.base.Protocol")
-    _registered[type_name] = cls
+    PROTOCOLS.register(type_name, cls)
 
 
 def available() -> dict[str, type[Protocol] | str]:
     """All known types: registered classes, and entry points not loaded yet (as strings)."""
-    found: dict[str, type[Protocol] | str] = {
-        ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
-    }
-    found.update(_registered)
-    return found
+    return PROTOCOLS.available()
 
 
 def get_protocol_class(type_name: str) -> type[Protocol]:
     """The protocol class registered as ``type_name``.
 
     Raises:
-        KeyError: With the allowed names, if ``type_name`` is unknown.
+        liqnet.core.UnknownNameError: A ``KeyError`` listing the allowed names.
     """
-    if type_name in _registered:
-        return _registered[type_name]
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == type_name:
-            cls = ep.load()
-            register(type_name, cls)
-            return cls
-    raise KeyError(f"unknown protocol type {type_name!r}; allowed: {sorted(available())}")
+    return PROTOCOLS.get(type_name)

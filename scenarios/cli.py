@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from liqnet.core import __version__
 from liqnet.scenarios.loader import ScenarioError, builtin_names, load, parse_override_value
 from liqnet.scenarios.run import run
 from liqnet.scenarios.train import add_train_command
@@ -106,7 +107,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
     # Imported here: the analysis stack (matplotlib, networkx) is only needed by this command.
-    from liqnet.analysis.report import analyze
+    from liqnet.scenarios.analyze import analyze
 
     try:
         report = analyze(args.result_dir, args.out, twin=not args.no_twin)
@@ -157,6 +158,7 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``liqnet`` command."""
     parser = argparse.ArgumentParser(prog="liqnet", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"liqnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a scenario and write its results")
     run_parser.add_argument("scenario", help="built-in name or path to a .toml file")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from liqnet.core.schema import Scenario
 from liqnet.market.env import LiquidityEnv
 from liqnet.scenarios.loader import apply_overrides, load, validate
-from liqnet.scenarios.schema import Scenario
 
 
 def make_env(

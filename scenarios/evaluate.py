@@ -31,10 +31,12 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from liqnet.core.io import atomic_write
+from liqnet.core.result import RunResult
+from liqnet.core.schema import Scenario
 from liqnet.scenarios.loader import ScenarioError
 from liqnet.scenarios.policies import check_policy_specs, resolve_policies, run_with_policies
-from liqnet.scenarios.run import RunResult, atomic_write, run
-from liqnet.scenarios.schema import Scenario
+from liqnet.scenarios.run import run
 
 METRICS: tuple[str, ...] = (
     "bad_debt_usd",

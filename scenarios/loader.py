@@ -13,12 +13,21 @@ from typing import Any
 import pydantic
 import tomllib
 
+from liqnet.core.errors import ScenarioError
+from liqnet.core.schema import Scenario, format_errors
+from liqnet.market.negotiation import get_mechanism
 from liqnet.protocols.registry import available, get_protocol_class
-from liqnet.scenarios.schema import Scenario
 
-
-class ScenarioError(ValueError):
-    """A scenario file or override is invalid; the message names every bad field."""
+__all__ = [
+    "ScenarioError",
+    "apply_overrides",
+    "builtin_names",
+    "load",
+    "parse_override_value",
+    "read_raw",
+    "resolve_raw",
+    "validate",
+]
 
 
 def builtin_names() -> list[str]:
@@ -136,23 +145,12 @@ def _list_position(items: list[Any], part: str, dotted: str, where: str) -> int:
     )
 
 
-def _format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") -> str:
-    lines = [f"{origin}: invalid scenario"]
-    for e in err.errors():
-        field = prefix + ".".join(str(p) for p in e["loc"]) or "(top level)"
-        message = e["msg"].removeprefix("Value error, ")
-        value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"
-        lines.append(f"  {field}{shown}: {message}")
-    return "\n".join(lines)
-
-
 def validate(raw: dict[str, Any], origin: str = "scenario") -> Scenario:
     """Validate a raw table into a :class:`Scenario`, including protocol parameters."""
     try:
         scenario = Scenario.model_validate(raw)
     except pydantic.ValidationError as err:
-        raise ScenarioError(_format_errors(origin, err)) from None
+        raise ScenarioError(format_errors(origin, err)) from None
     protocols, problems = [], []
     for k, spec in enumerate(scenario.protocols):
         try:
@@ -166,7 +164,7 @@ def validate(raw: dict[str, Any], origin: str = "scenario") -> Scenario:
         try:
             params = cls.Params.model_validate(spec.params)
         except pydantic.ValidationError as err:
-            problems.extend(_format_errors(origin, err, f"protocols.{k}.params.").splitlines()[1:])
+            problems.extend(format_errors(origin, err, f"protocols.{k}.params.").splitlines()[1:])
             continue
         unknown = sorted(set(params.referenced_assets()) - set(scenario.market.assets))
         if unknown:
@@ -174,7 +172,13 @@ def validate(raw: dict[str, Any], origin: str = "scenario") -> Scenario:
                 f"  protocols.{k}.params: assets {unknown} are not market assets; "
                 f"allowed: {list(scenario.market.assets)}"
             )
-        protocols.append(spec.model_copy(update={"params": params.model_dump()}))
+        # JSON-shaped (lists, not tuples), so a saved scenario.json reads back equal.
+        protocols.append(spec.model_copy(update={"params": params.model_dump(mode="json")}))
+    negotiation = scenario.negotiation
+    try:
+        get_mechanism(negotiation.mechanism, **negotiation.params)
+    except (TypeError, ValueError) as err:
+        problems.append(f"  negotiation.mechanism = {negotiation.mechanism!r}: {err}")
     if problems:
         raise ScenarioError("\n".join([f"{origin}: invalid scenario", *problems]))
     return scenario.model_copy(update={"protocols": protocols})

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from liqnet.agents import Policy, PolicyContext, make_policy, parse_policy_spec
+from liqnet.core.result import RunResult
+from liqnet.core.schema import Scenario
 from liqnet.market.env import LiquidityEnv
 from liqnet.scenarios.loader import ScenarioError, load
-from liqnet.scenarios.run import RunResult, _result_from_model
-from liqnet.scenarios.schema import Scenario
+from liqnet.scenarios.run import _result_from_model
 
 StepObserver = Callable[[LiquidityEnv, dict[str, np.ndarray]], None]
 """Called after ``reset`` and after every step with the env and the new observations."""

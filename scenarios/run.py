@@ -2,95 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from liqnet.core.result import RunResult
+from liqnet.core.schema import Scenario
 from liqnet.market.model import MarketModel
 from liqnet.protocols.lending import LendingPool
 from liqnet.scenarios.loader import load
-from liqnet.scenarios.schema import Scenario
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced.
-
-    Attributes:
-        scenario: The validated scenario that ran.
-        seed: The seed used.
-        feedback: Whether price impact and loss passing were on.
-        timeseries: One row per step (and the initial state), from Mesa's DataCollector.
-        events: Every liquidation, with its step and cascade round.
-        summary: Headline figures (see :func:`summarise`).
-        defaults: Each default with its step and cause.
-        credit: Every credit-line event (open, repay, rollover, default, recovery).
-        credit_lines: Credit lines still open at the end.
-        protocol_types: Registered type of each protocol, by id.
-    """
-
-    scenario: Scenario
-    seed: int
-    feedback: bool
-    timeseries: pd.DataFrame
-    events: pd.DataFrame
-    summary: dict[str, Any]
-    defaults: list[dict[str, Any]] = field(default_factory=list)
-    credit: pd.DataFrame = field(default_factory=pd.DataFrame)
-    credit_lines: pd.DataFrame = field(default_factory=pd.DataFrame)
-    protocol_types: dict[str, str] = field(default_factory=dict)
-
-    def save(self, out_dir: str | Path, figure: bool = True) -> Path:
-        """Write ``timeseries.parquet``, ``events.parquet``, ``summary.json`` (and a PNG).
-
-        Files are written to temporary names and renamed, so an interrupted save never
-        leaves a half-written file under a final name.
-        """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "timeseries.parquet", lambda p: self.timeseries.to_parquet(p))
-        atomic_write(out / "events.parquet", lambda p: self.events.to_parquet(p))
-        atomic_write(out / "credit.parquet", lambda p: self.credit.to_parquet(p))
-        atomic_write(out / "credit_lines.parquet", lambda p: self.credit_lines.to_parquet(p))
-        payload = {
-            "scenario": self.scenario.name,
-            "seed": self.seed,
-            "feedback": self.feedback,
-            "summary": self.summary,
-            "defaults": self.defaults,
-            "protocol_types": self.protocol_types,
-        }
-        text = json.dumps(payload, indent=2, default=float)
-        atomic_write(out / "summary.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
-        scenario_json = self.scenario.model_dump_json(indent=2, by_alias=True)
-        atomic_write(out / "scenario.json", lambda p: Path(p).write_text(scenario_json))
-        if figure:
-            from liqnet.analysis.figures import plot_run
-
-            atomic_write(out / "run.png", lambda p: plot_run(self, p))
-        return out
-
-
-def atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """Write ``path`` through ``write(tmp_path)`` then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes 0600 files; give the result the usual umask-based mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def unrealised_bad_debt(model: MarketModel) -> float:

@@ -9,7 +9,6 @@ files to the driver, which alone writes: worker nodes need no shared disk.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,15 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from liqnet.analysis.convergence import convergence_index
+from liqnet.analysis.export import to_node_link_json
+from liqnet.analysis.graphs import contagion_graph
+from liqnet.core.io import atomic_write
+from liqnet.core.result import RunResult
+from liqnet.core.schema import Scenario
+from liqnet.scenarios.analyze import amplification
 from liqnet.scenarios.loader import ScenarioError, validate
-from liqnet.scenarios.run import RunResult, atomic_write, run
-from liqnet.scenarios.schema import Scenario
+from liqnet.scenarios.run import run
 from liqnet.scenarios.sweep_schema import RunConfig, SweepError, SweepSpec, load_sweep, plan, table
 
 __all__ = ["RunConfig", "SweepError", "SweepSpec", "load_sweep", "plan", "run_one", "sweep"]
@@ -45,37 +50,21 @@ TABLE_EVERY_S = 2.0  # rewriting the table after every run would cost O(runs^2)
 # -- one run -------------------------------------------------------------------------------
 
 
-def _analysis(name: str, module: str) -> Callable[..., Any] | None:
-    """``liqnet.analysis.<name>`` or ``liqnet.analysis.<module>.<name>``, if it exists yet."""
-    for module_name in ("liqnet.analysis", f"liqnet.analysis.{module}"):
-        try:
-            candidate = getattr(importlib.import_module(module_name), name, None)
-        except ImportError:
-            continue
-        if callable(candidate):
-            return candidate
-    return None
-
-
 def analysis_columns(scenario: Scenario, config: RunConfig, result: RunResult) -> dict[str, Any]:
-    """Amplification ratios (with ``feedback_twin``) and the convergence index, when
-    :mod:`liqnet.analysis` provides ``amplification`` and ``convergence_index``."""
+    """Amplification ratios (with ``feedback_twin``) and the convergence index."""
     columns: dict[str, Any] = {}
     problems = []
-    amplification = _analysis("amplification", "amplification")
-    if config.feedback_twin and amplification is not None:
+    if config.feedback_twin:
         try:
             # Passing the feedback run means only the no-feedback twin is computed.
             ratios = amplification(scenario, config.seed, steps=config.steps, result=result)
             columns.update({k: float(v) for k, v in ratios.as_row().items()})
         except Exception as err:  # analysis trouble must not lose the run itself
             problems.append(f"amplification: {_message(err)}")
-    convergence = _analysis("convergence_index", "convergence")
-    if convergence is not None:
-        try:
-            columns["convergence_index"] = float(convergence(result))
-        except Exception as err:
-            problems.append(f"convergence_index: {_message(err)}")
+    try:
+        columns["convergence_index"] = float(convergence_index(result))
+    except Exception as err:
+        problems.append(f"convergence_index: {_message(err)}")
     if problems:
         columns["analysis_error"] = "; ".join(problems)
     return columns
@@ -141,13 +130,9 @@ def run_one(config: RunConfig, artifacts: str | Path | None = None) -> dict[str,
 
 
 def _graph_snapshot(result: RunResult, folder: Path) -> None:
-    """The final contagion graph as node-link JSON, when liqnet.analysis can draw it."""
-    contagion_graph = _analysis("contagion_graph", "graphs")
-    to_json = _analysis("to_node_link_json", "export")
-    if contagion_graph is None or to_json is None:
-        return
+    """The final contagion graph as node-link JSON."""
     try:
-        to_json(contagion_graph(result), folder / "graph.json")
+        to_node_link_json(contagion_graph(result), folder / "graph.json")
     except Exception as err:  # a missing snapshot is no reason to lose the run
         log.warning("graph snapshot of %s skipped: %s", folder.name, _message(err))
 

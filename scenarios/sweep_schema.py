@@ -25,8 +25,8 @@ import pydantic
 import tomllib
 from pydantic import Field
 
+from liqnet.core.schema import StrictModel
 from liqnet.scenarios.loader import ScenarioError, apply_overrides, resolve_raw, validate
-from liqnet.scenarios.schema import StrictModel
 
 BUILTIN_PACKAGE = "liqnet.scenarios.builtin.sweeps"
 NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"

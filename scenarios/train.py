@@ -41,7 +41,7 @@ from liqnet.scenarios.run import unrealised_bad_debt
 
 if TYPE_CHECKING:
     from liqnet.agents.mappo import MAPPO, MAPPOConfig
-    from liqnet.scenarios.schema import Scenario
+    from liqnet.core.schema import Scenario
 
 # torch and the learner are imported inside train(): `liqnet run` and the other
 # subcommands build this module's parser and should not pay torch's import time.
@@ -216,7 +216,7 @@ def train(
 
     from liqnet.agents.checkpoint import save_checkpoint
     from liqnet.agents.mappo import MAPPO, MAPPOConfig
-    from liqnet.agents.rollout import make_rollouts
+    from liqnet.scenarios.rollout import make_rollouts
 
     start = time.perf_counter()
     if isinstance(scenarios, str):

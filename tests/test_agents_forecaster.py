@@ -17,12 +17,10 @@ from liqnet.agents import (
     CheckpointError,
     ForecastConfig,
     Forecaster,
-    ForecastReport,
     ForecastRiskPolicy,
-    train_forecaster,
 )
-from liqnet.agents.forecast_training import _samples
 from liqnet.scenarios import ScenarioError, run
+from liqnet.scenarios.forecast_training import ForecastReport, _samples, train_forecaster
 from liqnet.scenarios.policies import record_observations, run_with_policies
 
 TEST_SEEDS = (50, 51, 52)

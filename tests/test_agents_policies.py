@@ -24,9 +24,9 @@ from liqnet.agents import (
     make_policy,
     policy_names,
 )
+from liqnet.core.levers import DEFAULT_LEVERS
 from liqnet.scenarios import ScenarioError, run
 from liqnet.scenarios.policies import resolve_policies, run_with_policies
-from liqnet.scenarios.schema import DEFAULT_LEVERS
 
 NAMES = (
     "risk_parameter",

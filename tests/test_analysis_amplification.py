@@ -7,8 +7,8 @@ import math
 import pytest
 from conftest import small
 
-from liqnet.analysis import amplification, amplification_from_results, feedback_channels, ratio
-from liqnet.scenarios import run
+from liqnet.analysis import amplification_from_results, feedback_channels, ratio
+from liqnet.scenarios import amplification, run
 
 STEPS = 40  # through flash_crash's crash (steps 20-23) and the first recovery steps
 

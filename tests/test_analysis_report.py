@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from conftest import small
 
-from liqnet.analysis import amplification, convergence_index, load_result
+from liqnet.analysis import convergence_index, load_result
 from liqnet.analysis.sweep import trend_fits
-from liqnet.scenarios import run
+from liqnet.scenarios import amplification, run
 from liqnet.scenarios.cli import main
 
 TABLES = ["contagion_nodes", "contagion_edges", "debtrank", "cascade_rounds", "cascade_width"]

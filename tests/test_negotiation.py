@@ -288,7 +288,7 @@ def test_registry_and_plugins() -> None:
         with pytest.raises(ValueError, match="already registered"):
             type("Other", (NegotiationMechanism,), {"name": "call_auction", "clear": NoTrade.clear})
     finally:
-        MECHANISMS.pop("test_no_trade", None)
+        MECHANISMS.unregister("test_no_trade")
 
 
 # --- properties on random books ---------------------------------------------------------

@@ -11,7 +11,7 @@ import ray
 import torch
 
 from liqnet.agents.mappo import MAPPO, MAPPOConfig
-from liqnet.agents.rollout import (
+from liqnet.scenarios.rollout import (
     HELD_OUT_SEEDS_FROM,
     LocalRollouts,
     RayRollouts,

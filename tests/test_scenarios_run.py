@@ -285,7 +285,7 @@ def test_save_with_no_events_round_trips(tmp_path: Path) -> None:
 def test_failed_figure_leaves_no_temporary_file(
     crash_twin: RunResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import liqnet.analysis.figures as figures
+    import liqnet.core.figures as figures
 
     def broken(result: RunResult, path: str | Path) -> None:
         Path(path).write_bytes(b"half a png")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.protocols.options.pricing import black_scholes
 from liqnet.protocols.options.stress import StressGrid, StressResult, portfolio_stress_loss
 from liqnet.protocols.options.surface import NeuralSurface, SVISurface
@@ -19,8 +20,6 @@ from liqnet.protocols.positions import PositionArrays
 
 BOOK_FIELDS: tuple[str, ...] = ("quantity", "strike", "expiry", "kind", "premium", "margin")
 """Columns of the vault's book (``kind`` 1 = call, 0 = put; ``expiry`` in years)."""
-
-_HOURS_PER_YEAR = 8760.0
 
 
 @dataclass
@@ -72,7 +71,7 @@ def value_book(
     slots = book.active_slots()
     q, K, E, kind, m = (book[f][slots] for f in BOOK_FIELDS if f != "premium")
     # Listed series: one price per (expiry hour, strike step, kind), scattered back.
-    code = (np.round(E * _HOURS_PER_YEAR).astype(np.int64) << 22) + (
+    code = (np.round(E * HOURS_PER_YEAR).astype(np.int64) << 22) + (
         (np.round(K / strike_unit).astype(np.int64) << 1) + kind.astype(np.int64)
     )
     _, first, inverse = np.unique(code, return_index=True, return_inverse=True)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.protocols.base import (
     LiquidationOffer,
     LiquidationOutcome,
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
 
 _DAYS_PER_YEAR = 365.0
-_HOURS_PER_YEAR = 8760.0
 
 
 class OptionVault(Protocol):
@@ -221,7 +221,7 @@ class OptionVault(Protocol):
         p = self.params
         spot = self.spot
         self.hedged_usd_step = 0.0
-        decay = math.exp(-dt_years * _HOURS_PER_YEAR / p.vol_memory_hours)
+        decay = math.exp(-dt_years * HOURS_PER_YEAR / p.vol_memory_hours)
         move = math.log(spot / self._last_spot) ** 2 / dt_years
         self.realised_var = decay * self.realised_var + (1.0 - decay) * move
         self._last_spot = spot

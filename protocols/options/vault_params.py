@@ -12,7 +12,6 @@ from liqnet.protocols.options.market import SmileSpec
 from liqnet.protocols.options.stress import DEFAULT_PRICE_MOVES, DEFAULT_VOL_MOVES, stress_grid
 
 _DAYS_PER_YEAR = 365.0
-_HOURS_PER_YEAR = 8760.0
 _FIELDS = ("quantity", "strike", "expiry", "kind", "premium", "margin")
 
 

@@ -1,6 +1,6 @@
 """Training the forecaster: simulate, fit, and report out-of-sample error vs naive baselines.
 
-``python -m liqnet.agents.forecast_training [DIR]`` trains on the default worlds and
+``python -m liqnet.scenarios.forecast_training [DIR]`` trains on the default worlds and
 writes a checkpoint (default ``runs/forecaster``). Data come from
 :func:`liqnet.scenarios.policies.record_observations` under static governance, so the
 features are exactly what :class:`~liqnet.agents.forecaster.Forecaster` computes when
@@ -27,10 +27,10 @@ from liqnet.agents.forecaster import (
     Forecaster,
     ForecastNet,
 )
+from liqnet.core.schema import Scenario
 
 if TYPE_CHECKING:
-    from liqnet.scenarios.run import RunResult
-    from liqnet.scenarios.schema import Scenario
+    from liqnet.core.result import RunResult
 
 DEFAULT_SCENARIOS: tuple[str, ...] = ("baseline", "vol_regime", "bank_run", "credit_crunch")
 """Training worlds of :func:`train_forecaster`: calm, regime-switching and two crashes."""
@@ -120,7 +120,7 @@ def _samples(
 def _small(scenario: Scenario | str, positions: int) -> Scenario:
     """A built-in name as a small world (``positions`` per protocol); scenarios as given."""
     from liqnet.protocols.registry import get_protocol_class
-    from liqnet.scenarios import Scenario, load
+    from liqnet.scenarios import load
 
     if isinstance(scenario, Scenario):
         return scenario

@@ -1,7 +1,8 @@
-"""Scenario schema: the pydantic models a scenario TOML file is validated against.
+"""Scenario schema: the pydantic models a scenario is validated against.
 
-Unknown fields are errors everywhere. Protocol ``params`` tables are validated by the
-registered protocol class's own ``Params`` model (see :mod:`liqnet.scenarios.loader`).
+The schema describes a world; it reads no files (``liqnet.scenarios.loader`` does).
+Unknown fields are errors everywhere. Protocol ``params`` tables and the negotiation
+mechanism are validated against their registries by ``liqnet.scenarios.loader.validate``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,29 @@ import numpy as np
 import pydantic
 from pydantic import Field
 
-from liqnet.market.negotiation import get_mechanism
-from liqnet.protocols.base import reject_bool_numbers
+from liqnet.core.levers import DEFAULT_LEVERS
+
+
+def reject_bool_numbers(cls: type[pydantic.BaseModel], data: object) -> object:
+    """Before-validator: ``true`` is not a number (pydantic would read it as 1)."""
+    if isinstance(data, dict):
+        for name, field_info in cls.model_fields.items():
+            value = data.get(field_info.alias or name, data.get(name))
+            if isinstance(value, bool) and field_info.annotation in (float, int):
+                raise ValueError(f"{name} = {value!r}: must be a number, not a boolean")
+    return data
+
+
+def format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") -> str:
+    """One line per invalid field (its dotted path, value and what is allowed)."""
+    lines = [f"{origin}: invalid scenario"]
+    for e in err.errors():
+        field = prefix + ".".join(str(p) for p in e["loc"]) or "(top level)"
+        message = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        lines.append(f"  {field}{shown}: {message}")
+    return "\n".join(lines)
 
 
 class StrictModel(pydantic.BaseModel):
@@ -133,17 +155,6 @@ class GasSpikeSpec(StrictModel):
     multiplier: float = Field(gt=0.0, le=10_000.0)
 
 
-DEFAULT_LEVERS: dict[str, float] = {
-    "risk": 0.0,
-    "price": 0.0,
-    "lend": -1.0,
-    "lend_rate": 0.0,
-    "borrow": -1.0,
-    "borrow_rate": 0.0,
-}
-"""Levers of a protocol no agent acts for: parameters stay, no lending, no borrowing."""
-
-
 class ProtocolSpec(StrictModel):
     """One protocol: a unique id, a registered type, its parameters and standing levers.
 
@@ -187,10 +198,6 @@ class NegotiationSpec(StrictModel):
     def _check(self) -> NegotiationSpec:
         if self.min_rate >= self.max_rate:
             raise ValueError(f"min_rate ({self.min_rate}) must be below max_rate ({self.max_rate})")
-        try:
-            get_mechanism(self.mechanism, **self.params)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"mechanism {self.mechanism!r}: {err}") from None
         return self
 
 

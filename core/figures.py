@@ -1,4 +1,4 @@
-"""Figures of a single run (matplotlib, no display needed)."""
+"""The overview figure every saved run carries (``run.png``; matplotlib, no display)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from liqnet.scenarios.run import RunResult
+    from liqnet.core.result import RunResult
 
 
 def plot_run(result: RunResult, path: str | Path) -> None:
