@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # project's dependencies is then already satisfied.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test bench lint
+.PHONY: setup run test bench lint typecheck
 
 $(BIN)/liqnet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,12 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' package-dir mapping through the editable install, so it
+# checks a tree of links laid out as the installed package (build/typecheck/liqnet/...).
+TYPECHECK := build/typecheck
+typecheck: setup
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/liqnet
+	for d in core market protocols agents scenarios analysis; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/liqnet/$$d; done
+	cp core/_root/__init__.py $(TYPECHECK)/liqnet/__init__.py
+	cd $(TYPECHECK) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" -p liqnet
