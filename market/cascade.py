@@ -34,7 +34,12 @@ def run_cascade(model: MarketModel) -> list[RoundStats]:
     """Run cascade rounds for the current step; returns the stats of each active round."""
     rounds: list[RoundStats] = []
     for round_index in range(model.max_cascade_rounds):
-        offers = [o for p in model.live_protocols() for o in p.liquidation_candidates()]
+        call = model.world.call
+        offers = [
+            o
+            for p in model.live_protocols()
+            for o in call(p, "liquidation_candidates", p.liquidation_candidates)
+        ]
         if not offers and not model.hedgers:
             break
         stats = RoundStats()
@@ -71,7 +76,19 @@ def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_move
         units = offer.seize_units[accepted]
         reward = offer.reward_usd[accepted]
         price_before = pool.price
-        outcome = offer.protocol.execute_liquidations(offer, accepted)
+        # The liquidator pays the repayment and takes the collateral and its reward: the
+        # protocol books that exchange itself, everything else it moves by transfers.
+        protocol = offer.protocol
+        outcome = model.world.call(
+            protocol,
+            "execute_liquidations",
+            protocol.execute_liquidations,
+            offer,
+            accepted,
+            usd=float(repay.sum()) - float(reward.sum()),
+            asset=offer.asset,
+            units=-float(units.sum()),
+        )
         # Sell one by one in the liquidator's order: the pool's cumulative quote.
         proceeds = liquidator.sale_proceeds(pool, units)
         sold = float(units.sum())
@@ -114,13 +131,24 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> 
     for protocol in model.hedgers:
         if protocol.defaulted:
             continue
-        for asset, units in protocol.hedge_orders().items():
+        orders = model.world.call(protocol, "hedge_orders", protocol.hedge_orders)
+        for asset, units in orders.items():
             if abs(units) <= 1e-12:
                 continue
             pool = model.pools[asset]
             price_before = pool.price
             usd = pool.sell(units) if units > 0 else -pool.buy_units(-units)
-            protocol.on_hedge_fill(asset, -units, usd)
+            model.world.call(
+                protocol,
+                "on_hedge_fill",
+                protocol.on_hedge_fill,
+                asset,
+                -units,
+                usd,
+                usd=usd,
+                asset=asset,
+                units=-units,
+            )
             pool_moves[asset] = pool_moves.get(asset, 0.0) + math.log(pool.price / price_before)
             model.events.append(
                 step=model.step_index,
