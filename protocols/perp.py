@@ -182,18 +182,8 @@ class PerpExchange(Protocol[PerpParams]):
         # LPs shrug off ordinary swings of trader PnL; losses beyond 10% of the vault's
         # peak, or open interest far above the vault, make them run.
         signal = min(1.0, 5.0 * max(0.0, fall - 0.1)) + 0.1 * max(0.0, usage - 3.0)
-        run_flows(
-            self,
-            "lps",
-            nav,
-            signal,
-            days,
-            p.lp_turnover_per_day,
-            p.lp_run_sensitivity,
-            p.risk_memory_days,
-            self.vault_free_cash,
-            book=self._book_vault,
-        )
+        rates = (p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days)
+        run_flows(self, "lps", nav, signal, days, *rates, self.vault_free_cash, self._book_vault)
 
     def _book_vault(self, usd: float) -> None:
         """LP money in (+) or out (-) is the vault's."""

@@ -316,17 +316,8 @@ class OptionVault(Protocol[OptionVaultParams]):
         # Depositors shrug off ordinary P&L; drawdowns past 5% and a book whose stress
         # margin exceeds the vault's equity make them run.
         signal = min(1.0, 5.0 * max(0.0, fall - 0.05)) + 0.2 * max(0.0, usage - 1.0)
-        run_flows(
-            self,
-            "depositors",
-            nav,
-            signal,
-            days,
-            p.deposit_turnover_per_day,
-            p.run_sensitivity,
-            p.risk_memory_days,
-            self.available_cash,
-        )
+        rates = (p.deposit_turnover_per_day, p.run_sensitivity, p.risk_memory_days)
+        run_flows(self, "depositors", nav, signal, days, *rates, self.available_cash)
 
     # -- liquidations and hedging ------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:
