@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import mesa
 import numpy as np
@@ -30,9 +30,6 @@ __all__ = [
     "bounded_step",
     "drawdown",
 ]
-
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
 
 
 def bounded_step(value: float, lever: float, step: float, lower: float, upper: float) -> float:
@@ -117,7 +114,7 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
     changed its ``cash`` or ``held_units()``.
 
     Args:
-        model: The world this protocol lives in.
+        model: The world this protocol lives in (a ``MarketModel``: it has ``.world``).
         protocol_id: Unique name in the scenario.
         params: Validated parameters.
     """
@@ -126,8 +123,10 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
     Params: ClassVar[type[ProtocolParams]]
     params: P
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: P) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: P) -> None:
         super().__init__(model)
+        # The world (liqnet.market.MarketModel) hands its protocol view to each protocol;
+        # protocols type it as World so they never depend on the market layer.
         self.world: World = model.world
         self.protocol_id = protocol_id
         self.params = params

@@ -10,8 +10,8 @@ when its key ``scaled_debt / collateral`` exceeds ``price * LT / index``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+import mesa
 import numpy as np
 
 from liqnet.protocols.base import (
@@ -28,9 +28,6 @@ from liqnet.protocols.lending_params import (
 from liqnet.protocols.positions import NO_SLOTS
 from liqnet.protocols.rates import KinkedRateModel
 
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
-
 _DAYS_PER_YEAR = 365.0
 
 
@@ -46,7 +43,7 @@ class LendingPool(Protocol[LendingParams]):
     type_name = "lending"
     Params = LendingParams
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: LendingParams) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: LendingParams) -> None:
         super().__init__(model, protocol_id, params)
         p = params
         assets = self.world.asset_names

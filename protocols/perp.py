@@ -17,8 +17,7 @@ is left is socialised to the LP vault (realised bad debt).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import mesa
 import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
@@ -33,9 +32,6 @@ from liqnet.protocols.flows import run_flows
 from liqnet.protocols.perp_book import PerpMarket, PerpParams, PerpSide
 from liqnet.protocols.positions import NO_SLOTS
 
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
-
 _DAYS_PER_YEAR = 365.0
 
 
@@ -45,7 +41,7 @@ class PerpExchange(Protocol[PerpParams]):
     type_name = "perp"
     Params = PerpParams
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: PerpParams) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: PerpParams) -> None:
         super().__init__(model, protocol_id, params)
         assets = self.world.asset_names
         unknown = sorted(set(params.markets) - set(assets))

@@ -29,8 +29,8 @@ may be negative: a short sale of borrowed units (borrow fees neglected).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+import mesa
 import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
@@ -55,9 +55,6 @@ from liqnet.protocols.options.surface import NeuralSurface, SmileSpec, SVISurfac
 from liqnet.protocols.options.vault_params import OptionVaultParams
 from liqnet.protocols.positions import PositionArrays
 
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
-
 _DAYS_PER_YEAR = 365.0
 
 
@@ -67,7 +64,7 @@ class OptionVault(Protocol[OptionVaultParams]):
     type_name = "options"
     Params = OptionVaultParams
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: OptionVaultParams) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: OptionVaultParams) -> None:
         super().__init__(model, protocol_id, params)
         p, world = params, self.world
         if p.underlying not in world.asset_names:
