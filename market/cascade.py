@@ -34,12 +34,7 @@ def run_cascade(model: MarketModel) -> list[RoundStats]:
     """Run cascade rounds for the current step; returns the stats of each active round."""
     rounds: list[RoundStats] = []
     for round_index in range(model.max_cascade_rounds):
-        call = model.world.call
-        offers = [
-            o
-            for p in model.live_protocols()
-            for o in call(p, "liquidation_candidates", p.liquidation_candidates)
-        ]
+        offers = [o for p in model.live_protocols() for o in p.liquidation_candidates()]
         if not offers and not model.hedgers:
             break
         stats = RoundStats()
@@ -131,8 +126,7 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> 
     for protocol in model.hedgers:
         if protocol.defaulted:
             continue
-        orders = model.world.call(protocol, "hedge_orders", protocol.hedge_orders)
-        for asset, units in orders.items():
+        for asset, units in protocol.hedge_orders().items():
             if abs(units) <= 1e-12:
                 continue
             pool = model.pools[asset]

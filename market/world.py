@@ -35,17 +35,15 @@ class MarketWorld:
 
     def __init__(self, model: MarketModel) -> None:
         self._model = model
-        self._prices: Mapping[str, float] = MappingProxyType(model.oracle_prices)
-        # Open checks: protocol -> [usd, {asset: units}] moved into it by transfers so far.
-        self._flows: dict[Protocol, list[Any]] = {}
+        # A plain attribute, not a property: protocols read prices many times a step.
+        self.oracle_prices: Mapping[str, float] = MappingProxyType(model.oracle_prices)
+        """Prices the oracles published, per asset (live, read-only)."""
+        # Open checks: id(protocol) -> [usd, {asset: units}] moved into it by transfers so
+        # far (keyed by id: hashing an agent goes through Python).
+        self._flows: dict[int, list[Any]] = {}
         self._constructing: list[Any] | None = None
 
     # -- the read-only view ------------------------------------------------------------
-    @property
-    def oracle_prices(self) -> Mapping[str, float]:
-        """Prices the oracles published, per asset (live, read-only)."""
-        return self._prices
-
     @property
     def asset_names(self) -> tuple[str, ...]:
         """The market's assets, in their fixed order."""
@@ -116,33 +114,33 @@ class MarketWorld:
         """
         if not (math.isfinite(usd) and math.isfinite(units)):
             raise ValueError(f"transfer {payer!r} -> {payee!r}: amounts must be finite")
-        if units and asset not in self._model.external_units:
+        model = self._model
+        if units and asset not in model.external_units:
             raise ValueError(
                 f"transfer of units: asset {asset!r} is not a market asset "
-                f"(allowed: {list(self._model.asset_names)})"
+                f"(allowed: {list(model.asset_names)})"
             )
-        self._move(payer, -usd, asset, -units)
-        self._move(payee, usd, asset, units)
-
-    def _move(self, party: Account, usd: float, asset: str | None, units: float) -> None:
-        model = self._model
-        if isinstance(party, Protocol):
-            if usd:
-                party.cash += usd
-            flows = self._flows.get(party, self._constructing)
-            if flows is not None:
-                flows[0] += usd
+        # Both sides inline and a str test first (isinstance against the Protocol ABC is
+        # several times slower): transfers run many times a step.
+        for party, sign in ((payer, -1.0), (payee, 1.0)):
+            if isinstance(party, str):
+                if party not in model.external_cash:
+                    raise ValueError(
+                        f"unknown account {party!r}: a protocol or one of "
+                        f"{list(model.external_cash)}"
+                    )
+                if usd:
+                    model.external_cash[party] += sign * usd
                 if units:
-                    flows[1][asset] = flows[1].get(asset, 0.0) + units
-            return
-        if party not in model.external_cash:
-            raise ValueError(
-                f"unknown account {party!r}: a protocol or one of {list(model.external_cash)}"
-            )
-        if usd:
-            model.external_cash[party] += usd
-        if units:
-            model.external_units[asset] += units  # type: ignore[index]
+                    model.external_units[asset] += sign * units  # type: ignore[index]
+                continue
+            if usd:
+                party.cash += sign * usd
+            flows = self._flows.get(id(party), self._constructing)
+            if flows is not None:
+                flows[0] += sign * usd
+                if units:
+                    flows[1][asset] = flows[1].get(asset, 0.0) + sign * units
 
     # -- checked calls -----------------------------------------------------------------
     def call(
@@ -167,12 +165,18 @@ class MarketWorld:
         cash_before = protocol.cash
         units_before = protocol.held_units()
         flows: list[Any] = [usd, {asset: units} if units else {}]
-        self._flows[protocol] = flows
+        self._flows[id(protocol)] = flows
         try:
             result = method(*args)
         finally:
-            del self._flows[protocol]
-        self.check(protocol, phase, cash_before, units_before, flows[0], flows[1])
+            del self._flows[id(protocol)]
+        # Fast path: cash moved exactly by the flows and no units moved at all.
+        if (
+            protocol.cash - cash_before != flows[0]
+            or flows[1]
+            or (protocol.held_units() != units_before)
+        ):
+            self.check(protocol, phase, cash_before, units_before, flows[0], flows[1])
         return result
 
     def construct(self, cls: type[Protocol], protocol_id: str, params: Any) -> Protocol:
@@ -210,6 +214,8 @@ class MarketWorld:
                 f"{'created from nothing' if created > 0 else 'destroyed'}"
             )
         held = protocol.held_units()
+        if not units and held == units_before:
+            return  # the common case: no units moved (a dict comparison in C)
         for name in held.keys() | units_before.keys() | units.keys():
             now, before = held.get(name, 0.0), units_before.get(name, 0.0)
             moved = units.get(name, 0.0)
