@@ -3,7 +3,9 @@
 A protocol never reaches into the market model. It reads prices, time and market data
 through :class:`World` (``protocol.world``) and moves cash and asset units with
 :meth:`World.transfer`. The world (``liqnet.market.MarketModel``) implements the view and
-checks conservation after every call it makes into a protocol: a phase that changes the
+checks conservation after every phase call that may move money (``apply_levers``,
+``accrue``, ``act_users``, ``execute_liquidations``, hedge fills, credit payments and
+construction; queries such as ``liquidation_candidates`` are not): a phase that changes the
 protocol's ``cash`` or ``held_units()`` by more than its transfers (and the exchanges the
 world itself made with it, such as a liquidation) raises :class:`ConservationError`
 naming the protocol, the phase, the asset and the amount.
