@@ -71,7 +71,19 @@ def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_move
         units = offer.seize_units[accepted]
         reward = offer.reward_usd[accepted]
         price_before = pool.price
-        outcome = offer.protocol.execute_liquidations(offer, accepted)
+        # The liquidator pays the repayment and takes the collateral and its reward: the
+        # protocol books that exchange itself, everything else it moves by transfers.
+        protocol = offer.protocol
+        outcome = model.world.call(
+            protocol,
+            "execute_liquidations",
+            protocol.execute_liquidations,
+            offer,
+            accepted,
+            usd=float(repay.sum()) - float(reward.sum()),
+            asset=offer.asset,
+            units=-float(units.sum()),
+        )
         # Sell one by one in the liquidator's order: the pool's cumulative quote.
         proceeds = liquidator.sale_proceeds(pool, units)
         sold = float(units.sum())
@@ -120,7 +132,17 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> 
             pool = model.pools[asset]
             price_before = pool.price
             usd = pool.sell(units) if units > 0 else -pool.buy_units(-units)
-            protocol.on_hedge_fill(asset, -units, usd)
+            model.world.call(
+                protocol,
+                "on_hedge_fill",
+                protocol.on_hedge_fill,
+                asset,
+                -units,
+                usd,
+                usd=usd,
+                asset=asset,
+                units=-units,
+            )
             pool_moves[asset] = pool_moves.get(asset, 0.0) + math.log(pool.price / price_before)
             model.events.append(
                 step=model.step_index,

@@ -21,22 +21,14 @@ from liqnet.market.oracle import Oracle
 from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.market.prices import AssetDynamics, PriceProcess
 from liqnet.market.settlement import negotiate, settle, sync_credit
+from liqnet.market.world import MarketWorld
 from liqnet.protocols.base import LEVER_NAMES, Protocol
 from liqnet.protocols.registry import get_protocol_class
+from liqnet.protocols.world import EXTERNAL_ACCOUNTS
 
 if TYPE_CHECKING:
     from liqnet.core.schema import Scenario
 
-EXTERNAL_ACCOUNTS: tuple[str, ...] = (
-    "depositors",
-    "borrowers",
-    "traders",
-    "lps",
-    "cex",
-    "gas",
-    "owners",
-)
-"""Cash accounts of everyone outside the modelled balance sheets (for conservation)."""
 TIMESERIES_TABLE = "world"
 """Name of the DataCollector table holding the per-step time series."""
 
@@ -114,10 +106,13 @@ class MarketModel(mesa.Model):
         for agent in (*self.liquidators, *self.arbitrageurs):
             self.external_cash["owners"] -= agent.cash
 
+        self.world = MarketWorld(self)
+        """What protocols see of this market, the transfer API and conservation checks."""
         self.protocols: dict[str, Protocol] = {}
         for spec in scenario.protocols:
             cls = get_protocol_class(spec.type)
-            self.protocols[spec.id] = cls(self, spec.id, cls.Params.model_validate(spec.params))
+            params = cls.Params.model_validate(spec.params)
+            self.protocols[spec.id] = self.world.construct(cls, spec.id, params)
 
         # Protocols that trade on the pools themselves (delta hedgers), found once.
         self.hedgers = [
@@ -230,7 +225,7 @@ class MarketModel(mesa.Model):
         for protocol_id, protocol in self.protocols.items():
             vector = levers[protocol_id]
             if not protocol.defaulted and (vector[0] != 0.0 or vector[1] != 0.0):
-                protocol.apply_levers(vector)
+                self.world.call(protocol, "apply_levers", protocol.apply_levers, vector)
         # 2. Negotiation.
         negotiate(self, levers)
         # 3. Exogenous move.
@@ -247,9 +242,10 @@ class MarketModel(mesa.Model):
             self.oracles[name].record(float(prices[i]))
         self.poll_oracles()
         # 6. Accrual and users.
+        call = self.world.call
         for protocol in self.live_protocols():
-            protocol.accrue(self.dt_years)
-            protocol.act_users(self.dt_years, self.user_rng)
+            call(protocol, "accrue", protocol.accrue, self.dt_years)
+            call(protocol, "act_users", protocol.act_users, self.dt_years, self.user_rng)
         if self.ledger.lines.count:
             self.ledger.accrue(self.dt_years)
             sync_credit(self)

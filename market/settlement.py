@@ -19,6 +19,7 @@ from liqnet.market.negotiation import LiquidityOrders
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
+    from liqnet.protocols.base import Protocol
 
 LEND, LEND_RATE, BORROW, BORROW_RATE = 2, 3, 4, 5  # positions in the lever vector
 _MIN_ORDER_USD = 1.0
@@ -41,6 +42,16 @@ def sync_credit(model: MarketModel) -> None:
     for i, protocol in enumerate(model.protocols.values()):
         protocol.credit_lent = float(lent[i])
         protocol.credit_borrowed = float(borrowed[i])
+
+
+def _pay(model: MarketModel, protocol: Protocol, amount: float) -> None:
+    """``protocol`` pays ``amount`` USD of credit (checked: its cash falls by that)."""
+    model.world.call(protocol, "pay_cash", protocol.pay_cash, amount, usd=-amount)
+
+
+def _receive(model: MarketModel, protocol: Protocol, amount: float) -> None:
+    """``protocol`` takes in ``amount`` USD of credit (checked: its cash rises by that)."""
+    model.world.call(protocol, "receive_cash", protocol.receive_cash, amount, usd=amount)
 
 
 def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple | None:
@@ -87,9 +98,9 @@ def negotiate(model: MarketModel, levers: dict[str, np.ndarray]) -> None:
     received = np.bincount(matches.borrower, matches.amount, minlength=len(protocols))
     for i, protocol in enumerate(protocols):
         if paid[i] > 0:
-            protocol.pay_cash(float(paid[i]))
+            _pay(model, protocol, float(paid[i]))
         if received[i] > 0:
-            protocol.receive_cash(float(received[i]))
+            _receive(model, protocol, float(received[i]))
     model.ledger.open(matches, model.step_index, model.scenario.negotiation.maturity_steps)
     sync_credit(model)
 
@@ -104,8 +115,8 @@ def _repay_or_roll(model: MarketModel) -> set[int]:
         lender = protocols[int(ledger.lines["lender"][slot])]
         owed = float(ledger.lines["owed"][slot])
         if borrower.available_cash() >= owed:
-            borrower.pay_cash(owed)
-            lender.receive_cash(owed)
+            _pay(model, borrower, owed)
+            _receive(model, lender, owed)
             ledger.close(np.array([slot]), step, "repay", np.array([owed]))
         elif borrower.equity() > 0.0:
             # Illiquid but solvent: the lender rolls the line over for another term.
@@ -123,8 +134,8 @@ def _collect_recoveries(model: MarketModel) -> None:
         borrower = protocols[int(ledger.lines["borrower"][slot])]
         amount = min(float(ledger.lines["owed"][slot]), max(0.0, borrower.available_cash()))
         if amount > 0:
-            borrower.pay_cash(amount)
-            protocols[int(ledger.lines["lender"][slot])].receive_cash(amount)
+            _pay(model, borrower, amount)
+            _receive(model, protocols[int(ledger.lines["lender"][slot])], amount)
             ledger.collect(np.array([slot]), np.array([amount]), model.step_index)
 
 

@@ -8,9 +8,8 @@ never sees the environment, Ray or learners.
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import mesa
 import numpy as np
@@ -18,6 +17,7 @@ import pydantic
 
 from liqnet.core.levers import FEATURE_NAMES, LEVER_NAMES
 from liqnet.core.schema import reject_bool_numbers
+from liqnet.protocols.world import World
 
 __all__ = [
     "FEATURE_NAMES",
@@ -26,12 +26,10 @@ __all__ = [
     "LiquidationOutcome",
     "Protocol",
     "ProtocolParams",
+    "World",
     "bounded_step",
     "drawdown",
 ]
-
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
 
 
 def bounded_step(value: float, lever: float, step: float, lower: float, upper: float) -> float:
@@ -101,24 +99,35 @@ class LiquidationOutcome:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-class Protocol(mesa.Agent, abc.ABC):
-    """Base class of protocol models (a ``mesa.Agent``).
+P = TypeVar("P", bound="ProtocolParams")
+"""The parameter model of a protocol class (``class Pool(Protocol[PoolParams])``)."""
+
+
+class Protocol(mesa.Agent, abc.ABC, Generic[P]):
+    """Base class of protocol models (a ``mesa.Agent``), generic over its parameters.
 
     Subclasses set ``type_name`` (the registry type used in scenario files) and
     ``Params`` (a :class:`ProtocolParams` model that validates the scenario's
-    ``params`` table).
+    ``params`` table). A protocol reads the market through ``self.world``
+    (:class:`~liqnet.protocols.world.World`) and moves cash and units only with
+    ``self.world.transfer``; the world checks after every call that nothing else
+    changed its ``cash`` or ``held_units()``.
 
     Args:
-        model: The world this protocol lives in.
+        model: The world this protocol lives in (a ``MarketModel``: it has ``.world``).
         protocol_id: Unique name in the scenario.
         params: Validated parameters.
     """
 
     type_name: ClassVar[str]
     Params: ClassVar[type[ProtocolParams]]
+    params: P
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: ProtocolParams) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: P) -> None:
         super().__init__(model)
+        # The world (liqnet.market.MarketModel) hands its protocol view to each protocol;
+        # protocols type it as World so they never depend on the market layer.
+        self.world: World = model.world
         self.protocol_id = protocol_id
         self.params = params
         self.cash = 0.0
@@ -132,27 +141,6 @@ class Protocol(mesa.Agent, abc.ABC):
         self.defaulted = False
         self.perceived_risk = 0.0  # users' smoothed fear of losses, drives runs
         self._churn_days = 0.0
-
-    def run_flows(
-        self,
-        balance: float,
-        signal: float,
-        days: float,
-        turnover_per_day: float,
-        run_sensitivity: float,
-        memory_days: float,
-    ) -> tuple[float, float]:
-        """Depositors' (or LPs') inflow and wanted withdrawals on ``balance`` this step.
-
-        ``perceived_risk`` moves toward ``signal`` with an exponential memory; inflows
-        dry up and withdrawals grow with it (a run when the fear is high).
-        """
-        memory = 1.0 - math.exp(-days / memory_days)
-        self.perceived_risk += memory * (signal - self.perceived_risk)
-        balance = max(balance, 0.0)
-        inflow = turnover_per_day * days * balance * math.exp(-5.0 * self.perceived_risk)
-        share = days * (turnover_per_day + run_sensitivity * self.perceived_risk)
-        return inflow, balance * min(1.0, share)
 
     def churn_days(self, days: float, interval_hours: float) -> float:
         """Days of position churn to apply now (0 until ``interval_hours`` accumulate).
@@ -181,13 +169,17 @@ class Protocol(mesa.Agent, abc.ABC):
         """Equity including inter-protocol credit lent (asset) and borrowed (liability)."""
         return self.own_equity() + self.credit_lent - self.credit_borrowed
 
+    def unrealised_losses(self) -> float:
+        """USD of losses carried but not yet written off (e.g. underwater loans); 0 here."""
+        return 0.0
+
     @abc.abstractmethod
     def held_units(self) -> dict[str, float]:
         """Asset units this protocol holds (collateral, inventory), for conservation."""
 
     def asset_exposures(self) -> dict[str, float]:
         """USD value of each asset this protocol's solvency depends on."""
-        prices = self.model.oracle_prices
+        prices = self.world.oracle_prices
         return {a: u * prices[a] for a, u in self.held_units().items()}
 
     # -- levers and behaviour ----------------------------------------------------------
@@ -212,7 +204,12 @@ class Protocol(mesa.Agent, abc.ABC):
     def execute_liquidations(
         self, offer: LiquidationOffer, accepted: np.ndarray
     ) -> LiquidationOutcome:
-        """Apply the accepted entries of ``offer``; cash and units move with the caller."""
+        """Apply the accepted entries of ``offer``; cash and units move with the caller.
+
+        The liquidator pays ``repay_usd`` and receives ``seize_units`` and ``reward_usd``:
+        the protocol books those into ``cash`` and its books itself (the world checks
+        them); any other flow (refunds to traders, leftover collateral) is a transfer.
+        """
 
     # -- hedging -----------------------------------------------------------------------
     def hedge_orders(self) -> dict[str, float]:
@@ -224,7 +221,11 @@ class Protocol(mesa.Agent, abc.ABC):
         return {}
 
     def on_hedge_fill(self, asset: str, units: float, usd: float) -> None:
-        """The market filled a hedge: ``units`` (signed, + received) for ``usd`` (+ received)."""
+        """The market filled a hedge: ``units`` (signed, + received) for ``usd`` (+ received).
+
+        The world made the exchange with the pool: the protocol books ``usd`` into
+        ``cash`` and ``units`` into its inventory (the world checks both moved so).
+        """
         raise NotImplementedError(f"{type(self).__name__} placed hedge orders but cannot fill")
 
     # -- liquidity ---------------------------------------------------------------------
@@ -233,7 +234,10 @@ class Protocol(mesa.Agent, abc.ABC):
         return max(0.0, self.cash)
 
     def receive_cash(self, amount: float) -> None:
-        """Take in ``amount`` USD from another protocol (credit drawn or repaid)."""
+        """Take in ``amount`` USD from another protocol (credit drawn or repaid).
+
+        The world pays the counterparty side and checks ``cash`` rose by ``amount``.
+        """
         self.cash += amount
 
     def pay_cash(self, amount: float) -> None:

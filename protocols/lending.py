@@ -10,8 +10,8 @@ when its key ``scaled_debt / collateral`` exceeds ``price * LT / index``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+import mesa
 import numpy as np
 
 from liqnet.protocols.base import (
@@ -20,61 +20,18 @@ from liqnet.protocols.base import (
     Protocol,
     bounded_step,
 )
+from liqnet.protocols.flows import run_flows
+from liqnet.protocols.lending_book import LendingBook
 from liqnet.protocols.lending_params import (
-    CollateralParams,
     LendingParams,
 )
-from liqnet.protocols.positions import NO_SLOTS, LiquidationIndex, PositionArrays
+from liqnet.protocols.positions import NO_SLOTS
 from liqnet.protocols.rates import KinkedRateModel
-
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
 
 _DAYS_PER_YEAR = 365.0
 
 
-class _Book:
-    """One collateral asset's positions, index and running totals."""
-
-    def __init__(self, asset: str, params: CollateralParams) -> None:
-        self.asset = asset
-        self.liquidation_threshold = params.liquidation_threshold
-        self.ltv = params.ltv
-        self.bonus = params.liquidation_bonus
-        self.positions = PositionArrays(("collateral", "scaled_debt"))
-        self.total_collateral = 0.0
-        self.total_scaled_debt = 0.0
-        self.index = LiquidationIndex(
-            self.positions, self.key, value_columns=("collateral", "scaled_debt")
-        )
-
-    def key(self, slots: np.ndarray) -> np.ndarray:
-        """Scaled debt per unit of collateral: invariant to price, LT and borrow index."""
-        collateral = self.positions["collateral"][slots]
-        debt = self.positions["scaled_debt"][slots]
-        # np.divide with ``where`` instead of np.errstate: the context manager costs more
-        # than the division for the handful of slots marked at a time.
-        return np.divide(debt, collateral, out=np.full(debt.shape, np.inf), where=collateral > 0)
-
-    def add(self, collateral: np.ndarray, scaled_debt: np.ndarray, mark: bool = True) -> np.ndarray:
-        """Open loans; ``mark=False`` leaves marking the index to the caller."""
-        slots = self.positions.add(collateral=collateral, scaled_debt=scaled_debt)
-        self.total_collateral += float(collateral.sum())
-        self.total_scaled_debt += float(scaled_debt.sum())
-        if mark:
-            self.index.mark_dirty(slots)
-        return slots
-
-    def close(self, slots: np.ndarray, mark: bool = True) -> None:
-        """Close loans; ``mark=False`` leaves marking the index to the caller."""
-        self.total_collateral -= float(self.positions["collateral"][slots].sum())
-        self.total_scaled_debt -= float(self.positions["scaled_debt"][slots].sum())
-        self.positions.close(slots)
-        if mark:
-            self.index.mark_dirty(slots)
-
-
-class LendingPool(Protocol):
+class LendingPool(Protocol[LendingParams]):
     """Aave-v3-like pool lending USD against one or more collateral assets.
 
     Balance sheet: cash + loans (at most their collateral value) - deposits. Deposits
@@ -86,14 +43,15 @@ class LendingPool(Protocol):
     type_name = "lending"
     Params = LendingParams
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: LendingParams) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: LendingParams) -> None:
         super().__init__(model, protocol_id, params)
         p = params
-        unknown = sorted(set(p.collateral) - set(model.asset_names))
+        assets = self.world.asset_names
+        unknown = sorted(set(p.collateral) - set(assets))
         if unknown:
             raise ValueError(
                 f"protocol {protocol_id!r}: collateral assets {unknown} are not market assets "
-                f"(allowed: {list(model.asset_names)})"
+                f"(allowed: {list(assets)})"
             )
         self.rate_model = KinkedRateModel(**p.rate_model.model_dump())
         self.base_slopes = (p.rate_model.slope1, p.rate_model.slope2)
@@ -104,9 +62,9 @@ class LendingPool(Protocol):
         self.reserves = p.reserves_usd
         self._shortfall_key: tuple = ()
         self._shortfall = 0.0
-        self.books = {a: _Book(a, c) for a, c in p.collateral.items()}
+        self.books = {a: LendingBook(a, c) for a, c in p.collateral.items()}
         self.reference_rate = self.rate_model.borrow_rate(p.utilization)
-        self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
+        self._seed_positions(self.world.rng_for(f"protocol:{protocol_id}:init"))
 
     # -- set-up ------------------------------------------------------------------------
     def _draw_positions(
@@ -125,7 +83,7 @@ class LendingPool(Protocol):
         )
         # Positions never open above max LTV: health factor >= LT / LTV at opening.
         health = np.maximum(1.0 + excess, book.liquidation_threshold / book.ltv)
-        price = self.model.oracle_prices[asset]
+        price = self.world.oracle_prices[asset]
         collateral = debt_usd * health / (book.liquidation_threshold * price)
         return collateral, debt_usd
 
@@ -141,11 +99,13 @@ class LendingPool(Protocol):
             debt = total_debt * share * weights / weights.sum()
             collateral, debt = self._draw_positions(rng, count, debt, asset)
             book.add(collateral, debt)  # borrow index starts at 1
-        self.cash = p.deposits_usd - total_debt + p.reserves_usd
-        self.model.external_cash["depositors"] -= p.deposits_usd + p.reserves_usd
-        self.model.external_cash["borrowers"] += total_debt
+        world = self.world
+        # (In this order the opening cash is (deposits - debt) + reserves, as before.)
+        world.transfer("depositors", self, usd=p.deposits_usd)
+        world.transfer(self, "borrowers", usd=total_debt)
+        world.transfer("depositors", self, usd=p.reserves_usd)
         for asset, book in self.books.items():
-            self.model.external_units[asset] -= book.total_collateral
+            world.transfer("borrowers", self, asset=asset, units=book.total_collateral)
         for book in self.books.values():
             book.index.rebuild(full=True)
 
@@ -172,7 +132,7 @@ class LendingPool(Protocol):
         """
         cache_key = (
             self.borrow_index,
-            *(self.model.oracle_prices[a] for a in self.books),
+            *(self.world.oracle_prices[a] for a in self.books),
             *(b.index.version for b in self.books.values()),
         )
         if cache_key != self._shortfall_key:
@@ -183,10 +143,14 @@ class LendingPool(Protocol):
     def _compute_shortfall(self) -> float:
         shortfall = 0.0
         for asset, book in self.books.items():
-            price = self.model.oracle_prices[asset]
+            price = self.world.oracle_prices[asset]
             sums = book.index.tail_sums(price / self.borrow_index, above=True)
             shortfall += self.borrow_index * sums["scaled_debt"] - price * sums["collateral"]
         return max(0.0, shortfall)
+
+    def unrealised_losses(self) -> float:
+        """The underwater shortfall: losses carried but not yet written off."""
+        return self.underwater_shortfall()
 
     def own_equity(self) -> float:
         """Cash + loans (capped by collateral) - deposits."""
@@ -247,7 +211,7 @@ class LendingPool(Protocol):
 
     def _borrowers_act(self, days: float, rng: np.random.Generator) -> None:
         p = self.params
-        ext_cash, ext_units = self.model.external_cash, self.model.external_units
+        transfer = self.world.transfer
         rate_ratio = self.reference_rate / max(
             self.rate_model.borrow_rate(self.utilization()), 1e-9
         )
@@ -259,9 +223,8 @@ class LendingPool(Protocol):
                 owed = float(book.positions["scaled_debt"][closed].sum()) * self.borrow_index
                 units = float(book.positions["collateral"][closed].sum())
                 book.close(closed, mark=False)
-                self.cash += owed
-                ext_cash["borrowers"] -= owed
-                ext_units[asset] += units
+                transfer("borrowers", self, usd=owed)
+                transfer(self, "borrowers", asset=asset, units=units)
             # New loans: fewer when rates are above the reference rate (price lever).
             share = p.collateral[asset].share / sum(c.share for c in p.collateral.values())
             expected = p.position_turnover_per_day * days * p.positions * share
@@ -273,10 +236,8 @@ class LendingPool(Protocol):
                 collateral, debt = collateral[fits], debt[fits]
                 if debt.size:
                     opened = book.add(collateral, debt / self.borrow_index, mark=False)
-                    lent = float(debt.sum())
-                    self.cash -= lent
-                    ext_cash["borrowers"] += lent
-                    ext_units[asset] -= float(collateral.sum())
+                    transfer(self, "borrowers", usd=float(debt.sum()))
+                    transfer("borrowers", self, asset=asset, units=float(collateral.sum()))
             # One index update for the batch (new loans reuse the slots just freed).
             if closed.size or opened.size:
                 book.index.mark_dirty(np.concatenate((closed, opened)))
@@ -294,21 +255,18 @@ class LendingPool(Protocol):
         insolvency = (shortfall + max(0.0, -equity)) / deposits
         # Depositors fear losses (insolvency) far more than high utilisation.
         signal = 0.2 * stress + min(1.0, 20.0 * insolvency)
-        inflow, wanted = self.run_flows(
+        inflow, paid = run_flows(
+            self,
+            "depositors",
             deposits,
             signal,
             days,
             p.deposit_turnover_per_day,
             p.run_sensitivity,
             p.risk_memory_days,
+            lambda: max(0.0, self.cash),
         )
-        # Inflows arrive before withdrawals are served, as within one block of time.
-        self.cash += inflow
-        paid = min(wanted, max(0.0, self.cash))
-        self.cash -= paid
         self.scaled_deposits += (inflow - paid) / self.liquidity_index
-        self.model.external_cash["depositors"] += paid - inflow
-        self.liquidity_shortfall = wanted - paid
 
     # -- liquidations ------------------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:
@@ -319,7 +277,7 @@ class LendingPool(Protocol):
         """
         offers = []
         for asset, book in self.books.items():
-            price = self.model.oracle_prices[asset]
+            price = self.world.oracle_prices[asset]
             lt = book.liquidation_threshold
             slots = book.index.select(price * lt / self.borrow_index, above=True)
             if slots.size == 0:
@@ -330,10 +288,10 @@ class LendingPool(Protocol):
             # at most the debt and at most the collateral's value net of the bonus. When no
             # loan can pay any liquidator's hurdle, all of it is dust that no one takes, and
             # offering it would cost more than this check.
-            pool_premium = (1.0 + book.bonus) * self.model.pools[asset].price / price - 1.0
+            pool_premium = (1.0 + book.bonus) * self.world.pool_price(asset) / price - 1.0
             largest_repay = np.minimum(debt, collateral * (price / (1.0 + book.bonus))).max()
             # (The 1e-9 margin keeps round-off from dropping a loan right at the hurdle.)
-            if largest_repay * pool_premium < self.model.liquidation_hurdle_usd - 1e-9:
+            if largest_repay * pool_premium < self.world.liquidation_hurdle_usd - 1e-9:
                 continue
             repay, seize = self.liquidation_amounts(collateral, debt, price, lt, book.bonus)
             offers.append(
@@ -392,7 +350,8 @@ class LendingPool(Protocol):
             self.recognise_bad_debt(float(bad_debt.sum()))
         # A fully repaid loan hands its leftover collateral back to the borrower; a
         # written-off loan (an asset) disappears with its dust.
-        self.model.external_units[book.asset] += float(columns["collateral"][done].sum())
+        left = float(columns["collateral"][done].sum())
+        self.world.transfer(self, "borrowers", asset=book.asset, units=left)
         book.close(done, mark=False)
         book.index.mark_dirty(slots)  # one update for all (the closed ones are among them)
         return LiquidationOutcome(bad_debt_usd=bad_debt)

@@ -17,8 +17,7 @@ is left is socialised to the LP vault (realised bad debt).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import mesa
 import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
@@ -29,28 +28,27 @@ from liqnet.protocols.base import (
     bounded_step,
     drawdown,
 )
+from liqnet.protocols.flows import run_flows
 from liqnet.protocols.perp_book import PerpMarket, PerpParams, PerpSide
 from liqnet.protocols.positions import NO_SLOTS
-
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
 
 _DAYS_PER_YEAR = 365.0
 
 
-class PerpExchange(Protocol):
+class PerpExchange(Protocol[PerpParams]):
     """Perpetual-futures exchange: margin, funding, liquidations, insurance fund, ADL."""
 
     type_name = "perp"
     Params = PerpParams
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: PerpParams) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: PerpParams) -> None:
         super().__init__(model, protocol_id, params)
-        unknown = sorted(set(params.markets) - set(model.asset_names))
+        assets = self.world.asset_names
+        unknown = sorted(set(params.markets) - set(assets))
         if unknown:
             raise ValueError(
                 f"protocol {protocol_id!r}: markets {unknown} are not market assets "
-                f"(allowed: {list(model.asset_names)})"
+                f"(allowed: {list(assets)})"
             )
         self.markets = {a: PerpMarket(a, m) for a, m in params.markets.items()}
         self.vault_cash = params.vault_usd
@@ -59,9 +57,9 @@ class PerpExchange(Protocol):
         self.price_multiplier = 1.0
         self.vault_peak = params.vault_usd
         self.adl_usd = 0.0
-        self.cash = self.vault_cash + self.insurance_fund + self.treasury
-        model.external_cash["lps"] -= self.cash
-        self._seed_positions(model.rng_for(f"protocol:{protocol_id}:init"))
+        capital = self.vault_cash + self.insurance_fund + self.treasury
+        self.world.transfer("lps", self, usd=capital)
+        self._seed_positions(self.world.rng_for(f"protocol:{protocol_id}:init"))
         # The opening book's fees are part of the starting treasury, not income earned in
         # the run: revenue counts from step 0, as the lending pools' does.
         self.revenue = 0.0
@@ -73,7 +71,7 @@ class PerpExchange(Protocol):
         Returns the new slots, not yet marked in the liquidation index.
         """
         p = self.params
-        price = self.model.oracle_prices[market.asset]
+        price = self.world.oracle_prices[market.asset]
         leverage = p.leverage_median * rng.lognormal(0.0, p.leverage_dispersion, notional.size)
         # (minimum/maximum: np.clip's Python wrapper costs more than the clipping here.)
         leverage = np.minimum(np.maximum(leverage, 1.0), 1.0 / market.initial_margin)
@@ -86,11 +84,9 @@ class PerpExchange(Protocol):
             funding_entry=market.funding_index,
         )
         fees = p.trading_fee * self.price_multiplier * float(notional.sum())
-        deposited = float(margin.sum()) + fees
-        self.cash += deposited
+        self.world.transfer("traders", self, usd=float(margin.sum()) + fees)
         self.treasury += fees
         self.revenue += fees
-        self.model.external_cash["traders"] -= deposited
         return slots
 
     def _draw_notional(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -132,7 +128,7 @@ class PerpExchange(Protocol):
         market_shares = np.array([m.share for m in p.markets.values()])
         market_shares = market_shares / market_shares.sum()
         for market, market_share in zip(self.markets.values(), market_shares, strict=True):
-            price = self.model.oracle_prices[market.asset]
+            price = self.world.oracle_prices[market.asset]
             for side in market.sides.values():
                 # Each open position closes at the turnover rate; new ones arrive at the
                 # rate that keeps the book at its configured size and split.
@@ -170,9 +166,7 @@ class PerpExchange(Protocol):
         self.vault_cash -= float(pnl.sum())
         self.treasury += float(fee.sum())
         self.revenue += float(fee.sum())
-        payout = float(equity.sum())
-        self.cash -= payout
-        self.model.external_cash["traders"] += payout
+        self.world.transfer(self, "traders", usd=float(equity.sum()))
         return slots
 
     def _lps_act(self, days: float) -> None:
@@ -184,23 +178,19 @@ class PerpExchange(Protocol):
         # LPs shrug off ordinary swings of trader PnL; losses beyond 10% of the vault's
         # peak, or open interest far above the vault, make them run.
         signal = min(1.0, 5.0 * max(0.0, fall - 0.1)) + 0.1 * max(0.0, usage - 3.0)
-        inflow, wanted = self.run_flows(
-            nav, signal, days, p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days
-        )
-        self.vault_cash += inflow
-        self.cash += inflow
-        paid = min(wanted, self.vault_free_cash())
-        self.vault_cash -= paid
-        self.cash -= paid
-        self.model.external_cash["lps"] += paid - inflow
-        self.liquidity_shortfall = wanted - paid
+        rates = (p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days)
+        run_flows(self, "lps", nav, signal, days, *rates, self.vault_free_cash, self._book_vault)
+
+    def _book_vault(self, usd: float) -> None:
+        """LP money in (+) or out (-) is the vault's."""
+        self.vault_cash += usd
 
     # -- balance sheet -----------------------------------------------------------------
     def traders_pnl(self) -> float:
         """Unrealised PnL of all traders at oracle prices (the vault's liability)."""
         total = 0.0
         for market in self.markets.values():
-            price = self.model.oracle_prices[market.asset]
+            price = self.world.oracle_prices[market.asset]
             for side in market.sides.values():
                 total += side.pnl(None, price, market.funding_index)
         return total
@@ -208,7 +198,7 @@ class PerpExchange(Protocol):
     def open_interest(self) -> float:
         """Total notional of open positions at oracle prices."""
         return sum(
-            self.model.oracle_prices[m.asset] * sum(s.sums["size"] for s in m.sides.values())
+            self.world.oracle_prices[m.asset] * sum(s.sums["size"] for s in m.sides.values())
             for m in self.markets.values()
         )
 
@@ -243,7 +233,7 @@ class PerpExchange(Protocol):
         """USD size of the vault's net position per market (it takes the other side)."""
         return {
             m.asset: abs(m.sides["long"].sums["size"] - m.sides["short"].sums["size"])
-            * self.model.oracle_prices[m.asset]
+            * self.world.oracle_prices[m.asset]
             for m in self.markets.values()
         }
 
@@ -290,7 +280,7 @@ class PerpExchange(Protocol):
             cap_8h = p.funding_cap_multiple * (market.initial_margin - market.maintenance_margin)
             rate_8h = min(cap_8h, max(-cap_8h, premium + p.interest_rate_8h))
             market.funding_rate_hourly = rate_8h / 8.0
-            price = self.model.oracle_prices[market.asset]
+            price = self.world.oracle_prices[market.asset]
             market.funding_index += market.funding_rate_hourly * hours * price
 
     # -- liquidations ------------------------------------------------------------------
@@ -299,7 +289,7 @@ class PerpExchange(Protocol):
         offers = []
         reward = self.params.keeper_reward_usd
         for market in self.markets.values():
-            price = self.model.oracle_prices[market.asset]
+            price = self.world.oracle_prices[market.asset]
             mmr, funding = market.maintenance_margin, market.funding_index
             for name, side in market.sides.items():
                 if side.is_long:
@@ -329,7 +319,7 @@ class PerpExchange(Protocol):
         market = self.markets[asset]
         side = market.sides[side_name]
         slots = offer.slots[accepted]
-        price = self.model.oracle_prices[asset]
+        price = self.world.oracle_prices[asset]
         block = side.positions.block(slots)  # one gather: size, entry, margin, funding_entry
         size, margin = block[0], block[2]
         pnl = side.block_pnl(block, price, market.funding_index)
@@ -341,8 +331,7 @@ class PerpExchange(Protocol):
         self.vault_cash -= float(pnl.sum())
         self.insurance_fund += float(penalty.sum())
         self.revenue += float(penalty.sum())
-        self.cash -= float(payout.sum())
-        self.model.external_cash["traders"] += float(payout.sum())
+        self.world.transfer(self, "traders", usd=float(payout.sum()))
         rewards = float(offer.reward_usd[accepted].sum())
         from_insurance = min(rewards, self.insurance_fund)
         self.insurance_fund -= from_insurance

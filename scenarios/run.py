@@ -9,15 +9,12 @@ import pandas as pd
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
 from liqnet.market.model import MarketModel
-from liqnet.protocols.lending import LendingPool
 from liqnet.scenarios.loader import load
 
 
 def unrealised_bad_debt(model: MarketModel) -> float:
     """Shortfall of loans still underwater: losses carried but not yet written off, USD."""
-    return sum(
-        p.underwater_shortfall() for p in model.protocols.values() if isinstance(p, LendingPool)
-    )
+    return sum(p.unrealised_losses() for p in model.protocols.values())
 
 
 def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame) -> dict:

@@ -119,8 +119,7 @@ def add_position(
         margin=np.array([margin]),
         funding_entry=np.array([perp.markets[asset].funding_index]),
     )
-    perp.cash += margin
-    perp.model.external_cash["traders"] -= margin
+    perp.world.transfer("traders", perp, usd=margin)
     (slot,) = set(s.positions.active_slots().tolist()) - before
     return slot
 

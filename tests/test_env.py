@@ -161,8 +161,7 @@ def test_default_terminates_only_that_agent_with_penalty() -> None:
     env.reset(seed=0)
     pool, model = env.model.protocols["aave"], env.model
     drained = pool.equity() + 1e6  # an exploit drains more than the pool's equity
-    pool.cash -= drained
-    model.external_cash["depositors"] += drained
+    model.world.transfer(pool, "depositors", usd=drained)
     rng = np.random.default_rng(0)
     _, rewards, terminations, truncations, _ = env.step(random_actions(env, rng))
     assert terminations == {"aave": True, "compound": False, "dydx": False}
@@ -233,8 +232,7 @@ def test_default_on_the_last_step_is_a_termination_not_a_truncation() -> None:
     env.reset(seed=0)
     pool = env.model.protocols["compound"]
     drained = pool.equity() + 1e6
-    pool.cash -= drained
-    env.model.external_cash["depositors"] += drained
+    env.model.world.transfer(pool, "depositors", usd=drained)
     *_, terminations, truncations, _ = env.step(random_actions(env, np.random.default_rng(0)))
     assert terminations == {"aave": False, "compound": True, "dydx": False}
     assert truncations == {"aave": True, "compound": False, "dydx": True}

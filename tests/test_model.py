@@ -76,8 +76,7 @@ def test_protocol_with_negative_equity_defaults_once() -> None:
     pool = model.protocols["aave"]
     # An exploit drains more than the pool's equity.
     drained = pool.equity() + 1e6
-    pool.cash -= drained
-    model.external_cash["depositors"] += drained
+    model.world.transfer(pool, "depositors", usd=drained)
     model.step()
     assert pool.defaulted
     assert [d["protocol"] for d in model.defaults].count("aave") == 1

@@ -169,8 +169,7 @@ def test_under_margined_account_is_liquidated() -> None:
     # The account withdraws margin (money leaves the vault to the account holder).
     withdrawn = book["margin"][victim] - 0.5 * owed
     book["margin"][victim] -= withdrawn
-    vault.cash -= withdrawn
-    model.external_cash["traders"] += withdrawn
+    model.world.transfer(vault, "traders", usd=withdrawn)
     vault.book_version += 1
     offers = vault.liquidation_candidates()
     assert len(offers) == 1 and victim in offers[0].slots

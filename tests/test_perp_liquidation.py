@@ -77,8 +77,7 @@ def test_index_after_storage_growth_and_adl() -> None:
         margin = size * 3000.0 * rng.uniform(0.05, 0.5, 400)
         side.add(size=size, entry=np.full(400, 3000.0), margin=margin,
                  funding_entry=np.full(400, eth.funding_index))  # fmt: skip
-        perp.cash += float(margin.sum())
-        model.external_cash["traders"] -= float(margin.sum())
+        model.world.transfer("traders", perp, usd=float(margin.sum()))
         assert side.positions.capacity > capacity
     assert_cash_identity(perp)
     check_index(perp, LEVELS)

@@ -17,16 +17,15 @@ class TreasuryParams(ProtocolParams):
     cash_usd: float = Field(1e6, gt=0)
 
 
-class Treasury(Protocol):
+class Treasury(Protocol[TreasuryParams]):
     """Smallest useful third-party protocol: cash in, nothing to liquidate."""
 
     type_name = "treasury"
     Params = TreasuryParams
 
-    def __init__(self, model, protocol_id, params) -> None:
+    def __init__(self, model, protocol_id: str, params: TreasuryParams) -> None:
         super().__init__(model, protocol_id, params)
-        self.cash = params.cash_usd
-        model.external_cash["depositors"] -= params.cash_usd
+        self.world.transfer("depositors", self, usd=params.cash_usd)
 
     def own_equity(self) -> float:
         return self.cash

@@ -29,8 +29,8 @@ may be negative: a short sale of borrowed units (borrow fees neglected).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+import mesa
 import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
@@ -41,6 +41,7 @@ from liqnet.protocols.base import (
     bounded_step,
     drawdown,
 )
+from liqnet.protocols.flows import run_flows
 from liqnet.protocols.options.book import (
     BOOK_FIELDS,
     Marks,
@@ -54,25 +55,22 @@ from liqnet.protocols.options.surface import NeuralSurface, SmileSpec, SVISurfac
 from liqnet.protocols.options.vault_params import OptionVaultParams
 from liqnet.protocols.positions import PositionArrays
 
-if TYPE_CHECKING:
-    from liqnet.market.model import MarketModel
-
 _DAYS_PER_YEAR = 365.0
 
 
-class OptionVault(Protocol):
+class OptionVault(Protocol[OptionVaultParams]):
     """Option-writing vault: premiums, SPAN-like margin, liquidations and delta hedging."""
 
     type_name = "options"
     Params = OptionVaultParams
 
-    def __init__(self, model: MarketModel, protocol_id: str, params: OptionVaultParams) -> None:
+    def __init__(self, model: mesa.Model, protocol_id: str, params: OptionVaultParams) -> None:
         super().__init__(model, protocol_id, params)
-        p = params
-        if p.underlying not in model.asset_names:
+        p, world = params, self.world
+        if p.underlying not in world.asset_names:
             raise ValueError(
                 f"protocol {protocol_id!r}: underlying {p.underlying!r} is not a market asset "
-                f"(allowed: {list(model.asset_names)})"
+                f"(allowed: {list(world.asset_names)})"
             )
         self.asset = p.underlying
         self.grid = stress_grid(p.stress_price_moves, p.stress_vol_moves)
@@ -82,18 +80,16 @@ class OptionVault(Protocol):
         self.units = 0.0  # hedge inventory (negative: borrowed and sold)
         self.book = PositionArrays(BOOK_FIELDS, capacity=p.positions)
         self.book_version = 0
-        self.strike_unit = p.strike_step * model.oracle_prices[self.asset]
-        self._vol_index = model.asset_names.index(self.asset)
+        self.strike_unit = p.strike_step * world.oracle_prices[self.asset]
         self.realised_var = self._regime_vol() ** 2
-        self._last_spot = model.oracle_prices[self.asset]
-        self._quote_rng = model.rng_for(f"protocol:{protocol_id}:quotes")
+        self._last_spot = world.oracle_prices[self.asset]
+        self._quote_rng = world.rng_for(f"protocol:{protocol_id}:quotes")
         self._fit_surface()
         self.perceived_risk, self.hedged_usd_step = 0.0, 0.0
         self._last_hedge_step = -1
         self._cache: dict[str, tuple] = {}
-        self.cash = p.capital_usd
-        model.external_cash["depositors"] -= p.capital_usd
-        rng = model.rng_for(f"protocol:{protocol_id}:init")
+        world.transfer("depositors", self, usd=p.capital_usd)
+        rng = world.rng_for(f"protocol:{protocol_id}:init")
         notional = rng.lognormal(0.0, 1.0, p.positions)
         notional *= p.notional_usd / notional.sum()
         days = rng.integers(1, math.ceil(max(p.expiries_days)) + 1, p.positions)
@@ -101,26 +97,23 @@ class OptionVault(Protocol):
         self.nav_peak = self.own_equity()
         if p.initial_hedge:  # start hedged: the inventory is bought off-market at the oracle
             units = -self.marks().option_delta
-            usd = units * model.oracle_prices[self.asset]
+            usd = units * world.oracle_prices[self.asset]
             self.units += units
-            self.cash -= usd
-            model.external_cash["cex"] += usd
-            model.external_units[self.asset] -= units
+            world.transfer("cex", self, usd=-usd, asset=self.asset, units=units)
 
     # -- market, surface and marks -----------------------------------------------------
     @property
     def now(self) -> float:
         """World time in years."""
-        return self.model.step_index * self.model.dt_years
+        return self.world.time_years
 
     @property
     def spot(self) -> float:
         """Oracle price of the underlying."""
-        return self.model.oracle_prices[self.asset]
+        return self.world.oracle_prices[self.asset]
 
     def _regime_vol(self) -> float:
-        process = self.model.price_process
-        return float(process.sigma[self._vol_index] * process.regime_multipliers[process.regime])
+        return self.world.regime_volatility(self.asset)
 
     def market_vol(self) -> float:
         """ATM vol of the simulated option market: regime vol blended with realised vol."""
@@ -130,18 +123,18 @@ class OptionVault(Protocol):
 
     def _fit_surface(self) -> None:
         p = self.params
-        self.fit_vol, self.fit_step = self.market_vol(), self.model.step_index
+        self.fit_vol, self.fit_step = self.market_vol(), self.world.step_index
         expiries = np.asarray(p.quote_expiries_days) / _DAYS_PER_YEAR
         quotes = market_quotes(self.spot, self.fit_vol, expiries, self._quote_rng, self.smile)
         if p.surface_model == "neural":
-            self.surface = NeuralSurface.fit(quotes, seed=self.model.seed_value)
+            self.surface = NeuralSurface.fit(quotes, seed=self.world.seed)
         else:
             self.surface = SVISurface.fit(quotes)
         self.surface_version += 1
 
     def marks(self) -> Marks:
         """The book at the oracle price and the current surface (cached until one changes)."""
-        key = (self.spot, self.model.step_index, self.surface_version, self.book_version)
+        key = (self.spot, self.world.step_index, self.surface_version, self.book_version)
         if self._cache.get("marks", (None,))[0] == key:
             return self._cache["marks"][1]
         marks = value_book(
@@ -225,7 +218,7 @@ class OptionVault(Protocol):
         move = math.log(spot / self._last_spot) ** 2 / dt_years
         self.realised_var = decay * self.realised_var + (1.0 - decay) * move
         self._last_spot = spot
-        due = self.model.step_index - self.fit_step >= p.surface_refit_steps
+        due = self.world.step_index - self.fit_step >= p.surface_refit_steps
         if due or abs(self.market_vol() / self.fit_vol - 1.0) > p.surface_refit_vol_change:
             self._fit_surface()
 
@@ -249,8 +242,7 @@ class OptionVault(Protocol):
         margin = np.where(writer, size * value + np.maximum(buffer, 1.05) * need, 0.0)
         premium = size * value * np.where(writer, 1.0 - self.markup, 1.0 + self.markup)
         inflow = float(np.sum(np.where(writer, margin - premium, premium)))
-        self.cash += inflow
-        self.model.external_cash["traders"] -= inflow
+        self.world.transfer("traders", self, usd=inflow)
         self.book.add(
             quantity=np.where(writer, -size, size),
             strike=strike,
@@ -279,9 +271,7 @@ class OptionVault(Protocol):
         picked &= pay > 0
         picked &= np.cumsum(np.where(picked & (mk.quantity > 0), pay, 0.0)) <= max(self.cash, 0)
         if picked.any():
-            paid = float(pay[picked].sum())
-            self.cash -= paid
-            self.model.external_cash["traders"] += paid
+            self.world.transfer(self, "traders", usd=float(pay[picked].sum()))
             self._close(mk.slots[picked])
         demand = math.exp(-p.demand_elasticity * (self.markup - p.premium_markup))
         n_new = rng.poisson(p.turnover_per_day * days * p.positions * min(demand, 2.0))
@@ -311,8 +301,7 @@ class OptionVault(Protocol):
         collected = np.minimum(owed, margin)
         paid = float(np.sum(np.where(q > 0, owed, margin - collected)))
         self.realised_bad_debt += float(np.sum(np.where(q < 0, owed - collected, 0.0)))
-        self.cash -= paid
-        self.model.external_cash["traders"] += paid
+        self.world.transfer(self, "traders", usd=paid)
         self._close(done)
 
     def _depositors_act(self, days: float) -> None:
@@ -324,14 +313,8 @@ class OptionVault(Protocol):
         # Depositors shrug off ordinary P&L; drawdowns past 5% and a book whose stress
         # margin exceeds the vault's equity make them run.
         signal = min(1.0, 5.0 * max(0.0, fall - 0.05)) + 0.2 * max(0.0, usage - 1.0)
-        inflow, wanted = self.run_flows(
-            nav, signal, days, p.deposit_turnover_per_day, p.run_sensitivity, p.risk_memory_days
-        )
-        self.cash += inflow
-        paid = min(wanted, self.available_cash())
-        self.cash -= paid
-        self.model.external_cash["depositors"] += paid - inflow
-        self.liquidity_shortfall = wanted - paid
+        rates = (p.deposit_turnover_per_day, p.run_sensitivity, p.risk_memory_days)
+        run_flows(self, "depositors", nav, signal, days, *rates, self.available_cash)
 
     # -- liquidations and hedging ------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:
@@ -357,8 +340,8 @@ class OptionVault(Protocol):
         penalty = np.minimum(self.params.liquidation_penalty * size * self.spot, cap)
         refund = float(np.maximum(equity - penalty, 0.0).sum())
         deficit = np.maximum(-equity, 0.0)
-        self.cash -= refund + float(offer.reward_usd[accepted].sum())
-        self.model.external_cash["traders"] += refund
+        self.cash -= float(offer.reward_usd[accepted].sum())
+        self.world.transfer(self, "traders", usd=refund)
         self.realised_bad_debt += float(deficit.sum())
         self.liquidated_usd_step += float(size.sum()) * self.spot
         self._close(slots)
@@ -372,7 +355,7 @@ class OptionVault(Protocol):
         hedging keeps trading as a cascade moves the price. Orders are capped at
         ``max_hedge_pool_share`` of the pool, purchases also by cash.
         """
-        p, step = self.params, self.model.step_index
+        p, step = self.params, self.world.step_index
         net = self.net_delta()
         scheduled = p.hedge_every_steps > 0 and step % p.hedge_every_steps == 0
         scheduled &= self._last_hedge_step != step
@@ -381,11 +364,11 @@ class OptionVault(Protocol):
         if not (scheduled or drifted):
             return {}
         self._last_hedge_step = step
-        pool = self.model.pools[self.asset]
-        cap = p.max_hedge_pool_share * pool.units
+        cap = p.max_hedge_pool_share * self.world.pool_units(self.asset)
         order = min(max(net, -cap), cap)
         if order < 0:  # buying needs cash that is not accounts' margin
-            order = max(order, -max(self.cash - self.marks().margins, 0.0) / (1.05 * pool.price))
+            budget = max(self.cash - self.marks().margins, 0.0)
+            order = max(order, -budget / (1.05 * self.world.pool_price(self.asset)))
         return {self.asset: order} if abs(order) > 1e-9 else {}
 
     def on_hedge_fill(self, asset: str, units: float, usd: float) -> None:

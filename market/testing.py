@@ -1,0 +1,262 @@
+"""Plugin kit: check a protocol type against the interface, as PettingZoo's API tests do.
+
+:func:`check_protocol` runs a protocol alone in a small calm world and a small crash
+world and checks that
+
+- money and units are conserved after every call the world makes (the world's own
+  check, :class:`~liqnet.protocols.world.ConservationError`), and in total every step;
+- the interface methods return the right types and shapes: finite balance-sheet
+  numbers, features named in ``FEATURE_NAMES``, finite and in a sane range, well-formed
+  liquidation offers;
+- the same seed gives the same time series twice;
+- out-of-range parameters are refused with a pydantic error naming the field.
+
+It lives in ``liqnet.market`` because it builds worlds (protocols import no market).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import annotated_types
+import numpy as np
+import pydantic
+
+from liqnet.core.errors import ConservationError
+from liqnet.core.levers import FEATURE_NAMES
+from liqnet.core.schema import Scenario
+from liqnet.market.model import MarketModel
+from liqnet.protocols.base import LiquidationOffer, Protocol
+from liqnet.protocols.registry import get_protocol_class, register
+
+FEATURE_LIMIT = 1e3
+"""Largest magnitude a feature (a dimensionless ratio) may take in the check worlds."""
+
+_ASSETS = {"ETH": 3000.0, "BTC": 90000.0}
+
+
+class ProtocolCheckError(AssertionError):
+    """A protocol failed :func:`check_protocol`; the message says which check and why."""
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_protocol` ran: one line per passed check."""
+
+    type_name: str
+    lines: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join([f"check_protocol({self.type_name!r}): passed", *self.lines])
+
+
+def check_protocol(
+    protocol: type[Protocol] | str,
+    params: dict[str, Any] | None = None,
+    steps: int = 48,
+    seed: int = 0,
+    verbose: bool = False,
+) -> CheckReport:
+    """Run ``protocol`` (a class or a registered type name) through the plugin checks.
+
+    Args:
+        protocol: The class (registered under its ``type_name`` if not yet) or a name.
+        params: Its ``params`` table for the check worlds (defaults if omitted).
+        steps: Steps of each world.
+        seed: World seed.
+        verbose: Print the report.
+
+    Raises:
+        ProtocolCheckError: With the failed check, the protocol, the step and the value.
+    """
+    if isinstance(protocol, str):
+        cls = get_protocol_class(protocol)
+        type_name = protocol
+    else:
+        cls, type_name = protocol, protocol.type_name
+        register(type_name, cls)
+    params = dict(params or {})
+    report = CheckReport(type_name)
+    try:
+        validated = cls.Params.model_validate(params)
+    except pydantic.ValidationError as err:
+        raise ProtocolCheckError(f"{type_name}: the check parameters are invalid: {err}") from None
+    assets = sorted({"ETH", *validated.referenced_assets()})
+    unknown = sorted(set(assets) - set(_ASSETS))
+    if unknown:
+        raise ProtocolCheckError(f"{type_name}: the check worlds have no assets {unknown}")
+    for name, crash in (("calm", False), ("crash", True)):
+        scenario = _scenario(type_name, params, assets, steps, seed, crash)
+        first = _run(scenario, name)
+        second = _run(scenario, name)
+        _same(first, second, f"{type_name} in the {name} world")
+        report.lines.append(
+            f"  {name} world: {steps} steps conserved money and units, interface contract held,"
+            " same seed gave the same time series"
+        )
+    report.lines.append(f"  bad parameters: {_check_bad_params(cls)} refused naming the field")
+    if verbose:
+        print(report)
+    return report
+
+
+def _scenario(
+    type_name: str, params: dict[str, Any], assets: list[str], steps: int, seed: int, crash: bool
+) -> Scenario:
+    """A small world with only the protocol under test; ``crash``: ETH falls 45%."""
+    shocks = (
+        [{"step": 3, "asset": "ETH", "return": -0.3}, {"step": 4, "asset": "ETH", "return": -0.2}]
+        if crash
+        else []
+    )
+    market = {
+        "assets": {a: {"price": _ASSETS[a], "volatility": 0.6, "pool_usd": 200e6} for a in assets},
+        "correlations": {"BTC/ETH": 0.8} if len(assets) == 2 else {},
+    }
+    raw = {
+        "name": f"check-{type_name}-{'crash' if crash else 'calm'}",
+        "seed": seed,
+        "steps": max(steps, 4),
+        "market": market,
+        "protocols": [{"id": "plugin", "type": type_name, "params": params}],
+        "liquidators": [{"capital_usd": 50e6, "gas_cost_usd": 5.0, "min_profit_usd": 1.0}],
+        "arbitrageurs": [{"capital_usd": 20e6, "gas_cost_usd": 5.0, "min_profit_usd": 1.0}],
+        "shocks": shocks,
+    }
+    return Scenario.model_validate(raw)
+
+
+def _run(scenario: Scenario, world_name: str) -> Any:
+    """Step the world, checking the contract and total conservation every step."""
+    try:
+        model = MarketModel(scenario)
+    except ConservationError as err:
+        raise ProtocolCheckError(f"{world_name} world, set-up: {err}") from None
+    protocol = model.protocols["plugin"]
+    cash, units = model.total_cash(), model.total_units()
+    _check_contract(protocol, f"{world_name} world, step 0")
+    for _ in range(scenario.steps):
+        where = f"{world_name} world, step {model.step_index + 1}"
+        try:
+            model.step()
+        except ConservationError as err:
+            raise ProtocolCheckError(f"{where}: {err}") from None
+        _check_totals(model, cash, units, where)
+        if not protocol.defaulted:
+            _check_contract(protocol, where)
+    return model.timeseries()
+
+
+def _check_totals(model: MarketModel, cash: float, units: dict[str, float], where: str) -> None:
+    scale = max(1.0, *(abs(v) for v in model.external_cash.values()))
+    if abs(model.total_cash() - cash) > 1e-9 * scale:
+        raise ProtocolCheckError(f"{where}: total cash moved by {model.total_cash() - cash:+.6g}")
+    for asset, total in model.total_units().items():
+        if abs(total - units[asset]) > 1e-9 * max(1.0, abs(units[asset])):
+            raise ProtocolCheckError(f"{where}: total {asset} moved by {total - units[asset]:+.6g}")
+
+
+def _number(value: object, what: str, where: str, low: float = -math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ProtocolCheckError(f"{where}: {what} returned {value!r}, not a number")
+    if not math.isfinite(value) or value < low:
+        raise ProtocolCheckError(f"{where}: {what} = {value!r}, must be finite and >= {low}")
+    return float(value)
+
+
+def _check_contract(protocol: Protocol, where: str) -> None:
+    """Types, shapes and ranges of everything the world and the observation read."""
+    name = f"{where}: {type(protocol).__name__}"
+    for method in ("own_equity", "total_assets", "equity"):
+        _number(getattr(protocol, method)(), f"{method}()", name)
+    _number(protocol.idle_liquidity(), "idle_liquidity()", name, 0.0)
+    _number(protocol.liquidity_need(), "liquidity_need()", name, 0.0)
+    _number(protocol.unrealised_losses(), "unrealised_losses()", name, 0.0)
+    assets = set(protocol.world.asset_names)
+    for method in ("held_units", "asset_exposures"):
+        values = getattr(protocol, method)()
+        if not isinstance(values, dict) or not set(values) <= assets:
+            raise ProtocolCheckError(f"{name}: {method}() = {values!r}: a dict over {assets}")
+        for asset, value in values.items():
+            _number(value, f"{method}()[{asset!r}]", name)
+    features = protocol.feature_values()
+    extra = sorted(set(features) - set(FEATURE_NAMES))
+    if extra:
+        raise ProtocolCheckError(f"{name}: features {extra} are not in FEATURE_NAMES")
+    for key, value in features.items():
+        if abs(_number(value, f"feature {key!r}", name)) > FEATURE_LIMIT:
+            raise ProtocolCheckError(f"{name}: feature {key!r} = {value:g} out of range")
+    vector = protocol.features()
+    if vector.shape != (len(FEATURE_NAMES),) or vector.dtype != np.float32:
+        raise ProtocolCheckError(f"{name}: features() has shape {vector.shape}, {vector.dtype}")
+    for offer in protocol.liquidation_candidates():
+        _check_offer(protocol, offer, name)
+
+
+def _check_offer(protocol: Protocol, offer: object, name: str) -> None:
+    if not isinstance(offer, LiquidationOffer) or offer.protocol is not protocol:
+        raise ProtocolCheckError(f"{name}: liquidation_candidates() gave {offer!r}")
+    if offer.asset not in protocol.world.asset_names:
+        raise ProtocolCheckError(f"{name}: offer on unknown asset {offer.asset!r}")
+    n = offer.slots.shape
+    if offer.slots.ndim != 1 or not np.issubdtype(offer.slots.dtype, np.integer):
+        raise ProtocolCheckError(f"{name}: offer slots must be a 1-D integer array")
+    for column in ("repay_usd", "seize_units", "reward_usd"):
+        values = getattr(offer, column)
+        if values.shape != n or not np.isfinite(values).all() or (values < 0).any():
+            raise ProtocolCheckError(
+                f"{name}: offer {column} must be {n[0]} finite values >= 0, got {values!r}"
+            )
+
+
+def _same(first: Any, second: Any, what: str) -> None:
+    if first.equals(second):
+        return
+    for column in first.columns:
+        a, b = first[column].to_numpy(), second[column].to_numpy()
+        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+            row = int(np.flatnonzero(a != b)[0]) if a.shape == b.shape else 0
+            raise ProtocolCheckError(
+                f"{what}: not deterministic: two runs with the same seed differ in "
+                f"{column!r} at step {row} ({a[row]!r} vs {b[row]!r}); draw randomness "
+                "only from world.rng_for(...) or the rng passed to act_users"
+            )
+    raise ProtocolCheckError(f"{what}: not deterministic: the time series differ")
+
+
+def _check_bad_params(cls: type[Protocol]) -> int:
+    """Each bounded number set out of bounds must fail naming the field; returns how many."""
+    checked = 0
+    for name, info in cls.Params.model_fields.items():
+        for bound in info.metadata:
+            bad = _outside(bound)
+            if bad is None:
+                continue
+            key = info.alias or name
+            try:
+                cls.Params.model_validate({key: bad})
+            except pydantic.ValidationError as err:
+                if not any(key in map(str, e["loc"]) for e in err.errors()):
+                    raise ProtocolCheckError(
+                        f"{cls.__name__}.Params: {key} = {bad}: the error does not name "
+                        f"the field: {err}"
+                    ) from None
+            else:
+                raise ProtocolCheckError(f"{cls.__name__}.Params accepted {key} = {bad}")
+            checked += 1
+    return checked
+
+
+def _outside(bound: object) -> float | None:
+    """A value just outside a numeric bound, or None for other metadata."""
+    if isinstance(bound, annotated_types.Gt):
+        return float(bound.gt) - 1.0
+    if isinstance(bound, annotated_types.Ge):
+        return float(bound.ge) - 1.0
+    if isinstance(bound, annotated_types.Lt):
+        return float(bound.lt) + 1.0
+    if isinstance(bound, annotated_types.Le):
+        return float(bound.le) + 1.0
+    return None

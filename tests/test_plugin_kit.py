@@ -1,0 +1,119 @@
+"""The plugin kit (liqnet.market.testing.check_protocol) and the world's conservation check."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liqnet.core import ConservationError
+from liqnet.market import MarketModel
+from liqnet.market.testing import ProtocolCheckError, check_protocol
+from liqnet.protocols import registry
+from liqnet.scenarios import load
+
+# The example plugin is a separate distribution; the suite imports it from its folder
+# instead of installing it (tests install nothing).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples/liqnet-fixed-rate-desk"))
+from fixed_rate_desk import FixedRateDesk
+
+
+@pytest.mark.parametrize(
+    ("type_name", "params"),
+    [
+        ("lending", {"positions": 300}),
+        ("perp", {"positions": 300}),
+        ("options", {"positions": 100}),
+    ],
+)
+def test_builtin_types_pass(type_name: str, params: dict) -> None:
+    report = check_protocol(type_name, params, steps=24)
+    assert "crash world" in str(report) and "refused naming the field" in str(report)
+
+
+def test_example_plugin_passes() -> None:
+    report = check_protocol(FixedRateDesk, steps=48)
+    assert registry.get_protocol_class("fixed_rate_desk") is FixedRateDesk
+    assert "calm world" in str(report)
+
+
+class CashPrinter(FixedRateDesk):
+    """Adds cash to its own balance without a transfer."""
+
+    type_name = "cash_printer"
+
+    def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
+        super().act_users(dt_years, rng)
+        self.cash += 1000.0
+
+
+class EthPrinter(FixedRateDesk):
+    """Holds ETH and creates 2.57 ETH from nothing on every step."""
+
+    type_name = "eth_printer"
+
+    def __init__(self, model, protocol_id, params) -> None:
+        super().__init__(model, protocol_id, params)
+        self.eth = 0.0
+
+    def held_units(self) -> dict[str, float]:
+        return {"ETH": self.eth}
+
+    def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
+        super().act_users(dt_years, rng)
+        self.eth += 2.57
+
+
+class Noisy(FixedRateDesk):
+    """Draws from an unseeded generator: two runs with the same seed differ."""
+
+    type_name = "noisy_desk"
+
+    def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
+        super().act_users(dt_years, np.random.default_rng())
+
+
+def test_cash_from_nothing_fails_naming_protocol_phase_and_amount() -> None:
+    with pytest.raises(
+        ProtocolCheckError,
+        match=r"calm world, step 1: protocol 'plugin' \(CashPrinter\) in act_users: .*"
+        r"\+1000 USD created from nothing",
+    ):
+        check_protocol(CashPrinter)
+
+
+def test_units_from_nothing_fail_in_a_world_run() -> None:
+    registry.register("eth_printer", EthPrinter)
+    raw = load("baseline").model_dump(by_alias=True)
+    raw["protocols"].append({"id": "desk", "type": "eth_printer", "params": {}})
+    model = MarketModel(load("baseline", {"protocols": raw["protocols"]}))
+    with pytest.raises(ConservationError, match=r"'desk'.*act_users.*\+2\.57 ETH created"):
+        model.step()
+
+
+def test_nondeterministic_protocol_is_caught() -> None:
+    with pytest.raises(ProtocolCheckError, match=r"not deterministic.*same seed differ"):
+        check_protocol(Noisy)
+
+
+def test_transfer_rejects_unknown_accounts_and_assets() -> None:
+    model = MarketModel(load("baseline", {"protocols.0.params.positions": 100}))
+    pool = model.protocols["aave"]
+    with pytest.raises(ValueError, match=r"unknown account 'whales'.*depositors"):
+        model.world.transfer(pool, "whales", usd=1.0)
+    with pytest.raises(ValueError, match=r"asset 'DOGE' is not a market asset"):
+        model.world.transfer(pool, "borrowers", asset="DOGE", units=1.0)
+    cash = model.total_cash()
+    model.world.transfer(pool, "depositors", usd=123.0)
+    assert model.total_cash() == pytest.approx(cash, abs=1e-6)
+
+
+def test_world_view_is_read_only() -> None:
+    model = MarketModel(load("baseline", {"protocols.0.params.positions": 100}))
+    world = model.protocols["aave"].world
+    with pytest.raises(TypeError):
+        world.oracle_prices["ETH"] = 1.0  # type: ignore[index]
+    model.oracle_prices["ETH"] = 2500.0  # the view is live
+    assert world.oracle_prices["ETH"] == 2500.0
