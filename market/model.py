@@ -8,6 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import mesa
+from mesa.agent import AgentSet
 import numpy as np
 import pandas as pd
 
@@ -93,14 +94,22 @@ class MarketModel(mesa.Model):
         self.reference_prices = dict(self.oracle_prices)
         self.initial_prices = dict(self.oracle_prices)
 
-        self.liquidators = [
-            Liquidator(self, s.capital_usd, s.gas_cost_usd, s.min_profit_usd)
-            for s in scenario.liquidators
-        ]
-        self.arbitrageurs = [
-            Arbitrageur(self, s.capital_usd, s.gas_cost_usd, s.min_profit_usd)
-            for s in scenario.arbitrageurs
-        ]
+        # Mesa AgentSets, in scenario order (never shuffled: the order is part of the
+        # seeded trajectory); ``do`` steps each set as Mesa models do.
+        self.liquidators = AgentSet(
+            [
+                Liquidator(self, s.capital_usd, s.gas_cost_usd, s.min_profit_usd)
+                for s in scenario.liquidators
+            ],
+            random=self.random,
+        )
+        self.arbitrageurs = AgentSet(
+            [
+                Arbitrageur(self, s.capital_usd, s.gas_cost_usd, s.min_profit_usd)
+                for s in scenario.arbitrageurs
+            ],
+            random=self.random,
+        )
         self.liquidation_hurdle_usd = self._liquidation_hurdle()
         """Smallest liquidation value some liquidator takes (refreshed every step)."""
         for agent in (*self.liquidators, *self.arbitrageurs):
@@ -235,8 +244,7 @@ class MarketModel(mesa.Model):
         prices = self.price_process.prices
         # 4. Arbitrage.
         for i, name in enumerate(self.asset_names):
-            for arbitrageur in self.arbitrageurs:
-                arbitrageur.arbitrage(self.pools[name], float(prices[i]))
+            self.arbitrageurs.do("arbitrage", self.pools[name], float(prices[i]))
         # 5. Oracle.
         for i, name in enumerate(self.asset_names):
             self.oracles[name].record(float(prices[i]))
