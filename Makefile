@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # project's dependencies is then already satisfied.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test bench lint
+.PHONY: setup run test bench lint typecheck
 
 $(BIN)/liqnet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,13 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# mypy cannot see through the package-dir mapping of an editable install, so it checks a
+# tree of symlinks laid out like the installed package (build/ is ignored by git and ruff).
+TYPECHECK_TREE := build/typecheck
+typecheck: setup
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/liqnet
+	for d in core market protocols agents scenarios analysis; do \
+		ln -s "$(CURDIR)/$$d" $(TYPECHECK_TREE)/liqnet/$$d; done
+	cp core/_root/__init__.py $(TYPECHECK_TREE)/liqnet/__init__.py
+	cd $(TYPECHECK_TREE) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" -p liqnet
