@@ -13,7 +13,7 @@ name, optionally followed by ``:`` and an argument (usually a checkpoint path).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -124,7 +124,7 @@ def make_policy(spec: str) -> Policy:
     return POLICIES.get(name)(argument)
 
 
-def group_by_policy(specs: dict[str, str]) -> dict[str, Sequence[str]]:
+def group_by_policy(specs: dict[str, str]) -> dict[str, list[str]]:
     """Agents grouped by identical spec (agents sharing a spec share one policy object)."""
     groups: dict[str, list[str]] = {}
     for agent, spec in specs.items():

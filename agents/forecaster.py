@@ -99,6 +99,10 @@ class ForecastNet(nn.Module):
     Feature standardisation (``mean``, ``std``) is part of the state dict.
     """
 
+    # Registered buffers: declared so type checkers see tensors, not Module attributes.
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, n_features: int, hidden: int, layers: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))

@@ -74,7 +74,7 @@ def contagion_graph(result: RunResult, step: int | None = None) -> nx.DiGraph:
         scenario=result.scenario.name, seed=int(result.seed), feedback=bool(result.feedback)
     )
     graph.graph["step"] = step
-    default_at = {}
+    default_at: dict[str, int] = {}  # protocol id -> step of its first default
     for record in result.defaults:
         default_at.setdefault(record["protocol"], int(record["step"]))
     for pid in protocol_ids(result):

@@ -52,9 +52,9 @@ class BilateralBargaining(NegotiationMechanism):
         ):
             if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{field} must be a number in [0, 1]; got {value!r}")
-        self.rounds = int(rounds)
-        self.lender_patience = float(lender_patience)
-        self.borrower_patience = float(borrower_patience)
+        self.rounds: int = int(rounds)
+        self.lender_patience: float = float(lender_patience)
+        self.borrower_patience: float = float(borrower_patience)
 
     def lender_share(self) -> float:
         """The lender's share of the surplus in the subgame-perfect equilibrium.

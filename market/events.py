@@ -14,15 +14,17 @@ class EventLog:
     """Appends batches of events as arrays; builds a DataFrame once at the end."""
 
     def __init__(self) -> None:
-        self._batches: list[tuple[int, dict]] = []
+        # (batch length, columns): a column is an array of that length or a scalar.
+        self._batches: list[tuple[int, dict[str, np.ndarray | float | int | str]]] = []
         self.count = 0
 
-    def append(self, **columns: np.ndarray | float | int | str) -> None:
+    def append(self, *, position: np.ndarray, **columns: np.ndarray | float | int | str) -> None:
         """Add a batch; scalars are broadcast to the batch length of ``position``.
 
         Broadcasting waits until :meth:`to_frame`: appending is on the cascade's hot path.
         """
-        n = len(columns["position"])
+        n = len(position)
+        columns["position"] = position
         self._batches.append((n, columns))
         self.count += n
 

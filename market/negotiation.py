@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -198,7 +198,7 @@ def net_self_orders(
     def totals(orders: LiquidityOrders) -> FloatArray:
         mask = np.isin(orders.agent, both)
         pos = np.searchsorted(both, orders.agent[mask])
-        return np.bincount(pos, weights=orders.amount[mask], minlength=both.size)
+        return _weighted_bincount(pos, orders.amount[mask], both.size)
 
     cut = np.minimum(totals(offers), totals(requests))
     return (
@@ -254,10 +254,16 @@ def _level_fills(
     return np.where(at, amount * share, full)
 
 
+def _weighted_bincount(index: NDArray[np.intp], weights: FloatArray, size: int) -> FloatArray:
+    """Sums of ``weights`` per value of ``index`` in ``[0, size)`` (``np.bincount``)."""
+    # With weights np.bincount returns float64; NumPy's stubs type every result as intp.
+    return cast(FloatArray, np.bincount(index, weights=weights, minlength=size))
+
+
 def _per_agent(agent: IntArray, fill: FloatArray) -> tuple[IntArray, FloatArray]:
     """Sum fills by agent, keeping agents with a positive fill."""
     ids, inverse = np.unique(agent, return_inverse=True)
-    totals = np.bincount(inverse.ravel(), weights=fill, minlength=ids.size)
+    totals = _weighted_bincount(inverse.ravel(), fill, ids.size)
     keep = totals > 0
     return ids[keep], totals[keep]
 

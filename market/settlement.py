@@ -54,10 +54,15 @@ def _receive(model: MarketModel, protocol: Protocol, amount: float) -> None:
     model.world.call(protocol, "receive_cash", protocol.receive_cash, amount, usd=amount)
 
 
-def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple | None:
+def _orders(
+    model: MarketModel, levers: dict[str, np.ndarray]
+) -> tuple[LiquidityOrders, LiquidityOrders] | None:
     spec = model.scenario.negotiation
     span = spec.max_rate - spec.min_rate
-    offer, request = ([], [], []), ([], [], [])
+    # Columns (agent index, amount, rate) of each side, filled per protocol; the agent
+    # column becomes int64 below.
+    offer: tuple[list[float], list[float], list[float]] = ([], [], [])
+    request: tuple[list[float], list[float], list[float]] = ([], [], [])
     for i, (pid, protocol) in enumerate(model.protocols.items()):
         if protocol.defaulted:
             continue
@@ -79,8 +84,10 @@ def _orders(model: MarketModel, levers: dict[str, np.ndarray]) -> tuple | None:
     if not offer[0] or not request[0]:
         return None  # nothing can match: skip building (and validating) the books
     return (
-        LiquidityOrders(np.array(offer[0], dtype=np.int64), offer[1], offer[2]),
-        LiquidityOrders(np.array(request[0], dtype=np.int64), request[1], request[2]),
+        LiquidityOrders(np.array(offer[0], dtype=np.int64), np.array(offer[1]), np.array(offer[2])),
+        LiquidityOrders(
+            np.array(request[0], dtype=np.int64), np.array(request[1]), np.array(request[2])
+        ),
     )
 
 

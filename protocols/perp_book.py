@@ -6,6 +6,8 @@ here; :class:`~liqnet.protocols.perp.PerpExchange` composes them.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 from pydantic import Field
 
@@ -98,14 +100,15 @@ class PerpSide:
         self.sums["margin"] += sign * float(totals[2])
         self.sums["size_funding"] += sign * float(weighted[3])
 
-    def add(self, mark: bool = True, **columns: np.ndarray | float) -> np.ndarray:
+    def add(
+        self, mark: bool = True, *, size: np.ndarray, **columns: np.ndarray | float
+    ) -> np.ndarray:
         """Open positions; ``mark=False`` leaves marking the index to the caller.
 
         ``size`` is an array; the other columns may be arrays or scalars (e.g. one entry
         price for the whole batch).
         """
-        slots = self.positions.add(**columns)
-        size = columns["size"]
+        slots = self.positions.add(size=size, **columns)
         total_size = float(size.sum())
         for sum_name, name, weighted in _SUMS_OF_COLUMNS:
             value = columns.get(name, 0.0)
@@ -130,6 +133,10 @@ class PerpSide:
         if mark:
             self.index.mark_dirty(slots)
 
+    @overload
+    def pnl(self, slots: None, price: float, funding: float) -> float: ...
+    @overload
+    def pnl(self, slots: np.ndarray, price: float, funding: float) -> np.ndarray: ...
     def pnl(self, slots: np.ndarray | None, price: float, funding: float) -> np.ndarray | float:
         """Unrealised PnL incl. funding: per slot, or for the whole side when ``None``."""
         if slots is None:

@@ -13,6 +13,8 @@ past a fraction of the book, so sorting is amortised over many steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 _MIN_CAPACITY = 64
@@ -64,9 +66,17 @@ class PositionArrays:
         free[: self._free_count] = self._free[: self._free_count]
         self._free = free
 
-    def add(self, **values: np.ndarray) -> np.ndarray:
-        """Append positions; returns their slot numbers. Freed slots are reused first."""
-        n = len(next(iter(values.values())))
+    def add(self, **values: np.ndarray | float) -> np.ndarray:
+        """Append positions; returns their slot numbers. Freed slots are reused first.
+
+        The first column given sets the batch size and must be an array; later ones may
+        be scalars, shared by the whole batch (e.g. the step a batch of lines opened at).
+        Omitted fields are zero.
+        """
+        first = next(iter(values.values()))
+        if isinstance(first, float | int):
+            raise TypeError("the first column sets the batch size: it must be an array")
+        n = len(first)
         reuse = min(n, self._free_count)
         slots = np.empty(n, dtype=np.int64)
         if reuse:
@@ -147,7 +157,7 @@ class LiquidationIndex:
     def __init__(
         self,
         arrays: PositionArrays,
-        key: callable,
+        key: Callable[[np.ndarray], np.ndarray],
         value_columns: tuple[str, ...] = (),
         rebuild_fraction: float = 1.0 / 4.0,
     ) -> None:
@@ -162,7 +172,9 @@ class LiquidationIndex:
         self._dirty_buffer = np.empty(4 * _MIN_CAPACITY, dtype=np.int64)
         self._dirty_keys = np.empty(4 * _MIN_CAPACITY)
         self._dirty_count = 0
-        self._is_dirty: np.ndarray | None = None
+        # Empty until the first rebuild: a size that never matches the capacity (at least
+        # _MIN_CAPACITY), so rebuild() sorts from scratch and sizes the per-slot flags.
+        self._is_dirty = np.zeros(0, dtype=bool)
         self.rebuild()
 
     def rebuild(self, full: bool = False) -> None:
@@ -175,7 +187,7 @@ class LiquidationIndex:
         when the storage grows.
         """
         capacity = self.arrays.capacity
-        if full or self._is_dirty is None or self._is_dirty.shape[0] != capacity:
+        if full or self._is_dirty.shape[0] != capacity:
             slots = self.arrays.active_slots()
             keys = self.key(slots)
             # Quicksort: several times faster than a stable sort, and deterministic; the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -34,6 +35,10 @@ class KinkedRateModel:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be >= 0")
 
+    @overload
+    def borrow_rate(self, utilization: float) -> float: ...
+    @overload
+    def borrow_rate(self, utilization: np.ndarray) -> float | np.ndarray: ...
     def borrow_rate(self, utilization: float | np.ndarray) -> float | np.ndarray:
         """Annual variable borrow rate at utilisation ``utilization`` (clipped to [0, 1])."""
         if isinstance(utilization, float | int):  # scalar fast path: the per-step call

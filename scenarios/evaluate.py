@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -72,8 +73,8 @@ class Evaluation:
         paths = []
         for name, frame in [("runs", self.runs), ("summary", self.summary)]:
             csv, parquet = out / f"{name}.csv", out / f"{name}.parquet"
-            atomic_write(csv, lambda p, f=frame: f.to_csv(p, index=False))
-            atomic_write(parquet, lambda p, f=frame: f.to_parquet(p, index=False))
+            atomic_write(csv, partial(frame.to_csv, index=False))
+            atomic_write(parquet, partial(frame.to_parquet, index=False))
             paths += [csv, parquet]
         return paths
 

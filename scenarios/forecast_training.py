@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -163,7 +163,8 @@ def _fit(data: dict[str, np.ndarray], config: ForecastConfig) -> ForecastNet:
         net.std.copy_(x.std(0).clamp_min(1e-6))
         # Start the heads at the unconditional answers: training then only learns the rest.
         rate = crash.mean().clamp(1e-3, 1 - 1e-3)
-        net.body[-1].bias.copy_(torch.stack([log_vol.mean(), torch.log(rate / (1 - rate))]))
+        head = cast(nn.Linear, net.body[-1])  # ForecastNet's body ends in its output layer
+        head.bias.copy_(torch.stack([log_vol.mean(), torch.log(rate / (1 - rate))]))
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # A tiny MLP gains nothing from intra-op threads; on a busy machine they only contend
     # (measured: 10x slower with 2 threads on 2 shared cores).

@@ -155,6 +155,8 @@ def run_with_policies(
         if on_step is not None:
             on_step(env, observations)
     model = env.model
+    if model is None:  # reset() built it; only close() clears it
+        raise RuntimeError("the environment was closed during the episode")
     while model.step_index < horizon:
         model.step()
     return _result_from_model(model, scenario)

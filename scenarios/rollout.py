@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch.distributions import Normal
 
 from liqnet.agents.mappo import ActorCritic, MAPPOConfig
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
 
 Batch = dict[str, np.ndarray]
 """A rollout batch. Time-major arrays ``(T, E, ...)``: ``obs`` (normalised as the actor
@@ -132,8 +135,9 @@ class RolloutWorker:
         self._seeds = [0] * len(self.envs)
         self._eps = [np.empty(0)] * len(self.envs)
         self.episodes = [0] * len(self.envs)
-        self._obs = [np.empty(0)] * len(self.envs)
-        self._alive = [np.empty(0)] * len(self.envs)
+        # Per env: (agents, obs_dim) float32 observations and (agents,) liveness flags.
+        self._obs: list[np.ndarray] = [np.empty(0)] * len(self.envs)
+        self._alive: list[np.ndarray] = [np.empty(0)] * len(self.envs)
         self._t = [0] * len(self.envs)
         self._returns = np.zeros((len(self.envs), len(self.agents)))
         for k in range(len(self.envs)):
@@ -293,11 +297,20 @@ class RayRollouts:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            local = {"num_cpus": num_workers} if address is None else {}
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+            ray.init(
+                address=address,
+                # A local Ray gets one CPU per worker; a cluster has its own resources.
+                num_cpus=num_workers if address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
         remote_worker = ray.remote(num_cpus=1)(RolloutWorker)
+        # ActorClass.remote returns an ActorHandle; Ray's stubs widen it to
+        # ActorHandle | type[RolloutWorker] so that plain attribute access type-checks.
         self.workers = [
-            remote_worker.remote(env_fn, block, seed, net_kwargs)
+            cast(
+                "ActorHandle[RolloutWorker]", remote_worker.remote(env_fn, block, seed, net_kwargs)
+            )
             for block in partition(num_envs, num_workers, _unit(net_kwargs))
         ]
 

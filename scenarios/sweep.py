@@ -18,7 +18,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -355,7 +355,7 @@ def sweep(
 
 def _results(
     spec: SweepSpec, todo: list[RunConfig], runs: Path, window: int | None, cancel: bool
-) -> Iterator[tuple[RunConfig, dict[str, Any]]]:
+) -> Generator[tuple[RunConfig, dict[str, Any]], None, None]:
     """Submit the runs as Ray tasks, at most ``window`` in flight; yield each row once its
     directory is written. Interrupted, it cancels the tasks still outstanding if
     ``cancel`` (a Ray that keeps running); a local instance stops its workers itself."""

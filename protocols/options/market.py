@@ -79,10 +79,13 @@ class MarketQuotes:
     def subset(self, mask: np.ndarray) -> MarketQuotes:
         """The quotes selected by a boolean or index array."""
         return MarketQuotes(
-            self.spot,
-            self.rate,
-            *(a[mask] for a in (self.strike, self.expiry_years, self.is_call, self.price)),
-            self.implied_vol[mask],
+            spot=self.spot,
+            rate=self.rate,
+            strike=self.strike[mask],
+            expiry_years=self.expiry_years[mask],
+            is_call=self.is_call[mask],
+            price=self.price[mask],
+            implied_vol=self.implied_vol[mask],
         )
 
 

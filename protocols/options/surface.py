@@ -307,7 +307,7 @@ class FitReport:
 
 
 def fit_report(
-    quotes: MarketQuotes, holdout: float = 0.25, seed: int = 0, **neural: int | float
+    quotes: MarketQuotes, holdout: float = 0.25, seed: int = 0, **neural: int
 ) -> FitReport:
     """Fit both surfaces on part of ``quotes`` and measure them on the interior rest.
 
