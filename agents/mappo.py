@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
+from liqnet.agents.wrappers import merge_moments
 from liqnet.core.levers import DEFAULT_STANDING_LEVERS
 
 SHARING_MODES = ("shared", "independent")
@@ -66,10 +67,6 @@ class MAPPOConfig:
     """Minibatches per pass."""
     clip_coef: float = 0.2
     """PPO clip range of the probability ratio."""
-    team_weight: float = 0.0
-    """Share of each agent's reward replaced by the mean reward of the live agents: 0
-    for self-interested protocols (the env's rewards), 1 for a fully cooperative team
-    that minimises system-wide losses."""
     ent_coef: float = 0.0
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5
@@ -116,7 +113,6 @@ class MAPPOConfig:
             ("update_epochs", self.update_epochs >= 1, ">= 1"),
             ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
             ("clip_coef", self.clip_coef > 0.0, "> 0"),
-            ("team_weight", 0.0 <= self.team_weight <= 1.0, "in [0, 1]"),
             ("max_grad_norm", self.max_grad_norm > 0.0, "> 0"),
             ("init_action", len(self.init_action) == len(STATIC_LEVERS), "6 levers"),
             (
@@ -137,6 +133,9 @@ class MAPPOConfig:
     def from_dict(cls, values: dict[str, Any]) -> MAPPOConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
         known = {f.name for f in fields(cls)}
+        values = dict(values)  # older checkpoints carry the removed team_weight (0.0)
+        if (team := values.pop("team_weight", 0.0)) != 0.0:
+            raise ValueError(f"MAPPOConfig.team_weight = {team!r}: removed; use TeamMixReward")
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown MAPPOConfig field(s) {unknown}; allowed: {sorted(known)}")
@@ -159,12 +158,11 @@ class RunningNorm(nn.Module):
         x = x.to(torch.float64).reshape(-1, *self.mean.shape)
         if x.shape[0] == 0:
             return
-        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean += delta * n / total
-        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
-        self.var.copy_(m2 / total)
-        self.count.fill_(float(total))
+        moments = (self.mean, self.var, self.count, x.mean(0), x.var(0, unbiased=False))
+        mean, var, count = merge_moments(*moments, x.shape[0])
+        self.mean.copy_(mean)
+        self.var.copy_(var)
+        self.count.fill_(float(count))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std``, clipped (outliers such as a 50x gas spike stay bounded)."""
@@ -348,14 +346,11 @@ class MAPPO:
             last = net.value_norm.denormalize(net.value(b["last_state"], b["last_time"]))
             last = last * b["last_alive"].to(torch.float32)
 
-        # 2. Rewards, optionally shared with the team; GAE on their raw scale (the
-        #    returns' scale is handled by value normalisation).
-        rewards = b["rewards"]
-        if cfg.team_weight > 0.0:
-            team = (rewards * alive).sum(-1, keepdim=True) / alive.sum(-1, keepdim=True).clamp(1.0)
-            rewards = ((1.0 - cfg.team_weight) * rewards + cfg.team_weight * team) * alive
+        # 2. GAE on the env's rewards at their raw scale (the returns' scale is handled
+        #    by value normalisation). Reward shaping - the system team reward, a team
+        #    mix - is the env's job (liqnet.agents.wrappers, liqnet.market.wrappers).
         advantages, returns = gae(
-            rewards, values, b["dones"].to(torch.float32), last, cfg.gamma, cfg.gae_lambda
+            b["rewards"], values, b["dones"].to(torch.float32), last, cfg.gamma, cfg.gae_lambda
         )
         if cfg.antithetic_pairs:
             advantages = pair_contrast(advantages, b["episode"], b["time"], alive)

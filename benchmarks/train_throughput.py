@@ -19,7 +19,7 @@ Three parts, written to one JSON file:
    training wall time up to the tested checks, when together they meet the target on
    the validation seeds. The training reward is the system's (``REWARD``: every
    protocol is rewarded for system revenue minus system losses,
-   :class:`liqnet.scenarios.train.SystemRewardEnv`), because the target is system-wide.
+   :class:`liqnet.market.wrappers.SystemRewardWrapper`), because the target is system-wide.
 3. **Held-out test.** The tested actors against static on *test* seeds (disjoint from
    the training and validation seeds) on the full-size scenario files; per-scenario
    table.

@@ -8,9 +8,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import mesa
-from mesa.agent import AgentSet
 import numpy as np
 import pandas as pd
+from mesa.agent import AgentSet
 
 from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.amm import ConstantProductPool

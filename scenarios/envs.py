@@ -1,13 +1,17 @@
 """``make_env``: a :class:`~liqnet.market.env.LiquidityEnv` from a scenario name or file.
 
 The one place that turns scenario files plus overrides into environments, e.g. for an
-RLlib ``register_env`` creator or a test.
+RLlib ``register_env`` creator, a training run or a test, optionally inside wrappers
+(:mod:`liqnet.agents.wrappers`, :mod:`liqnet.market.wrappers`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from pettingzoo import ParallelEnv
 
 from liqnet.core.schema import Scenario
 from liqnet.market.env import LiquidityEnv
@@ -23,14 +27,24 @@ def make_env(
     insolvency_penalty: float = 1.0,
     shortfall_penalty: float = 1.0,
     vol_window: int = 24,
+    wrappers: Sequence[Callable[[ParallelEnv], ParallelEnv]] = (),
     **dotted: Any,
-) -> LiquidityEnv:
+) -> ParallelEnv:
     """Build a :class:`LiquidityEnv` for a scenario, with dotted-key overrides.
 
     Overrides come as a dict of dotted keys (``overrides={"market.permanent_impact":
     0.8}``) and/or as keyword arguments with ``__`` for the dots
     (``market__permanent_impact=0.8``, ``protocols__0__params__positions=200``,
     ``steps=48``); keyword arguments win on the same key.
+
+    ``wrappers`` are applied in order, the first directly around the
+    :class:`LiquidityEnv`: ``wrappers=[f, g]`` gives ``g(f(env))``, so ``g`` sees what
+    ``f`` made of the observations and rewards. Order matters: a
+    :class:`~liqnet.agents.wrappers.ForecastObservation` goes before a
+    :class:`~liqnet.agents.wrappers.NormalizeObservation` (the forecaster needs raw
+    observations, and the normaliser then covers the forecasts too), and a
+    :class:`~liqnet.market.wrappers.SystemRewardWrapper` replaces every reward computed
+    inside it. Use ``functools.partial`` for wrapper arguments.
 
     Args:
         scenario_or_name: A validated :class:`Scenario`, a built-in name or a TOML path.
@@ -40,10 +54,12 @@ def make_env(
         insolvency_penalty: See :class:`LiquidityEnv`.
         shortfall_penalty: See :class:`LiquidityEnv`.
         vol_window: See :class:`LiquidityEnv`.
+        wrappers: Callables ``env -> env`` applied in order (innermost first).
         **dotted: More overrides, ``__`` standing for ``.``.
 
     Returns:
-        A new environment; call ``reset()`` before stepping it.
+        A new environment (the :class:`LiquidityEnv` itself without ``wrappers``); call
+        ``reset()`` before stepping it.
 
     Raises:
         ScenarioError: If the scenario or an override is invalid (names the field).
@@ -59,7 +75,7 @@ def make_env(
             scenario = validate(apply_overrides(raw, values), f"scenario {scenario.name!r}")
     else:
         scenario = load(scenario_or_name, values)
-    return LiquidityEnv(
+    env: ParallelEnv = LiquidityEnv(
         scenario,
         render_mode=render_mode,
         horizon=horizon,
@@ -67,3 +83,6 @@ def make_env(
         shortfall_penalty=shortfall_penalty,
         vol_window=vol_window,
     )
+    for wrap in wrappers:
+        env = wrap(env)
+    return env

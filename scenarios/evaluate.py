@@ -35,6 +35,7 @@ from rich.table import Table
 from liqnet.core.io import atomic_write
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
+from liqnet.market.accounting import default_losses
 from liqnet.scenarios.loader import ScenarioError
 from liqnet.scenarios.policies import check_policy_specs, resolve_policies, run_with_policies
 from liqnet.scenarios.run import run
@@ -142,13 +143,12 @@ def assign(scenario: Scenario, specs: dict[str, str]) -> Scenario:
 def run_metrics(result: RunResult) -> dict[str, float]:
     """The :data:`METRICS` of one run (definitions in the module docstring)."""
     s = result.summary
-    credit_losses = sum(s["credit_losses_usd"].values())
-    negative_equity = sum(max(0.0, -d["equity_usd"]) for d in result.defaults)
-    default_losses = credit_losses + negative_equity
+    # The one definition of losses, shared with the system team reward of training.
+    from_defaults = default_losses(s["credit_losses_usd"].values(), result.defaults)
     return {
         "bad_debt_usd": float(s["bad_debt_usd"]),
-        "default_losses_usd": float(default_losses),
-        "losses_usd": float(s["bad_debt_usd"] + default_losses),
+        "default_losses_usd": float(from_defaults),
+        "losses_usd": float(s["bad_debt_usd"] + from_defaults),
         "revenue_usd": float(sum(s["revenue_usd"].values())),
         "liquidity_shortfall_usd": float(s["liquidity_shortfall_usd"]),
         "defaults": float(s["defaults"]),

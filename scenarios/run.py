@@ -8,13 +8,9 @@ import pandas as pd
 
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
+from liqnet.market.accounting import realised_bad_debt, unrealised_bad_debt
 from liqnet.market.model import MarketModel
 from liqnet.scenarios.loader import load
-
-
-def unrealised_bad_debt(model: MarketModel) -> float:
-    """Shortfall of loans still underwater: losses carried but not yet written off, USD."""
-    return sum(p.unrealised_losses() for p in model.protocols.values())
 
 
 def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame) -> dict:
@@ -23,8 +19,7 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
     ``bad_debt_usd`` is realised bad debt plus the shortfall of loans still underwater at
     the end (losses the protocols carry but have not written off yet).
     """
-    realised = sum(p.realised_bad_debt for p in model.protocols.values())
-    unrealised = unrealised_bad_debt(model)
+    realised, unrealised = realised_bad_debt(model), unrealised_bad_debt(model)
     drawdowns = {}
     for asset in model.asset_names:
         path = timeseries[f"{asset}.reference"]

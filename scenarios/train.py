@@ -6,17 +6,17 @@ antithetic pairs), runs rollout workers (Ray actors, or in-process), updates the
 after every batch and writes a checkpoint (:mod:`liqnet.agents.checkpoint`) that
 ``"mappo:PATH"`` policy specs load.
 
-Training rewards (``reward=``, :data:`REWARDS`):
+Training rewards (``reward=``, :data:`REWARDS`), built by :func:`make_env` wrappers:
 
 * ``"equity"``: the env's own rewards (:class:`~liqnet.market.env.LiquidityEnv`): each
   protocol's equity change, insolvency and shortfall penalties - self-interested agents;
-* ``"system"``: every agent gets the same team reward (:class:`SystemRewardEnv`), the
-  step's change of ``revenue_weight * revenue - losses`` over the system's initial
-  assets. Losses and revenue are those of ``liqnet evaluate`` (losses: bad debt, realised
-  and still underwater, plus credit losses plus the negative equity of defaulted
-  protocols), so the episode return is the evaluation's ``revenue_weight * revenue_usd -
-  losses_usd`` in units of the system's balance sheet. Revenue is ~1% of losses in the
-  crash scenarios, hence a weight above 1 to keep it from being traded away.
+* ``"system"``: every agent gets the same team reward
+  (:class:`~liqnet.market.wrappers.SystemRewardWrapper`), the step's change of
+  ``revenue_weight * revenue - losses`` over the system's initial assets, with revenue
+  and losses as ``liqnet evaluate`` counts them (:mod:`liqnet.market.accounting`).
+
+``team_weight`` (> 0) mixes each agent's reward with the team mean
+(:class:`~liqnet.agents.wrappers.TeamMixReward`), around either reward.
 """
 
 from __future__ import annotations
@@ -26,22 +26,21 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pettingzoo import ParallelEnv
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from liqnet.market.env import LiquidityEnv, StepResult
-from liqnet.market.model import MarketModel
+from liqnet.agents.wrappers import TeamMixReward
+from liqnet.market.wrappers import SystemRewardWrapper
 from liqnet.scenarios.envs import make_env
-from liqnet.scenarios.loader import load
-from liqnet.scenarios.run import unrealised_bad_debt
 
 if TYPE_CHECKING:
     from liqnet.agents.mappo import MAPPO, MAPPOConfig
-    from liqnet.core.schema import Scenario
 
 # torch and the learner are imported inside train(): `liqnet run` and the other
 # subcommands build this module's parser and should not pay torch's import time.
@@ -56,57 +55,6 @@ REWARDS = ("equity", "system")
 """Training rewards (see the module docstring)."""
 
 
-def system_losses(model: MarketModel) -> float:
-    """Bad debt (realised and underwater) plus default losses, USD, as ``liqnet evaluate``."""
-    realised = sum(p.realised_bad_debt for p in model.protocols.values())
-    bad_debt = realised + unrealised_bad_debt(model)
-    negative_equity = sum(max(0.0, -d["equity_usd"]) for d in model.defaults)
-    return bad_debt + sum(model.credit_losses.values()) + negative_equity
-
-
-def system_revenue(model: MarketModel) -> float:
-    """Income earned by all protocols so far, USD."""
-    return sum(p.revenue for p in model.protocols.values())
-
-
-class SystemRewardEnv(LiquidityEnv):
-    """:class:`LiquidityEnv` whose agents all get the team reward of ``reward="system"``.
-
-    Reward at step ``t`` for every agent acting in it: the change of
-    ``revenue_weight * revenue - losses`` over the step, divided by the sum of the
-    protocols' initial total assets.
-
-    Args:
-        scenario: As :class:`LiquidityEnv`.
-        revenue_weight: USD of losses one USD of revenue is worth (>= 0).
-        **kwargs: Passed to :class:`LiquidityEnv`.
-    """
-
-    def __init__(self, scenario: Scenario, revenue_weight: float = 1.0, **kwargs: Any) -> None:
-        if not revenue_weight >= 0.0:
-            raise ValueError(f"revenue_weight = {revenue_weight!r}: must be >= 0")
-        super().__init__(scenario, **kwargs)
-        self.revenue_weight = float(revenue_weight)
-
-    def _net(self) -> float:
-        return self.revenue_weight * system_revenue(self.model) - system_losses(self.model)
-
-    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple:
-        """As :meth:`LiquidityEnv.reset`; also records the system's starting figures."""
-        out = super().reset(seed=seed, options=options)
-        self._system_scale = max(sum(p.total_assets() for p in self.model.protocols.values()), 1.0)
-        self._last_net = self._net()
-        return out
-
-    def step(self, actions: dict) -> StepResult:
-        """As :meth:`LiquidityEnv.step`, with every reward replaced by the team reward."""
-        observations, rewards, terminations, truncations, infos = super().step(actions)
-        net = self._net()
-        team = (net - self._last_net) / self._system_scale
-        self._last_net = net
-        return observations, dict.fromkeys(rewards, team), terminations, truncations, infos
-
-
 @dataclass(frozen=True)
 class EnvFactory:
     """Builds training environment ``i``: scenario ``(i // group) mod len(scenarios)``.
@@ -119,6 +67,7 @@ class EnvFactory:
         horizon: Steps per episode (default: each scenario's ``steps``).
         reward: One of :data:`REWARDS`.
         revenue_weight: Weight of revenue in the ``"system"`` reward.
+        team_weight: Share of each reward replaced by the team mean (0: none).
         group: Consecutive environments that run the same scenario (2 for antithetic
             pairs, :attr:`~liqnet.agents.mappo.MAPPOConfig.antithetic_pairs`).
     """
@@ -129,14 +78,22 @@ class EnvFactory:
     reward: str = "equity"
     revenue_weight: float = 1.0
     group: int = 1
+    team_weight: float = 0.0
 
-    def __call__(self, index: int) -> LiquidityEnv:
+    def wrappers(self) -> list[Callable[[ParallelEnv], ParallelEnv]]:
+        """The reward wrappers of :attr:`reward` and :attr:`team_weight`, innermost first."""
+        chain: list[Callable[[ParallelEnv], ParallelEnv]] = []
+        if self.reward == "system":
+            chain.append(partial(SystemRewardWrapper, revenue_weight=self.revenue_weight))
+        if self.team_weight > 0.0:
+            chain.append(partial(TeamMixReward, team_weight=self.team_weight))
+        return chain
+
+    def __call__(self, index: int) -> ParallelEnv:
         """Environment number ``index``."""
         name = self.scenarios[index // self.group % len(self.scenarios)]
-        if self.reward == "system":
-            world = load(name, dict(self.overrides))
-            return SystemRewardEnv(world, self.revenue_weight, horizon=self.horizon)
-        return make_env(name, horizon=self.horizon, overrides=dict(self.overrides))
+        overrides = dict(self.overrides)
+        return make_env(name, horizon=self.horizon, overrides=overrides, wrappers=self.wrappers())
 
 
 def positions_overrides(positions: int, n_protocols: int = 3) -> dict[str, int]:
@@ -184,6 +141,7 @@ def train(
     env_fn: Callable[[int], Any] | None = None,
     reward: str = "equity",
     revenue_weight: float = 1.0,
+    team_weight: float = 0.0,
 ) -> TrainResult:
     """Train MAPPO on one or more scenarios.
 
@@ -203,6 +161,7 @@ def train(
             labels the run.
         reward: Training reward, one of :data:`REWARDS` (see the module docstring).
         revenue_weight: Weight of revenue in the ``"system"`` reward.
+        team_weight: Share of each agent's reward replaced by the team mean, in [0, 1].
 
     Returns:
         The :class:`TrainResult`.
@@ -230,7 +189,9 @@ def train(
     config = config or MAPPOConfig()
     overrides_items = tuple(sorted((overrides or {}).items()))
     group = 2 if config.antithetic_pairs else 1
-    factory = EnvFactory(tuple(scenarios), overrides_items, horizon, reward, revenue_weight, group)
+    factory = EnvFactory(
+        tuple(scenarios), overrides_items, horizon, reward, revenue_weight, group, team_weight
+    )
     env_fn = env_fn or factory
     probe = env_fn(0)
     agent_ids = tuple(probe.possible_agents)
@@ -285,6 +246,7 @@ def train(
             "horizon": horizon,
             "reward": reward,
             "revenue_weight": revenue_weight,
+            "team_weight": team_weight,
             "env_steps": env_steps,
             "workers": workers,
             "wall_s": time.perf_counter() - start,
@@ -313,6 +275,9 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         "--revenue-weight", type=float, default=1.0, help="revenue weight of --reward system"
     )
     p.add_argument(
+        "--team-weight", type=float, default=0.0, help="share of reward mixed with the team mean"
+    )
+    p.add_argument(
         "--config", default=None, metavar="JSON", help="MAPPOConfig fields as a JSON file"
     )
     p.add_argument(
@@ -335,6 +300,8 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
         values.update({k: v for k in ("seed", "sharing") if (v := getattr(args, k)) is not None})
         if args.envs is not None:
             values["num_envs"] = args.envs
+        if not 0.0 <= args.team_weight <= 1.0:
+            raise ValueError(f"--team-weight {args.team_weight}: must be in [0, 1]")
         config = MAPPOConfig.from_dict(values)
     except (TypeError, ValueError) as error:  # one line naming the field, as for scenarios
         console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
@@ -373,6 +340,7 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
             on_iteration=show,
             reward=args.reward,
             revenue_weight=args.revenue_weight,
+            team_weight=args.team_weight,
         )
     last = result.history[-1]
     console.print(

@@ -3,9 +3,12 @@
 import pytest
 from conftest import small
 
+from liqnet.agents.wrappers import TeamMixReward
+from liqnet.market.env import LiquidityEnv
+from liqnet.market.wrappers import SystemRewardWrapper
 from liqnet.scenarios.evaluate import run_metrics
 from liqnet.scenarios.policies import run_with_policies
-from liqnet.scenarios.train import EnvFactory, SystemRewardEnv
+from liqnet.scenarios.train import EnvFactory
 
 
 @pytest.mark.parametrize("name", ["flash_crash", "credit_crunch"])
@@ -14,9 +17,9 @@ def test_team_rewards_sum_to_the_evaluated_net_of_revenue_and_losses(
     name: str, revenue_weight: float
 ) -> None:
     scenario = small(name)
-    env = SystemRewardEnv(scenario, revenue_weight)
+    env = SystemRewardWrapper(LiquidityEnv(scenario), revenue_weight)
     env.reset(seed=11)
-    scale = env._system_scale
+    scale = env.scale
     total, steps = 0.0, 0
     while env.agents:
         _, rewards, *_ = env.step({})  # standing levers: static governance
@@ -34,10 +37,13 @@ def test_team_rewards_sum_to_the_evaluated_net_of_revenue_and_losses(
 def test_factory_builds_the_requested_reward_and_rejects_negative_weights() -> None:
     factory = EnvFactory(("flash_crash",), reward="system", revenue_weight=2.0)
     env = factory(0)
-    assert isinstance(env, SystemRewardEnv) and env.revenue_weight == 2.0
-    assert not isinstance(EnvFactory(("flash_crash",))(0), SystemRewardEnv)
+    assert isinstance(env, SystemRewardWrapper) and env.revenue_weight == 2.0
+    assert not isinstance(EnvFactory(("flash_crash",))(0), SystemRewardWrapper)
     with pytest.raises(ValueError, match="revenue_weight"):
-        SystemRewardEnv(small("flash_crash"), -1.0)
+        SystemRewardWrapper(LiquidityEnv(small("flash_crash")), -1.0)
+    # The team mix wraps the system reward (outermost), as documented in EnvFactory.
+    mixed = EnvFactory(("flash_crash",), reward="system", team_weight=0.5)(0)
+    assert isinstance(mixed, TeamMixReward) and isinstance(mixed.env, SystemRewardWrapper)
 
 
 def test_train_command_takes_a_config_file_and_the_system_reward(tmp_path) -> None:
