@@ -21,7 +21,8 @@ setup: $(BIN)/liqnet
 run: setup
 	$(BIN)/liqnet run flash_crash --out runs/flash_crash
 
-test: setup
+# The suite, after the checks CI holds the code to: ruff (lint and format) and mypy.
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -145,6 +145,11 @@ class MAPPOConfig:
 class RunningNorm(nn.Module):
     """Running mean and variance (parallel Welford), kept as buffers in the state_dict."""
 
+    # Registered buffers (declared so type checkers see tensors, not Tensor | Module).
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, shape: tuple[int, ...] = (), clip: float = 10.0) -> None:
         super().__init__()
         self.clip = clip

@@ -46,7 +46,7 @@ class RewardWrapper(BaseParallelWrapper[AgentID, np.ndarray, ActionType]):
         return observations, self.reward(rewards), terminations, truncations, infos
 
 
-class TeamMixReward(RewardWrapper[AgentID, ActionType]):
+class TeamMixReward(RewardWrapper):
     """Each agent's reward mixed with the mean reward of the agents acting in the step.
 
     ``r_i <- (1 - team_weight) * r_i + team_weight * mean_j r_j``: 0 keeps self-interested
@@ -158,7 +158,7 @@ def merge_moments(
     return new_mean, m2 / total, total
 
 
-class NormalizeObservation(ObservationWrapper[AgentID, ActionType]):
+class NormalizeObservation(ObservationWrapper):
     """Observations standardised by running moments: ``clip((x - mean) / std)``.
 
     One set of moments for all agents (their observations share a layout; the protocol
@@ -246,7 +246,7 @@ class NormalizeObservation(ObservationWrapper[AgentID, ActionType]):
         self.mean, self.var, self.count = mean.copy(), var.copy(), count
 
 
-class ForecastObservation(ObservationWrapper[AgentID, ActionType]):
+class ForecastObservation(ObservationWrapper):
     """Observations with a forecaster's outputs appended: volatility and crash probability.
 
     Appends, per market asset, the forecast annualised volatility (``forecast.<asset>.vol``,

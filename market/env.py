@@ -298,12 +298,18 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         # Levers are bounded increments, so clipping a finite overshoot is harmless.
         return np.minimum(np.maximum(vector, -1.0), 1.0)
 
+    def _live_model(self) -> MarketModel:
+        """The world of the episode in progress (internal helpers run only during one)."""
+        if self.model is None:
+            raise RuntimeError("no episode in progress: call reset() first")
+        return self.model
+
     def _track_prices(self) -> None:
         """Push the last step's log returns into the volatility ring buffer.
 
         Plain floats: with a handful of assets, NumPy's per-call cost would dominate.
         """
-        reference = self.model.reference_prices
+        reference = self._live_model().reference_prices
         slot = self._returns_seen % self.vol_window
         new = []
         for j, asset in enumerate(self.asset_names):
@@ -317,7 +323,7 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             self._price_history.append(np.divide(self._prices, self._initial_prices))
 
     def _market_features(self) -> list[float]:
-        model = self.model
+        model = self._live_model()
         seen = min(self._returns_seen, self.vol_window)
         last = self._returns[(self._returns_seen - 1) % self.vol_window]
         values: list[float] = []
@@ -338,7 +344,7 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         """Write a fresh observation matrix (rows of ``agents``; others stay zero)."""
         # A new matrix each step: observations handed out earlier are rows of the old one.
         matrix = np.empty_like(self._matrix)
-        protocols = self.model.protocols
+        protocols = self._live_model().protocols
         live = set(agents)
         market = self._market_features()
         dead = [0.0] * len(FEATURE_NAMES)
@@ -399,4 +405,4 @@ def _action_error(agent: str, detail: str) -> ValueError:
 
 def _is_positive_int(value: object) -> bool:
     """An integer (NumPy's too, not a bool) of at least 1."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 1)

@@ -127,7 +127,7 @@ class MarketModel(mesa.Model):
         self.hedgers = [
             p for p in self.protocols.values() if type(p).hedge_orders is not Protocol.hedge_orders
         ]
-        self._gas_schedule = {}
+        self._gas_schedule: dict[int, float] = {}
         for spike in scenario.gas_spikes:
             for t in range(spike.step, spike.step + spike.duration_steps):
                 self._gas_schedule[t] = self._gas_schedule.get(t, 1.0) * spike.multiplier

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import annotated_types
 import numpy as np
@@ -251,12 +251,11 @@ def _check_bad_params(cls: type[Protocol]) -> int:
 
 def _outside(bound: object) -> float | None:
     """A value just outside a numeric bound, or None for other metadata."""
-    if isinstance(bound, annotated_types.Gt):
-        return float(bound.gt) - 1.0
-    if isinstance(bound, annotated_types.Ge):
-        return float(bound.ge) - 1.0
-    if isinstance(bound, annotated_types.Lt):
-        return float(bound.lt) + 1.0
-    if isinstance(bound, annotated_types.Le):
-        return float(bound.le) + 1.0
+    # Numeric fields only: their bounds are numbers (annotated_types types them loosely).
+    if isinstance(bound, annotated_types.Gt | annotated_types.Ge):
+        low = bound.gt if isinstance(bound, annotated_types.Gt) else bound.ge
+        return float(cast(float, low)) - 1.0
+    if isinstance(bound, annotated_types.Lt | annotated_types.Le):
+        high = bound.lt if isinstance(bound, annotated_types.Lt) else bound.le
+        return float(cast(float, high)) + 1.0
     return None

@@ -293,7 +293,9 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
     from liqnet.agents.mappo import MAPPOConfig
     from liqnet.scenarios.cli import parse_assignments  # the CLI imports this module
 
-    overrides = positions_overrides(args.positions) if args.positions else {}
+    overrides: dict[str, object] = {}
+    if args.positions:
+        overrides.update(positions_overrides(args.positions))
     overrides.update(parse_assignments(args.set))
     try:
         values = _read_config(args.config) if args.config else {}

@@ -126,10 +126,12 @@ class OptionVault(Protocol[OptionVaultParams]):
         self.fit_vol, self.fit_step = self.market_vol(), self.world.step_index
         expiries = np.asarray(p.quote_expiries_days) / _DAYS_PER_YEAR
         quotes = market_quotes(self.spot, self.fit_vol, expiries, self._quote_rng, self.smile)
+        surface: NeuralSurface | SVISurface
         if p.surface_model == "neural":
-            self.surface = NeuralSurface.fit(quotes, seed=self.world.seed)
+            surface = NeuralSurface.fit(quotes, seed=self.world.seed)
         else:
-            self.surface = SVISurface.fit(quotes)
+            surface = SVISurface.fit(quotes)
+        self.surface = surface
         self.surface_version += 1
 
     def marks(self) -> Marks:
