@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from liqnet.agents.wrappers import merge_moments
+from liqnet.agents.normalization import RunningNorm
 from liqnet.core.levers import DEFAULT_STANDING_LEVERS
 
 SHARING_MODES = ("shared", "independent")
@@ -140,43 +140,6 @@ class MAPPOConfig:
         if unknown:
             raise ValueError(f"unknown MAPPOConfig field(s) {unknown}; allowed: {sorted(known)}")
         return cls(**values)
-
-
-class RunningNorm(nn.Module):
-    """Running mean and variance (parallel Welford), kept as buffers in the state_dict."""
-
-    # Registered buffers (declared so type checkers see tensors, not Tensor | Module).
-    mean: torch.Tensor
-    var: torch.Tensor
-    count: torch.Tensor
-
-    def __init__(self, shape: tuple[int, ...] = (), clip: float = 10.0) -> None:
-        super().__init__()
-        self.clip = clip
-        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
-        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
-        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Merge a batch (leading dimension = samples) into the running moments."""
-        x = x.to(torch.float64).reshape(-1, *self.mean.shape)
-        if x.shape[0] == 0:
-            return
-        moments = (self.mean, self.var, self.count, x.mean(0), x.var(0, unbiased=False))
-        mean, var, count = merge_moments(*moments, x.shape[0])
-        self.mean.copy_(mean)
-        self.var.copy_(var)
-        self.count.fill_(float(count))
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """``(x - mean) / std``, clipped (outliers such as a 50x gas spike stay bounded)."""
-        z = (x - self.mean) / torch.sqrt(self.var + 1e-8)
-        return z.clamp(-self.clip, self.clip).to(torch.float32)
-
-    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`normalize` (without the clip)."""
-        return (z * torch.sqrt(self.var + 1e-8) + self.mean).to(torch.float32)
 
 
 def _mlp(sizes: list[int], out_std: float, out_bias: tuple[float, ...] | float = 0.0) -> nn.Module:

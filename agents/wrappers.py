@@ -27,6 +27,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils.env import ActionType, AgentID
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
+from liqnet.agents.normalization import merge_moments
 from liqnet.agents.rules import ForecasterLike, observation_indices
 
 Observations = dict[Any, np.ndarray]
@@ -139,23 +140,6 @@ class ObservationWrapper(BaseParallelWrapper[AgentID, np.ndarray, ActionType]):
         for agent, obs in observations.items():
             self._latest[self._rows[agent]] = obs
         return observations
-
-
-def merge_moments(
-    mean: Any, var: Any, count: Any, batch_mean: Any, batch_var: Any, n: int
-) -> tuple[Any, Any, Any]:
-    """Running mean and (population) variance merged with a batch (parallel Welford).
-
-    Plain arithmetic, so NumPy arrays and torch tensors both work: one formula for
-    :class:`NormalizeObservation` and MAPPO's ``RunningNorm``.
-
-    Returns:
-        ``(mean, var, count)`` of everything seen so far.
-    """
-    delta, total = batch_mean - mean, count + n
-    new_mean = mean + delta * n / total
-    m2 = var * count + batch_var * n + delta**2 * count * n / total
-    return new_mean, m2 / total, total
 
 
 class NormalizeObservation(ObservationWrapper):
