@@ -9,7 +9,10 @@ import math
 
 import numpy as np
 import pytest
-from perp_worlds import (
+
+from liqnet.market import MarketModel
+from liqnet.scenarios import load
+from tests.helpers.perp_worlds import (
     HOUR,
     add_position,
     assert_cash_identity,
@@ -19,9 +22,6 @@ from perp_worlds import (
     perp_of,
     world,
 )
-
-from liqnet.market import MarketModel
-from liqnet.scenarios import load
 
 # -- funding ---------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small
 from scipy.stats import ortho_group
 
 from liqnet.analysis import (
@@ -16,6 +15,7 @@ from liqnet.analysis import (
     policy_similarity,
 )
 from liqnet.scenarios import run
+from tests.conftest import small
 
 RNG = np.random.default_rng(11)
 

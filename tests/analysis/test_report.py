@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small
 
 from liqnet.analysis import convergence_index, load_result
 from liqnet.analysis.sweep import trend_fits
 from liqnet.scenarios import amplification, run
 from liqnet.scenarios.cli import main
+from tests.conftest import small
 
 TABLES = ["contagion_nodes", "contagion_edges", "debtrank", "cascade_rounds", "cascade_width"]
 TABLES += ["prices", "synchrony", "amplification", "summary"]

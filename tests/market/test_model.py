@@ -3,12 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from liqnet.market import MarketModel
 from liqnet.scenarios import run
+from tests.conftest import small
 
 
 @settings(max_examples=12, deadline=None)

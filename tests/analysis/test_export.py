@@ -9,7 +9,6 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
-from conftest import small
 
 from liqnet.analysis import (
     action_synchrony,
@@ -20,6 +19,7 @@ from liqnet.analysis import (
     to_node_link_json,
 )
 from liqnet.scenarios import run
+from tests.conftest import small
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scenario_files import MINIMAL_TOML, scenario_error, write_toml
 
 from liqnet.scenarios import load
 from liqnet.scenarios.loader import parse_override_value
+from tests.helpers.scenario_files import MINIMAL_TOML, scenario_error, write_toml
 
 BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_crush", "vol_regime"]
 

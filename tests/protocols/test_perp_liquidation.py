@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from perp_worlds import (
+
+from liqnet.protocols.perp import PerpExchange
+from tests.helpers.perp_worlds import (
     HOUR,
     SIDES,
     add_position,
@@ -18,8 +20,6 @@ from perp_worlds import (
     perp_of,
     world,
 )
-
-from liqnet.protocols.perp import PerpExchange
 
 # -- liquidation index -----------------------------------------------------------------
 

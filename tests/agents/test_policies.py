@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small
 from gymnasium import spaces
 from pandas.testing import assert_frame_equal
 
@@ -27,6 +26,7 @@ from liqnet.agents import (
 from liqnet.core.levers import DEFAULT_LEVERS
 from liqnet.scenarios import ScenarioError, run
 from liqnet.scenarios.policies import resolve_policies, run_with_policies
+from tests.conftest import small
 
 NAMES = (
     "risk_parameter",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import small
 
 from liqnet.analysis import contagion_graph, credit_exposures, debtrank, debtrank_by_protocol
 from liqnet.analysis.graphs import asset_node
 from liqnet.analysis.results import first_default_step, snapshot_step
 from liqnet.market import MarketModel
 from liqnet.scenarios import run
+from tests.conftest import small
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import small
 
 from liqnet.market import MarketModel
 from liqnet.protocols.lending import LendingPool
+from tests.conftest import small
 
 
 @pytest.fixture

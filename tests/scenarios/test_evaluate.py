@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import small
 
 from liqnet.scenarios import ScenarioError, run
 from liqnet.scenarios.cli import main
 from liqnet.scenarios.evaluate import METRICS, evaluate, parse_assignment, run_metrics
+from tests.conftest import small
 
 SMALL_SET = [f"--set=protocols.{k}.params.positions=200" for k in range(3)]
 

@@ -1,11 +1,11 @@
 """Training environments: the ``"system"`` team reward adds up to the evaluation metrics."""
 
 import pytest
-from conftest import small
 
 from liqnet.scenarios.evaluate import run_metrics
 from liqnet.scenarios.policies import run_with_policies
 from liqnet.scenarios.train import EnvFactory, SystemRewardEnv
+from tests.conftest import small
 
 
 @pytest.mark.parametrize("name", ["flash_crash", "credit_crunch"])

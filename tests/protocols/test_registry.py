@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from conftest import small
 from pydantic import Field
 
 from liqnet.market import MarketModel
 from liqnet.protocols import LendingPool, PerpExchange, Protocol, ProtocolParams, registry
 from liqnet.protocols.base import LiquidationOffer, LiquidationOutcome
 from liqnet.scenarios import ScenarioError, load
+from tests.conftest import small
 
 
 class TreasuryParams(ProtocolParams):

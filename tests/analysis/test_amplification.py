@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import small
 
 from liqnet.analysis import amplification_from_results, feedback_channels, ratio
 from liqnet.scenarios import amplification, run
+from tests.conftest import small
 
 STEPS = 40  # through flash_crash's crash (steps 20-23) and the first recovery steps
 

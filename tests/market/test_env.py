@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from liqnet.market.env import LiquidityEnv
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES
 from liqnet.scenarios import ScenarioError, builtin_names, load
 from liqnet.scenarios.envs import make_env
+from tests.conftest import small
 
 POSITIONS = 200
 

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +15,7 @@ from liqnet.market import MarketModel
 from liqnet.market.cascade import RoundStats, _execute_hedges
 from liqnet.protocols.options import OptionVault, black_scholes, portfolio_stress_loss
 from liqnet.scenarios import ScenarioError, load, run
+from tests.conftest import small
 
 CRASH_STEPS = range(30, 36)  # vol_crush: six -6% moves of ETH
 

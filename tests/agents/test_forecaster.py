@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import small
 
 from liqnet.agents import (
     CheckpointError,
@@ -22,6 +21,7 @@ from liqnet.agents import (
 from liqnet.scenarios import ScenarioError, run
 from liqnet.scenarios.forecast_training import ForecastReport, _samples, train_forecaster
 from liqnet.scenarios.policies import record_observations, run_with_policies
+from tests.conftest import small
 
 TEST_SEEDS = (50, 51, 52)
 

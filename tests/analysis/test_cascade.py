@@ -5,11 +5,11 @@ from __future__ import annotations
 import networkx as nx
 import pandas as pd
 import pytest
-from conftest import small
 
 from liqnet.analysis import cascade_rounds, cascade_stats, cascade_tree
 from liqnet.market.events import EVENT_COLUMNS
 from liqnet.scenarios import run
+from tests.conftest import small
 
 
 @pytest.fixture(scope="module")

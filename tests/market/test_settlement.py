@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from conftest import small
 
 from liqnet.market import MarketModel
 from liqnet.market.ledger import CreditLedger
 from liqnet.market.negotiation import Matches
 from liqnet.scenarios import load, run
+from tests.conftest import small
 
 
 def _lending_world(**overrides: object) -> MarketModel:
