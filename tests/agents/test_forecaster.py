@@ -21,13 +21,13 @@ from liqnet.agents import (
 from liqnet.scenarios import ScenarioError, run
 from liqnet.scenarios.forecast_training import ForecastReport, _samples, train_forecaster
 from liqnet.scenarios.policies import record_observations, run_with_policies
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 TEST_SEEDS = (50, 51, 52)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> ForecastReport:
+def trained(tmp_path_factory: pytest.TempPathFactory, small: Small) -> ForecastReport:
     """A forecaster trained on tiny data, saved to a temporary checkpoint directory."""
     worlds = [small("vol_regime", 100, steps=144), small("baseline", 100, steps=144)]
     return train_forecaster(
@@ -52,7 +52,9 @@ def test_forecaster_beats_naive_baselines_on_held_out_seeds(trained: ForecastRep
     assert "persistence" in str(report) and "Brier" in str(report)
 
 
-def test_checkpoint_round_trip_gives_identical_predictions(trained: ForecastReport) -> None:
+def test_checkpoint_round_trip_gives_identical_predictions(
+    trained: ForecastReport, small: Small
+) -> None:
     directory = trained.checkpoint
     assert {p.name for p in directory.iterdir()} == {"model.pt", "config.json"}
     loaded = Forecaster.load(directory)
@@ -73,14 +75,16 @@ def test_checkpoint_round_trip_gives_identical_predictions(trained: ForecastRepo
     assert traces[0].max() > 0.0  # the crash forecasts tightened risk
 
 
-def test_forecaster_spec_runs_in_a_scenario(trained: ForecastReport) -> None:
+def test_forecaster_spec_runs_in_a_scenario(trained: ForecastReport, small: Small) -> None:
     scenario = small("flash_crash", 100, protocols__2__policy=f"forecaster:{trained.checkpoint}")
     result = run(scenario, seed=3, steps=30)
     assert result.timeseries["dydx.lever.risk"].abs().sum() > 0.0
     assert (result.timeseries["aave.lever.risk"] == 0.0).all()
 
 
-def test_forecaster_features_in_training_match_acting(trained: ForecastReport) -> None:
+def test_forecaster_features_in_training_match_acting(
+    trained: ForecastReport, small: Small
+) -> None:
     observations, names, result = record_observations(small("baseline", 100, steps=40), 4)
     forecaster = trained.forecaster
     forecaster.reset(names, 1.0)
@@ -97,7 +101,7 @@ def test_forecaster_features_in_training_match_acting(trained: ForecastReport) -
 
 
 def test_missing_corrupt_and_mismatched_checkpoints_get_clear_errors(
-    trained: ForecastReport, tmp_path: Path
+    trained: ForecastReport, tmp_path: Path, small: Small
 ) -> None:
     source = trained.checkpoint
     with pytest.raises(CheckpointError, match="file not found"):

@@ -26,7 +26,7 @@ from liqnet.agents import (
 from liqnet.core.levers import DEFAULT_LEVERS
 from liqnet.scenarios import ScenarioError, run
 from liqnet.scenarios.policies import resolve_policies, run_with_policies
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 NAMES = (
     "risk_parameter",
@@ -174,7 +174,7 @@ def test_bayesian_derisks_when_unsure_or_when_the_tail_grows() -> None:
 
 
 # -- registry and scenario runs -------------------------------------------------------------
-def test_builtin_policy_names_and_unknown_spec_errors() -> None:
+def test_builtin_policy_names_and_unknown_spec_errors(small: Small) -> None:
     assert {"static", "vol_target", "bayesian", "forecaster"} <= set(policy_names())
     assert isinstance(make_policy("vol_target:0.8"), VolatilityTargeting)
     assert make_policy("vol_target:0.8").config.target_vol == 0.8
@@ -191,14 +191,14 @@ def test_builtin_policy_names_and_unknown_spec_errors() -> None:
         assert name in message
 
 
-def test_agents_sharing_a_spec_share_one_policy_object() -> None:
+def test_agents_sharing_a_spec_share_one_policy_object(small: Small) -> None:
     scenario = small("baseline", protocols__0__policy="bayesian", protocols__2__policy="bayesian")
     policies = resolve_policies(scenario)
     assert policies["aave"] is policies["dydx"]
     assert isinstance(policies["compound"], StaticGovernance)
 
 
-def test_static_through_the_env_reproduces_the_model_path() -> None:
+def test_static_through_the_env_reproduces_the_model_path(small: Small) -> None:
     scenario = small("flash_crash")
     fast = run(scenario, seed=5, steps=30)
     via_env = run_with_policies(scenario, seed=5, steps=30)
@@ -206,7 +206,7 @@ def test_static_through_the_env_reproduces_the_model_path() -> None:
     assert fast.summary == via_env.summary
 
 
-def test_policies_drive_a_run_end_to_end_with_money_conserved() -> None:
+def test_policies_drive_a_run_end_to_end_with_money_conserved(small: Small) -> None:
     scenario = small(
         "flash_crash",
         protocols__0__policy="vol_target",

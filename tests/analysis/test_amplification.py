@@ -8,7 +8,7 @@ import pytest
 
 from liqnet.analysis import amplification_from_results, feedback_channels, ratio
 from liqnet.scenarios import amplification, run
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 STEPS = 40  # through flash_crash's crash (steps 20-23) and the first recovery steps
 
@@ -23,7 +23,7 @@ def test_ratio_conventions() -> None:
             ratio(*bad)
 
 
-def test_feedback_channels() -> None:
+def test_feedback_channels(small: Small) -> None:
     assert feedback_channels(small("flash_crash")) == ("price_impact",)
     assert feedback_channels(small("credit_crunch")) == ("price_impact", "credit")
     assert feedback_channels(small("flash_crash", market__permanent_impact=0.0)) == ()
@@ -49,7 +49,7 @@ def test_feedback_channels() -> None:
     assert feedback_channels(pair) == ("credit",)
 
 
-def test_amplification_is_exactly_one_without_feedback_channels() -> None:
+def test_amplification_is_exactly_one_without_feedback_channels(small: Small) -> None:
     # No permanent impact and no credit line: feedback=False changes nothing at all.
     scenario = small("flash_crash", market__permanent_impact=0.0)
     assert feedback_channels(scenario) == ()
@@ -65,7 +65,7 @@ def test_amplification_is_exactly_one_without_feedback_channels() -> None:
     }
 
 
-def test_price_impact_amplifies_a_crash() -> None:
+def test_price_impact_amplifies_a_crash(small: Small) -> None:
     scenario = small("flash_crash")
     with_feedback = run(scenario, steps=STEPS)
     result = amplification(scenario, result=with_feedback)
@@ -75,7 +75,7 @@ def test_price_impact_amplifies_a_crash() -> None:
     assert result.to_dict()["channels"] == ["price_impact"]
 
 
-def test_amplification_from_results_checks_twins() -> None:
+def test_amplification_from_results_checks_twins(small: Small) -> None:
     scenario = small("flash_crash")
     a = run(scenario, steps=10)
     with pytest.raises(ValueError, match="feedback=False"):

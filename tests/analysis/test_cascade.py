@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import networkx as nx
 import pandas as pd
 import pytest
 
 from liqnet.analysis import cascade_rounds, cascade_stats, cascade_tree
+from liqnet.core import RunResult
 from liqnet.market.events import EVENT_COLUMNS
 from liqnet.scenarios import run
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
 @pytest.fixture(scope="module")
-def crash():
+def crash(small: Small):
     """flash_crash (small world) through the crash."""
     return run(small("flash_crash"), steps=30)
 
@@ -57,23 +60,29 @@ def test_tree_links_rounds_through_price_impacts(crash) -> None:
     assert moved and all("oracle_move" in tree.nodes[n] for n in moved)
 
 
-def _result_with_events(rows: list[tuple[int, int, str, int]], max_rounds: int = 10):
-    """A flash_crash result whose events are replaced by ``(step, round, protocol, n)``."""
-    result = run(small("flash_crash", market__max_cascade_rounds=max_rounds), steps=8)
-    records = []
-    for step, rnd, protocol, n in rows:
-        for k in range(n):
-            records.append(
-                dict.fromkeys(EVENT_COLUMNS, 0.0)
-                | {"step": step, "round": rnd, "kind": "liquidation", "protocol": protocol}
-                | {"asset": "ETH", "book": "ETH", "position": k, "repaid_usd": 10.0}
-                | {"oracle_price": 3000.0 - 100.0 * rnd}
-            )
-    result.events = pd.DataFrame(records, columns=list(EVENT_COLUMNS))
-    return result
+@pytest.fixture
+def _result_with_events(small: Small) -> Callable[..., RunResult]:
+    """Factory: a flash_crash result whose events are replaced by ``(step, round, protocol,
+    n)`` rows: ``_result_with_events(rows, max_rounds=10)``."""
+
+    def make(rows: list[tuple[int, int, str, int]], max_rounds: int = 10) -> RunResult:
+        result = run(small("flash_crash", market__max_cascade_rounds=max_rounds), steps=8)
+        records = []
+        for step, rnd, protocol, n in rows:
+            for k in range(n):
+                records.append(
+                    dict.fromkeys(EVENT_COLUMNS, 0.0)
+                    | {"step": step, "round": rnd, "kind": "liquidation", "protocol": protocol}
+                    | {"asset": "ETH", "book": "ETH", "position": k, "repaid_usd": 10.0}
+                    | {"oracle_price": 3000.0 - 100.0 * rnd}
+                )
+        result.events = pd.DataFrame(records, columns=list(EVENT_COLUMNS))
+        return result
+
+    return make
 
 
-def test_branching_ratio_by_hand() -> None:
+def test_branching_ratio_by_hand(_result_with_events: Callable[..., RunResult]) -> None:
     # Step 5: 4 liquidations, then 2 triggered by them, then 1; step 6: 3 and 3.
     rows = [(5, 0, "aave", 3), (5, 0, "dydx", 1), (5, 1, "aave", 2), (5, 2, "aave", 1)]
     rows += [(6, 0, "aave", 3), (6, 1, "compound", 3)]
@@ -92,13 +101,13 @@ def test_branching_ratio_by_hand() -> None:
     assert table["liquidations"].tolist() == [4, 2, 1, 3, 3]
 
 
-def test_censored_last_round_is_not_a_parent() -> None:
+def test_censored_last_round_is_not_a_parent(_result_with_events: Callable[..., RunResult]) -> None:
     # With a 2-round limit, round 1's offspring could never be observed.
     tree = cascade_tree(_result_with_events([(5, 0, "aave", 4), (5, 1, "aave", 2)], 2))
     assert tree.graph["branching_ratio"] == pytest.approx(2 / 4)
 
 
-def test_no_liquidations_gives_an_empty_tree() -> None:
+def test_no_liquidations_gives_an_empty_tree(small: Small) -> None:
     result = run(small("baseline"), steps=5)
     result.events = result.events.iloc[0:0]
     tree = cascade_tree(result)

@@ -15,7 +15,7 @@ from liqnet.analysis import (
     policy_similarity,
 )
 from liqnet.scenarios import run
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 RNG = np.random.default_rng(11)
 
@@ -122,7 +122,7 @@ def test_convergence_index_combines_actions_and_policies() -> None:
         action_synchrony({"a": series})
 
 
-def test_synchrony_of_a_run_uses_the_applied_levers() -> None:
+def test_synchrony_of_a_run_uses_the_applied_levers(small: Small) -> None:
     result = run(small("credit_crunch"), steps=12)
     actions = lever_actions(result)
     assert set(actions) == {"aave", "compound", "dydx"}

@@ -19,11 +19,11 @@ from liqnet.analysis import (
     to_node_link_json,
 )
 from liqnet.scenarios import run
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
 @pytest.fixture(scope="module")
-def crunch():
+def crunch(small: Small):
     """credit_crunch (small world) past its defaults."""
     return run(small("credit_crunch"), steps=45)
 

@@ -9,16 +9,16 @@ from liqnet.analysis.graphs import asset_node
 from liqnet.analysis.results import first_default_step, snapshot_step
 from liqnet.market import MarketModel
 from liqnet.scenarios import run
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
 @pytest.fixture(scope="module")
-def crunch():
+def crunch(small: Small):
     """credit_crunch in a small world: aave lends to dydx, dydx defaults, aave follows."""
     return run(small("credit_crunch"), steps=60)
 
 
-def test_credit_edge_before_default_equals_ledger_exposure(crunch) -> None:
+def test_credit_edge_before_default_equals_ledger_exposure(crunch, small: Small) -> None:
     first = first_default_step(crunch)
     assert first is not None and any(d["protocol"] == "dydx" for d in crunch.defaults)
     step = first - 1
@@ -51,7 +51,7 @@ def test_after_default_edge_carries_written_off_loss(crunch) -> None:
     assert graph.graph["step"] == int(crunch.timeseries["step"].iloc[-1])
 
 
-def test_reconstruction_matches_ledger_with_repayments_and_rollovers() -> None:
+def test_reconstruction_matches_ledger_with_repayments_and_rollovers(small: Small) -> None:
     # Short maturities make lines repay or roll over within the run.
     result = run(small("credit_crunch", negotiation__maturity_steps=3), steps=45)
     kinds = set(result.credit["kind"])

@@ -14,7 +14,7 @@ from liqnet.analysis import convergence_index, load_result
 from liqnet.analysis.sweep import trend_fits
 from liqnet.scenarios import amplification, run
 from liqnet.scenarios.cli import main
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 TABLES = ["contagion_nodes", "contagion_edges", "debtrank", "cascade_rounds", "cascade_width"]
 TABLES += ["prices", "synchrony", "amplification", "summary"]
@@ -27,14 +27,14 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def saved(tmp_path_factory: pytest.TempPathFactory, small: Small) -> Path:
     """A small credit_crunch run through its defaults, saved without a figure."""
     out = tmp_path_factory.mktemp("run")
     run(small("credit_crunch"), steps=45).save(out, figure=False)
     return out
 
 
-def test_load_result_round_trips(saved: Path, tmp_path: Path) -> None:
+def test_load_result_round_trips(saved: Path, tmp_path: Path, small: Small) -> None:
     original = run(small("credit_crunch"), steps=45)
     loaded = load_result(saved)
     assert loaded.scenario == original.scenario
@@ -89,7 +89,7 @@ def test_analyze_without_twin_and_bad_directory(
     assert "not a directory" in capsys.readouterr().out
 
 
-def test_sweep_report_fits_amplification_against_convergence(tmp_path: Path) -> None:
+def test_sweep_report_fits_amplification_against_convergence(tmp_path: Path, small: Small) -> None:
     scenario = small("flash_crash")
     for k in range(3):
         run(scenario, seed=k, steps=30).save(tmp_path / "runs" / f"r{k}", figure=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
@@ -10,14 +12,20 @@ from liqnet.market.env import LiquidityEnv
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES
 from liqnet.scenarios import ScenarioError, builtin_names, load
 from liqnet.scenarios.envs import make_env
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 POSITIONS = 200
 
 
-def env_for(name: str = "baseline", horizon: int | None = 40, **kwargs: object) -> LiquidityEnv:
-    """A small world (200 positions per protocol) as an environment."""
-    return LiquidityEnv(small(name, positions=POSITIONS), horizon=horizon, **kwargs)
+@pytest.fixture
+def env_for(small: Small) -> Callable[..., LiquidityEnv]:
+    """Factory ``env_for(name="baseline", horizon=40, **kwargs)``: a small world (200
+    positions per protocol) as an environment."""
+
+    def make(name: str = "baseline", horizon: int | None = 40, **kwargs: object) -> LiquidityEnv:
+        return LiquidityEnv(small(name, positions=POSITIONS), horizon=horizon, **kwargs)
+
+    return make
 
 
 def random_actions(env: LiquidityEnv, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -53,13 +61,15 @@ def assert_same(a: object, b: object) -> None:
 
 
 @pytest.mark.parametrize("name", builtin_names())
-def test_parallel_api_and_seed_tests_pass(name: str) -> None:
+def test_parallel_api_and_seed_tests_pass(name: str, env_for: Callable[..., LiquidityEnv]) -> None:
     # 40 cycles over a 30-step horizon: the truncation path is exercised too.
     parallel_api_test(env_for(name, horizon=30), num_cycles=40)
     parallel_seed_test(lambda: env_for(name, horizon=30), num_cycles=40)
 
 
-def test_same_seed_same_episode_different_seed_differs() -> None:
+def test_same_seed_same_episode_different_seed_differs(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     first = play(env_for("flash_crash", horizon=None), seed=3)
     second = play(env_for("flash_crash", horizon=None), seed=3)
     assert len(first) == 97  # reset + the scenario's 96 steps
@@ -69,7 +79,9 @@ def test_same_seed_same_episode_different_seed_differs() -> None:
     assert any(not np.array_equal(last_obs[a], other_obs[a]) for a in last_obs)
 
 
-def test_reset_without_seed_is_reproducible_and_varies_between_episodes() -> None:
+def test_reset_without_seed_is_reproducible_and_varies_between_episodes(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for(horizon=5)
     first, _ = env.reset()
     assert env.episode_seed == env.scenario.seed
@@ -83,7 +95,9 @@ def test_reset_without_seed_is_reproducible_and_varies_between_episodes() -> Non
     np.testing.assert_array_equal(env.reset(seed=env.scenario.seed)[0]["aave"], first["aave"])
 
 
-def test_observations_are_finite_float32_inside_their_spaces() -> None:
+def test_observations_are_finite_float32_inside_their_spaces(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for("bank_run", horizon=None)
     dims = set()
     for step in play(env, seed=1):
@@ -99,7 +113,9 @@ def test_observations_are_finite_float32_inside_their_spaces() -> None:
     assert env.state_space.shape[0] == len(env.possible_agents) * len(env.observation_names)
 
 
-def test_observation_layout_type_one_hot_and_market_block() -> None:
+def test_observation_layout_type_one_hot_and_market_block(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for(horizon=3)
     obs, _ = env.reset(seed=0)
     names = env.observation_names
@@ -121,7 +137,9 @@ def test_observation_layout_type_one_hot_and_market_block() -> None:
     assert obs[names.index("gas_multiplier")] == pytest.approx(model.gas_multiplier)
 
 
-def test_market_block_tracks_returns_and_rolling_realised_volatility() -> None:
+def test_market_block_tracks_returns_and_rolling_realised_volatility(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for("vol_regime", horizon=None, vol_window=24)
     env.reset(seed=5)
     names, rng = env.observation_names, np.random.default_rng(0)
@@ -138,7 +156,9 @@ def test_market_block_tracks_returns_and_rolling_realised_volatility() -> None:
     assert obs[names.index("stressed_regime")] == float(stressed)
 
 
-def test_reward_is_scaled_equity_change_minus_shortfall_penalty() -> None:
+def test_reward_is_scaled_equity_change_minus_shortfall_penalty(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     # vol_regime, seed 0: the perp's LPs ask for more than its free cash from step ~130.
     env = env_for("vol_regime", horizon=None, shortfall_penalty=0.5, insolvency_penalty=0.0)
     _, infos = env.reset(seed=0)
@@ -156,7 +176,9 @@ def test_reward_is_scaled_equity_change_minus_shortfall_penalty() -> None:
     assert saw_shortfall  # the LP run made the penalty term matter
 
 
-def test_default_terminates_only_that_agent_with_penalty() -> None:
+def test_default_terminates_only_that_agent_with_penalty(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for(horizon=10)
     env.reset(seed=0)
     pool, model = env.model.protocols["aave"], env.model
@@ -177,7 +199,9 @@ def test_default_terminates_only_that_agent_with_penalty() -> None:
     assert set(observations) == {"compound", "dydx"}
 
 
-def test_horizon_truncates_everyone_then_step_needs_reset() -> None:
+def test_horizon_truncates_everyone_then_step_needs_reset(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for(horizon=3)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
@@ -200,7 +224,9 @@ def test_horizon_truncates_everyone_then_step_needs_reset() -> None:
         ("risk up", r"'aave'.*expected a finite array"),
     ],
 )
-def test_malformed_action_raises_and_applies_nothing(action: object, match: str) -> None:
+def test_malformed_action_raises_and_applies_nothing(
+    action: object, match: str, env_for: Callable[..., LiquidityEnv]
+) -> None:
     env = env_for(horizon=5)
     env.reset(seed=0)
     with pytest.raises(ValueError, match=match):
@@ -208,14 +234,16 @@ def test_malformed_action_raises_and_applies_nothing(action: object, match: str)
     assert env.model.step_index == 0 and env.model.pending_levers == {}
 
 
-def test_unknown_agent_raises() -> None:
+def test_unknown_agent_raises(env_for: Callable[..., LiquidityEnv]) -> None:
     env = env_for(horizon=5)
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"'maker'.*\(6,\).*not a live agent"):
         env.step({"maker": np.zeros(6)})
 
 
-def test_out_of_range_actions_are_clipped_before_the_world_sees_them() -> None:
+def test_out_of_range_actions_are_clipped_before_the_world_sees_them(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for(horizon=5)
     env.reset(seed=0)
     levers = np.array([3.0, -7.0, 1.5, -1.5, 0.5, 2.0])
@@ -228,7 +256,9 @@ def test_out_of_range_actions_are_clipped_before_the_world_sees_them() -> None:
     assert env.model.protocols["aave"].slope_multiplier < 1.0  # the price lever acted
 
 
-def test_default_on_the_last_step_is_a_termination_not_a_truncation() -> None:
+def test_default_on_the_last_step_is_a_termination_not_a_truncation(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
     env = env_for(horizon=1)
     env.reset(seed=0)
     pool = env.model.protocols["compound"]
@@ -241,7 +271,7 @@ def test_default_on_the_last_step_is_a_termination_not_a_truncation() -> None:
     assert env.agents == []
 
 
-def test_spaces_are_cached_objects() -> None:
+def test_spaces_are_cached_objects(env_for: Callable[..., LiquidityEnv]) -> None:
     env = env_for()
     for agent in env.possible_agents:
         assert env.action_space(agent) is env.action_space(agent)
@@ -250,7 +280,7 @@ def test_spaces_are_cached_objects() -> None:
     assert env.action_space("aave") is not env.action_space("dydx")  # seeded separately
 
 
-def test_render_ansi_and_rgb_array() -> None:
+def test_render_ansi_and_rgb_array(env_for: Callable[..., LiquidityEnv]) -> None:
     text_env = env_for(render_mode="ansi", horizon=3)
     text_env.reset(seed=0)
     text_env.step(random_actions(text_env, np.random.default_rng(0)))
@@ -268,7 +298,7 @@ def test_render_ansi_and_rgb_array() -> None:
     assert image_env.agents == []
 
 
-def test_constructor_rejects_bad_arguments() -> None:
+def test_constructor_rejects_bad_arguments(small: Small) -> None:
     scenario = small(positions=POSITIONS)
     with pytest.raises(ValueError, match="render_mode = 'human'"):
         LiquidityEnv(scenario, render_mode="human")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from liqnet.market import MarketModel
 from liqnet.scenarios import run
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
 @settings(max_examples=12, deadline=None)
@@ -20,7 +20,7 @@ from tests.conftest import small
     impact=st.floats(0.0, 1.0),
 )
 def test_every_step_conserves_cash_and_units(
-    seed: int, name: str, volatility: float, pool_usd: float, impact: float
+    seed: int, name: str, volatility: float, pool_usd: float, impact: float, small: Small
 ) -> None:
     scenario = small(
         name,
@@ -39,7 +39,7 @@ def test_every_step_conserves_cash_and_units(
             assert total == pytest.approx(units[asset], abs=1e-9 * abs(units[asset]) + 1e-9)
 
 
-def test_same_seed_same_trajectory() -> None:
+def test_same_seed_same_trajectory(small: Small) -> None:
     scenario = small("flash_crash")
     first, second = run(scenario, seed=5, steps=40), run(scenario, seed=5, steps=40)
     pd.testing.assert_frame_equal(first.timeseries, second.timeseries)
@@ -65,13 +65,13 @@ def test_flash_crash_cascades_and_feedback_twin_loses_less() -> None:
     )
 
 
-def test_gas_spike_stops_unprofitable_liquidations() -> None:
+def test_gas_spike_stops_unprofitable_liquidations(small: Small) -> None:
     calm = run(small("bank_run", gas_spikes=[]), steps=12)
     spiked = run(small("bank_run"), steps=12)
     assert spiked.summary["liquidations"] < calm.summary["liquidations"]
 
 
-def test_protocol_with_negative_equity_defaults_once() -> None:
+def test_protocol_with_negative_equity_defaults_once(small: Small) -> None:
     model = MarketModel(small())
     pool = model.protocols["aave"]
     # An exploit drains more than the pool's equity.
@@ -85,7 +85,7 @@ def test_protocol_with_negative_equity_defaults_once() -> None:
     assert [d["protocol"] for d in model.defaults].count("aave") == 1
 
 
-def test_set_levers_validates_shape_and_protocol() -> None:
+def test_set_levers_validates_shape_and_protocol(small: Small) -> None:
     model = MarketModel(small())
     with pytest.raises(ValueError, match="levers\\['aave'\\]"):
         model.set_levers({"aave": np.zeros(3)})
@@ -99,7 +99,7 @@ def test_set_levers_validates_shape_and_protocol() -> None:
     )
 
 
-def test_time_series_rows_reach_the_mesa_table_in_step_order() -> None:
+def test_time_series_rows_reach_the_mesa_table_in_step_order(small: Small) -> None:
     model = MarketModel(small())
     for _ in range(3):
         model.step()

@@ -1,5 +1,7 @@
 """Negotiation, credit lines, repayment and default settlement inside the world step."""
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -7,18 +9,23 @@ from liqnet.market import MarketModel
 from liqnet.market.ledger import CreditLedger
 from liqnet.market.negotiation import Matches
 from liqnet.scenarios import load, run
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
-def _lending_world(**overrides: object) -> MarketModel:
-    """Baseline with aave lending its idle cash and dydx borrowing, both standing levers."""
-    scenario = small(
-        "baseline",
-        protocols__0__levers={"lend": 1.0, "lend_rate": -0.8},
-        protocols__2__levers={"borrow": 1.0, "borrow_rate": 1.0},
-        **overrides,
-    )
-    return MarketModel(scenario)
+@pytest.fixture
+def _lending_world(small: Small) -> Callable[..., MarketModel]:
+    """Factory: baseline with aave lending its idle cash and dydx borrowing (standing levers)."""
+
+    def make(**overrides: object) -> MarketModel:
+        scenario = small(
+            "baseline",
+            protocols__0__levers={"lend": 1.0, "lend_rate": -0.8},
+            protocols__2__levers={"borrow": 1.0, "borrow_rate": 1.0},
+            **overrides,
+        )
+        return MarketModel(scenario)
+
+    return make
 
 
 def test_ledger_accrues_and_reports_exposures() -> None:
@@ -38,7 +45,9 @@ def test_ledger_accrues_and_reports_exposures() -> None:
     assert list(ledger.history()["kind"]) == ["open", "open"]
 
 
-def test_shortfall_is_met_by_credit_and_cash_moves_lender_to_borrower() -> None:
+def test_shortfall_is_met_by_credit_and_cash_moves_lender_to_borrower(
+    _lending_world: Callable[..., MarketModel],
+) -> None:
     model = _lending_world()
     aave, dydx = model.protocols["aave"], model.protocols["dydx"]
     dydx.liquidity_shortfall = 1e6  # unmet LP withdrawals last step
@@ -59,7 +68,9 @@ def test_shortfall_is_met_by_credit_and_cash_moves_lender_to_borrower() -> None:
     assert model.total_cash() == pytest.approx(total, abs=1e-6)
 
 
-def test_line_is_repaid_at_maturity_with_interest() -> None:
+def test_line_is_repaid_at_maturity_with_interest(
+    _lending_world: Callable[..., MarketModel],
+) -> None:
     model = _lending_world(negotiation__maturity_steps=3)
     aave, dydx = model.protocols["aave"], model.protocols["dydx"]
     dydx.liquidity_shortfall = 1e6
@@ -74,7 +85,7 @@ def test_line_is_repaid_at_maturity_with_interest() -> None:
     assert aave.credit_lent == pytest.approx(0.0) and dydx.credit_borrowed == pytest.approx(0.0)
 
 
-def test_no_trade_when_bid_below_ask() -> None:
+def test_no_trade_when_bid_below_ask(small: Small) -> None:
     scenario = small(
         "baseline",
         protocols__0__levers={"lend": 1.0, "lend_rate": 0.9},

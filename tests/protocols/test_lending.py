@@ -5,11 +5,11 @@ import pytest
 
 from liqnet.market import MarketModel
 from liqnet.protocols.lending import LendingPool
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
 @pytest.fixture
-def pool() -> LendingPool:
+def pool(small: Small) -> LendingPool:
     return MarketModel(small()).protocols["aave"]
 
 
@@ -46,7 +46,7 @@ def test_seizure_capped_by_collateral(pool: LendingPool) -> None:
     assert repay[0] == pytest.approx(10000.0 / 1.05)
 
 
-def test_exhausted_collateral_becomes_bad_debt() -> None:
+def test_exhausted_collateral_becomes_bad_debt(small: Small) -> None:
     model = MarketModel(small())
     pool = model.protocols["aave"]
     book = pool.books["ETH"]
@@ -67,7 +67,7 @@ def test_exhausted_collateral_becomes_bad_debt() -> None:
     assert before_reserves - pool.reserves == pytest.approx(expected, rel=1e-9)
 
 
-def test_accrual_grows_debt_at_borrow_rate_and_equity_by_reserve_factor() -> None:
+def test_accrual_grows_debt_at_borrow_rate_and_equity_by_reserve_factor(small: Small) -> None:
     model = MarketModel(small())
     pool = model.protocols["aave"]
     u = pool.utilization()
@@ -81,7 +81,7 @@ def test_accrual_grows_debt_at_borrow_rate_and_equity_by_reserve_factor() -> Non
     assert pool.own_equity() - equity == pytest.approx(interest * 0.15, rel=1e-6)
 
 
-def test_risk_lever_moves_thresholds_by_bounded_steps() -> None:
+def test_risk_lever_moves_thresholds_by_bounded_steps(small: Small) -> None:
     pool = MarketModel(small()).protocols["aave"]
     lt = pool.books["ETH"].liquidation_threshold
     pool.apply_levers(np.array([1.0, 0, 0, 0, 0, 0]))  # tighten
@@ -95,7 +95,7 @@ def test_risk_lever_moves_thresholds_by_bounded_steps() -> None:
     assert pool.books["ETH"].ltv < pool.books["ETH"].liquidation_threshold
 
 
-def test_liquidation_candidates_are_exactly_the_unhealthy_positions() -> None:
+def test_liquidation_candidates_are_exactly_the_unhealthy_positions(small: Small) -> None:
     model = MarketModel(small())
     pool = model.protocols["aave"]
     for _ in range(30):
@@ -129,7 +129,7 @@ def _unhealthy_offer(pool: LendingPool, asset: str) -> object:
     return LiquidationOffer(pool, asset, asset, slots, repay, seize, np.zeros(slots.size))
 
 
-def test_dust_books_are_skipped_only_when_no_liquidator_would_take_anything() -> None:
+def test_dust_books_are_skipped_only_when_no_liquidator_would_take_anything(small: Small) -> None:
     model = MarketModel(small())
     pool = model.protocols["aave"]
     for _ in range(30):
@@ -153,7 +153,7 @@ def test_dust_books_are_skipped_only_when_no_liquidator_would_take_anything() ->
     assert skipped and offered  # both branches were exercised
 
 
-def test_a_book_of_dust_offers_nothing_and_cheap_gas_offers_it_again() -> None:
+def test_a_book_of_dust_offers_nothing_and_cheap_gas_offers_it_again(small: Small) -> None:
     model = MarketModel(small())
     pool = model.protocols["aave"]
     for _ in range(30):

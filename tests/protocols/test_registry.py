@@ -8,7 +8,7 @@ from liqnet.market import MarketModel
 from liqnet.protocols import LendingPool, PerpExchange, Protocol, ProtocolParams, registry
 from liqnet.protocols.base import LiquidationOffer, LiquidationOutcome
 from liqnet.scenarios import ScenarioError, load
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
 class TreasuryParams(ProtocolParams):
@@ -76,7 +76,7 @@ def test_register_rejects_non_protocols() -> None:
         registry.register("bad", dict)  # type: ignore[arg-type]
 
 
-def test_user_protocol_runs_in_a_scenario() -> None:
+def test_user_protocol_runs_in_a_scenario(small: Small) -> None:
     registry.register("treasury", Treasury)
     base = small()
     protocols = [*base.model_dump(by_alias=True)["protocols"]]

@@ -7,10 +7,8 @@ and the ``MultiAgentEnvRunner`` samples it directly; the env is not modified.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
-import ray
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
@@ -38,18 +36,16 @@ def make_rllib_env(config: dict) -> ParallelPettingZooEnv:
 
 
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """A local two-CPU Ray, shut down after this module."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def rllib_env(local_ray: None) -> str:
+    """The tiny env registered with the local Ray (``local_ray`` from conftest); its name."""
     register_env(ENV_NAME, make_rllib_env)
-    yield
-    ray.shutdown()
+    return ENV_NAME
 
 
-def test_ppo_trains_one_shared_policy(local_ray: None) -> None:
+def test_ppo_trains_one_shared_policy(rllib_env: str) -> None:
     config = (
         PPOConfig()
-        .environment(ENV_NAME)
+        .environment(rllib_env)
         # Sample in the driver: no extra actors on a two-core machine.
         .env_runners(num_env_runners=0, rollout_fragment_length=HORIZON)
         .learners(num_learners=0)

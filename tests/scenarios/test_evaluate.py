@@ -10,12 +10,12 @@ import pytest
 from liqnet.scenarios import ScenarioError, run
 from liqnet.scenarios.cli import main
 from liqnet.scenarios.evaluate import METRICS, evaluate, parse_assignment, run_metrics
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 SMALL_SET = [f"--set=protocols.{k}.params.positions=200" for k in range(3)]
 
 
-def test_parse_assignment_whole_or_per_protocol() -> None:
+def test_parse_assignment_whole_or_per_protocol(small: Small) -> None:
     scenario = small("baseline", 100)
     assert parse_assignment("bayesian", scenario) == dict.fromkeys(
         ["aave", "compound", "dydx"], "bayesian"
@@ -30,7 +30,7 @@ def test_parse_assignment_whole_or_per_protocol() -> None:
         parse_assignment("maker=bayesian", scenario)
 
 
-def test_metrics_follow_their_definitions() -> None:
+def test_metrics_follow_their_definitions(small: Small) -> None:
     result = run(small("credit_crunch", 200), seed=0)
     metrics = run_metrics(result)
     s = result.summary
@@ -44,7 +44,7 @@ def test_metrics_follow_their_definitions() -> None:
     assert metrics["defaults"] == len(result.defaults)
 
 
-def test_evaluate_summarises_mean_and_spread_over_seeds() -> None:
+def test_evaluate_summarises_mean_and_spread_over_seeds(small: Small) -> None:
     scenario = small("flash_crash", 200)
     result = evaluate(scenario, ["static", "vol_target", "static"], seeds=[0, 1], steps=30)
     assert list(result.summary["policies"]) == ["static", "vol_target"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from liqnet.agents.mappo import MAPPO, MAPPOConfig
@@ -36,14 +34,6 @@ def setup() -> tuple[MAPPO, dict]:
     learner = MAPPO(CONFIG, obs_dim, 3, 6)
     kwargs = {"obs_dim": obs_dim, "n_agents": 3, "action_dim": 6, "config": CONFIG.to_dict()}
     return learner, kwargs
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """A local two-CPU Ray for this module."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_ray_workers_give_the_in_process_batch(local_ray: None) -> None:

@@ -5,13 +5,13 @@ import pytest
 from liqnet.scenarios.evaluate import run_metrics
 from liqnet.scenarios.policies import run_with_policies
 from liqnet.scenarios.train import EnvFactory, SystemRewardEnv
-from tests.conftest import small
+from tests.helpers.worlds import Small
 
 
 @pytest.mark.parametrize("name", ["flash_crash", "credit_crunch"])
 @pytest.mark.parametrize("revenue_weight", [0.0, 3.0])
 def test_team_rewards_sum_to_the_evaluated_net_of_revenue_and_losses(
-    name: str, revenue_weight: float
+    name: str, revenue_weight: float, small: Small
 ) -> None:
     scenario = small(name)
     env = SystemRewardEnv(scenario, revenue_weight)
@@ -31,7 +31,7 @@ def test_team_rewards_sum_to_the_evaluated_net_of_revenue_and_losses(
     assert metrics["losses_usd"] > 0.0  # the crash makes the test mean something
 
 
-def test_factory_builds_the_requested_reward_and_rejects_negative_weights() -> None:
+def test_factory_builds_the_requested_reward_and_rejects_negative_weights(small: Small) -> None:
     factory = EnvFactory(("flash_crash",), reward="system", revenue_weight=2.0)
     env = factory(0)
     assert isinstance(env, SystemRewardEnv) and env.revenue_weight == 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,22 +15,33 @@ from hypothesis import strategies as st
 from liqnet.market import MarketModel
 from liqnet.market.cascade import RoundStats, _execute_hedges
 from liqnet.protocols.options import OptionVault, black_scholes, portfolio_stress_loss
-from liqnet.scenarios import ScenarioError, load, run
-from tests.conftest import small
+from liqnet.scenarios import Scenario, ScenarioError, load, run
+from tests.helpers.worlds import Small
 
 CRASH_STEPS = range(30, 36)  # vol_crush: six -6% moves of ETH
 
 
-def scenario(market: dict[str, Any] | None = None, **vault: Any):
-    """vol_crush with small books; ``market`` overrides world fields, ``vault`` the vault's."""
-    overrides = {f"protocols.vault.params.{k}": v for k, v in vault.items()}
-    overrides.setdefault("protocols.vault.params.positions", 300)
-    return small("vol_crush", positions=200, **overrides, **(market or {}))
+@pytest.fixture(scope="session")
+def scenario(small: Small) -> Callable[..., Scenario]:
+    """Factory: vol_crush with small books; ``market`` overrides world fields, ``vault`` the
+    vault's. Session-scoped (pure) so the Hypothesis test may request it."""
+
+    def make(market: dict[str, Any] | None = None, **vault: Any) -> Scenario:
+        overrides = {f"protocols.vault.params.{k}": v for k, v in vault.items()}
+        overrides.setdefault("protocols.vault.params.positions", 300)
+        return small("vol_crush", positions=200, **overrides, **(market or {}))
+
+    return make
 
 
-def world(seed: int = 0, feedback: bool | None = None, **vault: Any) -> MarketModel:
-    """A small vol_crush world."""
-    return MarketModel(scenario(**vault), seed=seed, feedback=feedback)
+@pytest.fixture(scope="session")
+def world(scenario: Callable[..., Scenario]) -> Callable[..., MarketModel]:
+    """Factory: a small vol_crush world ``world(seed=0, feedback=None, **vault)``."""
+
+    def make(seed: int = 0, feedback: bool | None = None, **vault: Any) -> MarketModel:
+        return MarketModel(scenario(**vault), seed=seed, feedback=feedback)
+
+    return make
 
 
 def vault_of(model: MarketModel) -> OptionVault:
@@ -39,7 +51,9 @@ def vault_of(model: MarketModel) -> OptionVault:
     return vault
 
 
-def test_vol_crush_puts_the_vault_beside_the_baseline_protocols() -> None:
+def test_vol_crush_puts_the_vault_beside_the_baseline_protocols(
+    world: Callable[..., MarketModel],
+) -> None:
     loaded = load("vol_crush")
     assert [(p.id, p.type) for p in loaded.protocols] == [
         ("aave", "lending"),
@@ -65,7 +79,12 @@ def test_vol_crush_puts_the_vault_beside_the_baseline_protocols() -> None:
     writers=st.floats(0.0, 0.5),
 )
 def test_every_step_conserves_cash_and_units_with_the_vault(
-    seed: int, impact: float, band: float, pool_usd: float, writers: float
+    seed: int,
+    impact: float,
+    band: float,
+    pool_usd: float,
+    writers: float,
+    scenario: Callable[..., Scenario],
 ) -> None:
     market = {"market.permanent_impact": impact, "market.assets.ETH.pool_usd": pool_usd}
     sc = scenario(market, delta_band=band, writer_share=writers)
@@ -79,7 +98,9 @@ def test_every_step_conserves_cash_and_units_with_the_vault(
             assert total == pytest.approx(units[asset], abs=1e-9 * abs(units[asset]) + 1e-9)
 
 
-def test_account_stress_margin_covers_every_grid_scenario() -> None:
+def test_account_stress_margin_covers_every_grid_scenario(
+    world: Callable[..., MarketModel],
+) -> None:
     model = world(seed=1)
     vault = vault_of(model)
     for step in range(27):  # into the crash: high vol, moved spot
@@ -102,7 +123,9 @@ def test_account_stress_margin_covers_every_grid_scenario() -> None:
             assert per_account == pytest.approx(full.margin, rel=1e-9, abs=1e-9)
 
 
-def test_vault_stress_is_full_revaluation_at_surface_vols_and_greeks_is_close() -> None:
+def test_vault_stress_is_full_revaluation_at_surface_vols_and_greeks_is_close(
+    world: Callable[..., MarketModel],
+) -> None:
     model = world(seed=2)
     vault = vault_of(model)
     for _ in range(26):
@@ -122,7 +145,7 @@ def test_vault_stress_is_full_revaluation_at_surface_vols_and_greeks_is_close() 
     assert abs(approx.margin - full.margin) < 0.5 * full.margin
 
 
-def test_scheduled_hedge_flattens_net_delta() -> None:
+def test_scheduled_hedge_flattens_net_delta(world: Callable[..., MarketModel]) -> None:
     # No feedback: a hedge moves the pool but not the oracle, so what it flattens stays flat.
     model = world(seed=3, feedback=False, hedge_every_steps=3, delta_band=0.0)
     vault = vault_of(model)
@@ -139,7 +162,7 @@ def test_scheduled_hedge_flattens_net_delta() -> None:
     assert (hedges["protocol"] == "vault").all() and (hedges["round"] == 0).all()
 
 
-def test_hedge_fill_moves_pool_cash_and_inventory() -> None:
+def test_hedge_fill_moves_pool_cash_and_inventory(world: Callable[..., MarketModel]) -> None:
     model = world(seed=4, hedge_every_steps=0, delta_band=0.0)
     vault = vault_of(model)
     for _ in range(5):
@@ -156,7 +179,7 @@ def test_hedge_fill_moves_pool_cash_and_inventory() -> None:
     assert model.events.to_frame()["kind"].tolist() == ["hedge"]
 
 
-def test_under_margined_account_is_liquidated() -> None:
+def test_under_margined_account_is_liquidated(world: Callable[..., MarketModel]) -> None:
     model = world(seed=5)
     vault = vault_of(model)
     model.step()
@@ -186,7 +209,9 @@ def test_under_margined_account_is_liquidated() -> None:
     assert model.total_cash() == pytest.approx(cash_before, abs=1e-9 * scale)
 
 
-def test_liquidation_pays_penalty_to_vault_and_refunds_the_rest() -> None:
+def test_liquidation_pays_penalty_to_vault_and_refunds_the_rest(
+    world: Callable[..., MarketModel],
+) -> None:
     model = world(seed=6, margin_multiplier=1.0)
     vault = vault_of(model)
     model.step()
@@ -211,7 +236,7 @@ def test_liquidation_pays_penalty_to_vault_and_refunds_the_rest() -> None:
     assert not vault.book.active[offer.slots].any()
 
 
-def test_levers_move_parameters_by_bounded_steps() -> None:
+def test_levers_move_parameters_by_bounded_steps(world: Callable[..., MarketModel]) -> None:
     model = world()
     vault = vault_of(model)
     p = vault.params
@@ -237,7 +262,7 @@ def test_levers_move_parameters_by_bounded_steps() -> None:
     assert vault.margin_multiplier == pytest.approx(p.margin_multiplier_bounds[0] + p.risk_step)
 
 
-def test_vault_can_mark_at_the_neural_surface() -> None:
+def test_vault_can_mark_at_the_neural_surface(world: Callable[..., MarketModel]) -> None:
     svi, net = world(seed=8), world(seed=8, surface_model="neural", surface_refit_steps=50)
     for model in (svi, net):
         model.step()
@@ -248,7 +273,7 @@ def test_vault_can_mark_at_the_neural_surface() -> None:
     assert b.stress().margin == pytest.approx(a.stress().margin, rel=0.01)
 
 
-def test_same_seed_same_run_with_the_vault() -> None:
+def test_same_seed_same_run_with_the_vault(scenario: Callable[..., Scenario]) -> None:
     sc = scenario()
     first, second = run(sc, seed=5, steps=30), run(sc, seed=5, steps=30)
     pd.testing.assert_frame_equal(first.timeseries, second.timeseries)
@@ -257,7 +282,9 @@ def test_same_seed_same_run_with_the_vault() -> None:
     assert not np.allclose(first.timeseries["vault.equity"], other.timeseries["vault.equity"])
 
 
-def test_vol_crush_hedging_sells_into_the_crash_and_deepens_it() -> None:
+def test_vol_crush_hedging_sells_into_the_crash_and_deepens_it(
+    scenario: Callable[..., Scenario],
+) -> None:
     sc = scenario()
     hedged = run(sc, steps=44)
     twin = run(sc, steps=44, feedback=False)
