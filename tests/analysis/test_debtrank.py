@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import networkx as nx
 import numpy as np
@@ -218,7 +217,7 @@ def test_bounds(network: tuple[nx.DiGraph, dict[int, float]]) -> None:
     assert result.rounds <= graph.number_of_nodes()
 
 
-def test_large_sparse_graph_is_fast() -> None:
+def test_large_sparse_graph_equals_the_reference() -> None:
     rng = np.random.default_rng(7)
     n, m = 10_000, 50_000
     graph = nx.gnm_random_graph(n, m, seed=7, directed=True)
@@ -227,10 +226,13 @@ def test_large_sparse_graph_is_fast() -> None:
     lent = dict(graph.out_degree(weight="weight"))
     for node in graph.nodes:
         graph.nodes[node]["equity"] = 0.5 * lent[node] + 1.0  # lenders are 2x leveraged
-    start = time.perf_counter()
     result = debtrank(graph, {k: 1.0 for k in range(10)})
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0  # ~0.05 s on one core; generous for a shared CI machine
+    # At 10k nodes the sparse propagation gives the literal algorithm's answer, node by
+    # node and round by round; its speed-up is measured in benchmarks/analysis_throughput.py.
+    reference = debtrank_reference(graph, {k: 1.0 for k in range(10)})
+    assert result.rounds == reference.rounds
+    assert result.total == pytest.approx(reference.total, abs=1e-12)
+    assert max(abs(result.distress[k] - reference.distress[k]) for k in graph) < 1e-12
     assert 0.0 < result.total < 1.0
     assert math.isclose(result.initial_value_lost, 10 / n)
 
