@@ -3,7 +3,9 @@
 Times `black_scholes` (NumPy, inputs validated as in normal use) and `black_scholes_torch`
 (``validate=False``, inputs already tensors on the device: the hot-loop fast path) on CPU,
 and on CUDA when available, for 10k and 1M options of mixed kind; reports the median of
-repeats after one warm-up call. Runs in well under two minutes on a laptop.
+repeats after one warm-up call and each backend's speed-up over NumPy, plus the neural
+surface fit's cost relative to the SVI fit, both ratios measured in the same process.
+Runs in well under two minutes on a laptop.
 
 Usage:
     python benchmarks/greeks_throughput.py --out benchmarks/results/greeks_throughput.json
@@ -23,7 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from liqnet.protocols.options import black_scholes, black_scholes_torch, pricing
+from liqnet.protocols.options import (
+    NeuralSurface,
+    SmileSpec,
+    SVISurface,
+    black_scholes,
+    black_scholes_torch,
+    market_quotes,
+    pricing,
+)
 
 DEFAULT_SIZES = (10_000, 1_000_000)
 DEFAULT_OUT = Path("benchmarks/results/greeks_throughput.json")
@@ -87,9 +97,30 @@ def run(sizes: tuple[int, ...]) -> list[dict[str, Any]]:
                     "repeats": repeats,
                 }
             )
+    numpy_s = {row["n_options"]: row["median_s"] for row in rows if row["backend"] == "numpy"}
     for row in rows:
         row["options_per_s"] = row["n_options"] / row["median_s"]
+        # Same-process ratio against the NumPy reference: independent of machine load.
+        row["speedup_vs_numpy"] = numpy_s[row["n_options"]] / row["median_s"]
     return rows
+
+
+def surface_fit_ratio(seed: int = 3) -> dict[str, Any]:
+    """Seconds per NeuralSurface.fit and SVISurface.fit on one quote set, and their ratio.
+
+    The neural fit's cost is reported relative to the SVI fit (the reference) timed in the
+    same process, so the figure does not move with the machine's speed or load.
+    """
+    expiries = np.array([1.0, 7.0, 14.0, 28.0, 56.0]) / 365.0
+    quotes = market_quotes(3000.0, 0.7, expiries, np.random.default_rng(seed), SmileSpec())
+    neural_s, _ = time_call(lambda: NeuralSurface.fit(quotes, seed=11), lambda: None)
+    svi_s, _ = time_call(lambda: SVISurface.fit(quotes), lambda: None)
+    return {
+        "n_quotes": len(quotes.strike),
+        "neural_fit_s": neural_s,
+        "svi_fit_s": svi_s,
+        "neural_over_svi": neural_s / svi_s,
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -117,14 +148,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     rows = run(tuple(args.sizes))
-    print(f"{'backend':<12} {'options':>10} {'median ms':>11} {'options/s':>14} {'repeats':>8}")
+    print(
+        f"{'backend':<12} {'options':>10} {'median ms':>11} {'options/s':>14} "
+        f"{'x numpy':>8} {'repeats':>8}"
+    )
     for row in rows:
         print(
             f"{row['backend']:<12} {row['n_options']:>10,} {row['median_s'] * 1e3:>11.2f} "
-            f"{row['options_per_s']:>14,.0f} {row['repeats']:>8}"
+            f"{row['options_per_s']:>14,.0f} {row['speedup_vs_numpy']:>8.1f} {row['repeats']:>8}"
         )
+    fit = surface_fit_ratio()
+    print(
+        f"surface fit on {fit['n_quotes']} quotes: neural {fit['neural_fit_s'] * 1e3:.1f} ms, "
+        f"SVI {fit['svi_fit_s'] * 1e3:.1f} ms, neural/SVI {fit['neural_over_svi']:.1f}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": environment(), "results": rows}, indent=2))
+    payload = {"environment": environment(), "results": rows, "surface_fit": fit}
+    args.out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {args.out}")
 
 

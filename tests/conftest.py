@@ -1,21 +1,29 @@
-"""Shared fixtures: small worlds that build in milliseconds."""
+"""Shared fixtures: small worlds that build in milliseconds.
+
+Tests request these as fixture arguments; nothing imports this module. Plain helpers
+live in :mod:`tests.helpers` and are imported normally.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from liqnet.market import MarketModel
-from liqnet.scenarios import Scenario, load
+from tests.helpers.worlds import Small
+from tests.helpers.worlds import small as _small
 
 
-def small(name: str = "baseline", positions: int = 300, **overrides: object) -> Scenario:
-    """A built-in scenario with ``positions`` positions per protocol, plus overrides."""
-    values: dict[str, object] = {f"protocols.{k}.params.positions": positions for k in range(3)}
-    values.update({k.replace("__", "."): v for k, v in overrides.items()})
-    return load(name, values)
+@pytest.fixture(scope="session")
+def small() -> Small:
+    """Factory ``small(name="baseline", positions=300, **overrides) -> Scenario``.
+
+    Session-scoped because it is a pure function: module-scoped fixtures and Hypothesis
+    tests may request it.
+    """
+    return _small
 
 
 @pytest.fixture
-def small_world() -> MarketModel:
+def small_world(small: Small) -> MarketModel:
     """The baseline world with 300 positions per protocol."""
     return MarketModel(small())

@@ -1,0 +1,1 @@
+"""The liqnet test suite; folders mirror the package (tests/market -> liqnet.market, ...)."""

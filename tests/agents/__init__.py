@@ -1,0 +1,1 @@
+"""Tests of liqnet.agents, one file per source module."""

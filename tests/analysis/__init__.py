@@ -1,0 +1,1 @@
+"""Tests of liqnet.analysis, one file per source module."""

@@ -1,0 +1,1 @@
+"""Tests of liqnet.core, one file per source module."""

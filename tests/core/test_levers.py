@@ -1,0 +1,12 @@
+"""liqnet.core.levers and liqnet.core.units: lever names, defaults and time units agree."""
+
+from __future__ import annotations
+
+from liqnet.core.levers import DEFAULT_LEVERS, DEFAULT_STANDING_LEVERS, LEVER_NAMES
+from liqnet.core.units import HOURS_PER_YEAR
+
+
+def test_levers_and_units_agree() -> None:
+    assert tuple(DEFAULT_LEVERS) == LEVER_NAMES
+    assert DEFAULT_STANDING_LEVERS == (0.0, 0.0, -1.0, 0.0, -1.0, 0.0)
+    assert HOURS_PER_YEAR == 8760.0

@@ -1,0 +1,1 @@
+"""Test helpers imported as a normal package (``from tests.helpers import ...``)."""

@@ -1,0 +1,20 @@
+"""Small built-in scenarios that build in milliseconds (behind the ``small`` fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from liqnet.scenarios import Scenario, load
+
+#: The type of the ``small`` fixture: ``small(name, positions, **overrides) -> Scenario``.
+Small = Callable[..., Scenario]
+
+
+def small(name: str = "baseline", positions: int = 300, **overrides: object) -> Scenario:
+    """A built-in scenario with ``positions`` positions per protocol, plus overrides.
+
+    Override keys use ``__`` for dots (``market__permanent_impact=0.0``).
+    """
+    values: dict[str, object] = {f"protocols.{k}.params.positions": positions for k in range(3)}
+    values.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return load(name, values)

@@ -1,0 +1,1 @@
+"""Tests of liqnet.market, one file per source module."""

@@ -1,0 +1,1 @@
+"""Tests of liqnet.protocols, one file per source module."""

@@ -1,0 +1,1 @@
+"""Tests of liqnet.protocols.options, one file per source module."""

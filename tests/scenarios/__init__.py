@@ -1,0 +1,1 @@
+"""Tests of liqnet.scenarios, one file per source module."""

@@ -1,0 +1,129 @@
+"""Rollouts: Ray actors and in-process workers give the same batches for the same seeds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from liqnet.agents.mappo import MAPPO, MAPPOConfig
+from liqnet.scenarios.rollout import (
+    HELD_OUT_SEEDS_FROM,
+    LocalRollouts,
+    RayRollouts,
+    batch_stats,
+    episode_seed,
+    partition,
+)
+from liqnet.scenarios.train import EnvFactory, positions_overrides
+
+HORIZON = 12
+STEPS = 16  # longer than an episode: every env resets once inside the batch
+CONFIG = MAPPOConfig(num_envs=4, rollout_steps=STEPS, hidden_sizes=(16, 16), seed=11)
+ENV_FN = EnvFactory(
+    ("baseline", "flash_crash"), tuple(positions_overrides(200).items()), horizon=HORIZON
+)
+
+
+def setup() -> tuple[MAPPO, dict]:
+    """A learner and the worker network arguments for the tiny two-scenario world."""
+    env = ENV_FN(0)
+    obs_dim = env.observation_space("aave").shape[0]
+    learner = MAPPO(CONFIG, obs_dim, 3, 6)
+    kwargs = {"obs_dim": obs_dim, "n_agents": 3, "action_dim": 6, "config": CONFIG.to_dict()}
+    return learner, kwargs
+
+
+def test_ray_workers_give_the_in_process_batch(local_ray: None) -> None:
+    learner, kwargs = setup()
+    local = LocalRollouts(ENV_FN, CONFIG.num_envs, 2, CONFIG.seed, kwargs)
+    remote = RayRollouts(ENV_FN, CONFIG.num_envs, 2, CONFIG.seed, kwargs)
+    try:
+        for _ in range(2):  # the second batch continues the episodes of the first
+            params = learner.actor_params()
+            expected, got = local.sample(params, STEPS), remote.sample(params, STEPS)
+            assert batch_stats(got) == batch_stats(expected)
+            assert set(got) == set(expected)
+            for key in expected:
+                np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+            learner.update(expected)  # new parameters are broadcast for the next batch
+    finally:
+        remote.close()
+        local.close()
+    stats = batch_stats(expected)
+    assert stats["episodes"] == 4 and np.isfinite(stats["mean_episode_return"])
+    assert got["obs"].shape == (STEPS, 4, 3, kwargs["obs_dim"])
+    assert got["state"].shape == (STEPS, 4, 3 * kwargs["obs_dim"])
+
+
+def test_worker_split_does_not_change_the_batch() -> None:
+    learner, kwargs = setup()
+    params = learner.actor_params()
+    one = LocalRollouts(ENV_FN, CONFIG.num_envs, 1, CONFIG.seed, kwargs).sample(params, STEPS)
+    two = LocalRollouts(ENV_FN, CONFIG.num_envs, 2, CONFIG.seed, kwargs).sample(params, STEPS)
+    # Same env seeds and noise; only the batched matmul shapes differ (float round-off).
+    for key in ("raw_obs", "state", "rewards", "dones", "alive"):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    np.testing.assert_allclose(two["actions"], one["actions"], atol=1e-5)
+    other = LocalRollouts(ENV_FN, CONFIG.num_envs, 2, CONFIG.seed + 1, kwargs).sample(params, 4)
+    assert not np.allclose(other["actions"], two["actions"][:4])
+
+
+def test_batch_marks_episode_ends_and_resets() -> None:
+    learner, kwargs = setup()
+    batch = LocalRollouts(ENV_FN, 2, 1, CONFIG.seed, kwargs).sample(learner.actor_params(), STEPS)
+    # Every agent's episode ends at the horizon (or earlier on default); then a new one.
+    assert batch["dones"][HORIZON - 1].all()
+    assert batch["alive"][HORIZON].all() and np.all(batch["time"][HORIZON] == 0.0)
+    np.testing.assert_allclose(batch["time"][:HORIZON, 0], np.arange(HORIZON) / HORIZON)
+    assert not batch["rewards"][~batch["alive"]].any()
+    assert batch["episode_lengths"].tolist() == [HORIZON, HORIZON]
+
+
+@pytest.mark.parametrize("hold", [0, 1, 5])
+def test_held_noise_stays_for_its_steps_and_episode(hold: int) -> None:
+    learner, kwargs = setup()
+    kwargs["config"] = replace(CONFIG, noise_hold_steps=hold).to_dict()
+    batch = LocalRollouts(ENV_FN, 2, 1, CONFIG.seed, kwargs).sample(learner.actor_params(), STEPS)
+    # logp = -|noise|^2 / 2 + const: equal logps mean the same noise draw.
+    logp = batch["logp"]
+    same = np.isclose(logp[1:], logp[:-1], rtol=0.0, atol=1e-5).all(axis=(1, 2))
+    t = np.arange(1, STEPS) % HORIZON  # episode step of logp[1:]; 0 after a reset
+    held = (t % hold != 0) if hold else (t != 0)
+    np.testing.assert_array_equal(same, held)
+
+
+def test_antithetic_pairs_share_seeds_and_mirror_noise() -> None:
+    learner, kwargs = setup()
+    config = replace(CONFIG, antithetic_pairs=True, noise_hold_steps=0)
+    kwargs["config"] = config.to_dict()
+    env_fn = replace(ENV_FN, group=2)  # envs 0, 1: baseline; 2, 3: flash_crash
+    batch = LocalRollouts(env_fn, 4, 2, config.seed, kwargs).sample(learner.actor_params(), STEPS)
+    episodes = batch["episode"]
+    np.testing.assert_array_equal(episodes[:, 0], episodes[:, 1])
+    np.testing.assert_array_equal(episodes[:, 2], episodes[:, 3])
+    assert (episodes[:, 0] != episodes[:, 2]).all()
+    # Step 0: partners see one world; their actions mirror about the same mean.
+    np.testing.assert_array_equal(batch["raw_obs"][0, 0], batch["raw_obs"][0, 1])
+    with torch.no_grad():
+        mean = learner.net.action_mean(torch.from_numpy(batch["obs"][0, 0]))
+    pair_sum = batch["actions"][0, 0] + batch["actions"][0, 1]
+    np.testing.assert_allclose(pair_sum, 2.0 * mean.numpy(), atol=1e-5)
+    assert not np.allclose(batch["actions"][0, 0], batch["actions"][0, 1])
+    # Opposite noise has the same likelihood, at every step of both episodes.
+    np.testing.assert_allclose(batch["logp"][:, 0], batch["logp"][:, 1], atol=1e-4)
+    np.testing.assert_allclose(batch["logp"][:, 2], batch["logp"][:, 3], atol=1e-4)
+
+
+def test_seeds_and_partition() -> None:
+    assert partition(4, 2) == [[0, 1], [2, 3]]
+    assert all(len(block) % 2 == 0 for block in partition(10, 3, unit=2))
+    with pytest.raises(ValueError, match=r"workers = 2: must be in \[1, 1\]"):
+        partition(2, 2, unit=2)
+    assert [i for block in partition(7, 3) for i in block] == list(range(7))
+    with pytest.raises(ValueError, match="workers = 3"):
+        partition(2, 3)
+    seeds = {episode_seed(s, e, k) for s in range(5) for e in range(64) for k in range(200)}
+    assert len(seeds) == 5 * 64 * 200 and max(seeds) < HELD_OUT_SEEDS_FROM
