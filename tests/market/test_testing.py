@@ -16,7 +16,7 @@ from liqnet.scenarios import load
 
 # The example plugin is a separate distribution; the suite imports it from its folder
 # instead of installing it (tests install nothing).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples/liqnet-fixed-rate-desk"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples/liqnet-fixed-rate-desk"))
 from fixed_rate_desk import FixedRateDesk
 
 
