@@ -27,7 +27,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils.env import ActionType, AgentID
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
-from liqnet.agents.rules import ForecasterLike, observation_indices
+from liqnet.core.observations import ForecasterLike, observation_indices
 
 Observations = dict[Any, np.ndarray]
 """One step's observations, keyed by agent."""
