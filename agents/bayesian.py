@@ -33,8 +33,9 @@ import numpy as np
 from scipy import stats
 
 from liqnet.agents.base import Policy, PolicyContext
-from liqnet.agents.rules import RiskBudget, observation_indices
+from liqnet.agents.rules import RiskBudget
 from liqnet.agents.static import RISK, standing_levers
+from liqnet.core.observations import observation_indices
 from liqnet.core.units import HOURS_PER_YEAR
 
 

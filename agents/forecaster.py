@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from liqnet.agents.rules import ForecastRiskPolicy, observation_indices
+from liqnet.agents.rules import ForecastRiskPolicy
 from liqnet.core.errors import CheckpointError
 from liqnet.core.io import atomic_write
+from liqnet.core.observations import observation_indices
 from liqnet.core.units import HOURS_PER_YEAR
 
 FORMAT = "liqnet-forecaster-1"

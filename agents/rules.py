@@ -9,26 +9,13 @@ the policy's own tightening - parameters never end up looser than the scenario s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from liqnet.agents.base import Policy, PolicyContext
 from liqnet.agents.static import RISK, standing_levers
-
-
-def observation_indices(names: Sequence[str], suffix: str) -> list[int]:
-    """Positions of every observation in ``names`` called ``<asset>.{suffix}`` (one per asset).
-
-    Raises:
-        KeyError: If the environment provides no such entry (names the available ones).
-    """
-    found = [i for i, n in enumerate(names) if n.endswith(f".{suffix}")]
-    if not found:
-        raise KeyError(f"no observation named '<asset>.{suffix}'; available: {list(names)}")
-    return found
+from liqnet.core.observations import ForecasterLike, observation_indices
 
 
 class RiskBudget:
@@ -143,18 +130,6 @@ def make_vol_target(argument: str | None) -> VolatilityTargeting:
             "volatility, a number > 0 (e.g. 'vol_target:0.8')"
         )
     return VolatilityTargeting(VolTargetConfig(target_vol=target))
-
-
-class ForecasterLike(Protocol):
-    """What :class:`ForecastRiskPolicy` needs of a forecaster (see ``agents.forecaster``)."""
-
-    def reset(self, observation_names: tuple[str, ...], dt_hours: float) -> None:
-        """Start an episode."""
-
-    def observe(
-        self, observations: dict[str, np.ndarray]
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``{agent: (volatility, crash probability)}`` per asset for one step."""
 
 
 @dataclass

@@ -28,7 +28,7 @@ from pettingzoo.utils.env import ActionType, AgentID
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from liqnet.agents.normalization import merge_moments
-from liqnet.agents.rules import ForecasterLike, observation_indices
+from liqnet.core.observations import ForecasterLike, observation_indices
 
 Observations = dict[Any, np.ndarray]
 """One step's observations, keyed by agent."""

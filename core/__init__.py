@@ -1,7 +1,8 @@
 """The bottom layer: types and helpers every other layer shares; it imports none of them.
 
 ``RunResult`` and its files, the scenario schema, lever and feature names, time units,
-``atomic_write``, error types and the registry helper.
+``atomic_write``, error types, the registry helper, observation naming and the
+forecaster interface.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from liqnet.core.levers import (
     FEATURE_NAMES,
     LEVER_NAMES,
 )
+from liqnet.core.observations import ForecasterLike, observation_indices
 from liqnet.core.registry import Registry
 from liqnet.core.result import CREDIT_EVENT_COLUMNS, EVENT_COLUMNS, RunResult
 from liqnet.core.schema import Scenario
@@ -45,6 +47,7 @@ __all__ = [
     "LEVER_NAMES",
     "CheckpointError",
     "ConservationError",
+    "ForecasterLike",
     "InputError",
     "LiqnetError",
     "Registry",
@@ -54,4 +57,5 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "atomic_write",
+    "observation_indices",
 ]

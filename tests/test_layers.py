@@ -7,6 +7,7 @@ blocks included: an edge that is only there for type hints still couples the lay
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,22 @@ def test_only_scenarios_knows_ray_files_and_the_command_line() -> None:
         f"{where}: {layer} imports {target}"
         for layer, target, where in edges()
         if target in ONLY_IN_SCENARIOS and layer != "scenarios"
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_env_api_wrappers_import_only_core_and_the_env_stack() -> None:
+    # agents.wrappers sees only the ParallelEnv API; wrappers that need the world's
+    # internals belong in market.wrappers.
+    allowed = {"liqnet.core", "liqnet.agents.normalization", "pettingzoo", "gymnasium"}
+    allowed |= {"numpy", "torch"}
+    wrong = [
+        f"agents/wrappers.py:{line}: imports {module}"
+        for line, module in imports_of(ROOT / "agents" / "wrappers.py")
+        if module.split(".")[0] not in sys.stdlib_module_names
+        and module.split(".")[0] not in allowed
+        and ".".join(module.split(".")[:2]) not in allowed
+        and module not in allowed
     ]
     assert not wrong, "\n".join(wrong)
 

@@ -3,6 +3,7 @@ forecast features and the order of make_env(wrappers=)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -20,6 +21,8 @@ from liqnet.market.wrappers import SystemRewardWrapper
 from liqnet.protocols.base import LEVER_NAMES
 from liqnet.protocols.lending import LendingPool
 from liqnet.scenarios import make_env
+from liqnet.scenarios.evaluate import run_metrics
+from liqnet.scenarios.run import _result_from_model
 
 POSITIONS = {f"protocols.{k}.params.positions": 200 for k in range(3)}
 
@@ -111,6 +114,10 @@ def test_system_reward_is_revenue_times_weight_minus_losses_from_the_recorded_ru
     net = weight * revenue - losses
     np.testing.assert_allclose(np.array(rewards) * scale, np.diff(net), rtol=1e-9, atol=1e-3)
     assert losses[-1] > 0.0  # the crash makes the comparison mean something
+    # The episode's return is `liqnet evaluate`'s figure for the same run, in units of scale.
+    metrics = run_metrics(_result_from_model(model, env.unwrapped.scenario))
+    evaluated = weight * metrics["revenue_usd"] - metrics["losses_usd"]
+    assert math.fsum(rewards) * scale == pytest.approx(evaluated - net[0], rel=1e-9, abs=1e-3)
 
 
 def test_team_mix_moves_each_reward_towards_the_step_mean() -> None:
