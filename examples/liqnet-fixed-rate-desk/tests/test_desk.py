@@ -2,7 +2,7 @@
 
 from fixed_rate_desk import FixedRateDesk
 
-from liqnet.market.testing import check_protocol
+from liqnet.scenarios.testing import check_protocol
 
 
 def test_desk_passes_the_plugin_kit() -> None:

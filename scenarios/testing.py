@@ -1,40 +1,54 @@
 """Plugin kit: check a protocol type against the interface, as PettingZoo's API tests do.
 
-:func:`check_protocol` runs a protocol alone in a small calm world and a small crash
-world and checks that
+:func:`check_protocol` runs a protocol beside a built-in lending pool on the baseline
+market, once calm and once through an ETH crash, and checks that
 
 - money and units are conserved after every call the world makes (the world's own
-  check, :class:`~liqnet.protocols.world.ConservationError`), and in total every step;
+  check, :class:`~liqnet.core.ConservationError`), and in total every step;
 - the interface methods return the right types and shapes: finite balance-sheet
   numbers, features named in ``FEATURE_NAMES``, finite and in a sane range, well-formed
   liquidation offers;
 - the same seed gives the same time series twice;
-- out-of-range parameters are refused with a pydantic error naming the field.
+- out-of-range parameters are refused with a :class:`~liqnet.core.ScenarioError` naming
+  the field.
 
-It lives in ``liqnet.market`` because it builds worlds (protocols import no market).
+It lives in ``liqnet.scenarios`` because it builds worlds from scenario tables: protocols
+import only ``liqnet.core`` (docs/architecture.md), so there is no
+``liqnet.protocols.testing``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import annotated_types
 import numpy as np
-import pydantic
 
-from liqnet.core.errors import ConservationError
+from liqnet.core.errors import ConservationError, ScenarioError
 from liqnet.core.levers import FEATURE_NAMES
 from liqnet.core.schema import Scenario
 from liqnet.market.model import MarketModel
 from liqnet.protocols.base import LiquidationOffer, Protocol
 from liqnet.protocols.registry import get_protocol_class, register
+from liqnet.scenarios.loader import resolve_raw, validate
 
 FEATURE_LIMIT = 1e3
 """Largest magnitude a feature (a dimensionless ratio) may take in the check worlds."""
 
-_ASSETS = {"ETH": 3000.0, "BTC": 90000.0}
+NEIGHBOUR_POSITIONS = 300
+"""Borrowers of the built-in lending pool beside the protocol (small: the check is quick)."""
+
+_PLUGIN_INDEX = 1
+"""Position of the protocol under test in the check worlds' ``protocols`` list."""
+
+_CRASH = [
+    {"step": 3, "asset": "ETH", "return": -0.3},
+    {"step": 4, "asset": "ETH", "return": -0.2},
+]
+"""The crash world's shocks: ETH falls 44% over two steps."""
 
 
 class ProtocolCheckError(AssertionError):
@@ -64,7 +78,7 @@ def check_protocol(
     Args:
         protocol: The class (registered under its ``type_name`` if not yet) or a name.
         params: Its ``params`` table for the check worlds (defaults if omitted).
-        steps: Steps of each world.
+        steps: Steps of each world (at least 5, so the crash happens).
         seed: World seed.
         verbose: Print the report.
 
@@ -79,53 +93,40 @@ def check_protocol(
         register(type_name, cls)
     params = dict(params or {})
     report = CheckReport(type_name)
-    try:
-        validated = cls.Params.model_validate(params)
-    except pydantic.ValidationError as err:
-        raise ProtocolCheckError(f"{type_name}: the check parameters are invalid: {err}") from None
-    assets = sorted({"ETH", *validated.referenced_assets()})
-    unknown = sorted(set(assets) - set(_ASSETS))
-    if unknown:
-        raise ProtocolCheckError(f"{type_name}: the check worlds have no assets {unknown}")
     for name, crash in (("calm", False), ("crash", True)):
-        scenario = _scenario(type_name, params, assets, steps, seed, crash)
+        try:
+            scenario = validate(_raw(type_name, params, max(steps, 5), seed, crash), name)
+        except ScenarioError as err:
+            raise ProtocolCheckError(f"{type_name}: the check world is invalid: {err}") from None
         first = _run(scenario, name)
         second = _run(scenario, name)
         _same(first, second, f"{type_name} in the {name} world")
         report.lines.append(
-            f"  {name} world: {steps} steps conserved money and units, interface contract held,"
-            " same seed gave the same time series"
+            f"  {name} world: {scenario.steps} steps conserved money and units, interface "
+            "contract held, same seed gave the same time series"
         )
-    report.lines.append(f"  bad parameters: {_check_bad_params(cls)} refused naming the field")
+    checked = _check_bad_params(cls, type_name, params)
+    report.lines.append(f"  bad parameters: {checked} refused naming the field")
     if verbose:
         print(report)
     return report
 
 
-def _scenario(
-    type_name: str, params: dict[str, Any], assets: list[str], steps: int, seed: int, crash: bool
-) -> Scenario:
-    """A small world with only the protocol under test; ``crash``: ETH falls 45%."""
-    shocks = (
-        [{"step": 3, "asset": "ETH", "return": -0.3}, {"step": 4, "asset": "ETH", "return": -0.2}]
-        if crash
-        else []
+def _raw(
+    type_name: str, params: dict[str, Any], steps: int, seed: int, crash: bool
+) -> dict[str, Any]:
+    """The baseline market with its first lending pool (small) and the protocol under test."""
+    raw, _ = resolve_raw("baseline")
+    neighbour = copy.deepcopy(next(p for p in raw["protocols"] if p["type"] == "lending"))
+    neighbour["params"]["positions"] = NEIGHBOUR_POSITIONS
+    raw.update(
+        name=f"check-{type_name}-{'crash' if crash else 'calm'}",
+        seed=seed,
+        steps=steps,
+        protocols=[neighbour, {"id": "plugin", "type": type_name, "params": params}],
+        shocks=copy.deepcopy(_CRASH) if crash else [],
     )
-    market = {
-        "assets": {a: {"price": _ASSETS[a], "volatility": 0.6, "pool_usd": 200e6} for a in assets},
-        "correlations": {"BTC/ETH": 0.8} if len(assets) == 2 else {},
-    }
-    raw = {
-        "name": f"check-{type_name}-{'crash' if crash else 'calm'}",
-        "seed": seed,
-        "steps": max(steps, 4),
-        "market": market,
-        "protocols": [{"id": "plugin", "type": type_name, "params": params}],
-        "liquidators": [{"capital_usd": 50e6, "gas_cost_usd": 5.0, "min_profit_usd": 1.0}],
-        "arbitrageurs": [{"capital_usd": 20e6, "gas_cost_usd": 5.0, "min_profit_usd": 1.0}],
-        "shocks": shocks,
-    }
-    return Scenario.model_validate(raw)
+    return raw
 
 
 def _run(scenario: Scenario, world_name: str) -> Any:
@@ -226,22 +227,28 @@ def _same(first: Any, second: Any, what: str) -> None:
     raise ProtocolCheckError(f"{what}: not deterministic: the time series differ")
 
 
-def _check_bad_params(cls: type[Protocol]) -> int:
-    """Each bounded number set out of bounds must fail naming the field; returns how many."""
+def _check_bad_params(cls: type[Protocol], type_name: str, params: dict[str, Any]) -> int:
+    """Each bounded number set out of bounds must fail naming the field; returns how many.
+
+    Every bad value goes through the scenario loader, as a scenario file's would: the
+    :class:`ScenarioError` must name ``protocols.<k>.params.<field>``.
+    """
     checked = 0
     for name, info in cls.Params.model_fields.items():
+        key = info.alias or name
         for bound in info.metadata:
             bad = _outside(bound)
             if bad is None:
                 continue
-            key = info.alias or name
+            raw = _raw(type_name, {**params, key: bad}, 5, 0, False)
+            where = f"protocols.{_PLUGIN_INDEX}.params.{key}"
             try:
-                cls.Params.model_validate({key: bad})
-            except pydantic.ValidationError as err:
-                if not any(key in map(str, e["loc"]) for e in err.errors()):
+                validate(raw, "bad parameters")
+            except ScenarioError as err:
+                if where not in str(err):
                     raise ProtocolCheckError(
                         f"{cls.__name__}.Params: {key} = {bad}: the error does not name "
-                        f"the field: {err}"
+                        f"{where}: {err}"
                     ) from None
             else:
                 raise ProtocolCheckError(f"{cls.__name__}.Params accepted {key} = {bad}")

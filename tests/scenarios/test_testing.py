@@ -1,4 +1,4 @@
-"""The plugin kit (liqnet.market.testing.check_protocol) and the world's conservation check."""
+"""The plugin kit (liqnet.scenarios.testing) and the world's conservation check."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from liqnet.core import ConservationError
 from liqnet.market import MarketModel
-from liqnet.market.testing import ProtocolCheckError, check_protocol
 from liqnet.protocols import registry
 from liqnet.scenarios import load
+from liqnet.scenarios.testing import ProtocolCheckError, check_protocol
 
 # The example plugin is a separate distribution; the suite imports it from its folder
 # instead of installing it (tests install nothing).
@@ -117,3 +117,8 @@ def test_world_view_is_read_only() -> None:
         world.oracle_prices["ETH"] = 1.0  # type: ignore[index]
     model.oracle_prices["ETH"] = 2500.0  # the view is live
     assert world.oracle_prices["ETH"] == 2500.0
+
+
+def test_bad_check_parameters_name_the_field() -> None:
+    with pytest.raises(ProtocolCheckError, match=r"protocols\.1\.params\.loan_rate = -5"):
+        check_protocol(FixedRateDesk, {"loan_rate": -5})
