@@ -93,6 +93,8 @@ class OptionVault(Protocol[OptionVaultParams]):
         notional = rng.lognormal(0.0, 1.0, p.positions)
         notional *= p.notional_usd / notional.sum()
         days = rng.integers(1, math.ceil(max(p.expiries_days)) + 1, p.positions)
+        # The opening book's spread is starting capital, not income (revenue counts from
+        # step 0, as the perp exchange's fees do).
         self._open(rng, notional, rng.random(p.positions) < p.writer_share, days / _DAYS_PER_YEAR)
         self.nav_peak = self.own_equity()
         if p.initial_hedge:  # start hedged: the inventory is bought off-market at the oracle
@@ -227,8 +229,11 @@ class OptionVault(Protocol[OptionVaultParams]):
     # -- users -------------------------------------------------------------------------
     def _open(
         self, rng: np.random.Generator, notional: np.ndarray, writer: np.ndarray, expiry
-    ) -> None:
-        """New positions at listed strikes; buyers pay the ask, writers post margin."""
+    ) -> float:
+        """New positions at listed strikes; buyers pay the ask, writers post margin.
+
+        Returns the vault's spread income: the markup over the model value on both sides.
+        """
         p, spot, n = self.params, self.spot, notional.size
         call = rng.random(n) >= p.put_share
         offset = rng.random(n) * p.moneyness_width
@@ -254,6 +259,7 @@ class OptionVault(Protocol[OptionVaultParams]):
             margin=margin,
         )
         self.book_version += 1
+        return float(np.sum(size * value)) * self.markup
 
     def _close(self, slots: np.ndarray) -> None:
         self.book.close(slots)
@@ -274,6 +280,9 @@ class OptionVault(Protocol[OptionVaultParams]):
         picked &= np.cumsum(np.where(picked & (mk.quantity > 0), pay, 0.0)) <= max(self.cash, 0)
         if picked.any():
             self.world.transfer(self, "traders", usd=float(pay[picked].sum()))
+            # Closing at the bid or ask earns the markup over the mark, as opening does.
+            closed = float(np.sum(np.abs(mk.quantity[picked]) * mk.price[picked]))
+            self.revenue += closed * self.markup
             self._close(mk.slots[picked])
         demand = math.exp(-p.demand_elasticity * (self.markup - p.premium_markup))
         n_new = rng.poisson(p.turnover_per_day * days * p.positions * min(demand, 2.0))
@@ -286,7 +295,7 @@ class OptionVault(Protocol[OptionVaultParams]):
             fits = writer | (np.cumsum(np.where(writer, 0.0, notional)) <= room)
             tenor = rng.choice(np.asarray(p.expiries_days), n_new)
             expiry = np.ceil(self.now * _DAYS_PER_YEAR + tenor) / _DAYS_PER_YEAR
-            self._open(rng, notional[fits], writer[fits], expiry[fits])
+            self.revenue += self._open(rng, notional[fits], writer[fits], expiry[fits])
         self._depositors_act(days)
 
     def _settle_expired(self) -> None:
@@ -345,6 +354,7 @@ class OptionVault(Protocol[OptionVaultParams]):
         self.cash -= float(offer.reward_usd[accepted].sum())
         self.world.transfer(self, "traders", usd=refund)
         self.realised_bad_debt += float(deficit.sum())
+        self.revenue += float(penalty.sum())  # the vault keeps the penalty: income
         self.liquidated_usd_step += float(size.sum()) * self.spot
         self._close(slots)
         return LiquidationOutcome(bad_debt_usd=deficit)

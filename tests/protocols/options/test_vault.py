@@ -235,6 +235,52 @@ def test_liquidation_pays_penalty_to_vault_and_refunds_the_rest(
     assert not vault.book.active[offer.slots].any()
 
 
+def test_liquidation_penalties_are_revenue(world: Callable[..., MarketModel]) -> None:
+    model = world(seed=6, margin_multiplier=1.0)
+    vault = vault_of(model)
+    model.step()
+    for _ in range(41):  # tighten until some accounts fall below the requirement
+        vault.apply_levers(np.array([1.0, 0, 0, 0, 0, 0]))
+    offer = vault.liquidation_candidates()[0]
+    marks = vault.marks()
+    at = np.searchsorted(marks.slots, offer.slots)
+    size = -marks.quantity[at]
+    equity = marks.margin[at] - size * marks.price[at]
+    penalty = np.minimum(vault.params.liquidation_penalty * size * vault.spot, equity)
+    before = vault.revenue
+    vault.execute_liquidations(offer, np.ones(len(offer), dtype=bool))
+    assert vault.revenue - before == pytest.approx(float(np.maximum(penalty, 0.0).sum()))
+    assert vault.revenue > before
+
+
+def test_new_positions_earn_the_markup_over_the_model_value(
+    world: Callable[..., MarketModel],
+) -> None:
+    model = world(seed=3)
+    vault = vault_of(model)
+    model.step()
+    before = np.flatnonzero(vault.book.active)
+    rng = np.random.default_rng(5)
+    notional = np.full(20, 50_000.0)
+    writer = np.arange(20) % 2 == 0
+    income = vault._open(rng, notional, writer, np.full(20, vault.now + 7 / 365))
+    slots = np.setdiff1d(np.flatnonzero(vault.book.active), before)
+    assert slots.size == 20
+    premium = vault.book.columns["premium"][slots]
+    written = vault.book.columns["quantity"][slots] < 0.0
+    # Writers received value x (1 - markup), buyers paid value x (1 + markup).
+    value = premium / np.where(written, 1.0 - vault.markup, 1.0 + vault.markup)
+    assert income == pytest.approx(vault.markup * float(value.sum()), rel=1e-12)
+    assert income > 0.0
+
+
+def test_vault_revenue_is_spread_and_penalties_only(scenario: Callable[..., Scenario]) -> None:
+    earned = run(scenario(), steps=40).summary["revenue_usd"]["vault"]
+    assert earned > 0.0  # spread on trading and penalties (it was never booked: 0)
+    free = scenario(premium_markup=0.0, premium_markup_bounds=[0.0, 0.0], liquidation_penalty=0.0)
+    assert run(free, steps=40).summary["revenue_usd"]["vault"] == 0.0
+
+
 def test_levers_move_parameters_by_bounded_steps(world: Callable[..., MarketModel]) -> None:
     model = world()
     vault = vault_of(model)
