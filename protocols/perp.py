@@ -26,9 +26,8 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
-    drawdown,
 )
-from liqnet.protocols.flows import run_flows
+from liqnet.protocols.lp_shares import LPShares
 from liqnet.protocols.perp_book import PerpMarket, PerpParams, PerpSide
 from liqnet.protocols.positions import NO_SLOTS
 
@@ -55,7 +54,6 @@ class PerpExchange(Protocol[PerpParams]):
         self.insurance_fund = params.insurance_fund_usd
         self.treasury = params.treasury_usd
         self.price_multiplier = 1.0
-        self.vault_peak = params.vault_usd
         self.adl_usd = 0.0
         capital = self.vault_cash + self.insurance_fund + self.treasury
         self.world.transfer("lps", self, usd=capital)
@@ -63,6 +61,12 @@ class PerpExchange(Protocol[PerpParams]):
         # The opening book's fees are part of the starting treasury, not income earned in
         # the run: revenue counts from step 0, as the lending pools' does.
         self.revenue = 0.0
+        # LPs shrug off ordinary swings of trader PnL; losses beyond 10% of their units'
+        # peak value, or open interest far above the vault, make them run.
+        self.lp = LPShares(
+            self, "lps", self.lp_nav, self.vault_free_cash, self._book_vault,
+            fall_tolerance=0.1, usage_limit=3.0, usage_weight=0.1,
+        )  # fmt: skip
 
     # -- set-up and users --------------------------------------------------------------
     def _open(self, market: PerpMarket, side: PerpSide, notional: np.ndarray, rng) -> np.ndarray:
@@ -171,15 +175,8 @@ class PerpExchange(Protocol[PerpParams]):
 
     def _lps_act(self, days: float) -> None:
         p = self.params
-        nav = self.vault_nav()
-        self.vault_peak = max(self.vault_peak, nav)
-        fall = drawdown(nav, self.vault_peak)
-        usage = self.open_interest() / max(nav, 1.0)
-        # LPs shrug off ordinary swings of trader PnL; losses beyond 10% of the vault's
-        # peak, or open interest far above the vault, make them run.
-        signal = min(1.0, 5.0 * max(0.0, fall - 0.1)) + 0.1 * max(0.0, usage - 3.0)
-        rates = (p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days)
-        run_flows(self, "lps", nav, signal, days, *rates, self.vault_free_cash, self._book_vault)
+        usage = self.open_interest() / max(self.lp_nav(), 1.0)
+        self.lp.act(usage, days, p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days)
 
     def _book_vault(self, usd: float) -> None:
         """LP money in (+) or out (-) is the vault's."""
@@ -205,6 +202,10 @@ class PerpExchange(Protocol[PerpParams]):
     def vault_nav(self) -> float:
         """LP vault net asset value: its cash minus what it owes traders."""
         return self.vault_cash - self.traders_pnl()
+
+    def lp_nav(self) -> float:
+        """The LPs' claim: vault NAV plus the credit that flows through the vault."""
+        return self.vault_nav() + self.credit_lent - self.credit_borrowed
 
     def vault_free_cash(self) -> float:
         """Vault cash not reserved for trader profits and open interest."""

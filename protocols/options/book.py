@@ -111,3 +111,23 @@ def book_stress(
     )
     losses = res.scenario_losses - units * spot * grid.scenario_price_moves
     return StressResult.from_losses(losses, res.portfolio_value + units * spot, res.method, grid)
+
+
+def settle_expired(
+    book: PositionArrays, now: float, spot: float
+) -> tuple[np.ndarray, float, float]:
+    """Cash settlement of the options expired by ``now`` at ``spot``.
+
+    Returns ``(slots, paid, bad_debt)``: the expired slots, what the vault pays out (to
+    buyers their payoff, to writers their margin left) and what writers' margin did not
+    cover.
+    """
+    slots = book.active_slots()
+    done = slots[book["expiry"][slots] <= now + 1e-12]
+    q, strike = book["quantity"][done], book["strike"][done]
+    sign = np.where(book["kind"][done] > 0.5, 1.0, -1.0)
+    owed = np.abs(q) * np.maximum(sign * (spot - strike), 0.0)
+    margin = book["margin"][done]
+    collected = np.minimum(owed, margin)
+    paid = float(np.sum(np.where(q > 0, owed, margin - collected)))
+    return done, paid, float(np.sum(np.where(q < 0, owed - collected, 0.0)))

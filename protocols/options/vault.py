@@ -39,13 +39,13 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
-    drawdown,
 )
-from liqnet.protocols.flows import run_flows
+from liqnet.protocols.lp_shares import LPShares
 from liqnet.protocols.options.book import (
     BOOK_FIELDS,
     Marks,
     book_stress,
+    settle_expired,
     short_stress,
     value_book,
 )
@@ -96,7 +96,12 @@ class OptionVault(Protocol[OptionVaultParams]):
         # The opening book's spread is starting capital, not income (revenue counts from
         # step 0, as the perp exchange's fees do).
         self._open(rng, notional, rng.random(p.positions) < p.writer_share, days / _DAYS_PER_YEAR)
-        self.nav_peak = self.own_equity()
+        # Depositors shrug off ordinary P&L; falls of their units' value past 5% and a book
+        # whose stress margin exceeds the vault's equity make them run.
+        self.lp = LPShares(
+            self, "depositors", self.equity, self.available_cash,
+            fall_tolerance=0.05, usage_limit=1.0, usage_weight=0.2,
+        )  # fmt: skip
         if p.initial_hedge:  # start hedged: the inventory is bought off-market at the oracle
             units = -self.marks().option_delta
             usd = units * world.oracle_prices[self.asset]
@@ -300,32 +305,16 @@ class OptionVault(Protocol[OptionVaultParams]):
 
     def _settle_expired(self) -> None:
         """Cash-settle expired options at the oracle price; writers pay from their margin."""
-        slots = self.book.active_slots()
-        done = slots[self.book["expiry"][slots] <= self.now + 1e-12]
-        if done.size == 0:
-            return
-        q, K = self.book["quantity"][done], self.book["strike"][done]
-        sign = np.where(self.book["kind"][done] > 0.5, 1.0, -1.0)
-        payoff = np.maximum(sign * (self.spot - K), 0.0)
-        owed = np.abs(q) * payoff
-        margin = self.book["margin"][done]
-        collected = np.minimum(owed, margin)
-        paid = float(np.sum(np.where(q > 0, owed, margin - collected)))
-        self.realised_bad_debt += float(np.sum(np.where(q < 0, owed - collected, 0.0)))
-        self.world.transfer(self, "traders", usd=paid)
-        self._close(done)
+        done, paid, bad_debt = settle_expired(self.book, self.now, self.spot)
+        if done.size:
+            self.realised_bad_debt += bad_debt
+            self.world.transfer(self, "traders", usd=paid)
+            self._close(done)
 
     def _depositors_act(self, days: float) -> None:
         p = self.params
-        nav = self.equity()
-        self.nav_peak = max(self.nav_peak, nav)
-        fall = drawdown(nav, self.nav_peak)
-        usage = self.required_capital() / max(nav, 1.0)
-        # Depositors shrug off ordinary P&L; drawdowns past 5% and a book whose stress
-        # margin exceeds the vault's equity make them run.
-        signal = min(1.0, 5.0 * max(0.0, fall - 0.05)) + 0.2 * max(0.0, usage - 1.0)
-        rates = (p.deposit_turnover_per_day, p.run_sensitivity, p.risk_memory_days)
-        run_flows(self, "depositors", nav, signal, days, *rates, self.available_cash)
+        usage = self.required_capital() / max(self.equity(), 1.0)
+        self.lp.act(usage, days, p.deposit_turnover_per_day, p.run_sensitivity, p.risk_memory_days)
 
     # -- liquidations and hedging ------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:
