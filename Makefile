@@ -12,14 +12,16 @@ TORCH ?= torch==2.13.0
 $(BIN)/liqnet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(BIN)/liqnet
 
 setup: $(BIN)/liqnet
 
+# The main job: a built-in scenario and its contagion report (the report runs its twin).
 run: setup
 	$(BIN)/liqnet run flash_crash --out runs/flash_crash
+	$(BIN)/liqnet analyze runs/flash_crash
 
 # The suite, after the checks CI holds the code to: ruff (lint and format) and mypy.
 test: lint typecheck

@@ -7,7 +7,9 @@ run's ``feedback=False`` twin it takes a runner. This module hands it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from liqnet.analysis.amplification import Amplification, twin_amplification
 from liqnet.analysis.report import analyze as write_report
@@ -46,15 +48,33 @@ def amplification(
     return twin_amplification(result, run)
 
 
-def analyze(path: str | Path, out_dir: str | Path | None = None, *, twin: bool = True) -> Path:
+def analyze(
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    twin: bool = True,
+    on_twin: Callable[[int], None] | None = None,
+) -> Path:
     """Write the report of a run or sweep directory (``liqnet analyze``).
 
     Args:
         path: A saved run (``RunResult.save``) or a sweep directory (``sweep.parquet``).
         out_dir: Where to write (default: ``path``).
         twin: Run counterfactual twins where amplification is not recorded.
+        on_twin: Called with the count of twins run so far, before each one (progress).
 
     Returns:
         The path of ``report.html``.
     """
-    return write_report(path, out_dir, runner=run if twin else None)
+    if not twin:
+        return write_report(path, out_dir, runner=None)
+    count = 0
+
+    def runner(*args: Any, **kwargs: Any) -> RunResult:
+        nonlocal count
+        if on_twin is not None:
+            on_twin(count)
+        count += 1
+        return run(*args, **kwargs)
+
+    return write_report(path, out_dir, runner=runner)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from liqnet.core import __version__
+from liqnet.scenarios import cli_args
+from liqnet.scenarios.cli_args import HelpFormatter
 from liqnet.scenarios.loader import ScenarioError, builtin_names, load, parse_override_value
 from liqnet.scenarios.run import run
 from liqnet.scenarios.train import add_train_command
@@ -54,10 +60,21 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(_summary_table(result))
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{result.seed}"
     result.save(out, figure=not args.no_figure)
-    console.print(
-        escape(f"wrote {out}/ (timeseries.parquet, events.parquet, summary.json, run.png)")
-    )
+    console.print(escape(f"wrote {out}/ ({written(out)})"))
     return 0
+
+
+def written(folder: Path, since: float = 0.0) -> str:
+    """The entries of ``folder`` modified at or after ``since`` (a ``time.time()``),
+    comma-separated, for a command's closing line."""
+
+    def fresh(path: Path) -> bool:
+        if path.is_dir():  # a folder's own time changes only when entries come or go
+            return any(fresh(child) for child in path.iterdir())
+        return path.stat().st_mtime >= since
+
+    entries = [p for p in folder.iterdir() if fresh(p)]
+    return ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in entries))
 
 
 def _cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
@@ -107,14 +124,24 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
     # Imported here: the analysis stack (matplotlib, networkx) is only needed by this command.
+    import pyarrow
+
     from liqnet.scenarios.analyze import analyze
 
-    try:
-        report = analyze(args.result_dir, args.out, twin=not args.no_twin)
-    except FileNotFoundError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
-        return 2
-    console.print(escape(f"wrote {report} (figures/, tables/, graphs/, metrics.json beside it)"))
+    start = time.time() - 1.0  # file times may be coarser than the clock
+    with console.status(escape(f"analysing {args.result_dir}")) as status:
+
+        def on_twin(done: int) -> None:
+            status.update(escape(f"analysing {args.result_dir}: counterfactual twin {done + 1}"))
+
+        try:
+            report = analyze(args.result_dir, args.out, twin=not args.no_twin, on_twin=on_twin)
+        except (FileNotFoundError, json.JSONDecodeError, pyarrow.ArrowInvalid) as err:
+            # A missing, truncated or hand-edited table or summary.json of a saved run.
+            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
+            return 2
+    console.print(escape(f"wrote {report.parent}/ ({written(report.parent, since=start)})"))
+    console.print(escape(f"open {report.resolve().as_uri()} in a browser"))
     return 0
 
 
@@ -124,18 +151,53 @@ def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load(args.scenario, parse_assignments(args.set))
     feedback = False if args.no_feedback else None
-    result = evaluate(scenario, args.policies, args.seeds, steps=args.steps, feedback=feedback)
+    total = len(dict.fromkeys(args.policies)) * len(args.seeds)
+    with _run_progress(console, f"evaluate {scenario.name}", total, not args.no_progress) as bar:
+        result = evaluate(
+            scenario,
+            args.policies,
+            args.seeds,
+            steps=args.steps,
+            feedback=feedback,
+            on_run=bar,
+        )
     console.print(result.table())
     out = Path(args.out) if args.out else Path("runs") / f"evaluate-{scenario.name}"
-    result.save(out)
-    console.print(escape(f"wrote {out}/ (runs.csv, runs.parquet, summary.csv, summary.parquet)"))
+    paths = result.save(out)
+    console.print(escape(f"wrote {out}/ ({', '.join(p.name for p in paths)})"))
     return 0
+
+
+@contextmanager
+def _run_progress(
+    console: Console, label: str, total: int, enabled: bool
+) -> Iterator[Callable[[str], None]]:
+    """A progress bar of ``total`` runs; yields the callback that advances it by one run."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        disable=not enabled,
+        transient=True,
+    )
+    task = progress.add_task(label, total=total, last="")
+
+    def advance(what: str) -> None:
+        progress.update(task, advance=1, last=what[:30])
+
+    with progress:
+        yield advance
 
 
 def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     """``liqnet evaluate SCENARIO --policies SPEC ... --seeds N ...``."""
     parser = commands.add_parser(
-        "evaluate", help="compare policies on a scenario over seeds (losses, revenue, shortfall)"
+        "evaluate",
+        help="compare policies on a scenario over seeds (losses, revenue, shortfall)",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("scenario", help="built-in name or path to a .toml file")
     parser.add_argument(
@@ -145,13 +207,28 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help='a spec for every protocol ("bayesian") or per protocol ("aave=bayesian,dydx=static")',
     )
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N")
-    parser.add_argument("--steps", type=int, default=None, help="horizon of every run")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=cli_args.seed,
+        default=[0, 1, 2],
+        metavar="N",
+        help="world seeds; every assignment runs on each",
+    )
+    parser.add_argument(
+        "--steps",
+        type=cli_args.at_least(1, "the horizon"),
+        default=None,
+        help="horizon of every run (default: the scenario's)",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override"
     )
-    parser.add_argument("--out", default=None, help="output directory (runs/evaluate-NAME)")
+    parser.add_argument(
+        "--out", type=cli_args.out_dir, default=None, help="output directory (runs/evaluate-NAME)"
+    )
     parser.add_argument("--no-feedback", action="store_true", help="counterfactual twin")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_evaluate)
 
 
@@ -160,39 +237,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liqnet", description=__doc__)
     parser.add_argument("--version", action="version", version=f"liqnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run a scenario and write its results")
+    run_parser = commands.add_parser(
+        "run", help="run a scenario and write its results", formatter_class=HelpFormatter
+    )
     run_parser.add_argument("scenario", help="built-in name or path to a .toml file")
-    run_parser.add_argument("--seed", type=int, default=None)
+    run_parser.add_argument(
+        "--seed", type=cli_args.seed, default=None, help="world seed (default: the scenario's)"
+    )
     run_parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override"
     )
-    run_parser.add_argument("--out", default=None, help="output directory")
-    run_parser.add_argument("--no-feedback", action="store_true", help="counterfactual twin")
-    run_parser.add_argument("--no-figure", action="store_true")
+    run_parser.add_argument(
+        "--out",
+        type=cli_args.out_dir,
+        default=None,
+        help="output directory (default: runs/NAME-seedN)",
+    )
+    run_parser.add_argument(
+        "--no-feedback", action="store_true", help="run the counterfactual twin (no feedback)"
+    )
+    run_parser.add_argument("--no-figure", action="store_true", help="do not draw run.png")
     run_parser.set_defaults(handler=_cmd_run)
     list_parser = commands.add_parser("scenarios", help="list the built-in scenarios")
     list_parser.set_defaults(handler=_cmd_scenarios)
     analyze_parser = commands.add_parser(
-        "analyze", help="write report.html for a saved run or a sweep directory"
+        "analyze",
+        help="write report.html for a saved run or a sweep directory",
+        formatter_class=HelpFormatter,
     )
-    analyze_parser.add_argument("result_dir", help="a `liqnet run` output or a sweep directory")
-    analyze_parser.add_argument("--out", default=None, help="output directory (default: input)")
+    analyze_parser.add_argument(
+        "result_dir",
+        type=cli_args.existing_path,
+        help="a `liqnet run` output or a sweep directory",
+    )
+    analyze_parser.add_argument(
+        "--out", type=cli_args.out_dir, default=None, help="output directory (default: input)"
+    )
     analyze_parser.add_argument(
         "--no-twin", action="store_true", help="skip the feedback=False twin (amplification)"
     )
     analyze_parser.set_defaults(handler=_cmd_analyze)
-    sweep_parser = commands.add_parser("sweep", help="run a scenario sweep on Ray")
+    sweep_parser = commands.add_parser(
+        "sweep", help="run a scenario sweep on Ray", formatter_class=HelpFormatter
+    )
     sweep_parser.add_argument("sweep", help="built-in sweep name or path to a .toml file")
     sweep_parser.add_argument(
         "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
     )
-    sweep_parser.add_argument("--out", default=None, help="output directory (sweeps/NAME)")
-    sweep_parser.add_argument("--max-parallel", type=int, default=None, metavar="N")
+    sweep_parser.add_argument(
+        "--out", type=cli_args.out_dir, default=None, help="output directory (sweeps/NAME)"
+    )
+    sweep_parser.add_argument(
+        "--max-parallel",
+        type=cli_args.at_least(1, "the number of runs at once"),
+        default=None,
+        metavar="N",
+        help="most runs at once (default: every CPU of the Ray instance)",
+    )
     sweep_parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override in every run"
     )
-    sweep_parser.add_argument("--steps", type=int, default=None, help="horizon of every run")
-    sweep_parser.add_argument("--no-progress", action="store_true")
+    sweep_parser.add_argument(
+        "--steps",
+        type=cli_args.at_least(1, "the horizon"),
+        default=None,
+        help="horizon of every run (default: the sweep's)",
+    )
+    sweep_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep_parser.set_defaults(handler=_cmd_sweep)
     add_train_command(commands)
     _add_evaluate_parser(commands)

@@ -23,7 +23,7 @@ assignment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -161,6 +161,7 @@ def evaluate(
     seeds: Sequence[int],
     steps: int | None = None,
     feedback: bool | None = None,
+    on_run: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Run every policy assignment on every seed and tabulate :data:`METRICS`.
 
@@ -172,6 +173,7 @@ def evaluate(
         seeds: World seeds; every assignment sees the same ones.
         steps: Overrides the horizon.
         feedback: Overrides the scenario's ``feedback`` switch.
+        on_run: Called after every run with ``"ASSIGNMENT seed N"`` (progress).
 
     Returns:
         The :class:`Evaluation` (per-run rows and the summary).
@@ -197,6 +199,8 @@ def evaluate(
             else:
                 result = run_with_policies(world, seed, feedback, steps, policies=objects)
             rows.append({"policies": label, "seed": int(seed), **run_metrics(result)})
+            if on_run is not None:
+                on_run(f"{label} seed {seed}")
     runs = pd.DataFrame(rows, columns=["policies", "seed", *METRICS])
     grouped = runs.groupby("policies", sort=False)[list(METRICS)]
     summary = (

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from liqnet.agents.wrappers import TeamMixReward
 from liqnet.market.wrappers import SystemRewardWrapper
+from liqnet.scenarios import cli_args
 from liqnet.scenarios.envs import make_env
 
 if TYPE_CHECKING:
@@ -259,32 +261,80 @@ def train(
 # -- the `liqnet train` command ------------------------------------------------------------
 def add_train_command(commands: argparse._SubParsersAction) -> None:
     """Add ``liqnet train SCENARIO --algo mappo ...`` to the CLI's subcommands."""
-    p = commands.add_parser("train", help="train learning agents (MAPPO) on a scenario")
+    p = commands.add_parser(
+        "train",
+        help="train learning agents (MAPPO) on a scenario",
+        formatter_class=cli_args.HelpFormatter,
+    )
     p.add_argument("scenario", help="built-in name, .toml path, or a comma-separated list")
-    p.add_argument("--algo", choices=ALGOS, default="mappo")
-    p.add_argument("--workers", type=int, default=1, help="rollout workers (Ray actors)")
-    p.add_argument("--steps", type=int, default=100_000, help="environment steps")
-    p.add_argument("--out", default=None, help="checkpoint directory")
-    p.add_argument("--seed", type=int, default=None, help="seed (default: config, else 0)")
+    p.add_argument("--algo", choices=ALGOS, default="mappo", help="learning algorithm")
+    p.add_argument(
+        "--workers",
+        type=cli_args.at_least(1, "the number of workers"),
+        default=1,
+        help="rollout workers (Ray actors)",
+    )
+    p.add_argument(
+        "--steps",
+        type=cli_args.at_least(1, "the number of steps"),
+        default=100_000,
+        help="environment steps",
+    )
+    p.add_argument(
+        "--out",
+        type=cli_args.out_dir,
+        default=None,
+        help="checkpoint directory (default: runs/train-NAME-seedN)",
+    )
+    p.add_argument(
+        "--seed", type=cli_args.seed, default=None, help="seed (default: config, else 0)"
+    )
     p.add_argument("--sharing", choices=SHARING, default=None, help="default: config, shared")
-    p.add_argument("--envs", type=int, default=None, help="environments (default: config)")
-    p.add_argument("--positions", type=int, default=None, help="positions per protocol")
-    p.add_argument("--horizon", type=int, default=None, help="steps per training episode")
+    p.add_argument(
+        "--envs",
+        type=cli_args.at_least(1, "the number of environments"),
+        default=None,
+        help="environments (default: config)",
+    )
+    p.add_argument(
+        "--positions",
+        type=cli_args.at_least(1, "positions per protocol"),
+        default=None,
+        help="positions per protocol (default: the scenario's)",
+    )
+    p.add_argument(
+        "--horizon",
+        type=cli_args.at_least(1, "the horizon"),
+        default=None,
+        help="steps per training episode (default: the scenario's)",
+    )
     p.add_argument("--reward", choices=REWARDS, default="equity", help="training reward")
     p.add_argument(
-        "--revenue-weight", type=float, default=1.0, help="revenue weight of --reward system"
+        "--revenue-weight",
+        type=cli_args.non_negative,
+        default=1.0,
+        help="revenue weight of --reward system",
     )
     p.add_argument(
-        "--team-weight", type=float, default=0.0, help="share of reward mixed with the team mean"
+        "--team-weight",
+        type=cli_args.fraction,
+        default=0.0,
+        help="share of reward mixed with the team mean, in [0, 1]",
     )
     p.add_argument(
-        "--config", default=None, metavar="JSON", help="MAPPOConfig fields as a JSON file"
+        "--config",
+        type=cli_args.existing_path,
+        default=None,
+        metavar="JSON",
+        help="MAPPOConfig fields as a JSON file",
     )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="scenario override"
     )
     p.add_argument("--no-ray", action="store_true", help="roll out in this process")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    p.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
+    )
     p.set_defaults(handler=run_train_command)
 
 
@@ -302,8 +352,6 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
         values.update({k: v for k in ("seed", "sharing") if (v := getattr(args, k)) is not None})
         if args.envs is not None:
             values["num_envs"] = args.envs
-        if not 0.0 <= args.team_weight <= 1.0:
-            raise ValueError(f"--team-weight {args.team_weight}: must be in [0, 1]")
         config = MAPPOConfig.from_dict(values)
     except (TypeError, ValueError) as error:  # one line naming the field, as for scenarios
         console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
@@ -312,7 +360,7 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"train-{name}-seed{config.seed}"
     progress = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=16),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[stats]}"),
@@ -320,12 +368,9 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
     )
 
     def show(row: dict[str, float], _: MAPPO) -> None:
-        stats = (
-            f"{row['steps_per_s']:,.0f} steps/s  return {row['mean_return']:+.4f}  "
-            f"policy {row['policy_loss']:+.4f}  value {row['value_loss']:.4f}  "
-            f"entropy {row['entropy']:.2f}"
+        progress.update(
+            task, completed=min(int(row["env_steps"]), args.steps), stats=progress_stats(row)
         )
-        progress.update(task, completed=min(int(row["env_steps"]), args.steps), stats=stats)
 
     with progress:
         task = progress.add_task(f"{args.algo} {args.scenario}", total=args.steps, stats="")
@@ -355,7 +400,18 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _read_config(path: str) -> dict[str, Any]:
+def progress_stats(row: dict[str, float]) -> str:
+    """The train progress line's figures, short enough for 80 columns.
+
+    The mean return is over episodes finished so far: before the first one ends there is
+    none, shown as "-" rather than nan.
+    """
+    mean = row["mean_return"]
+    shown = f"{mean:+.3f}" if math.isfinite(mean) else "-"
+    return f"{row['steps_per_s']:,.0f}/s ret {shown} H {row['entropy']:.2f}"
+
+
+def _read_config(path: str | Path) -> dict[str, Any]:
     """MAPPOConfig fields from a JSON file (unknown fields are named by ``from_dict``)."""
     try:
         values = json.loads(Path(path).read_text())
