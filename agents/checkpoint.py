@@ -25,8 +25,10 @@ import torch
 
 from liqnet.agents.base import Policy, PolicyContext
 from liqnet.agents.mappo import ActorCritic, MAPPOConfig
+from liqnet.agents.weights import CHECKSUM_FIELD, check_state, parameter_count, state_checksum
 from liqnet.core.errors import CheckpointError
 from liqnet.core.io import atomic_write
+from liqnet.core.levers import LEVER_NAMES
 
 FORMAT = "liqnet-mappo-1"
 """Value of ``format`` in ``config.json``; other values are refused."""
@@ -35,7 +37,7 @@ MODEL_FILE = "model.pt"
 """Weights file inside a checkpoint directory."""
 CONFIG_FILE = "config.json"
 """Configuration file inside a checkpoint directory."""
-_REQUIRED = ("format", "config", "obs_dim", "n_agents", "action_dim", "agent_ids")
+_REQUIRED = ("format", "config", "obs_dim", "n_agents", "action_dim", "agent_ids", CHECKSUM_FIELD)
 
 
 @dataclass
@@ -79,6 +81,7 @@ def save_checkpoint(
         "notes": notes or {},
     }
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    meta[CHECKSUM_FIELD] = state_checksum(state)
     # Weights first: a config.json beside stale weights would be the worse mismatch.
     atomic_write(out / MODEL_FILE, lambda p: torch.save(state, p))
     text = json.dumps(meta, indent=2, default=float)
@@ -115,12 +118,28 @@ def _read_config(path: Path) -> dict[str, Any]:
             raise CheckpointError(
                 f"checkpoint config {path}: field {name!r} = {value!r}, expected an integer >= 1"
             )
-    if not isinstance(meta["agent_ids"], list) or len(meta["agent_ids"]) != meta["n_agents"]:
+    if meta["action_dim"] != len(LEVER_NAMES):
+        raise CheckpointError(
+            f"checkpoint config {path}: field 'action_dim' = {meta['action_dim']}, expected "
+            f"{len(LEVER_NAMES)} (the levers {list(LEVER_NAMES)})"
+        )
+    ids = meta["agent_ids"]
+    if not _strings(ids) or len(ids) != meta["n_agents"]:
         raise CheckpointError(
             f"checkpoint config {path}: field 'agent_ids' must list n_agents = "
-            f"{meta['n_agents']} ids"
+            f"{meta['n_agents']} ids (strings)"
         )
+    if not _strings(meta.get("observation_names", [])):
+        raise CheckpointError(
+            f"checkpoint config {path}: field 'observation_names' must be a list of strings"
+        )
+    if not isinstance(meta.get("notes", {}), dict):
+        raise CheckpointError(f"checkpoint config {path}: field 'notes' must be a JSON object")
     return meta
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -136,31 +155,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         config = MAPPOConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint config {config_path}: field 'config': {err}") from None
-    net = ActorCritic(meta["obs_dim"], meta["n_agents"], meta["action_dim"], config)
+    shape = (meta["obs_dim"], meta["n_agents"], meta["action_dim"])
+    # Sized before anything is allocated: obs_dim = 1e9 must not try to take 256 GB.
+    parameter_count(lambda: ActorCritic(*shape, config), f"checkpoint config {config_path}")
+    net = ActorCritic(*shape, config)
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint weights {model_path}: file not found") from None
     except Exception as err:  # torch raises many types for a damaged file
+        first = (str(err).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
             f"checkpoint weights {model_path}: cannot be read as a weights-only state_dict "
-            f"({type(err).__name__}: {err})"
+            f"({type(err).__name__}: {first})"
         ) from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint weights {model_path}: expected a state_dict")
-    expected = net.state_dict()
-    for key in sorted(set(expected) | set(state)):
-        if key not in state:
-            raise CheckpointError(f"checkpoint weights {model_path}: missing tensor {key!r}")
-        if key not in expected:
-            raise CheckpointError(f"checkpoint weights {model_path}: unexpected tensor {key!r}")
-        value = state[key]
-        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
-            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise CheckpointError(
-                f"checkpoint weights {model_path}: tensor {key!r} has shape {got}, the config "
-                f"in {config_path} implies {tuple(expected[key].shape)}"
-            )
+    state = check_state(state, net.state_dict(), f"checkpoint weights {model_path}", meta)
     net.load_state_dict(state)
     net.eval()
     return Checkpoint(

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from liqnet.agents.rules import ForecastRiskPolicy
+from liqnet.agents.weights import CHECKSUM_FIELD, check_state, parameter_count, state_checksum
 from liqnet.core.errors import CheckpointError
 from liqnet.core.io import atomic_write
 from liqnet.core.observations import observation_indices
@@ -237,8 +238,13 @@ class Forecaster:
         """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "features": list(FEATURES), "config": asdict(self.config)}
         state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        meta = {
+            "format": FORMAT,
+            "features": list(FEATURES),
+            "config": asdict(self.config),
+            CHECKSUM_FIELD: state_checksum(state),
+        }
         atomic_write(out / MODEL_FILE, lambda p: torch.save(state, p))
         atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
         return out
@@ -280,15 +286,11 @@ class Forecaster:
                 f"forecaster checkpoint {model_file}: not a readable state_dict "
                 f"({type(err).__name__}: {lines[0]})"
             ) from None
-        net = ForecastNet(len(FEATURES), config.hidden, config.layers)
-        try:
-            net.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as err:
-            raise CheckpointError(
-                f"forecaster checkpoint {model_file}: weights do not match {config_file} "
-                f"(hidden={config.hidden}, layers={config.layers}, features={len(FEATURES)}): "
-                + " ".join(str(err).split())[:300]
-            ) from None
+        shape = (len(FEATURES), config.hidden, config.layers)
+        parameter_count(lambda: ForecastNet(*shape), f"forecaster checkpoint {config_file}")
+        net = ForecastNet(*shape)
+        where = f"forecaster checkpoint {model_file}"
+        net.load_state_dict(check_state(state, net.state_dict(), where, meta))
         return cls(net, config)
 
 

@@ -26,6 +26,18 @@ def reject_bool_numbers(cls: type[pydantic.BaseModel], data: object) -> object:
     return data
 
 
+MAX_SHOWN = 80
+"""Longest value repr an error message echoes (a 1 MB string must not make a 1 MB error)."""
+
+
+def shorten(value: object, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the full length said."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text):,} characters)"
+
+
 def format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") -> str:
     """One line per invalid field (its dotted path, value and what is allowed)."""
     lines = [f"{origin}: invalid scenario"]
@@ -33,7 +45,7 @@ def format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") 
         field = prefix + ".".join(str(p) for p in e["loc"]) or "(top level)"
         message = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        shown = "" if isinstance(value, dict) else f" = {shorten(value)}"
         lines.append(f"  {field}{shown}: {message}")
     return "\n".join(lines)
 
@@ -201,14 +213,20 @@ class NegotiationSpec(StrictModel):
         return self
 
 
+NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
+"""Scenario and sweep names: letters, digits, ``_`` and ``-``. Names become folder names
+(``runs/NAME-seedN``), so nothing else is allowed (no separators, dots, NUL or spaces)."""
+
+
 class Scenario(StrictModel):
     """A complete, validated scenario."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     description: str = ""
     seed: int = Field(0, ge=0)
     steps: int = Field(ge=1, le=10_000_000)
-    dt_hours: float = Field(1.0, gt=0.0, le=24.0 * 7)
+    # One second to one week: a smaller step would overflow per-step rates.
+    dt_hours: float = Field(1.0, ge=1.0 / 3600.0, le=24.0 * 7)
     feedback: bool = True
     market: MarketSpec
     protocols: list[ProtocolSpec] = Field(min_length=1)

@@ -38,7 +38,9 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from liqnet.core.schema import shorten
 from liqnet.core.units import HOURS_PER_YEAR
+from liqnet.market.actions import check_actions
 from liqnet.market.model import MarketModel
 from liqnet.market.render import render_figure, render_table
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES, Protocol
@@ -50,8 +52,6 @@ if TYPE_CHECKING:
 _OBS_LIMIT = 1e6
 _MARKET_FEATURES = ("log_return", "realised_vol", "oracle_deviation", "pool_deviation")
 _SEED_BOUND = 2**31 - 1
-_ACTION_SHAPE = (len(LEVER_NAMES),)
-_EXPECTED_ACTION = f"a finite array of shape {_ACTION_SHAPE} {LEVER_NAMES} in [-1, 1]"
 
 StepResult = tuple[
     dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict]
@@ -175,13 +175,20 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         sees new price paths while any call sequence stays reproducible.
 
         Args:
-            seed: World seed for this episode.
+            seed: World seed for this episode, an integer in ``[0, 2**63)``.
             options: Accepted for API compatibility; unused.
 
         Returns:
             Observations and infos of every agent.
+
+        Raises:
+            ValueError: If ``seed`` is not such an integer.
         """
         if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+                raise ValueError(f"seed = {shorten(seed)}: expected an integer in [0, 2**63)")
+            if not 0 <= int(seed) < 2**63:
+                raise ValueError(f"seed = {seed}: expected an integer in [0, 2**63)")
             self.episode_seed = int(seed)
             self._seed_rng = np.random.default_rng(self.episode_seed)
         elif self._seed_rng is None:
@@ -221,8 +228,9 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             leaves :attr:`agents`; at the horizon the rest are truncated.
 
         Raises:
-            ValueError: If an action is for an agent that is not alive, has the wrong
-                shape, or holds NaN or infinite values (nothing is applied then).
+            ValueError: If ``actions`` is not a dict, or an action is for an agent that is
+                not alive, has the wrong shape, or holds NaN or infinite values (nothing
+                is applied then).
             RuntimeError: If called before :meth:`reset` or after the episode ended.
         """
         model = self.model
@@ -230,7 +238,7 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             raise RuntimeError("no episode in progress: call reset() first")
         # Validate every action before queueing any, so a bad one leaves no trace. The
         # actions are valid, so they go straight into the model's queue.
-        model.pending_levers.update(self._check_actions(actions))
+        model.pending_levers.update(check_actions(actions, self.agents))
         model.step()
 
         acting = self.agents
@@ -265,38 +273,6 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         return matrix.ravel()
 
     # -- internals ---------------------------------------------------------------------
-    def _check_actions(self, actions: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Every action validated and clipped, checked as one block when well formed."""
-        agents = list(actions)
-        alive = set(self.agents)
-        try:
-            block = np.array([actions[a] for a in agents], dtype=np.float64)
-        except (TypeError, ValueError):
-            block = None
-        if (
-            block is None
-            or block.shape != (len(agents), *_ACTION_SHAPE)
-            or not alive.issuperset(agents)
-            or not np.isfinite(block).all()
-        ):
-            # Something is malformed: the per-agent check names the agent and the problem.
-            return {agent: self._check_action(agent, a) for agent, a in actions.items()}
-        # Levers are bounded increments, so clipping a finite overshoot is harmless.
-        return dict(zip(agents, np.minimum(np.maximum(block, -1.0), 1.0), strict=True))
-
-    def _check_action(self, agent: str, action: Any) -> np.ndarray:
-        if agent not in self.agents:
-            raise _action_error(agent, f"it is not a live agent (live: {self.agents})")
-        try:
-            vector = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise _action_error(agent, f"got {action!r}") from None
-        if vector.shape != _ACTION_SHAPE:
-            raise _action_error(agent, f"got shape {vector.shape}")
-        if not np.isfinite(vector).all():
-            raise _action_error(agent, f"got non-finite {vector}")
-        # Levers are bounded increments, so clipping a finite overshoot is harmless.
-        return np.minimum(np.maximum(vector, -1.0), 1.0)
 
     def _live_model(self) -> MarketModel:
         """The world of the episode in progress (internal helpers run only during one)."""
@@ -396,11 +372,6 @@ def _info(protocol: Protocol, equity: float, need: float) -> dict[str, float]:
         "bad_debt": float(protocol.realised_bad_debt),
         "liquidity_need": float(need),
     }
-
-
-def _action_error(agent: str, detail: str) -> ValueError:
-    """The one error for a malformed action: agent, expected shape and range, detail."""
-    return ValueError(f"action for agent {agent!r}: expected {_EXPECTED_ACTION}; {detail}")
 
 
 def _is_positive_int(value: object) -> bool:

@@ -14,7 +14,7 @@ import pydantic
 import tomllib
 
 from liqnet.core.errors import ScenarioError
-from liqnet.core.schema import Scenario, format_errors
+from liqnet.core.schema import Scenario, format_errors, shorten
 from liqnet.market.negotiation import get_mechanism
 from liqnet.protocols.registry import available, get_protocol_class
 
@@ -30,6 +30,16 @@ __all__ = [
 ]
 
 
+MAX_FILE_BYTES = 1 << 20
+"""Largest scenario file read (1 MiB; the built-ins are about 2 KB)."""
+MAX_DEPTH = 16
+"""Deepest nesting of tables and arrays in a scenario (the built-ins use 4)."""
+MAX_BASE_CHAIN = 8
+"""Longest chain of ``base`` references (a scenario extending one extending one ...)."""
+MAX_KEY_SEGMENTS = 16
+"""Most segments in a dotted override key (``protocols.aave.params.ltv`` has 4)."""
+
+
 def builtin_names() -> list[str]:
     """Names of the scenarios shipped with liqnet."""
     files = importlib.resources.files("liqnet.scenarios.builtin").iterdir()
@@ -41,21 +51,57 @@ def read_raw(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise ScenarioError(f"scenario file {str(path)!r} does not exist")
-        text, origin = path.read_text(encoding="utf-8"), str(path)
+            raise ScenarioError(f"scenario file {shorten(str(path))} does not exist")
+        origin = str(path)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ScenarioError(
+                f"{origin}: {size:,} bytes; a scenario file is at most {MAX_FILE_BYTES:,}"
+            )
+        text = _decode(path.read_bytes(), origin)
     else:
         name = str(name_or_path)
         if name not in builtin_names():
             raise ScenarioError(
-                f"unknown scenario {name!r}: not a file, and not a built-in "
+                f"unknown scenario {shorten(name)}: not a file, and not a built-in "
                 f"(built-ins: {builtin_names()})"
             )
         resource = importlib.resources.files("liqnet.scenarios.builtin") / f"{name}.toml"
         text, origin = resource.read_text(encoding="utf-8"), f"built-in {name!r}"
     try:
-        return tomllib.loads(text), origin
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{origin}: not valid TOML: {err}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays/tables
+        raise ScenarioError(f"{origin}: nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(raw) > MAX_DEPTH:
+        raise ScenarioError(f"{origin}: nested deeper than {MAX_DEPTH} levels")
+    return raw, origin
+
+
+def _decode(data: bytes, origin: str) -> str:
+    """A scenario file's text: TOML files are UTF-8 (TOML 1.0, "Spec")."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(
+            f"{origin}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "TOML files are UTF-8"
+        ) from None
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
+    """Nesting depth of tables and arrays, counted up to ``limit`` (iteratively: never
+    recursing, so any depth is measured safely)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list) and level < limit:
+            deepest = max(deepest, level + 1)
+            stack.extend(
+                (child, level + 1) for child in (node.values() if isinstance(node, dict) else node)
+            )
+    return deepest
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -80,9 +126,13 @@ def resolve_raw(name_or_path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[
     if base is None:
         return raw, origin
     if not isinstance(base, str):
-        raise ScenarioError(f"{origin}: base = {base!r}: must be a scenario name or path")
+        raise ScenarioError(f"{origin}: base = {shorten(base)}: must be a scenario name or path")
     if base in _seen:
         raise ScenarioError(f"{origin}: base = {base!r}: circular ({' -> '.join(_seen)})")
+    if len(_seen) >= MAX_BASE_CHAIN:
+        raise ScenarioError(
+            f"{origin}: base = {shorten(base)}: a chain of more than {MAX_BASE_CHAIN} bases"
+        )
     base_ref: str | Path = base
     if base.endswith(".toml") and not Path(base).is_absolute():
         base_ref = Path(str(name_or_path)).parent / base
@@ -96,6 +146,10 @@ def parse_override_value(text: str) -> Any:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise ScenarioError(
+            f"override value {shorten(text)}: nested deeper than {MAX_DEPTH} levels"
+        ) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +160,15 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     """
     data = copy.deepcopy(raw)
     for dotted, value in overrides.items():
-        parts = dotted.split(".")
+        parts = dotted.split(".", MAX_KEY_SEGMENTS)
+        if len(parts) > MAX_KEY_SEGMENTS:
+            raise ScenarioError(
+                f"override {shorten(dotted)}: more than {MAX_KEY_SEGMENTS} key segments"
+            )
         if not all(parts):
-            raise ScenarioError(f"override {dotted!r}: empty key segment")
+            raise ScenarioError(f"override {shorten(dotted)}: empty key segment")
+        if _depth(value) > MAX_DEPTH:
+            raise ScenarioError(f"override {shorten(dotted)}: nested deeper than {MAX_DEPTH}")
         node: Any = data
         for depth, part in enumerate(parts[:-1]):
             where = ".".join(parts[: depth + 1])
@@ -116,13 +176,15 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
                 node = node[_list_position(node, part, dotted, where)]
                 if not isinstance(node, dict | list):
                     raise ScenarioError(
-                        f"override {dotted!r}: {where!r} is a value ({node!r}), not a table"
+                        f"override {shorten(dotted)}: {shorten(where)} is a value "
+                        f"({shorten(node)}), not a table"
                     )
             elif isinstance(node, dict):
                 child = node.setdefault(part, {})
                 if not isinstance(child, dict | list):
                     raise ScenarioError(
-                        f"override {dotted!r}: {where!r} is a value ({child!r}), not a table"
+                        f"override {shorten(dotted)}: {shorten(where)} is a value "
+                        f"({shorten(child)}), not a table"
                     )
                 node = child
         last = parts[-1]
@@ -140,8 +202,8 @@ def _list_position(items: list[Any], part: str, dotted: str, where: str) -> int:
     if part in ids:
         return ids.index(part)
     raise ScenarioError(
-        f"override {dotted!r}: {where!r} selects no element; use an index 0..{len(items) - 1}"
-        + (f" or an id from {ids}" if any(ids) else "")
+        f"override {shorten(dotted)}: {shorten(where)} selects no element; "
+        f"use an index 0..{len(items) - 1}" + (f" or an id from {ids}" if any(ids) else "")
     )
 
 

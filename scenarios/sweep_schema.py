@@ -25,11 +25,10 @@ import pydantic
 import tomllib
 from pydantic import Field
 
-from liqnet.core.schema import StrictModel
+from liqnet.core.schema import NAME_PATTERN, StrictModel
 from liqnet.scenarios.loader import ScenarioError, apply_overrides, resolve_raw, validate
 
 BUILTIN_PACKAGE = "liqnet.scenarios.builtin.sweeps"
-NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
 
 
 class SweepError(ScenarioError):
@@ -92,14 +91,14 @@ class RandomSpec(StrictModel):
 class PolicyMix(StrictModel):
     """A named policy assignment: dotted overrides such as ``protocols.aave.policy``."""
 
-    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     set_: dict[str, Any] = Field(default_factory=dict, alias="set")
 
 
 class SweepSpec(StrictModel):
     """A complete, validated sweep."""
 
-    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     description: str = ""
     base: str = Field(min_length=1, description="built-in scenario name or .toml path")
     overrides: dict[str, Any] = Field(default_factory=dict, description="set in every run")

@@ -7,10 +7,15 @@ live in :mod:`tests.helpers` and are imported normally.
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from liqnet.market import MarketModel
 from tests.helpers.worlds import Small
 from tests.helpers.worlds import small as _small
+
+# `pytest --hypothesis-profile=long`: a local soak run of the fuzz suite
+# (tests/scenarios/test_fuzz.py takes this profile's count instead of its CI count).
+settings.register_profile("long", max_examples=2_000, deadline=None)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from liqnet.scenarios import load
-from liqnet.scenarios.loader import parse_override_value
+from liqnet.scenarios.loader import ScenarioError, parse_override_value
 from tests.helpers.scenario_files import MINIMAL_TOML, scenario_error, write_toml
 
 BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_crush", "vol_regime"]
@@ -259,9 +259,11 @@ def test_loading_never_executes_code(tmp_path: Path) -> None:
     payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
     text = MINIMAL_TOML.replace('name = "tiny"', f'name = "tiny"\ndescription = "{payload}"')
     path = write_toml(tmp_path, "evil.toml", text)
-    scenario = load(path, {"name": parse_override_value(payload)})
+    scenario = load(path, {"description": parse_override_value(payload)})
     assert scenario.description == payload
-    assert scenario.name == payload
+    # A name becomes a folder name, so code-shaped text there is refused, and not run.
+    with pytest.raises(ScenarioError, match="name = "):
+        load(path, {"name": parse_override_value(payload)})
     assert not marker.exists()
 
 
