@@ -291,33 +291,20 @@ class LendingPool(Protocol[LendingParams]):
                 continue
             debt = book.positions["scaled_debt"][slots] * self.borrow_index
             collateral = book.positions["collateral"][slots]
-            # A liquidator's value is repay * ((1 + bonus * (1 - fee)) * pool / oracle - 1)
-            # (the protocol fee takes its share of the bonus), and repay is at most the debt
-            # and at most the collateral's value net of the bonus. When no loan can pay any
-            # liquidator's hurdle, all of it is dust that no one takes, and offering it
-            # would cost more than this check.
+            # A liquidator's value is repay * ((1 + bonus * (1 - fee)) * pool / oracle - 1),
+            # repay at most the debt and the collateral's value net of the bonus. When no
+            # loan can pay any liquidator's hurdle, all of it is dust no one takes, and
+            # offering it would cost more than this check.
             net_bonus = book.bonus * (1.0 - book.protocol_fee)
             pool_premium = (1.0 + net_bonus) * self.world.pool_price(asset) / price - 1.0
             largest_repay = np.minimum(debt, collateral * (price / (1.0 + book.bonus))).max()
             # (The 1e-9 margin keeps round-off from dropping a loan right at the hurdle.)
             if largest_repay * pool_premium < self.world.liquidation_hurdle_usd - 1e-9:
                 continue
-            terms = liquidation_terms(
-                self.params, collateral, debt, price, lt, book.bonus, book.protocol_fee
-            )
-            offers.append(
-                LiquidationOffer(
-                    self,
-                    asset,
-                    asset,
-                    slots,
-                    terms.repay_usd,
-                    terms.liquidator_units,
-                    np.zeros(slots.size),
-                    fee_units=terms.fee_units,
-                    partial_cap=terms.partial_cap,
-                )
-            )
+            args = (collateral, debt, price, lt, book.bonus, book.protocol_fee)
+            repay, _, units, fee, cap = liquidation_terms(self.params, *args)
+            zero = np.zeros(slots.size)
+            offers.append(LiquidationOffer(self, asset, asset, slots, repay, units, zero, fee, cap))
         return offers
 
     def liquidation_amounts(

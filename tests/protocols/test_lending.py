@@ -121,17 +121,20 @@ def test_liquidation_candidates_are_exactly_the_unhealthy_positions(small: Small
 def _unhealthy_offer(pool: LendingPool, asset: str) -> object:
     """The book's full offer of unhealthy loans, without the dust pre-check."""
     from liqnet.protocols.base import LiquidationOffer
+    from liqnet.protocols.lending_liquidation import liquidation_terms
 
     book, price = pool.books[asset], pool.model.oracle_prices[asset]
     slots = book.index.select(price * book.liquidation_threshold / pool.borrow_index, True)
-    repay, seize = pool.liquidation_amounts(
+    repay, _, units, fee, cap = liquidation_terms(
+        pool.params,
         book.positions["collateral"][slots],
         book.positions["scaled_debt"][slots] * pool.borrow_index,
         price,
         book.liquidation_threshold,
         book.bonus,
+        book.protocol_fee,
     )
-    return LiquidationOffer(pool, asset, asset, slots, repay, seize, np.zeros(slots.size))
+    return LiquidationOffer(pool, asset, asset, slots, repay, units, np.zeros(slots.size), fee, cap)
 
 
 def test_dust_books_are_skipped_only_when_no_liquidator_would_take_anything(small: Small) -> None:
