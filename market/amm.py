@@ -61,6 +61,14 @@ class ConstantProductPool:
         self.units -= units
         return usd_in
 
+    def units_sellable_above(self, price: np.ndarray) -> np.ndarray:
+        """Units that can be sold before the USD paid per extra unit (net of the fee)
+        falls to ``price`` (vectorised; 0 where it is already below)."""
+        keep = 1.0 - self.fee
+        # Marginal proceeds of selling are k (1 - f) / x_e^2 (see arbitrage_trade).
+        effective = np.sqrt(self.units * self.usd * keep / np.asarray(price, dtype=float))
+        return np.maximum(effective - self.units, 0.0) / keep
+
     def price_after_sell(self, units: float) -> float:
         """Marginal price after selling ``units`` (negative = buying), without trading.
 

@@ -59,66 +59,76 @@ def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_move
     value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
     if value.size == 0 or not value.max() >= model.liquidation_hurdle_usd:
         return
-    remaining = np.ones(len(offer), dtype=bool)
+    rest = offer  # what is still on offer: untouched entries whole, partial fills' rest
     for liquidator in model.liquidators:
-        if not remaining.any():
+        if not len(rest):
             break
-        accepted = liquidator.choose(offer, pool) & remaining
-        if not accepted.any():
+        shares = liquidator.choose(rest, pool)
+        taken = np.flatnonzero(shares > 0)
+        if not taken.size:
             continue
-        remaining &= ~accepted
-        repay = offer.repay_usd[accepted]
-        units = offer.seize_units[accepted]
-        reward = offer.reward_usd[accepted]
-        price_before = pool.price
-        # The liquidator pays the repayment and takes the collateral and its reward: the
-        # protocol books that exchange itself, everything else it moves by transfers.
-        protocol = offer.protocol
-        outcome = model.world.call(
-            protocol,
-            "execute_liquidations",
-            protocol.execute_liquidations,
-            offer,
-            accepted,
-            usd=float(repay.sum()) - float(reward.sum()),
-            asset=offer.asset,
-            units=-float(units.sum()),
+        filled = rest.take(taken, shares[taken])
+        _execute_fill(model, liquidator, filled, round_index, stats, pool_moves)
+        left = np.flatnonzero(shares < 1.0)
+        rest = rest.take(left, 1.0 - shares[left])
+
+
+def _execute_fill(
+    model: MarketModel, liquidator, filled, round_index: int, stats, pool_moves
+) -> None:
+    """Execute what one liquidator took (``filled``: the entries, scaled to its shares)."""
+    pool = model.pools[filled.asset]
+    accepted = np.ones(len(filled), dtype=bool)
+    repay, units, reward = filled.repay_usd, filled.seize_units, filled.reward_usd
+    price_before = pool.price
+    # The liquidator pays the repayment and takes the collateral and its reward: the
+    # protocol books that exchange itself, everything else it moves by transfers.
+    protocol = filled.protocol
+    outcome = model.world.call(
+        protocol,
+        "execute_liquidations",
+        protocol.execute_liquidations,
+        filled,
+        accepted,
+        usd=float(repay.sum()) - float(reward.sum()),
+        asset=filled.asset,
+        units=-float(units.sum()),
+    )
+    # Sell one by one: the pool's cumulative quote.
+    proceeds = liquidator.sale_proceeds(pool, units)
+    sold = float(units.sum())
+    if sold > 0:
+        pool.sell(sold)
+    gas = liquidator.gas_cost_usd * model.gas_multiplier * len(filled)
+    liquidator.cash += float(proceeds.sum() + reward.sum() - repay.sum()) - gas
+    model.external_cash["gas"] += gas
+    if sold > 0:
+        pool_moves[filled.asset] = pool_moves.get(filled.asset, 0.0) + math.log(
+            pool.price / price_before
         )
-        # Sell one by one in the liquidator's order: the pool's cumulative quote.
-        proceeds = liquidator.sale_proceeds(pool, units)
-        sold = float(units.sum())
-        if sold > 0:
-            pool.sell(sold)
-        gas = liquidator.gas_cost_usd * model.gas_multiplier * accepted.sum()
-        liquidator.cash += float(proceeds.sum() + reward.sum() - repay.sum()) - gas
-        model.external_cash["gas"] += gas
-        if sold > 0:
-            pool_moves[offer.asset] = pool_moves.get(offer.asset, 0.0) + math.log(
-                pool.price / price_before
-            )
-        if outcome.impact_units:
-            # The protocol's own liquidation engine trades on its venue; its footprint on
-            # the reference price is that of the same flow through the pool.
-            move = math.log(pool.price_after_sell(outcome.impact_units) / pool.price)
-            pool_moves[offer.asset] = pool_moves.get(offer.asset, 0.0) + move
-        model.events.append(
-            step=model.step_index,
-            round=round_index,
-            kind="liquidation",
-            protocol=offer.protocol.protocol_id,
-            book=offer.book,
-            asset=offer.asset,
-            position=offer.slots[accepted],
-            repaid_usd=repay,
-            seized_units=units,
-            proceeds_usd=proceeds,
-            reward_usd=reward,
-            bad_debt_usd=outcome.bad_debt_usd,
-            oracle_price=model.oracle_prices[offer.asset],
-        )
-        stats.liquidations += int(accepted.sum())
-        stats.repaid_usd += float(repay.sum())
-        stats.bad_debt_usd += float(outcome.bad_debt_usd.sum())
+    if outcome.impact_units:
+        # The protocol's own liquidation engine trades on its venue; its footprint on
+        # the reference price is that of the same flow through the pool.
+        move = math.log(pool.price_after_sell(outcome.impact_units) / pool.price)
+        pool_moves[filled.asset] = pool_moves.get(filled.asset, 0.0) + move
+    model.events.append(
+        step=model.step_index,
+        round=round_index,
+        kind="liquidation",
+        protocol=protocol.protocol_id,
+        book=filled.book,
+        asset=filled.asset,
+        position=filled.slots,
+        repaid_usd=repay,
+        seized_units=units,
+        proceeds_usd=proceeds,
+        reward_usd=reward,
+        bad_debt_usd=outcome.bad_debt_usd,
+        oracle_price=model.oracle_prices[filled.asset],
+    )
+    stats.liquidations += len(filled)
+    stats.repaid_usd += float(repay.sum())
+    stats.bad_debt_usd += float(outcome.bad_debt_usd.sum())
 
 
 def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> None:

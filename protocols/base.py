@@ -68,7 +68,13 @@ class LiquidationOffer:
     """Liquidations a protocol offers to liquidators in one cascade round.
 
     A liquidator that takes entry ``i`` pays ``repay_usd[i]`` to the protocol, receives
-    ``seize_units[i]`` of ``asset`` and ``reward_usd[i]`` in cash.
+    ``seize_units[i]`` of ``asset`` and ``reward_usd[i]`` in cash. ``fee_units[i]`` of the
+    borrower's collateral goes to the protocol itself (Aave's liquidation protocol fee):
+    it leaves the position but stays in the protocol, so the world never moves it.
+
+    ``partial_cap`` makes entries divisible: a liquidator may take any share of entry
+    ``i`` up to ``partial_cap[i]`` (and then the amounts scale with the share), or all
+    of it; ``None`` (the default, e.g. keeper work) means all or nothing.
     """
 
     protocol: Protocol
@@ -78,9 +84,35 @@ class LiquidationOffer:
     repay_usd: np.ndarray
     seize_units: np.ndarray
     reward_usd: np.ndarray
+    fee_units: np.ndarray | None = None
+    partial_cap: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.slots.size)
+
+    def take(self, index: np.ndarray, share: np.ndarray | float = 1.0) -> LiquidationOffer:
+        """Entries ``index``, each scaled to ``share`` of its amounts (a partial fill).
+
+        Used both for what a liquidator executes and for what is left of an entry after
+        one took part of it: of that rest, a further part short of the whole may bring
+        the total taken up to the original ``partial_cap``, no further.
+        """
+        share = np.broadcast_to(np.asarray(share, dtype=float), index.shape)
+        cap = None
+        if self.partial_cap is not None:
+            safe = np.maximum(share, 1e-300)
+            cap = np.clip(1.0 - (1.0 - self.partial_cap[index]) / safe, 0.0, 1.0)
+        return LiquidationOffer(
+            self.protocol,
+            self.book,
+            self.asset,
+            self.slots[index],
+            self.repay_usd[index] * share,
+            self.seize_units[index] * share,
+            self.reward_usd[index] * share,
+            None if self.fee_units is None else self.fee_units[index] * share,
+            cap,
+        )
 
 
 @dataclass

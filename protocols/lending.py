@@ -22,6 +22,7 @@ from liqnet.protocols.base import (
 )
 from liqnet.protocols.flows import run_flows
 from liqnet.protocols.lending_book import LendingBook
+from liqnet.protocols.lending_liquidation import liquidation_terms
 from liqnet.protocols.lending_params import (
     LendingParams,
 )
@@ -152,17 +153,23 @@ class LendingPool(Protocol[LendingParams]):
         """The underwater shortfall: losses carried but not yet written off."""
         return self.underwater_shortfall()
 
+    def treasury_value(self) -> float:
+        """USD value of the collateral the pool owns (liquidation protocol fees)."""
+        prices = self.world.oracle_prices
+        return sum(b.treasury_units * prices[a] for a, b in self.books.items())
+
     def own_equity(self) -> float:
-        """Cash + loans (capped by collateral) - deposits."""
-        return self.cash + self.total_debt() - self.underwater_shortfall() - self.deposits
+        """Cash + loans (capped by collateral) + treasury collateral - deposits."""
+        loans = self.total_debt() - self.underwater_shortfall()
+        return self.cash + loans + self.treasury_value() - self.deposits
 
     def total_assets(self) -> float:
-        """Cash plus loans at face value."""
-        return self.cash + self.total_debt()
+        """Cash plus loans at face value plus treasury collateral."""
+        return self.cash + self.total_debt() + self.treasury_value()
 
     def held_units(self) -> dict[str, float]:
-        """Collateral held, per asset."""
-        return {a: b.total_collateral for a, b in self.books.items()}
+        """Collateral held (borrowers' and the treasury's), per asset."""
+        return {a: b.total_collateral + b.treasury_units for a, b in self.books.items()}
 
     def idle_liquidity(self) -> float:
         """Cash above the liquidity buffer kept for depositors."""
@@ -284,19 +291,20 @@ class LendingPool(Protocol[LendingParams]):
                 continue
             debt = book.positions["scaled_debt"][slots] * self.borrow_index
             collateral = book.positions["collateral"][slots]
-            # A liquidator's value is repay * ((1 + bonus) * pool / oracle - 1), and repay is
-            # at most the debt and at most the collateral's value net of the bonus. When no
-            # loan can pay any liquidator's hurdle, all of it is dust that no one takes, and
+            # A liquidator's value is repay * ((1 + bonus * (1 - fee)) * pool / oracle - 1),
+            # repay at most the debt and the collateral's value net of the bonus. When no
+            # loan can pay any liquidator's hurdle, all of it is dust no one takes, and
             # offering it would cost more than this check.
-            pool_premium = (1.0 + book.bonus) * self.world.pool_price(asset) / price - 1.0
+            net_bonus = book.bonus * (1.0 - book.protocol_fee)
+            pool_premium = (1.0 + net_bonus) * self.world.pool_price(asset) / price - 1.0
             largest_repay = np.minimum(debt, collateral * (price / (1.0 + book.bonus))).max()
             # (The 1e-9 margin keeps round-off from dropping a loan right at the hurdle.)
             if largest_repay * pool_premium < self.world.liquidation_hurdle_usd - 1e-9:
                 continue
-            repay, seize = self.liquidation_amounts(collateral, debt, price, lt, book.bonus)
-            offers.append(
-                LiquidationOffer(self, asset, asset, slots, repay, seize, np.zeros(slots.size))
-            )
+            args = (collateral, debt, price, lt, book.bonus, book.protocol_fee)
+            repay, _, units, fee, cap = liquidation_terms(self.params, *args)
+            zero = np.zeros(slots.size)
+            offers.append(LiquidationOffer(self, asset, asset, slots, repay, units, zero, fee, cap))
         return offers
 
     def liquidation_amounts(
@@ -307,42 +315,49 @@ class LendingPool(Protocol[LendingParams]):
         liquidation_threshold: float,
         bonus: float,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Debt a liquidator may repay and collateral it receives (Aave v3 rules).
+        """Debt a liquidator may repay and collateral the borrower loses (Aave v3 rules).
 
-        Close factor 50%, or 100% at health factor <= 0.95 or below the small-position
-        size; collateral seized = repaid * (1 + bonus) / price, capped by the collateral
-        (then the repayment shrinks to match).
+        Collateral seized = repaid * (1 + bonus) / price, capped by the collateral (then
+        the repayment shrinks to match); the close factor follows ``close_factor_rule``
+        (:func:`~liqnet.protocols.lending_liquidation.liquidation_terms` has the split).
         """
-        p = self.params
-        value = collateral * price * liquidation_threshold
-        health = np.divide(value, debt, out=np.full(value.shape, np.inf), where=debt > 0)
-        full = (health <= p.full_close_health_factor) | (debt < p.small_position_usd)
-        repay = np.where(full, 1.0, p.close_factor) * debt
-        seize = repay * (1.0 + bonus) / price
-        capped = seize > collateral
-        seize = np.where(capped, collateral, seize)
-        repay = np.where(capped, collateral * price / (1.0 + bonus), repay)
-        return repay, seize
+        args = (collateral, debt, price, liquidation_threshold, bonus, 0.0)
+        terms = liquidation_terms(self.params, *args)
+        return terms.repay_usd, terms.seize_units
 
     def execute_liquidations(
         self, offer: LiquidationOffer, accepted: np.ndarray
     ) -> LiquidationOutcome:
-        """Reduce debt and collateral; loans left with no collateral become bad debt."""
+        """Reduce debt and collateral; loans left with no collateral become bad debt.
+
+        The offer's amounts are what is executed (a partial fill arrives scaled). The
+        liquidation protocol fee (``fee_units``) leaves the position into the pool's
+        treasury and is booked as revenue at the oracle price (Aave v3 LiquidationLogic:
+        ``transferOnLiquidation`` to ``RESERVE_TREASURY_ADDRESS``).
+        """
         book = self.books[offer.book]
         slots = offer.slots[accepted]
         repay, seize = offer.repay_usd[accepted], offer.seize_units[accepted]
+        fee = np.zeros(slots.size) if offer.fee_units is None else offer.fee_units[accepted]
+        taken = seize + fee
         columns = book.positions.columns
+        held = columns["collateral"][slots]
         debt = columns["scaled_debt"][slots] - repay / self.borrow_index
-        collateral = columns["collateral"][slots] - seize
+        collateral = held - taken
         columns["scaled_debt"][slots] = debt
         columns["collateral"][slots] = collateral
         repaid = float(repay.sum())
         book.total_scaled_debt -= repaid / self.borrow_index
-        book.total_collateral -= float(seize.sum())
+        book.total_collateral -= float(taken.sum())
+        fee_units = float(fee.sum())
+        book.treasury_units += fee_units
+        fee_usd = fee_units * self.world.oracle_prices[book.asset]
+        self.revenue += fee_usd
+        self.reserves += fee_usd
         self.cash += repaid
         self.liquidated_usd_step += repaid
-        # Dust collateral left after a full seizure counts as none.
-        exhausted = collateral <= 1e-12 * np.maximum(seize, 1e-300)
+        # Dust collateral left after a full seizure (possibly in parts) counts as none.
+        exhausted = collateral <= 1e-12 * np.maximum(held, 1e-300)
         debt_usd = debt * self.borrow_index
         bad_debt = np.maximum(np.where(exhausted, debt_usd, 0.0), 0.0)
         done = slots[exhausted | (debt_usd <= 1e-9)]

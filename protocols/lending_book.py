@@ -19,6 +19,10 @@ class LendingBook:
         self.liquidation_threshold = params.liquidation_threshold
         self.ltv = params.ltv
         self.bonus = params.liquidation_bonus
+        self.protocol_fee = params.liquidation_protocol_fee
+        # Collateral the pool owns itself: liquidation protocol fees (Aave sends them to
+        # its treasury as aTokens). Held, marked at the oracle, never a borrower's.
+        self.treasury_units = 0.0
         self.positions = PositionArrays(("collateral", "scaled_debt"))
         self.total_collateral = 0.0
         self.total_scaled_debt = 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pydantic
 from pydantic import Field
 
@@ -14,6 +16,11 @@ class CollateralParams(ProtocolParams):
     ltv: float = Field(0.80, gt=0.0, lt=1.0, description="maximum loan-to-value at opening")
     liquidation_threshold: float = Field(0.83, gt=0.0, lt=1.0)
     liquidation_bonus: float = Field(0.05, ge=0.0, le=0.25)
+    # Aave v3 Ethereum WETH and WBTC: liquidation protocol fee 10% of the bonus (Gauntlet's
+    # Aave V3 Ethereum deployment configuration, governance.aave.com/t/10238, "LPF 0.10").
+    liquidation_protocol_fee: float = Field(
+        0.10, ge=0.0, le=1.0, description="share of the liquidation bonus kept as revenue"
+    )
     share: float = Field(1.0, gt=0.0, description="share of borrowed USD against this asset")
 
     @pydantic.model_validator(mode="after")
@@ -46,9 +53,20 @@ class LendingParams(ProtocolParams):
     )
     rate_model: RateModelParams = Field(default_factory=RateModelParams)
     reserve_factor: float = Field(0.15, ge=0.0, lt=1.0)  # Aave v3 WETH
-    close_factor: float = Field(0.5, gt=0.0, le=1.0)  # Aave v3 LiquidationLogic.sol
-    full_close_health_factor: float = Field(0.95, gt=0.0, le=1.0)
-    small_position_usd: float = Field(2_000.0, ge=0.0)
+    # Aave v3.3 LiquidationLogic.sol is the default: it is the version Aave's markets run
+    # (v3.3 and later keep these rules); "v3.0" is aave-v3-core's plain 50% / 100% rule.
+    # See liqnet.protocols.lending_liquidation for both.
+    close_factor_rule: Literal["v3.3", "v3.0"] = Field(
+        "v3.3", description="which Aave v3 version's close-factor rules apply"
+    )
+    close_factor: float = Field(0.5, gt=0.0, le=1.0)  # DEFAULT_LIQUIDATION_CLOSE_FACTOR
+    full_close_health_factor: float = Field(0.95, gt=0.0, le=1.0)  # CLOSE_FACTOR_HF_THRESHOLD
+    small_position_usd: float = Field(  # MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD (v3.3 only)
+        2_000.0, ge=0.0, description="debt or collateral below this closes in full (v3.3)"
+    )
+    min_leftover_usd: float = Field(  # MIN_LEFTOVER_BASE (v3.3 only)
+        1_000.0, ge=0.0, description="least debt and collateral a partial liquidation leaves"
+    )
     health_factor_median: float = Field(1.6, gt=1.0, le=10.0)
     health_factor_dispersion: float = Field(0.6, gt=0.0, le=3.0)
     position_size_dispersion: float = Field(1.2, ge=0.0, le=4.0)

@@ -204,12 +204,16 @@ def _check_offer(protocol: Protocol, offer: object, name: str) -> None:
     n = offer.slots.shape
     if offer.slots.ndim != 1 or not np.issubdtype(offer.slots.dtype, np.integer):
         raise ProtocolCheckError(f"{name}: offer slots must be a 1-D integer array")
-    for column in ("repay_usd", "seize_units", "reward_usd"):
+    for column in ("repay_usd", "seize_units", "reward_usd", "fee_units", "partial_cap"):
         values = getattr(offer, column)
+        if values is None and column in ("fee_units", "partial_cap"):
+            continue  # optional: no protocol fee; all-or-nothing entries
         if values.shape != n or not np.isfinite(values).all() or (values < 0).any():
             raise ProtocolCheckError(
                 f"{name}: offer {column} must be {n[0]} finite values >= 0, got {values!r}"
             )
+    if offer.partial_cap is not None and (offer.partial_cap > 1).any():
+        raise ProtocolCheckError(f"{name}: offer partial_cap must be shares in [0, 1]")
 
 
 def _same(first: Any, second: Any, what: str) -> None:

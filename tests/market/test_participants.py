@@ -95,21 +95,75 @@ def test_slippage_of_earlier_sales_is_charged_to_later_entries(model: MarketMode
     assert thin.units == 100.0 and thin.usd == 300_000.0  # choosing does not trade
 
 
-def test_capital_limit_cuts_the_prefix(model: MarketModel) -> None:
+def test_capital_limit_skips_what_it_cannot_afford(model: MarketModel) -> None:
     # Value order: A (1000), B (950), C (50). A needs 2,000; B then needs
-    # 2,000 + 8,050 - inflow(A); C would fit alone but comes after B.
+    # 2,000 + 8,050 - inflow(A); C fits alone and is taken even behind an unaffordable B
+    # (issue 13 item 3: before, a loan too large to afford blocked every one behind it,
+    # and this test asserted "(5_000.0, [True, False, False])  # C is affordable but
+    # behind B"). The offer is all-or-nothing: B is skipped, not filled in part.
     o = offer(model, [1.0, 3.0, 0.1], [2_000.0, 8_050.0, 250.0])
     sale = proceeds(1_000.0, 3e6, [1.0, 3.0, 0.1])
     need_b = 2_000.0 + 8_050.0 - (sale[0] - 5.0)
     assert need_b == pytest.approx(7_067.0, abs=1.0)
     for capital, expected in [
-        (1_999.0, [False, False, False]),
-        (2_000.0, [True, False, False]),
-        (5_000.0, [True, False, False]),  # C is affordable but behind B
+        (249.0, [False, False, False]),
+        (1_999.0, [False, False, True]),
+        (2_000.0, [True, False, True]),
+        (5_000.0, [True, False, True]),
         (need_b + 1e-6, [True, True, True]),
     ]:
         liquidator = Liquidator(model, capital, 5.0, 1.0)
         np.testing.assert_array_equal(liquidator.choose(o, pool()), expected)
+
+
+def loans(model: MarketModel, repay: list[float], cap: float | None) -> LiquidationOffer:
+    """Loans repaid at a 5% bonus on a $3,000 ETH, divisible up to ``cap`` (None: not)."""
+    o = offer(model, [r * 1.05 / 3_000.0 for r in repay], repay)
+    o.partial_cap = None if cap is None else np.full(len(repay), cap)
+    return o
+
+
+def deep() -> ConstantProductPool:
+    """A $3B ETH pool: a $10M sale slips about 0.3%."""
+    return pool(1e6, 3e9)
+
+
+def test_a_large_loan_does_not_block_the_smaller_ones(model: MarketModel) -> None:
+    # Issue 13 item 3: $1M of capital against loans of $1k, $100k and $10M took nothing.
+    liquidator = Liquidator(model, 1e6, 5.0, 1.0)
+    shares = liquidator.choose(loans(model, [1e3, 1e5, 1e7], None), deep())
+    np.testing.assert_array_equal(shares, [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(liquidator.choose(loans(model, [1e3, 1e5], None), deep()), [1, 1])
+
+
+def test_an_unaffordable_loan_is_filled_in_part_as_far_as_the_offer_allows(
+    model: MarketModel,
+) -> None:
+    liquidator = Liquidator(model, 1e6, 5.0, 1.0)
+    # The $10M loan pays most and comes first: $1M repays a tenth of it; its profit
+    # (about $46k) and the capital then cover the others whole.
+    shares = liquidator.choose(loans(model, [1e3, 1e5, 1e7], 1.0), deep())
+    assert shares[:2].tolist() == [1.0, 1.0]
+    assert shares[2] == pytest.approx(0.1)
+    # A cap (Aave v3.3's dust rule) bounds the part; a part too small to pay is refused.
+    assert liquidator.choose(loans(model, [1e7], 0.04), deep())[0] == pytest.approx(0.04)
+    poor = Liquidator(model, 50.0, 5.0, 1.0)  # $50 repays $50: a $2.5 bonus < gas
+    assert poor.choose(loans(model, [1e7], 1.0), deep()).tolist() == [0.0]
+
+
+def test_a_loan_too_large_for_the_pool_is_sold_only_while_it_pays(model: MarketModel) -> None:
+    # 35 ETH for $100k on a 100 ETH pool: the whole sale pays ~$77.6k, a loss; the pool
+    # pays more than the $2,857 per unit it costs only for the first ~2.17 units.
+    thin = pool(100.0, 300_000.0)
+    rich = Liquidator(model, 1e7, 5.0, 1.0)
+    o = offer(model, [35.0], [100_000.0])
+    assert proceeds(100.0, 300_000.0, [35.0])[0] < 100_000.0
+    assert rich.choose(o, thin).tolist() == [0.0]  # all or nothing: refused
+    o.partial_cap = np.ones(1)
+    share = rich.choose(o, thin)[0]
+    assert share * 35.0 == pytest.approx(thin.units_sellable_above(100_000.0 / 35.0), rel=1e-9)
+    profit = proceeds(100.0, 300_000.0, [share * 35.0])[0] - share * 100_000.0 - 5.0
+    assert profit >= 1.0
 
 
 def test_higher_gas_multiplier_refuses_more(model: MarketModel) -> None:

@@ -58,13 +58,18 @@ def test_exhausted_collateral_becomes_bad_debt(small: Small) -> None:
     offer = offers[0]
     debt = book.positions["scaled_debt"][offer.slots] * pool.borrow_index
     # Collateral runs out when the whole debt plus bonus exceeds it: the rest is bad debt.
-    exhausted = np.isclose(offer.seize_units, book.positions["collateral"][offer.slots])
+    # (The liquidator's part plus the protocol fee is what the borrower loses.)
+    assert offer.fee_units is not None
+    seized = offer.seize_units + offer.fee_units
+    exhausted = np.isclose(seized, book.positions["collateral"][offer.slots])
     assert exhausted.any()
     outcome = pool.execute_liquidations(offer, np.ones(len(offer), dtype=bool))
     expected = float((debt - offer.repay_usd)[exhausted].sum())
     assert outcome.bad_debt_usd.sum() == pytest.approx(expected, rel=1e-9)
     assert pool.realised_bad_debt - before_bad == pytest.approx(expected, rel=1e-9)
-    assert before_reserves - pool.reserves == pytest.approx(expected, rel=1e-9)
+    # Reserves pay the bad debt and keep the liquidation protocol fee (issue 13 item 9).
+    fee_usd = float(offer.fee_units.sum()) * model.oracle_prices["ETH"]
+    assert before_reserves - pool.reserves == pytest.approx(expected - fee_usd, rel=1e-9)
 
 
 def test_accrual_grows_debt_at_borrow_rate_and_equity_by_reserve_factor(small: Small) -> None:
@@ -116,17 +121,20 @@ def test_liquidation_candidates_are_exactly_the_unhealthy_positions(small: Small
 def _unhealthy_offer(pool: LendingPool, asset: str) -> object:
     """The book's full offer of unhealthy loans, without the dust pre-check."""
     from liqnet.protocols.base import LiquidationOffer
+    from liqnet.protocols.lending_liquidation import liquidation_terms
 
     book, price = pool.books[asset], pool.model.oracle_prices[asset]
     slots = book.index.select(price * book.liquidation_threshold / pool.borrow_index, True)
-    repay, seize = pool.liquidation_amounts(
+    repay, _, units, fee, cap = liquidation_terms(
+        pool.params,
         book.positions["collateral"][slots],
         book.positions["scaled_debt"][slots] * pool.borrow_index,
         price,
         book.liquidation_threshold,
         book.bonus,
+        book.protocol_fee,
     )
-    return LiquidationOffer(pool, asset, asset, slots, repay, seize, np.zeros(slots.size))
+    return LiquidationOffer(pool, asset, asset, slots, repay, units, np.zeros(slots.size), fee, cap)
 
 
 def test_dust_books_are_skipped_only_when_no_liquidator_would_take_anything(small: Small) -> None:
