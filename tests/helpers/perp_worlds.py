@@ -125,12 +125,15 @@ def add_position(
 
 
 def expected_hourly_rate(perp: PerpExchange, market: PerpMarket) -> float:
-    """clamp(skew_premium * skew * price_multiplier + interest_8h, +-cap) / 8."""
+    """clamp((premium + skew_premium * skew) * price_multiplier + interest_8h, +-cap) / 8,
+    the premium being (pool - oracle) / oracle."""
     p = perp.params
     longs, shorts = (market.sides[s].sums["size"] for s in SIDES)
     skew = (longs - shorts) / (longs + shorts)
     cap = p.funding_cap_multiple * (market.initial_margin - market.maintenance_margin)
-    raw = p.skew_premium * skew * perp.price_multiplier + p.interest_rate_8h
+    index = perp.model.oracle_prices[market.asset]
+    premium = (perp.model.pools[market.asset].price - index) / index
+    raw = (premium + p.skew_premium * skew) * perp.price_multiplier + p.interest_rate_8h
     return min(cap, max(-cap, raw)) / 8.0
 
 
