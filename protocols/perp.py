@@ -299,7 +299,8 @@ class PerpExchange(Protocol[PerpParams]):
             price = self.world.oracle_prices[market.asset]
             # dYdX v4: premium of the mark (here the pool) over the index (the oracle),
             # sampled once a step, plus interest, as an 8-hour rate paid hourly, clamped.
-            premium = perp_funding.premium(self.world.pool_price(market.asset), price)
+            mark = self.world.pool_price(market.asset)
+            premium = perp_funding.premium(mark, price, p.impact_spread)
             cap_8h = p.funding_cap_multiple * (market.initial_margin - market.maintenance_margin)
             rate_8h = perp_funding.funding_rate_8h(
                 premium, skew, p.skew_premium, p.interest_rate_8h, cap_8h, self.price_multiplier

@@ -47,6 +47,9 @@ class PerpParams(ProtocolParams):
     # open-interest-skew term is off by default (at 0.01 it gave ~110%/yr at a 55/45
     # book, far above the 0.95-31.5%/yr GMX v2 publishes).
     skew_premium: float = Field(0.0, ge=0.0, le=1.0, description="premium per unit of skew")
+    impact_spread: float = Field(
+        0.003, ge=0.0, le=0.1, description="impact bid/ask half-spread around the mark"
+    )  # the default AMM pool fee: arbitrage leaves the pool anywhere within it
     # dYdX v4 interest rate component: 0.01% per 8 h (default_funding_ppm = 100).
     interest_rate_8h: float = Field(0.0001, ge=-0.01, le=0.01)
     funding_cap_multiple: float = Field(6.0, ge=0.0)  # dYdX: 600% x (IMF - MMF) per 8h

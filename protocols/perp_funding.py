@@ -10,9 +10,10 @@ funding rate has a premium component and an interest rate component and is quote
 In this world the **index** is the oracle price the exchange liquidates at and the
 **mark** is the AMM pool price (``world.pool_price``): the perp's own order book is not
 modelled, and the pool is where trading away from the index shows. Arbitrage keeps the two
-close in calm markets, so the premium is small and changes sign; during a cascade forced
-sales push the pool away from a lagging oracle and funding follows that dislocation. One
-sample per step stands for the hourly average (steps are an hour by default).
+close in calm markets: within the pool fee, which dYdX's impact bid/ask spread stands for
+(``impact_spread``), so the premium is zero then; during a cascade forced sales push the
+pool away from the index and funding follows that dislocation. One sample per step stands
+for the hourly average (steps are an hour by default).
 
 Traders respond to funding. Each position carries an *edge*: the return on notional its
 trader expects over the holding horizon, drawn when it opens as the carry it accepted then
@@ -34,9 +35,17 @@ _NO_HORIZON_HOURS = 365.0 * 24.0
 """Holding horizon when traders never turn over (a year)."""
 
 
-def premium(mark: float, index: float) -> float:
-    """``(mark - index) / index``: the 8-hour premium component (dYdX v4)."""
-    return (mark - index) / index if index > 0.0 else 0.0
+def premium(mark: float, index: float, half_spread: float) -> float:
+    """The 8-hour premium component (dYdX v4): ``(max(0, impact bid - index) - max(0,
+    index - impact ask)) / index``, the impact prices ``mark * (1 -/+ half_spread)``.
+
+    A mark inside the spread of the index pays no premium: arbitrage leaves an AMM pool
+    anywhere within its fee of the reference, and that band is no dislocation.
+    """
+    if index <= 0.0:
+        return 0.0
+    bid, ask = mark * (1.0 - half_spread), mark * (1.0 + half_spread)
+    return (max(0.0, bid - index) - max(0.0, index - ask)) / index
 
 
 def funding_rate_8h(

@@ -39,19 +39,24 @@ def test_funding_is_the_mark_index_premium_plus_interest() -> None:
     # inside GMX v2's published 0.95-31.5%/yr (the skew rule gave ~110%/yr here).
     assert eth.funding_rate_hourly == pytest.approx(0.0001 / 8, rel=1e-12)
     assert 0.0095 < eth.funding_rate_hourly * 8760 < 0.315
-    # The mark 1% above the index: longs pay the premium.
+    # The mark 0.2% above the index: inside the 0.3% impact spread, no premium.
+    model.oracle_prices["ETH"] = 3000.0 / 1.002
+    perp.accrue(HOUR)
+    assert eth.funding_rate_hourly == pytest.approx(0.0001 / 8, rel=1e-12)
+    # The mark 1% above the index: longs pay the impact bid's premium.
     model.oracle_prices["ETH"] = 3000.0 / 1.01
     index = eth.funding_index
     perp.accrue(2 * HOUR)
-    rate = (0.01 + 0.0001) / 8
+    rate = (1.01 * 0.997 - 1 + 0.0001) / 8
     assert eth.funding_rate_hourly == pytest.approx(rate, rel=1e-9)
     assert eth.funding_index - index == pytest.approx(rate * 2 * 3000.0 / 1.01, rel=1e-9)
-    # The mark below the index (a cascade's forced sales on the pool): shorts pay, and
-    # the price lever scales the premium, not the interest.
+    # The mark below the index (a cascade's forced sales on the pool): shorts pay the
+    # impact ask's discount, and the price lever scales the premium, not the interest.
     model.oracle_prices["ETH"] = 3000.0 / 0.98
     perp.apply_levers(np.array([0.0, 1.0, 0, 0, 0, 0]))  # price multiplier 1.05
     perp.accrue(HOUR)
-    assert eth.funding_rate_hourly == pytest.approx((-0.02 * 1.05 + 0.0001) / 8, rel=1e-9)
+    discount = 1 - 0.98 * 1.003
+    assert eth.funding_rate_hourly == pytest.approx((-discount * 1.05 + 0.0001) / 8, rel=1e-9)
 
 
 def test_positions_close_when_funding_carry_exceeds_their_edge() -> None:
@@ -65,11 +70,12 @@ def test_positions_close_when_funding_carry_exceeds_their_edge() -> None:
     assert counts == {
         (a, s): m.sides[s].positions.count for a, m in perp.markets.items() for s in SIDES
     }
-    # The ETH mark 4% above the index: longs now expect to pay 4% / 8 an hour for the
-    # premium's persistence (8 h) plus the interest over their 20-day horizon.
+    # The ETH mark 4% above the index: longs now expect to pay the premium (beyond the
+    # 0.3% impact spread) / 8 an hour for its persistence (8 h) plus the interest over
+    # their 20-day horizon.
     model.oracle_prices["ETH"] = 3000.0 / 1.04
     perp.accrue(HOUR)
-    carry = 0.0001 / 8 * 480 + 0.04 / 8 * 8
+    carry = 0.0001 / 8 * 480 + (1.04 * 0.997 - 1) / 8 * 8
     longs = eth.sides["long"]
     edges_before = longs.positions.columns["edge"][longs.positions.active_slots()]
     perp.act_users(2 * 24 * HOUR, _RecordingRng())  # type: ignore[arg-type]  # no churn draws
