@@ -118,15 +118,28 @@ def contagion_graph(result: RunResult, step: int | None = None) -> nx.DiGraph:
             owed = float(group["owed"].sum())
             rate = float((group["rate"] * group["owed"]).sum() / owed) if owed > 0 else 0.0
             graph.add_edge(
-                lender,
-                borrower,
-                channel=CREDIT,
-                weight=owed,
-                loss=float(group["written_off"].sum()),
-                lines=len(group),
-                rate=rate,
+                lender, borrower, channel=CREDIT, weight=owed, lines=len(group), rate=rate
             )
+    # The loss counts every write-down so far, also on lines closed since (a written-down
+    # line that recovers what was left is no longer open, but its loss stands).
+    for (lender, borrower), loss in _written_off(result, step).items():
+        if not graph.has_edge(lender, borrower):
+            graph.add_edge(lender, borrower, channel=CREDIT, weight=0.0, lines=0, rate=0.0)
+        graph.edges[lender, borrower]["loss"] = loss
+    for _, _, data in graph.edges(data=True):
+        if data["channel"] == CREDIT:
+            data.setdefault("loss", 0.0)
     return graph
+
+
+def _written_off(result: RunResult, step: int) -> dict[tuple[str, str], float]:
+    """USD written off per (lender, borrower) pair up to ``step``, from the ledger history."""
+    history = result.credit
+    if history is None or len(history) == 0:
+        return {}
+    rows = history[(history["kind"] == "default") & (history["step"] <= step)]
+    sums = rows.groupby(["lender", "borrower"], sort=True)["amount_usd"].sum()
+    return {(str(a), str(b)): float(v) for (a, b), v in sums.items()}
 
 
 def debtrank_ready(graph: nx.DiGraph) -> nx.DiGraph:

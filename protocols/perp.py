@@ -11,8 +11,9 @@ the liquidation ordering is invariant to price, funding and the maintenance marg
 
 Cash identity: ``cash = margins + vault_cash + insurance_fund + treasury``. The vault
 books every trader's profit and loss; a bankrupt trader's deficit is covered by the
-insurance fund, then by auto-deleveraging profitable traders on the other side, and what
-is left is socialised to the LP vault (realised bad debt).
+insurance fund, then by the LP vault (realised bad debt), and only what would push the
+vault's NAV below zero is taken from winners by auto-deleveraging (:mod:`perp_adl`).
+Funding follows the mark (pool) / index (oracle) premium (:mod:`perp_funding`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import mesa
 import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
+from liqnet.protocols import perp_adl, perp_funding
 from liqnet.protocols.base import (
     LiquidationOffer,
     LiquidationOutcome,
@@ -50,11 +52,16 @@ class PerpExchange(Protocol[PerpParams]):
                 f"(allowed: {list(assets)})"
             )
         self.markets = {a: PerpMarket(a, m) for a, m in params.markets.items()}
+        for market in self.markets.values():  # mark at the index: the interest component
+            market.funding_rate_hourly = params.interest_rate_8h / 8.0
         self.vault_cash = params.vault_usd
         self.insurance_fund = params.insurance_fund_usd
         self.treasury = params.treasury_usd
         self.price_multiplier = 1.0
-        self.adl_usd = 0.0
+        self.adl_usd = 0.0  # winners' profit forfeited to cover deficits the vault can't
+        self.adl_closed_usd = 0.0  # notional closed by either kind of ADL
+        # Edges come from their own stream, so the user stream's draws are unchanged.
+        self._edge_rng = self.world.rng_for(f"protocol:{protocol_id}:edges")
         capital = self.vault_cash + self.insurance_fund + self.treasury
         self.world.transfer("lps", self, usd=capital)
         self._seed_positions(self.world.rng_for(f"protocol:{protocol_id}:init"))
@@ -80,12 +87,14 @@ class PerpExchange(Protocol[PerpParams]):
         # (minimum/maximum: np.clip's Python wrapper costs more than the clipping here.)
         leverage = np.minimum(np.maximum(leverage, 1.0), 1.0 / market.initial_margin)
         margin = notional / leverage
+        carry = perp_funding.expected_carry(p, market, side.is_long)
         slots = side.add(
             mark=False,
             size=notional / price,
             entry=price,
             margin=margin,
             funding_entry=market.funding_index,
+            edge=perp_funding.draw_edges(self._edge_rng, notional.size, carry, p.trader_edge_mean),
         )
         fees = p.trading_fee * self.price_multiplier * float(notional.sum())
         self.world.transfer("traders", self, usd=float(margin.sum()) + fees)
@@ -138,9 +147,11 @@ class PerpExchange(Protocol[PerpParams]):
                 # rate that keeps the book at its configured size and split.
                 expected = rate * p.positions * market_share * self._side_share(side)
                 n_close = rng.poisson(rate * side.positions.count)
-                closed = self._close_voluntarily(
-                    market, side, side.positions.sample_active(rng, n_close), price
-                )
+                leaving = side.positions.sample_active(rng, n_close)
+                carried = self._out_carried(market, side)
+                if carried.size:
+                    leaving = np.union1d(leaving, carried)
+                closed = self._close_voluntarily(market, side, leaving, price)
                 n_open = rng.poisson(expected)
                 opened = (
                     self._open(market, side, self._draw_notional(rng, n_open), rng)
@@ -149,6 +160,14 @@ class PerpExchange(Protocol[PerpParams]):
                 )
                 if closed.size or opened.size:
                     side.index.mark_dirty(np.concatenate((closed, opened)))
+
+    def _out_carried(self, market: PerpMarket, side: PerpSide) -> np.ndarray:
+        """Positions whose expected funding carry now exceeds their edge (they close)."""
+        carry = perp_funding.expected_carry(self.params, market, side.is_long)
+        if carry <= 0.0:
+            return NO_SLOTS
+        slots = side.positions.active_slots()
+        return slots[perp_funding.out_carried(side.positions.columns["edge"][slots], carry)]
 
     def _close_voluntarily(
         self, market: PerpMarket, side: PerpSide, slots, price: float
@@ -271,18 +290,25 @@ class PerpExchange(Protocol[PerpParams]):
         )
 
     def accrue(self, dt_years: float) -> None:
-        """Advance each market's funding index by the clamped hourly funding rate."""
+        """Advance each market's funding index by the clamped hourly funding rate, then
+        deleverage a side whose profit has grown too large for the vault (GMX v2)."""
         p = self.params
         hours = dt_years * HOURS_PER_YEAR
         for market in self.markets.values():
             longs, shorts = (market.sides[s].sums["size"] for s in ("long", "short"))
             skew = (longs - shorts) / max(longs + shorts, 1e-12)
-            premium = p.skew_premium * skew * self.price_multiplier
-            cap_8h = p.funding_cap_multiple * (market.initial_margin - market.maintenance_margin)
-            rate_8h = min(cap_8h, max(-cap_8h, premium + p.interest_rate_8h))
-            market.funding_rate_hourly = rate_8h / 8.0
             price = self.world.oracle_prices[market.asset]
+            # dYdX v4: premium of the mark (here the pool) over the index (the oracle),
+            # sampled once a step, plus interest, as an 8-hour rate paid hourly, clamped.
+            mark = self.world.pool_price(market.asset)
+            premium = perp_funding.premium(mark, price, p.impact_spread)
+            cap_8h = p.funding_cap_multiple * (market.initial_margin - market.maintenance_margin)
+            rate_8h = perp_funding.funding_rate_8h(
+                premium, skew, p.skew_premium, p.interest_rate_8h, cap_8h, self.price_multiplier
+            )
+            market.funding_rate_hourly = rate_8h / 8.0
             market.funding_index += market.funding_rate_hourly * hours * price
+        perp_adl.deleverage_over_threshold(self)
 
     # -- liquidations ------------------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:
@@ -350,48 +376,30 @@ class PerpExchange(Protocol[PerpParams]):
     def _cover_deficit(
         self, market: PerpMarket, side_name: str, deficit: np.ndarray, price: float
     ) -> np.ndarray:
-        """Insurance fund first, then auto-deleveraging, then the LP vault (bad debt)."""
+        """Insurance fund first, then the LP vault (bad debt), then auto-deleveraging.
+
+        The vault is every trader's counterparty, so LPs lose before winning traders do:
+        ADL takes only what would push the vault's NAV below zero (dYdX v4 and
+        Hyperliquid deleverage once the insurance fund and the backstop vault are spent).
+        Returns each position's share of what the vault bore.
+        """
         total = float(deficit.sum())
         if total <= 0.0:
             return np.zeros_like(deficit)
         from_insurance = min(total, self.insurance_fund)
         self.insurance_fund -= from_insurance
         remaining = total - from_insurance
-        if remaining > 0.0:
-            remaining -= self._auto_deleverage(market, side_name, remaining, price)
-        if remaining > 0.0:
-            self.vault_cash -= remaining  # socialised to LPs
-            self.realised_bad_debt += remaining
-        # Attribute what was not covered by insurance or ADL pro rata to the positions.
-        return deficit * (max(remaining, 0.0) / total)
-
-    def _auto_deleverage(self, market: PerpMarket, side_name: str, amount: float, price) -> float:
-        """Haircut profitable opposite positions, best-ranked first; returns USD taken.
-
-        Ranking as Hyperliquid: ``(mark / entry) * (notional / account value)``. This
-        scans the opposite side, which only happens once the insurance fund is empty.
-        """
-        other = market.sides["short" if side_name == "long" else "long"]
-        slots = other.positions.active_slots()
-        pnl = other.pnl(slots, price, market.funding_index)
-        profitable = pnl > 0
-        slots, pnl = slots[profitable], pnl[profitable]
-        if slots.size == 0:
-            return 0.0
-        cols = other.positions.columns
-        entry, size, margin = cols["entry"][slots], cols["size"][slots], cols["margin"][slots]
-        ratio = price / entry if other.is_long else entry / price
-        rank = ratio * size * price / np.maximum(margin + pnl, 1e-9)
-        order = np.argsort(-rank, kind="stable")
-        slots, pnl = slots[order], pnl[order]
-        taken_before = np.concatenate(([0.0], np.cumsum(pnl)[:-1]))
-        haircut = np.clip(amount - taken_before, 0.0, pnl)
-        hit = haircut > 0
-        other.positions.columns["margin"][slots[hit]] -= haircut[hit]
-        other.sums["margin"] -= float(haircut.sum())
-        other.index.mark_dirty(slots[hit])
-        self.adl_usd += float(haircut.sum())
-        return float(haircut.sum())
+        if remaining <= 0.0:
+            return np.zeros_like(deficit)
+        beyond_vault = remaining - max(self.vault_nav(), 0.0)
+        self.vault_cash -= remaining  # the vault pays the deficit out of its cash
+        taken = 0.0
+        if beyond_vault > 0.0:
+            other = market.sides["short" if side_name == "long" else "long"]
+            taken = perp_adl.deleverage(self, market, other, beyond_vault, price, forfeit=True)
+        borne = remaining - taken
+        self.realised_bad_debt += borne
+        return deficit * (borne / total)
 
     # -- observation -------------------------------------------------------------------
     def feature_values(self) -> dict[str, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import overload
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from liqnet.protocols.base import ProtocolParams
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
@@ -43,10 +43,26 @@ class PerpParams(ProtocolParams):
         0.05, ge=0.0, le=1.0, description="share of liquidated size that hits the spot market"
     )
     trading_fee: float = Field(0.0005, ge=0.0, le=0.05)
-    skew_premium: float = Field(0.01, ge=0.0, le=1.0, description="premium per unit of skew")
-    interest_rate_8h: float = Field(0.0, ge=-0.01, le=0.01)
+    # Funding is the mark/index premium plus interest (dYdX v4, see perp_funding); the
+    # open-interest-skew term is off by default (at 0.01 it gave ~110%/yr at a 55/45
+    # book, far above the 0.95-31.5%/yr GMX v2 publishes).
+    skew_premium: float = Field(0.0, ge=0.0, le=1.0, description="premium per unit of skew")
+    impact_spread: float = Field(
+        0.003, ge=0.0, le=0.1, description="impact bid/ask half-spread around the mark"
+    )  # the default AMM pool fee: arbitrage leaves the pool anywhere within it
+    # dYdX v4 interest rate component: 0.01% per 8 h (default_funding_ppm = 100).
+    interest_rate_8h: float = Field(0.0001, ge=-0.01, le=0.01)
     funding_cap_multiple: float = Field(6.0, ge=0.0)  # dYdX: 600% x (IMF - MMF) per 8h
     trader_turnover_per_day: float = Field(0.05, ge=0.0, le=5.0)
+    trader_edge_mean: float = Field(
+        0.05, ge=0.0, le=10.0, description="mean edge over carry, share of notional per holding"
+    )
+    premium_persistence_hours: float = Field(
+        8.0, ge=0.0, le=8760.0, description="how long traders expect a funding premium to last"
+    )
+    # GMX v2 config/markets.ts: ADL from trader PnL at 55% of the pool, back down to 50%.
+    adl_pnl_trigger: float = Field(0.55, gt=0.0, le=10.0, description="side PnL / vault cash")
+    adl_pnl_target: float = Field(0.50, ge=0.0, lt=1.0, description="ratio ADL brings it to")
     churn_interval_hours: float = Field(
         4.0, gt=0.0, le=168.0, description="positions open/close in batches this often"
     )
@@ -58,6 +74,12 @@ class PerpParams(ProtocolParams):
     price_step: float = Field(0.05, ge=0.0, le=1.0, description="max fee multiplier move")
     maintenance_margin_bounds: tuple[float, float] = (0.005, 0.25)
     price_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+    @model_validator(mode="after")
+    def _adl_target_below_trigger(self) -> PerpParams:
+        if self.adl_pnl_target >= self.adl_pnl_trigger:
+            raise ValueError("adl_pnl_target must be below adl_pnl_trigger")
+        return self
 
     def referenced_assets(self) -> list[str]:
         """The perpetual markets' underlying assets."""
@@ -77,7 +99,9 @@ class PerpSide:
 
     def __init__(self, is_long: bool) -> None:
         self.is_long = is_long
-        self.positions = PositionArrays(("size", "entry", "margin", "funding_entry"))
+        # ``edge``: the trader's expected return on notional over the holding horizon
+        # (perp_funding); last, so blocks keep size, entry, margin, funding_entry first.
+        self.positions = PositionArrays(("size", "entry", "margin", "funding_entry", "edge"))
         self.sums = {"size": 0.0, "size_entry": 0.0, "size_funding": 0.0, "margin": 0.0}
         self.index = LiquidationIndex(self.positions, self.key)
 
@@ -93,7 +117,8 @@ class PerpSide:
 
     def _update_sums(self, block: np.ndarray, sign: float) -> None:
         """Add (``sign=+1``) or remove positions given as a (fields, k) block."""
-        totals = block.sum(axis=1)  # rows: size, entry, margin, funding_entry
+        block = block[:4]  # rows: size, entry, margin, funding_entry (not edge)
+        totals = block.sum(axis=1)
         weighted = block @ block[0]
         self.sums["size"] += sign * float(totals[0])
         self.sums["size_entry"] += sign * float(weighted[1])
@@ -106,8 +131,9 @@ class PerpSide:
         """Open positions; ``mark=False`` leaves marking the index to the caller.
 
         ``size`` is an array; the other columns may be arrays or scalars (e.g. one entry
-        price for the whole batch).
+        price for the whole batch). A position given no ``edge`` never closes for funding.
         """
+        columns.setdefault("edge", np.inf)
         slots = self.positions.add(size=size, **columns)
         total_size = float(size.sum())
         for sum_name, name, weighted in _SUMS_OF_COLUMNS:
@@ -133,6 +159,25 @@ class PerpSide:
         if mark:
             self.index.mark_dirty(slots)
 
+    def reduce(self, slots: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+        """Close ``fraction`` of each position (1: all of it); returns the closed parts as
+        a block (size, entry, margin, funding_entry, edge).
+
+        Size and margin shrink together, so a partly closed position keeps its liquidation
+        key (margin per unit) and its entry; fully closed slots leave the book.
+        """
+        closed = self.positions.block(slots)
+        closed[0] *= fraction
+        closed[2] *= fraction
+        self._update_sums(closed, -1.0)
+        cols = self.positions.columns
+        keep = 1.0 - fraction
+        cols["size"][slots] *= keep
+        cols["margin"][slots] *= keep
+        self.positions.close(slots[fraction >= 1.0])
+        self.index.mark_dirty(slots)
+        return closed
+
     @overload
     def pnl(self, slots: None, price: float, funding: float) -> float: ...
     @overload
@@ -148,7 +193,7 @@ class PerpSide:
 
     def block_pnl(self, block: np.ndarray, price: float, funding: float) -> np.ndarray:
         """Unrealised PnL of positions given as ``positions.block(slots)``."""
-        size, entry, _, funding_entry = block
+        size, entry, _, funding_entry = block[:4]
         price_pnl = size * (price - entry)
         funding_pnl = size * (funding - funding_entry)
         return (1.0 if self.is_long else -1.0) * (price_pnl - funding_pnl)

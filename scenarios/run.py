@@ -10,6 +10,7 @@ from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
 from liqnet.market.accounting import realised_bad_debt, unrealised_bad_debt
 from liqnet.market.model import MarketModel
+from liqnet.protocols.perp import PerpExchange
 from liqnet.scenarios.loader import load
 
 
@@ -58,6 +59,10 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         "credit_opened_usd": float(credit.loc[credit["kind"] == "open", "amount_usd"].sum()),
         "credit_losses_usd": dict(model.credit_losses),
         "revenue_usd": {pid: p.revenue for pid, p in model.protocols.items()},
+        # Winners' profit taken by auto-deleveraging, per perp exchange.
+        "adl_usd": {
+            pid: p.adl_usd for pid, p in model.protocols.items() if isinstance(p, PerpExchange)
+        },
     }
 
 

@@ -46,7 +46,8 @@ def test_after_default_edge_carries_written_off_loss(crunch) -> None:
     written_off = crunch.credit.loc[crunch.credit["kind"] == "default", "amount_usd"].sum()
     assert edge["loss"] == pytest.approx(written_off)
     assert graph.nodes["dydx"]["defaulted"]
-    assert graph.nodes["dydx"]["default_step"] == first_default_step(crunch)
+    dydx_default = next(d["step"] for d in crunch.defaults if d["protocol"] == "dydx")
+    assert graph.nodes["dydx"]["default_step"] == dydx_default
     assert graph.nodes["aave"]["loss"] > 0.0
     assert graph.graph["step"] == int(crunch.timeseries["step"].iloc[-1])
 

@@ -125,12 +125,16 @@ def add_position(
 
 
 def expected_hourly_rate(perp: PerpExchange, market: PerpMarket) -> float:
-    """clamp(skew_premium * skew * price_multiplier + interest_8h, +-cap) / 8."""
+    """clamp((premium + skew_premium * skew) * price_multiplier + interest_8h, +-cap) / 8,
+    the premium that of the pool's impact bid/ask (pool -/+ impact_spread) over the oracle."""
     p = perp.params
     longs, shorts = (market.sides[s].sums["size"] for s in SIDES)
     skew = (longs - shorts) / (longs + shorts)
     cap = p.funding_cap_multiple * (market.initial_margin - market.maintenance_margin)
-    raw = p.skew_premium * skew * perp.price_multiplier + p.interest_rate_8h
+    index = perp.model.oracle_prices[market.asset]
+    mark, spread = perp.model.pools[market.asset].price, p.impact_spread
+    premium = (max(0, mark * (1 - spread) - index) - max(0, index - mark * (1 + spread))) / index
+    raw = (premium + p.skew_premium * skew) * perp.price_multiplier + p.interest_rate_8h
     return min(cap, max(-cap, raw)) / 8.0
 
 

@@ -14,6 +14,7 @@ from liqnet.market import MarketModel
 from liqnet.scenarios import load
 from tests.helpers.perp_worlds import (
     HOUR,
+    SIDES,
     add_position,
     assert_cash_identity,
     clean_eth_book,
@@ -26,19 +27,81 @@ from tests.helpers.perp_worlds import (
 # -- funding ---------------------------------------------------------------------------
 
 
-def test_funding_with_known_skew_and_index_advance() -> None:
+def test_funding_is_the_mark_index_premium_plus_interest() -> None:
+    # dYdX v4: 8-hour rate = premium + interest (0.01% per 8 h), paid hourly as 1/8.
     model = world()
+    perp = perp_of(model)
+    eth = perp.markets["ETH"]
+    longs, shorts = (eth.sides[s].sums["size"] for s in ("long", "short"))
+    assert longs > 1.1 * shorts  # the default 55/45 book: skew alone no longer pays
+    perp.accrue(HOUR)
+    # Pool (mark) at the oracle (index): only the interest component, 10.95% a year,
+    # inside GMX v2's published 0.95-31.5%/yr (the skew rule gave ~110%/yr here).
+    assert eth.funding_rate_hourly == pytest.approx(0.0001 / 8, rel=1e-12)
+    assert 0.0095 < eth.funding_rate_hourly * 8760 < 0.315
+    # The mark 0.2% above the index: inside the 0.3% impact spread, no premium.
+    model.oracle_prices["ETH"] = 3000.0 / 1.002
+    perp.accrue(HOUR)
+    assert eth.funding_rate_hourly == pytest.approx(0.0001 / 8, rel=1e-12)
+    # The mark 1% above the index: longs pay the impact bid's premium.
+    model.oracle_prices["ETH"] = 3000.0 / 1.01
+    index = eth.funding_index
+    perp.accrue(2 * HOUR)
+    rate = (1.01 * 0.997 - 1 + 0.0001) / 8
+    assert eth.funding_rate_hourly == pytest.approx(rate, rel=1e-9)
+    assert eth.funding_index - index == pytest.approx(rate * 2 * 3000.0 / 1.01, rel=1e-9)
+    # The mark below the index (a cascade's forced sales on the pool): shorts pay the
+    # impact ask's discount, and the price lever scales the premium, not the interest.
+    model.oracle_prices["ETH"] = 3000.0 / 0.98
+    perp.apply_levers(np.array([0.0, 1.0, 0, 0, 0, 0]))  # price multiplier 1.05
+    perp.accrue(HOUR)
+    discount = 1 - 0.98 * 1.003
+    assert eth.funding_rate_hourly == pytest.approx((-discount * 1.05 + 0.0001) / 8, rel=1e-9)
+
+
+def test_positions_close_when_funding_carry_exceeds_their_edge() -> None:
+    model = world(positions=400)
+    perp = perp_of(model)
+    eth, btc = perp.markets["ETH"], perp.markets["BTC"]
+    counts = {(a, s): m.sides[s].positions.count for a, m in perp.markets.items() for s in SIDES}
+    perp.accrue(HOUR)
+    perp.act_users(2 * 24 * HOUR, _RecordingRng())  # type: ignore[arg-type]
+    # Only the interest component: every trader opened expecting that carry.
+    assert counts == {
+        (a, s): m.sides[s].positions.count for a, m in perp.markets.items() for s in SIDES
+    }
+    # The ETH mark 4% above the index: longs now expect to pay the premium (beyond the
+    # 0.3% impact spread) / 8 an hour for its persistence (8 h) plus the interest over
+    # their 20-day horizon.
+    model.oracle_prices["ETH"] = 3000.0 / 1.04
+    perp.accrue(HOUR)
+    carry = 0.0001 / 8 * 480 + (1.04 * 0.997 - 1) / 8 * 8
+    longs = eth.sides["long"]
+    edges_before = longs.positions.columns["edge"][longs.positions.active_slots()]
+    perp.act_users(2 * 24 * HOUR, _RecordingRng())  # type: ignore[arg-type]  # no churn draws
+    edges = longs.positions.columns["edge"][longs.positions.active_slots()]
+    assert longs.positions.count == int((edges_before >= carry).sum())
+    assert 0 < longs.positions.count < counts[("ETH", "long")]
+    assert edges.min() >= carry
+    # Shorts receive the premium and BTC's carry did not move: nobody else left.
+    assert eth.sides["short"].positions.count == counts[("ETH", "short")]
+    assert all(btc.sides[s].positions.count == counts[("BTC", s)] for s in SIDES)
+    assert_cash_identity(perp)
+
+
+def test_skew_term_when_configured() -> None:
+    model = world(skew_premium=0.01)
     perp = perp_of(model)
     only_side(perp, "ETH", "long")
     eth, btc = perp.markets["ETH"], perp.markets["BTC"]
     perp.accrue(2 * HOUR)
-    # Only longs: skew 1, premium 0.01 per 8 h, under the 12% cap.
-    assert eth.funding_rate_hourly == pytest.approx(0.01 / 8, rel=1e-12)
-    assert eth.funding_index == pytest.approx(0.01 / 8 * 2 * 3000.0, rel=1e-12)
+    # Only longs: skew 1, premium 0.01 per 8 h plus interest, under the 12% cap.
+    assert eth.funding_rate_hourly == pytest.approx(0.0101 / 8, rel=1e-12)
+    assert eth.funding_index == pytest.approx(0.0101 / 8 * 2 * 3000.0, rel=1e-12)
     # BTC keeps both sides: the skew from the running sums.
     longs, shorts = btc.sides["long"].sums["size"], btc.sides["short"].sums["size"]
     assert longs > 0 and shorts > 0
-    rate = 0.01 * (longs - shorts) / (longs + shorts) / 8
+    rate = (0.01 * (longs - shorts) / (longs + shorts) + 0.0001) / 8
     assert btc.funding_rate_hourly == pytest.approx(rate, rel=1e-12)
     assert btc.funding_index == pytest.approx(rate * 2 * 90_000.0, rel=1e-12)
 
@@ -103,7 +166,7 @@ def test_mid_cap_tier_cap_is_30_percent_per_8h() -> None:
 
 
 def test_interest_and_price_multiplier_inside_the_clamp() -> None:
-    perp = perp_of(world(interest_rate_8h=0.005))
+    perp = perp_of(world(interest_rate_8h=0.005, skew_premium=0.01))
     only_side(perp, "ETH", "short")  # skew -1: premium -0.01
     perp.apply_levers(np.array([0.0, 1.0, 0, 0, 0, 0]))  # price multiplier 1.05
     perp.accrue(HOUR)

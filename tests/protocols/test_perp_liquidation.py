@@ -1,5 +1,5 @@
 """Tests for liqnet.protocols.perp: the liquidation index and the deficit waterfall
-(insurance fund, auto-deleveraging, LP vault)."""
+(insurance fund, LP vault, auto-deleveraging) and GMX-style ADL."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def test_small_seeded_books_are_in_the_index() -> None:
 
 
 def test_index_after_storage_growth_and_adl() -> None:
-    model = world(seed=2, positions=400, insurance_fund_usd=0.0)
+    # A vault of $1 and no insurance fund: deficits beyond the vault's NAV are ADL'd.
+    model = world(seed=2, positions=400, insurance_fund_usd=0.0, vault_usd=1.0)
     perp = perp_of(model)
     eth = perp.markets["ETH"]
     rng = np.random.default_rng(5)
@@ -81,7 +82,7 @@ def test_index_after_storage_growth_and_adl() -> None:
         assert side.positions.capacity > capacity
     assert_cash_identity(perp)
     check_index(perp, LEVELS)
-    # A crash with an empty insurance fund: deficits are taken from profitable shorts.
+    # A crash with an empty fund and vault: deficits are taken from profitable shorts.
     model.oracle_prices["ETH"] = 3000.0 * 0.7
     for offer in perp.liquidation_candidates():
         perp.execute_liquidations(offer, np.ones(len(offer), dtype=bool))
@@ -150,56 +151,100 @@ def _adl_book(perp: PerpExchange) -> dict[str, int]:
     }
 
 
-def _short_margins(perp: PerpExchange, slots: dict[str, int]) -> dict[str, float]:
-    margin = perp.markets["ETH"].sides["short"].positions.columns["margin"]
-    return {name: float(margin[slot]) for name, slot in slots.items()}
+def _shorts(perp: PerpExchange, slots: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """(size, margin) of the named short slots; (0, 0) once closed."""
+    side = perp.markets["ETH"].sides["short"]
+    cols, active = side.positions.columns, side.positions.active
+    return {
+        name: (float(cols["size"][slot]), float(cols["margin"][slot])) if active[slot] else (0, 0)
+        for name, slot in slots.items()
+    }
 
 
-def _crash_a_long_into_the_adl_book(insurance_fund_usd: float, long_margin: float) -> tuple:
+def _crash_a_long_into_the_adl_book(
+    insurance_fund_usd: float, long_margin: float, vault_usd: float = 100e6
+) -> tuple:
     """One 10 ETH long entered at 3,000 with ``long_margin``, liquidated at 2,000 against
-    :func:`_adl_book`. Returns ``(perp, shorts, margins before, margins after, vault cash
-    before, bad debt)``."""
-    perp = perp_of(world(insurance_fund_usd=insurance_fund_usd))
+    :func:`_adl_book`. Returns ``(perp, shorts, (size, margin) before, after, vault cash
+    before, trader cash before, bad debt)``."""
+    perp = perp_of(world(insurance_fund_usd=insurance_fund_usd, vault_usd=vault_usd))
     shorts = _adl_book(perp)
     add_position(perp, "ETH", "long", 10.0, 3000.0, long_margin)
-    before = _short_margins(perp, shorts)
-    vault = perp.vault_cash
+    before = _shorts(perp, shorts)
+    vault, traders = perp.vault_cash, perp.model.external_cash["traders"]
     bad_debt = liquidate_eth_longs(perp, 2000.0)
-    return perp, shorts, before, _short_margins(perp, shorts), vault, bad_debt
+    return perp, shorts, before, _shorts(perp, shorts), vault, traders, bad_debt
 
 
-def test_adl_cuts_profitable_shorts_in_rank_order() -> None:
-    # The long's equity at 2000: -3000.
-    perp, shorts, before, after, vault, bad_debt = _crash_a_long_into_the_adl_book(0.0, 7000.0)
-    cut = {name: before[name] - after[name] for name in shorts}
-    # s2 (rank 3.57) gives its whole 2500 profit, s3 (2.73) the last 500, s1 nothing.
-    assert cut == pytest.approx({"s2": 2500.0, "s3": 500.0, "s1": 0.0, "loser": 0.0})
-    assert sum(cut.values()) == pytest.approx(3000.0)
-    assert perp.adl_usd == pytest.approx(3000.0)
-    np.testing.assert_allclose(bad_debt, [0.0])
-    assert perp.realised_bad_debt == 0.0
-    # The vault books the long's 10,000 loss and pays the keeper (the fund is empty).
-    assert perp.vault_cash == pytest.approx(vault + 10_000.0 - 10.0)
+def test_vault_bears_a_deficit_before_any_winner() -> None:
+    # The long's equity at 2000: -3000; no insurance fund. The LP vault is the
+    # counterparty: it takes the loss and the winning shorts keep their positions.
+    perp, _, before, after, vault, _, bad_debt = _crash_a_long_into_the_adl_book(0.0, 7000.0)
+    assert after == before
+    assert perp.adl_usd == 0.0 and perp.adl_closed_usd == 0.0
+    np.testing.assert_allclose(bad_debt, [3000.0])
+    assert perp.realised_bad_debt == pytest.approx(3000.0)
+    # The vault books the long's 10,000 loss, pays its 3,000 deficit and the keeper.
+    assert perp.vault_cash == pytest.approx(vault + 10_000.0 - 3000.0 - 10.0)
     assert_cash_identity(perp)
-    assert_running_sums(perp.markets["ETH"].sides["short"])
-    # The cut shorts' equity is down by exactly the haircut, and still positive.
-    side = perp.markets["ETH"].sides["short"]
-    slots = np.array([shorts["s2"], shorts["s3"]])
-    equity = side.positions.columns["margin"][slots] + side.pnl(slots, 2000.0, 0.0)
-    np.testing.assert_allclose(equity, [1000.0, 600.0])
 
 
-def test_waterfall_insurance_then_adl_then_vault() -> None:
-    # The long's equity at 2000: -9500.
-    perp, _, before, after, vault, bad_debt = _crash_a_long_into_the_adl_book(1000.0, 500.0)
-    # Keeper reward 10 from the fund, 990 of the deficit; ADL takes all 5500 of profit;
-    # the last 9500 - 990 - 5500 = 3010 is socialised to the vault.
+def test_waterfall_insurance_then_vault_then_adl_closing_best_ranked_winners() -> None:
+    # The long's equity at 2000: -9500. Keeper reward 10 and 990 of the deficit from the
+    # fund; the $1 vault's NAV is then 1 + 10,000 (the long's loss) - 5,200 (the shorts'
+    # PnL) = 4,801: the vault bears that, and ADL takes the other 8,510 - 4,801 = 3,709.
+    perp, _, before, after, vault, traders, bad_debt = _crash_a_long_into_the_adl_book(
+        1000.0, 500.0, vault_usd=1.0
+    )
     assert perp.insurance_fund == 0.0
-    assert sum(before.values()) - sum(after.values()) == pytest.approx(5500.0)
-    assert before["loser"] == after["loser"]
-    assert perp.realised_bad_debt == pytest.approx(3010.0)
-    np.testing.assert_allclose(bad_debt, [3010.0])
-    assert perp.vault_cash == pytest.approx(vault + 10_000.0 - 3010.0)
+    np.testing.assert_allclose(bad_debt, [4801.0])
+    assert perp.realised_bad_debt == pytest.approx(4801.0)
+    assert perp.adl_usd == pytest.approx(3709.0)
+    assert perp.vault_nav() == pytest.approx(0.0, abs=1e-6)
+    # Rank (Hyperliquid): s2 3.57 > s3 2.73 > s1 2.31. s2 (profit 2,500) and s3 (1,000)
+    # are closed outright, s1 (2,000) in part: 209 / 2000 of it. Positions are reduced,
+    # size and margin together; margins are not cut, and the loser is untouched.
+    assert after["s2"] == (0, 0) and after["s3"] == (0, 0)
+    kept = 1.0 - 209.0 / 2000.0
+    assert after["s1"] == pytest.approx((2.0 * kept, 600.0 * kept))
+    assert after["loser"] == before["loser"]
+    # The closed parts settle at zero profit: their traders get back their margin only.
+    returned = 1000.0 + 100.0 + 600.0 * (1.0 - kept)
+    assert perp.model.external_cash["traders"] == pytest.approx(traders + returned)
+    assert perp.adl_closed_usd == pytest.approx((5.0 + 1.0 + 2.0 * (1 - kept)) * 2000.0)
+    # The vault paid the deficit it could bear; the keeper was paid from the fund.
+    assert perp.vault_cash == pytest.approx(vault + 10_000.0 - 8510.0)
+    side = perp.markets["ETH"].sides["short"]
+    assert_running_sums(side)
+    assert_cash_identity(perp)
+    # The reduced short keeps its liquidation key: the index agrees with a scan.
+    check_index(perp, (0.6, 0.7, 0.8, 1.0, 1.2, 1.5))
+
+
+def test_adl_when_winners_profit_reaches_55_percent_of_the_pool() -> None:
+    # GMX v2: ADL from trader PnL at 55% of the pool until it is back to 50%, closing the
+    # best-ranked winners at the mark (their profit paid in full).
+    perp = perp_of(world(vault_usd=8000.0))
+    shorts = _adl_book(perp)
+    vault, traders = perp.vault_cash, perp.model.external_cash["traders"]
+    assert vault == pytest.approx(8000.0)
+    perp.model.oracle_prices["ETH"] = 2000.0
+    before = _shorts(perp, shorts)
+    # Shorts' PnL 5,200 > 0.55 x 8,000: realise (5,200 - 4,000) / 0.5 = 2,400 of profit
+    # from s2 (the top rank, profit 2,500): 96% of it closes.
+    perp.accrue(1e-9 * HOUR)
+    after = _shorts(perp, shorts)
+    assert after["s2"] == pytest.approx((5.0 * 0.04, 1000.0 * 0.04), rel=1e-6)
+    assert {k: after[k] for k in ("s1", "s3", "loser")} == {
+        k: before[k] for k in ("s1", "s3", "loser")
+    }
+    assert perp.vault_cash == pytest.approx(vault - 2400.0, rel=1e-6)
+    side_pnl = perp.markets["ETH"].sides["short"].pnl(None, 2000.0, 0.0)
+    assert side_pnl / perp.vault_cash == pytest.approx(0.5, rel=1e-6)
+    paid = 0.96 * (1000.0 + 2500.0)
+    assert perp.model.external_cash["traders"] == pytest.approx(traders + paid, rel=1e-6)
+    assert perp.adl_usd == 0.0  # nobody forfeited profit
+    assert_running_sums(perp.markets["ETH"].sides["short"])
     assert_cash_identity(perp)
 
 
