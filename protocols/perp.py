@@ -140,7 +140,7 @@ class PerpExchange(Protocol[PerpParams]):
                 n_open = rng.poisson(expected)
                 opened = (
                     self._open(market, side, self._draw_notional(rng, n_open), rng)
-                    if n_open
+                    if n_open and not self.defaulted  # in wind-down: closes only
                     else NO_SLOTS
                 )
                 if closed.size or opened.size:
@@ -179,6 +179,8 @@ class PerpExchange(Protocol[PerpParams]):
         # peak, or open interest far above the vault, make them run.
         signal = min(1.0, 5.0 * max(0.0, fall - 0.1)) + 0.1 * max(0.0, usage - 3.0)
         rates = (p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days)
+        if self.defaulted:  # LPs are first-loss capital: junior to credit owed in a wind-down
+            nav = min(nav, max(0.0, self.equity()))
         run_flows(self, "lps", nav, signal, days, *rates, self.vault_free_cash, self._book_vault)
 
     def _book_vault(self, usd: float) -> None:
