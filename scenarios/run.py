@@ -58,6 +58,8 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         "credit_opened_usd": float(credit.loc[credit["kind"] == "open", "amount_usd"].sum()),
         "credit_losses_usd": dict(model.credit_losses),
         "revenue_usd": {pid: p.revenue for pid, p in model.protocols.items()},
+        # Claims depositors/LPs of defaulted protocols gave up in the pro-rata wind-down.
+        "haircut_usd": {pid: p.haircut_usd for pid, p in model.protocols.items()},
     }
 
 

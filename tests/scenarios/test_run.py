@@ -54,6 +54,7 @@ SUMMARY_KEYS = {
     "credit_opened_usd",
     "credit_losses_usd",
     "revenue_usd",
+    "haircut_usd",
 }
 CRASH_STEPS = 40  # past the crash (steps 20-23) and into the recovery
 
