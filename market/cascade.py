@@ -34,7 +34,9 @@ def run_cascade(model: MarketModel) -> list[RoundStats]:
     """Run cascade rounds for the current step; returns the stats of each active round."""
     rounds: list[RoundStats] = []
     for round_index in range(model.max_cascade_rounds):
-        offers = [o for p in model.live_protocols() for o in p.liquidation_candidates()]
+        # Every protocol, defaulted ones too: an insolvent pool's liquidation engine keeps
+        # running (Aave v3 and Compound v3 accept liquidations whatever the reserves).
+        offers = [o for p in model.protocols.values() for o in p.liquidation_candidates()]
         if not offers and not model.hedgers:
             break
         stats = RoundStats()

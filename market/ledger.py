@@ -101,6 +101,22 @@ class CreditLedger:
             self._log(step, "default", int(slot), float(loss))
         return losses
 
+    def accelerate(self, borrowers: np.ndarray, step: int) -> np.ndarray:
+        """Put every performing line of defaulted ``borrowers`` into resolution.
+
+        A default makes all of a borrower's debts due at once and stops interest on
+        them (acceleration; US Bankruptcy Code 11 U.S.C. 502(b)(2) disallows unmatured
+        interest). Nothing is written off here: each line is logged as a ``default`` of
+        0 USD, so the history shows when it left the performing book. Returns the slots.
+        """
+        active = self.active_slots()
+        performing = active[~self.in_resolution[active]]
+        hit = performing[np.isin(self.lines["borrower"][performing].astype(np.int64), borrowers)]
+        self.in_resolution[hit] = True
+        for slot in hit:
+            self._log(step, "default", int(slot), 0.0)
+        return hit
+
     def collect(self, slots: np.ndarray, amounts: np.ndarray, step: int) -> None:
         """Record cash recovered from defaulted borrowers; closes lines paid in full."""
         owed = self.lines["owed"]

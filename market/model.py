@@ -166,7 +166,11 @@ class MarketModel(mesa.Model):
 
     # -- queries -----------------------------------------------------------------------
     def live_protocols(self) -> list[Protocol]:
-        """Protocols that have not defaulted."""
+        """Protocols that have not defaulted: the ones that still act as agents.
+
+        A defaulted protocol is not among them but stays in the world, winding down:
+        step 6 and the cascade (step 7) still run it (see :meth:`step`).
+        """
         return [p for p in self.protocols.values() if not p.defaulted]
 
     def total_cash(self) -> float:
@@ -249,9 +253,12 @@ class MarketModel(mesa.Model):
         for i, name in enumerate(self.asset_names):
             self.oracles[name].record(float(prices[i]))
         self.poll_oracles()
-        # 6. Accrual and users.
+        # 6. Accrual and users: every protocol, defaulted ones included. An insolvent
+        # pool's contracts keep running (Aave and Compound have no default state): a
+        # defaulted protocol opens nothing new but accrues, and its users repay, close
+        # and withdraw what is left pro rata (protocols.flows.run_flows).
         call = self.world.call
-        for protocol in self.live_protocols():
+        for protocol in self.protocols.values():
             call(protocol, "accrue", protocol.accrue, self.dt_years)
             call(protocol, "act_users", protocol.act_users, self.dt_years, self.user_rng)
         if self.ledger.lines.count:

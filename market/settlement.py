@@ -134,16 +134,38 @@ def _repay_or_roll(model: MarketModel) -> set[int]:
 
 
 def _collect_recoveries(model: MarketModel) -> None:
-    """Pay lenders what defaulted borrowers' cash allows on lines in resolution."""
+    """Pay lenders what defaulted borrowers can on lines in resolution, pro rata.
+
+    A winding-down borrower pays, every step, what its cash allows but no more than its
+    net worth left for other protocols (assets beyond its depositors' senior claims,
+    Elsinger 2009), shared across its lines in proportion to what each is owed
+    (Eisenberg-Noe's proportional rule), so no lender is paid first.
+    """
     ledger, protocols = model.ledger, list(model.protocols.values())
     active = ledger.active_slots()
-    for slot in active[ledger.in_resolution[active]]:
-        borrower = protocols[int(ledger.lines["borrower"][slot])]
-        amount = min(float(ledger.lines["owed"][slot]), max(0.0, borrower.available_cash()))
+    slots = active[ledger.in_resolution[active]]
+    owed = ledger.lines["owed"][slots]
+    slots, owed = slots[owed > 0], owed[owed > 0]
+    if slots.size == 0:
+        return
+    borrowers = ledger.lines["borrower"][slots].astype(np.int64)
+    total = np.bincount(borrowers, owed, minlength=len(protocols))
+    share = np.zeros(len(protocols))
+    for i in np.flatnonzero(total):
+        borrower = protocols[i]
+        junior = borrower.own_equity() + borrower.credit_lent  # net worth before credit
+        amount = min(float(total[i]), max(0.0, borrower.available_cash()), max(0.0, junior))
         if amount > 0:
             _pay(model, borrower, amount)
-            _receive(model, protocols[int(ledger.lines["lender"][slot])], amount)
-            ledger.collect(np.array([slot]), np.array([amount]), model.step_index)
+            share[i] = amount / float(total[i])
+    if not share.any():
+        return
+    amounts = owed * share[borrowers]
+    lenders = ledger.lines["lender"][slots].astype(np.int64)
+    received = np.bincount(lenders, amounts, minlength=len(protocols))
+    for j in np.flatnonzero(received):
+        _receive(model, protocols[j], float(received[j]))
+    ledger.collect(slots, amounts, model.step_index)
 
 
 def _clear_network(model: MarketModel) -> set[int]:
@@ -195,6 +217,10 @@ def settle(model: MarketModel) -> None:
                 protocols[i].defaulted = True
                 causes[i] = "contagion through credit lines"
         sync_credit(model)
+    # Every debt of a new defaulter falls due and stops accruing; its lenders collect
+    # pro rata as it winds down (_collect_recoveries), with or without feedback.
+    if ledger.lines.count:
+        ledger.accelerate(np.fromiter(causes, dtype=np.int64), model.step_index)
     for i, cause in causes.items():
         model.defaults.append(
             {

@@ -145,6 +145,13 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
     ``self.world.transfer``; the world checks after every call that nothing else
     changed its ``cash`` or ``held_units()``.
 
+    Default and wind-down: once ``defaulted`` is set (by the world's settlement) the
+    protocol is no longer an agent (no levers, no credit negotiation) and opens no new
+    positions, but it keeps running as an insolvent pool's contracts do: interest and
+    funding accrue, users repay and close, unhealthy positions are still liquidated,
+    and :func:`~liqnet.protocols.flows.run_flows` pays depositors and LPs what is left
+    pro rata, recording the part of their claims not paid in ``haircut_usd``.
+
     Args:
         model: The world this protocol lives in (a ``MarketModel``: it has ``.world``).
         protocol_id: Unique name in the scenario.
@@ -170,7 +177,10 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
         # Credit lines with other protocols (kept in sync by the market's ledger).
         self.credit_lent = 0.0
         self.credit_borrowed = 0.0
+        # A defaulted protocol winds down (see the class docstring): it stops acting as
+        # an agent and opening positions, but keeps accruing, liquidating and paying out.
         self.defaulted = False
+        self.haircut_usd = 0.0  # claims depositors/LPs gave up in a wind-down (their loss)
         self.perceived_risk = 0.0  # users' smoothed fear of losses, drives runs
         self._churn_days = 0.0
 

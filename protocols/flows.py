@@ -1,4 +1,14 @@
-"""Depositors' and LPs' flows: inflows, withdrawals and runs, written once for all protocols."""
+"""Depositors' and LPs' flows: inflows, withdrawals and runs, written once for all protocols.
+
+The same routine winds a defaulted protocol down (see :func:`run_flows`): a protocol that
+defaulted keeps running, as insolvent DeFi pools do (Aave and Compound have no default
+state: their contracts, liquidation engine included, keep working, and suppliers withdraw
+whatever cash there is), but what it pays out is shared pro rata, as a bankrupt estate's
+assets are (Eisenberg and Noe 2001, Management Science 47(2): each claimant receives the
+same share of its claim). Morpho Blue books a pool's bad debt the same way: it cuts
+``totalSupplyAssets``, so every supplier's share loses the same fraction (Morpho Blue
+``liquidate``, "realize bad debt ... socialized to lenders").
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from liqnet.protocols.base import Protocol
+
+
+def recovery_ratio(claim: float, assets: float) -> float:
+    """Share of ``claim`` that ``assets`` cover, in [0, 1] (1 when nothing is claimed)."""
+    if claim <= 0.0:
+        return 1.0
+    return min(1.0, max(0.0, assets / claim))
 
 
 def run_flows(
@@ -21,6 +38,7 @@ def run_flows(
     memory_days: float,
     available: Callable[[], float],
     book: Callable[[float], None] | None = None,
+    recovery: float = 1.0,
 ) -> tuple[float, float]:
     """Serve ``account``'s inflow and withdrawals on ``balance`` this step; returns both.
 
@@ -28,23 +46,40 @@ def run_flows(
     inflows dry up and wanted withdrawals grow with it (a run when the fear is high).
     Inflows arrive before withdrawals are served, as within one block of time; at most
     ``available()`` (asked after the inflow) is paid, and what is not sets
-    ``liquidity_shortfall``. Returns ``(inflow, paid)``: the protocol books the change of
-    its own liability (deposits, vault shares), or passes ``book``, which is called with
-    the inflow before ``available()`` is asked and with minus the payment after it.
+    ``liquidity_shortfall``. Returns ``(inflow, redeemed)``: the protocol books the
+    change of its own liability (deposits, vault shares), or passes ``book``, which is
+    called with the inflow before ``available()`` is asked and with minus the cash paid
+    after it.
+
+    Wind-down: once the protocol has defaulted no money comes in, fear is at its
+    maximum (the signal is 1), and each USD of claim withdrawn is paid ``recovery`` USD
+    (the share of the claim the protocol's assets cover, :func:`recovery_ratio`), so
+    every claimant gets the same share whenever it withdraws. The part not paid,
+    ``redeemed - paid``, is the claimants' loss: it is added to the protocol's
+    ``haircut_usd``, and ``redeemed`` (the claim given up) is what the protocol takes
+    off its liability. While ``recovery`` is 0 nothing is paid and no claim is given up.
     """
+    winding_down = protocol.defaulted
+    if winding_down:
+        signal = 1.0
     memory = 1.0 - math.exp(-days / memory_days)
     protocol.perceived_risk += memory * (signal - protocol.perceived_risk)
     balance = max(balance, 0.0)
     inflow = turnover_per_day * days * balance * math.exp(-5.0 * protocol.perceived_risk)
+    if winding_down:
+        inflow = 0.0  # nobody puts new money into a defaulted protocol
     share = days * (turnover_per_day + run_sensitivity * protocol.perceived_risk)
     wanted = balance * min(1.0, share)
+    recovery = min(1.0, max(0.0, recovery)) if winding_down else 1.0
     world = protocol.world
     world.transfer(account, protocol, usd=inflow)
     if book is not None:
         book(inflow)
-    paid = min(wanted, available())
+    paid = min(wanted * recovery, available())
     world.transfer(protocol, account, usd=paid)
     if book is not None:
         book(-paid)
-    protocol.liquidity_shortfall = wanted - paid
-    return inflow, paid
+    redeemed = paid / recovery if recovery > 0.0 else 0.0
+    protocol.haircut_usd += redeemed - paid
+    protocol.liquidity_shortfall = (wanted - redeemed) * recovery
+    return inflow, redeemed

@@ -20,7 +20,7 @@ from liqnet.protocols.base import (
     Protocol,
     bounded_step,
 )
-from liqnet.protocols.flows import run_flows
+from liqnet.protocols.flows import recovery_ratio, run_flows
 from liqnet.protocols.lending_book import LendingBook
 from liqnet.protocols.lending_liquidation import liquidation_terms
 from liqnet.protocols.lending_params import (
@@ -237,7 +237,7 @@ class LendingPool(Protocol[LendingParams]):
             expected = p.position_turnover_per_day * days * p.positions * share
             n_new = rng.poisson(expected * min(2.0, max(0.2, rate_ratio)))
             opened = NO_SLOTS
-            if n_new:
+            if n_new and not self.defaulted:  # a pool in wind-down lends no more
                 collateral, debt = self._draw_positions(rng, n_new, None, asset)
                 fits = np.cumsum(debt) <= self.idle_liquidity()
                 collateral, debt = collateral[fits], debt[fits]
@@ -262,7 +262,10 @@ class LendingPool(Protocol[LendingParams]):
         insolvency = (shortfall + max(0.0, -equity)) / deposits
         # Depositors fear losses (insolvency) far more than high utilisation.
         signal = 0.2 * stress + min(1.0, 20.0 * insolvency)
-        inflow, paid = run_flows(
+        # In a wind-down depositors are the senior claim on every asset (loans net of
+        # underwater shortfall, cash, credit lent), ahead of other protocols' credit.
+        recovery = recovery_ratio(deposits, equity + deposits + self.credit_borrowed)
+        inflow, redeemed = run_flows(
             self,
             "depositors",
             deposits,
@@ -272,8 +275,9 @@ class LendingPool(Protocol[LendingParams]):
             p.run_sensitivity,
             p.risk_memory_days,
             lambda: max(0.0, self.cash),
+            recovery=recovery,
         )
-        self.scaled_deposits += (inflow - paid) / self.liquidity_index
+        self.scaled_deposits += (inflow - redeemed) / self.liquidity_index
 
     # -- liquidations ------------------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:

@@ -155,7 +155,7 @@ class PerpExchange(Protocol[PerpParams]):
                 n_open = rng.poisson(expected)
                 opened = (
                     self._open(market, side, self._draw_notional(rng, n_open), rng)
-                    if n_open
+                    if n_open and not self.defaulted  # in wind-down: closes only
                     else NO_SLOTS
                 )
                 if closed.size or opened.size:
@@ -223,8 +223,13 @@ class PerpExchange(Protocol[PerpParams]):
         return self.vault_cash - self.traders_pnl()
 
     def lp_nav(self) -> float:
-        """The LPs' claim: vault NAV plus the credit that flows through the vault."""
-        return self.vault_nav() + self.credit_lent - self.credit_borrowed
+        """The LPs' claim: vault NAV plus the credit that flows through the vault.
+
+        LPs are first-loss capital: in a wind-down their claim ranks behind credit owed,
+        so it is at most the exchange's equity.
+        """
+        claim = self.vault_nav() + self.credit_lent - self.credit_borrowed
+        return min(claim, max(0.0, self.equity())) if self.defaulted else claim
 
     def vault_free_cash(self) -> float:
         """Vault cash not reserved for trader profits and open interest."""

@@ -63,6 +63,8 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         "adl_usd": {
             pid: p.adl_usd for pid, p in model.protocols.items() if isinstance(p, PerpExchange)
         },
+        # Claims depositors/LPs of defaulted protocols gave up in the pro-rata wind-down.
+        "haircut_usd": {pid: p.haircut_usd for pid, p in model.protocols.items()},
     }
 
 

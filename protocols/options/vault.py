@@ -293,7 +293,7 @@ class OptionVault(Protocol[OptionVaultParams]):
         n_new = rng.poisson(p.turnover_per_day * days * p.positions * min(demand, 2.0))
         equity = self.equity()
         written = float(np.sum(np.maximum(self.marks().quantity, 0.0))) * self.spot
-        if n_new and self.required_capital() < equity:
+        if n_new and not self.defaulted and self.required_capital() < equity:
             notional = p.notional_usd / p.positions * rng.lognormal(-0.5, 1.0, n_new)
             writer = rng.random(n_new) < p.writer_share
             room = p.max_notional_to_equity * equity - written

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from liqnet.protocols.base import Protocol
+from liqnet.protocols.perp import PerpExchange
 from liqnet.scenarios import Scenario, load
 
 #: The type of the ``small`` fixture: ``small(name, positions, **overrides) -> Scenario``.
@@ -18,3 +20,16 @@ def small(name: str = "baseline", positions: int = 300, **overrides: object) -> 
     values: dict[str, object] = {f"protocols.{k}.params.positions": positions for k in range(3)}
     values.update({k.replace("__", "."): v for k, v in overrides.items()})
     return load(name, values)
+
+
+def drain(protocol: Protocol, beyond_equity: float = 1e6) -> float:
+    """An exploit takes the protocol's equity plus ``beyond_equity`` USD of its cash.
+
+    The protocol then defaults in the next settlement and winds down. A perp exchange's
+    cash is its LP vault's, so the vault loses it. Returns the USD taken.
+    """
+    usd = protocol.equity() + beyond_equity
+    if isinstance(protocol, PerpExchange):
+        protocol.vault_cash -= usd
+    protocol.world.transfer(protocol, "owners", usd=usd)
+    return usd

@@ -12,7 +12,7 @@ from liqnet.market.env import LiquidityEnv
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES
 from liqnet.scenarios import ScenarioError, builtin_names, load
 from liqnet.scenarios.envs import make_env
-from tests.helpers.worlds import Small
+from tests.helpers.worlds import Small, drain
 
 POSITIONS = 200
 
@@ -325,3 +325,31 @@ def test_make_env_applies_dunder_and_dict_overrides() -> None:
     assert make_env(scenario, steps=12).scenario.steps == 12
     with pytest.raises(ScenarioError, match="permanent_impact"):
         make_env("flash_crash", market__permanent_impact=3.0)
+
+
+class _ExploitedEnv(LiquidityEnv):
+    """An env whose aave pool is drained at every reset: it defaults in the first step."""
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        out = super().reset(seed=seed, options=options)
+        assert self.model is not None
+        drain(self.model.protocols["aave"])
+        return out
+
+
+def test_a_defaulted_agent_terminates_and_its_protocol_winds_down(small: Small) -> None:
+    env = _ExploitedEnv(small(positions=POSITIONS), horizon=12)
+    parallel_api_test(env, num_cycles=12)
+    env.reset(seed=0)
+    pool = env.model.protocols["aave"]
+    rng = np.random.default_rng(0)
+    *_, terminations, _, _ = env.step(random_actions(env, rng))
+    assert terminations["aave"] and "aave" not in env.agents
+    deposits = pool.deposits
+    while env.agents:
+        observations, *_ = env.step(random_actions(env, rng))
+        assert "aave" not in observations
+    # The agent is gone but its pool is not frozen: depositors took out what was left.
+    assert pool.deposits < deposits and pool.haircut_usd > 0.0

@@ -7,20 +7,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from liqnet.market import MarketModel
-from liqnet.scenarios import run
-from tests.helpers.worlds import Small
+from liqnet.protocols.flows import recovery_ratio
+from liqnet.scenarios import load, run
+from tests.helpers.worlds import Small, drain
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     name=st.sampled_from(["baseline", "flash_crash", "bank_run", "vol_regime"]),
     volatility=st.floats(0.2, 2.5),
     pool_usd=st.floats(5e6, 5e8),
     impact=st.floats(0.0, 1.0),
+    defaulter=st.sampled_from([None, "aave", "dydx"]),
 )
 def test_every_step_conserves_cash_and_units(
-    seed: int, name: str, volatility: float, pool_usd: float, impact: float, small: Small
+    seed: int,
+    name: str,
+    volatility: float,
+    pool_usd: float,
+    impact: float,
+    defaulter: str | None,
+    small: Small,
 ) -> None:
     scenario = small(
         name,
@@ -30,10 +38,14 @@ def test_every_step_conserves_cash_and_units(
         market__permanent_impact=impact,
     )
     model = MarketModel(scenario, seed=seed)
+    if defaulter is not None:  # the wind-down path: this protocol defaults in step 1
+        drain(model.protocols[defaulter])
     cash, units = model.total_cash(), model.total_units()
     scale = max(abs(v) for v in model.external_cash.values())
     for _ in range(min(scenario.steps, 40)):
         model.step()
+        if defaulter is not None:
+            assert model.protocols[defaulter].defaulted
         assert model.total_cash() == pytest.approx(cash, abs=1e-9 * scale)
         for asset, total in model.total_units().items():
             assert total == pytest.approx(units[asset], abs=1e-9 * abs(units[asset]) + 1e-9)
@@ -111,3 +123,84 @@ def test_time_series_rows_reach_the_mesa_table_in_step_order(small: Small) -> No
     assert frame["step"].tolist() == [0, 1, 2, 3, 4, 5]
     assert frame["aave.equity"].iloc[-1] == pytest.approx(model.protocols["aave"].equity())
     assert len(model.datacollector.get_table_dataframe("world")) == 6
+
+
+@pytest.fixture(scope="module")
+def bank_run_7() -> tuple[MarketModel, dict[str, list[float]]]:
+    """bank_run seed 7 (both lending pools default at step 7), and their deposits per step."""
+    model = MarketModel(load("bank_run"), seed=7)
+    deposits: dict[str, list[float]] = {"aave": [], "compound": []}
+    while model.running:
+        model.step()
+        for pid, path in deposits.items():
+            path.append(model.protocols[pid].deposits)
+    return model, deposits
+
+
+def test_defaulted_pools_keep_winding_down(
+    bank_run_7: tuple[MarketModel, dict[str, list[float]]],
+) -> None:
+    model, deposits = bank_run_7
+    default_step = {d["protocol"]: d["step"] for d in model.defaults}
+    assert {"aave", "compound"} <= set(default_step)
+    ts = model.timeseries().set_index("step")
+    events = model.events.to_frame().query("kind == 'liquidation'")
+    for pid, path in deposits.items():
+        step = default_step[pid]
+        pool = model.protocols[pid]
+        after = ts.loc[step + 1 :]
+        # Its liquidation engine keeps running: unhealthy loans are still liquidated.
+        assert (after[f"{pid}.liquidated"] > 0).sum() > 0
+        assert ((events["protocol"] == pid) & (events["step"] > step)).sum() > 0
+        # Depositors keep withdrawing what is left, pro rata, with a recorded haircut.
+        assert path[-1] < 0.5 * path[step - 1]
+        assert pool.haircut_usd > 0.0
+        # Its equity is still recorded as the wind-down goes on.
+        assert after[f"{pid}.equity"].nunique() > 1
+        assert ts.loc[ts.index[-1], f"{pid}.equity"] == pytest.approx(pool.equity())
+
+
+def test_feedback_does_not_cut_liquidations_by_freezing_defaulters() -> None:
+    scenario = load("bank_run")
+    with_feedback, twin = run(scenario, seed=7), run(scenario, seed=7, feedback=False)
+    assert {d["protocol"] for d in with_feedback.defaults} >= {"aave", "compound"}
+    # Price impact only deepens the crash: with defaulters still liquidated, the feedback
+    # run liquidates and loses at least what its twin does (frozen, it liquidated half).
+    assert with_feedback.summary["liquidated_usd"] >= twin.summary["liquidated_usd"]
+    assert with_feedback.summary["bad_debt_usd"] > twin.summary["bad_debt_usd"]
+
+
+def test_a_defaulted_pool_pays_depositors_pro_rata_and_lends_no_more(small: Small) -> None:
+    model = MarketModel(small(positions=400))
+    pool = model.protocols["aave"]
+    drain(pool, beyond_equity=5e6)
+    model.step()
+    assert pool.defaulted
+    for _ in range(2):  # (after that its cash is gone until borrowers repay)
+        assets = pool.equity() + pool.deposits + pool.credit_borrowed
+        ratio = recovery_ratio(pool.deposits, assets)
+        assert 0.0 < ratio < 1.0
+        deposits, paid_before = pool.deposits, model.external_cash["depositors"]
+        haircut, positions = pool.haircut_usd, pool.books["ETH"].positions.count
+        model.world.call(pool, "act_users", pool.act_users, 4 * model.dt_years, model.user_rng)
+        paid = model.external_cash["depositors"] - paid_before
+        redeemed = deposits - pool.deposits
+        assert paid > 0.0
+        # Every dollar of claim withdrawn is paid the same recovery ratio; the rest is
+        # the depositors' haircut, recorded.
+        assert paid == pytest.approx(ratio * redeemed, rel=1e-9)
+        assert pool.haircut_usd - haircut == pytest.approx(redeemed - paid, rel=1e-9)
+        # Borrowers repay and close (the 4-hour batch of churn), but no new loans open.
+        assert pool.books["ETH"].positions.count <= positions
+
+
+def test_levers_of_a_defaulted_protocol_are_ignored(small: Small) -> None:
+    model = MarketModel(small())
+    pool = model.protocols["aave"]
+    drain(pool)
+    model.step()
+    assert pool.defaulted
+    before = pool.books["ETH"].liquidation_threshold, pool.slope_multiplier
+    model.set_levers({"aave": np.ones(6)})
+    model.step()
+    assert (pool.books["ETH"].liquidation_threshold, pool.slope_multiplier) == before

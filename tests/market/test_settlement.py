@@ -8,8 +8,9 @@ import pytest
 from liqnet.market import MarketModel
 from liqnet.market.ledger import CreditLedger
 from liqnet.market.negotiation import Matches
+from liqnet.market.settlement import settle, sync_credit
 from liqnet.scenarios import load, run
-from tests.helpers.worlds import Small
+from tests.helpers.worlds import Small, drain
 
 
 @pytest.fixture
@@ -162,3 +163,56 @@ def test_bad_negotiation_spec_is_a_clear_error() -> None:
         load("baseline", {"negotiation.min_rate": 0.6, "negotiation.max_rate": 0.5})
     with pytest.raises(ScenarioError, match="unknown lever 'lent'"):
         load("baseline", {"protocols.0.levers": {"lent": 1.0}})
+
+
+def _lines_to_compound(model: MarketModel) -> None:
+    """aave lends compound 3M and dydx lends it 1M (cash moves as negotiation moves it)."""
+    matches = Matches(
+        lender=np.array([0, 2]), borrower=np.array([1, 1]), amount=[3e6, 1e6], rate=[0.1, 0.1]
+    )
+    aave, compound, dydx = model.protocols.values()
+    for payer, usd in ((aave, 3e6), (dydx, 1e6)):
+        model.world.call(payer, "pay_cash", payer.pay_cash, usd, usd=-usd)
+    model.world.call(compound, "receive_cash", compound.receive_cash, 4e6, usd=4e6)
+    model.ledger.open(matches, model.step_index, maturity_steps=100)
+    sync_credit(model)
+
+
+@pytest.mark.parametrize("feedback", [True, False])
+def test_a_defaulted_borrower_repays_its_lenders_pro_rata_as_it_winds_down(
+    feedback: bool, small: Small
+) -> None:
+    model = MarketModel(small(), feedback=feedback)
+    compound = model.protocols["compound"]
+    _lines_to_compound(model)
+    # An exploit leaves compound 2M of net worth against the 4M it owes: it defaults.
+    drain(compound, beyond_equity=compound.credit_borrowed - 2e6)
+    assert compound.own_equity() == pytest.approx(2e6)
+    total = model.total_cash()
+    settle(model)
+    assert compound.defaulted
+    ledger = model.ledger
+    active = ledger.active_slots()
+    assert ledger.in_resolution[active].all()  # every debt fell due; interest stops
+    owed = ledger.lines["owed"][active].copy()
+    ledger.accrue(model.dt_years)
+    np.testing.assert_array_equal(ledger.lines["owed"][active], owed)
+    aave_cash, dydx_cash = model.protocols["aave"].cash, model.protocols["dydx"].cash
+    settle(model)  # the next settlement collects what the 2M of net worth allows
+    got = model.protocols["aave"].cash - aave_cash, model.protocols["dydx"].cash - dydx_cash
+    assert sum(got) == pytest.approx(2e6)
+    assert got[0] == pytest.approx(3.0 * got[1])  # in proportion to the claims
+    assert model.total_cash() == pytest.approx(total, abs=1e-6)
+    recovered = ledger.history().query("kind == 'recovery'")
+    assert set(recovered.lender) == {"aave", "dydx"}
+
+
+def test_negotiation_leaves_out_a_defaulted_lender_and_borrower(
+    _lending_world: Callable[..., MarketModel],
+) -> None:
+    for defaulter in ("aave", "dydx"):
+        model = _lending_world()
+        model.protocols["dydx"].liquidity_shortfall = 1e6
+        model.protocols[defaulter].defaulted = True
+        model.step()
+        assert model.ledger.history().query("kind == 'open'").empty

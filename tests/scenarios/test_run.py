@@ -55,6 +55,7 @@ SUMMARY_KEYS = {
     "credit_losses_usd",
     "revenue_usd",
     "adl_usd",
+    "haircut_usd",
 }
 CRASH_STEPS = 40  # past the crash (steps 20-23) and into the recovery
 

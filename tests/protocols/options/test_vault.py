@@ -16,7 +16,7 @@ from liqnet.market import MarketModel
 from liqnet.market.cascade import RoundStats, _execute_hedges
 from liqnet.protocols.options import OptionVault, black_scholes, portfolio_stress_loss
 from liqnet.scenarios import Scenario, ScenarioError, load, run
-from tests.helpers.worlds import Small
+from tests.helpers.worlds import Small, drain
 
 CRASH_STEPS = range(30, 36)  # vol_crush: six -6% moves of ETH
 
@@ -77,6 +77,7 @@ def test_vol_crush_puts_the_vault_beside_the_baseline_protocols(
     band=st.sampled_from([0.0, 0.01, 0.2]),
     pool_usd=st.floats(1e8, 5e8),
     writers=st.floats(0.0, 0.5),
+    drained=st.booleans(),
 )
 def test_every_step_conserves_cash_and_units_with_the_vault(
     seed: int,
@@ -84,11 +85,14 @@ def test_every_step_conserves_cash_and_units_with_the_vault(
     band: float,
     pool_usd: float,
     writers: float,
+    drained: bool,
     scenario: Callable[..., Scenario],
 ) -> None:
     market = {"market.permanent_impact": impact, "market.assets.ETH.pool_usd": pool_usd}
     sc = scenario(market, delta_band=band, writer_share=writers)
     model = MarketModel(sc, seed=seed)
+    if drained:  # the wind-down path: the vault defaults in step 1 and keeps settling
+        drain(vault_of(model))
     cash, units = model.total_cash(), model.total_units()
     scale = max(abs(v) for v in model.external_cash.values())
     for _ in range(36):  # through the crash and the first daily expiry
@@ -96,6 +100,7 @@ def test_every_step_conserves_cash_and_units_with_the_vault(
         assert model.total_cash() == pytest.approx(cash, abs=1e-9 * scale)
         for asset, total in model.total_units().items():
             assert total == pytest.approx(units[asset], abs=1e-9 * abs(units[asset]) + 1e-9)
+    assert vault_of(model).defaulted or not drained
 
 
 def test_account_stress_margin_covers_every_grid_scenario(
