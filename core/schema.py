@@ -69,9 +69,10 @@ class AssetSpec(StrictModel):
     pool_fee: float = Field(0.003, ge=0.0, lt=0.1)
     # Centralised-exchange order-book depth: USD of bids within 2% below mid, summed over
     # the major exchanges, the measure Kaiko publishes ("2% market depth"). What
-    # arbitrageurs can sell there within a dislocation. Built-in values: baseline.toml.
+    # arbitrageurs can sell there within a dislocation, and what forced flow within a
+    # step sweeps. Built-in values, with sources: baseline.toml.
     cex_depth_2pct_usd: float = Field(
-        100e6, ge=0.0, le=1e12, description="CEX bid depth within 2% of mid, USD"
+        100e6, gt=0.0, le=1e12, description="CEX bid depth within 2% of mid, USD"
     )
     daily_volume_usd: float = Field(
         5e9, gt=0.0, le=1e13, description="daily spot volume V of the square-root impact law"

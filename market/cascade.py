@@ -3,8 +3,9 @@
 Each round every protocol offers its liquidatable positions at current oracle prices;
 liquidators take the profitable ones and sell the collateral on the AMM pools; the
 sales, perp liquidation-engine flow and hedges are forced flow that moves the reference
-price by the square-root law (``SquareRootImpact``: one metaorder per asset, remembered
-over a day, against the asset's daily volume); oracles may update; and the next round
+price by the square-root law (``FlowImpact``: one metaorder per asset, remembered over a
+day, against the asset's daily volume; at least as much as sweeping the CEX book's 2%
+depth with the round's flow); oracles may update; and the next round
 starts, until no liquidation is taken or the round limit is reached.
 """
 
@@ -162,11 +163,12 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, flows) -> None:
 
 
 def _apply_impact(model: MarketModel, asset: str, flow_usd: float) -> None:
-    """Move the reference price by the permanent square-root impact of ``flow_usd``.
+    """Move the reference price by the permanent impact of ``flow_usd`` (``FlowImpact``).
 
     Square-root law, Toth et al. (2011) / Bouchaud et al. (2018): peak impact
     ``Y * sigma_daily * sqrt(Q / V)`` with ``sigma_daily`` of the current volatility
-    regime (liquidity thins when volatility rises), ``permanent_impact`` of it kept.
+    regime (liquidity thins when volatility rises), at least the sweep of the CEX book's
+    2% depth; ``permanent_impact`` of it kept (Farmer et al. 2013).
     """
     index = model.asset_names.index(asset)
     process = model.price_process

@@ -13,6 +13,7 @@ import mesa
 import numpy as np
 
 from liqnet.market.amm import ConstantProductPool
+from liqnet.market.prices import BOOK_BAND
 from liqnet.protocols.base import LiquidationOffer
 
 if TYPE_CHECKING:
@@ -84,10 +85,6 @@ class Liquidator(mesa.Agent):
         return accepted
 
 
-# Kaiko's "2% market depth" is the USD resting within 2% of mid (one side here).
-_DEPTH_BAND = 0.02
-
-
 class Arbitrageur(mesa.Agent):
     """Pulls an AMM pool's price toward the reference ("CEX") price, capital permitting.
 
@@ -117,10 +114,17 @@ class Arbitrageur(mesa.Agent):
         }
 
     def step_capacity_usd(self, pool: ConstantProductPool, reference_price: float) -> float:
-        """Largest trade this step: own capital plus CEX depth within the price gap."""
+        """Largest trade this step: own capital plus CEX depth within the price gap.
+
+        The CEX leg is laid off against the book as the DEX leg fills, so the depth
+        part needs no cash of its own; it does need the arbitrageur to have some (margin
+        on the exchange): with none it trades nothing.
+        """
+        own = min(self.capital_usd, max(self.cash, 0.0))
+        if own <= 0.0:
+            return 0.0
         gap = abs(pool.price - reference_price) / reference_price
-        depth = self.cex_depth_usd.get(pool.asset, 0.0) * gap / _DEPTH_BAND
-        return min(self.capital_usd, max(self.cash, 0.0)) + depth
+        return own + self.cex_depth_usd.get(pool.asset, 0.0) * gap / BOOK_BAND
 
     def arbitrage(self, pool: ConstantProductPool, reference_price: float) -> float:
         """Trade ``pool`` toward ``reference_price``; returns the USD profit (0 if none).

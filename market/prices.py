@@ -134,8 +134,12 @@ class PriceProcess:
         self.log_prices[asset_index] += log_move
 
 
-class SquareRootImpact:
-    """Permanent price impact of forced flow: the square-root law of market impact.
+BOOK_BAND = 0.02
+"""The band of the published depth figure: USD resting within 2% of mid (Kaiko)."""
+
+
+class FlowImpact:
+    """Permanent price impact of forced flow: square-root law, bounded by book depth.
 
     The peak impact of a metaorder of ``Q`` USD is ``Y * sigma_daily * sqrt(Q / V_daily)``
     (Almgren et al. 2005; Toth et al. 2011, "Anomalous price impact and the critical
@@ -148,10 +152,19 @@ class SquareRootImpact:
     statement about daily volume, so flow within a day adds up concavely, not chunk by
     chunk (``n`` chunks priced one by one would cost ``sqrt(n)`` times too much).
 
+    The law holds for metaorders worked while the book refills. Forced flow within one
+    step has no such time: it cannot move the price less than sweeping the resting book
+    does, ``2% x q / depth_2pct`` for ``q`` USD sold in the step against ``depth_2pct``
+    USD of bids within 2% of mid (the cumulative depth grows about linearly with the
+    distance from mid; Kaiko's 0.1% to 2% depth bands). A round moves the price by the
+    larger of the two increments, so a flow that is a large share of the book moves
+    the price a lot, and a small one by the square-root law alone.
+
     Args:
         impact_y: The prefactor ``Y`` (of order 1).
         permanent: Share of the peak impact kept by the reference price.
         daily_volume_usd: Daily traded volume ``V`` per asset, in asset order.
+        depth_2pct_usd: Bids within 2% of mid per asset (CEX order books), in asset order.
         memory_hours: Time scale over which the accumulated flow decays.
     """
 
@@ -160,21 +173,27 @@ class SquareRootImpact:
         impact_y: float,
         permanent: float,
         daily_volume_usd: np.ndarray,
+        depth_2pct_usd: np.ndarray,
         memory_hours: float,
     ) -> None:
         self.impact_y = float(impact_y)
         self.permanent = float(permanent)
         self.daily_volume_usd = np.asarray(daily_volume_usd, dtype=float)
+        self.depth_2pct_usd = np.asarray(depth_2pct_usd, dtype=float)
         self.memory_hours = float(memory_hours)
         self.flow_usd = np.zeros_like(self.daily_volume_usd)
         """Net forced selling (USD, buys negative) remembered per asset."""
 
     def peak_impact(self, asset_index: int, flow_usd: float, sigma_daily: float) -> float:
-        """Signed relative peak impact of a net flow (sales positive give a fall)."""
+        """Square-root law: signed relative peak impact of a net flow (sales: a fall)."""
         volume = self.daily_volume_usd[asset_index]
         return -math.copysign(
             self.impact_y * sigma_daily * math.sqrt(abs(flow_usd) / volume), flow_usd
         )
+
+    def book_impact(self, asset_index: int, flow_usd: float) -> float:
+        """Relative move of sweeping the resting book with ``flow_usd`` at once."""
+        return -BOOK_BAND * flow_usd / self.depth_2pct_usd[asset_index]
 
     def decay(self, hours: float) -> None:
         """Forget accumulated flow over ``hours`` of market time."""
@@ -183,7 +202,7 @@ class SquareRootImpact:
     def add_flow(self, asset_index: int, flow_usd: float, sigma_daily: float) -> float:
         """Record ``flow_usd`` of forced selling; returns the permanent log-price move.
 
-        The move is the change of the remembered metaorder's permanent impact, so a
+        The square-root part is the change of the remembered metaorder's impact, so a
         flow that reverses earlier selling moves the price back up.
         """
         before = self.flow_usd[asset_index]
@@ -191,11 +210,13 @@ class SquareRootImpact:
         self.flow_usd[asset_index] = after
         if self.permanent == 0.0 or self.impact_y == 0.0:
             return 0.0  # switched off: exactly no move
-        change = self.peak_impact(asset_index, after, sigma_daily) - self.peak_impact(
+        law = self.peak_impact(asset_index, after, sigma_daily) - self.peak_impact(
             asset_index, before, sigma_daily
         )
+        book = self.book_impact(asset_index, flow_usd)
+        peak = law if abs(law) >= abs(book) else book
         # A log move, so that a price never turns negative however large the flow.
-        return math.log1p(max(self.permanent * change, -0.999999))
+        return math.log1p(max(self.permanent * peak, -0.999999))
 
 
 def daily_volatility(annual_volatility: float) -> float:
