@@ -94,8 +94,9 @@ def feedback_channels(scenario: Scenario) -> tuple[str, ...]:
     ``feedback=False`` changes exactly two things in the world (market/cascade.py and
     market/settlement.py), so these are the channels:
 
-    * ``"price_impact"``: ``market.permanent_impact > 0``: forced sales move the
-      reference price (with 0 the impact term adds exactly 0.0 to the log price).
+    * ``"price_impact"``: ``market.permanent_impact > 0`` and ``market.impact_y > 0``:
+      forced sales move the reference price by the square-root law (with either 0 the
+      impact term adds exactly 0.0 to the log price).
     * ``"credit"``: a credit line can open, so defaults can pass losses to lenders.
       Lines need a protocol offering (``lend`` lever above -1) and another requesting
       (``borrow`` above -1); a protocol whose ``policy`` is not ``"static"`` may set any
@@ -108,7 +109,7 @@ def feedback_channels(scenario: Scenario) -> tuple[str, ...]:
         The open channels, a subset of ``("price_impact", "credit")``.
     """
     channels = []
-    if scenario.market.permanent_impact > 0.0:
+    if scenario.market.permanent_impact > 0.0 and scenario.market.impact_y > 0.0:
         channels.append("price_impact")
     lenders, borrowers = set(), set()
     for spec in scenario.protocols:

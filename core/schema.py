@@ -79,6 +79,16 @@ class AssetSpec(StrictModel):
     jump_std: float = Field(0.0, ge=0.0, le=2.0)
     pool_usd: float = Field(100e6, gt=0.0, description="USD reserve of the AMM pool")
     pool_fee: float = Field(0.003, ge=0.0, lt=0.1)
+    # Centralised-exchange order-book depth: USD of bids within 2% below mid, summed over
+    # the major exchanges, the measure Kaiko publishes ("2% market depth"). What
+    # arbitrageurs can sell there within a dislocation, and what forced flow within a
+    # step sweeps. Built-in values, with sources: baseline.toml.
+    cex_depth_2pct_usd: float = Field(
+        100e6, gt=0.0, le=1e12, description="CEX bid depth within 2% of mid, USD"
+    )
+    daily_volume_usd: float = Field(
+        5e9, gt=0.0, le=1e13, description="daily spot volume V of the square-root impact law"
+    )
     oracle: OracleSpec = Field(default_factory=OracleSpec)
 
 
@@ -112,8 +122,20 @@ class MarketSpec(StrictModel):
         default_factory=dict, description='pairwise, keyed "A/B", e.g. "ETH/BTC" = 0.8'
     )
     regimes: RegimeSpec = Field(default_factory=RegimeSpec)
+    # Square-root impact of forced flow on the reference price (liqnet.market.prices
+    # .SquareRootImpact): peak Y * sigma_daily * sqrt(Q / V), of which permanent_impact
+    # stays (~2/3: Farmer et al. 2013). Y "of order 1" (Toth et al. 2011).
     permanent_impact: float = Field(
-        0.5, ge=0.0, le=1.0, description="share of a forced sale's pool move kept by the reference"
+        2.0 / 3.0,
+        ge=0.0,
+        le=1.0,
+        description="share of the square-root peak impact of forced flow kept by the reference",
+    )
+    impact_y: float = Field(
+        1.0, ge=0.0, le=10.0, description="prefactor Y of the square-root impact law"
+    )
+    impact_memory_hours: float = Field(
+        24.0, gt=0.0, le=24.0 * 365, description="forced flow adds up as one metaorder over this"
     )
     max_cascade_rounds: int = Field(10, ge=1, le=1000)
 

@@ -2,18 +2,21 @@
 
 Each round every protocol offers its liquidatable positions at current oracle prices;
 liquidators take the profitable ones and sell the collateral on the AMM pools; the
-sales (and perp liquidation-engine flow) move the reference price through the
-permanent-impact coefficient; oracles may update; and the next round starts, until no
-liquidation is taken or the round limit is reached.
+sales, perp liquidation-engine flow and hedges are forced flow that moves the reference
+price by the square-root law (``FlowImpact``: one metaorder per asset, remembered over a
+day, against the asset's daily volume; at least as much as sweeping the CEX book's 2%
+depth with the round's flow); oracles may update; and the next round
+starts, until no liquidation is taken or the round limit is reached.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from liqnet.market.prices import daily_volatility
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
@@ -33,6 +36,7 @@ class RoundStats:
 def run_cascade(model: MarketModel) -> list[RoundStats]:
     """Run cascade rounds for the current step; returns the stats of each active round."""
     rounds: list[RoundStats] = []
+    model.flow_impact.decay(model.dt_hours)
     for round_index in range(model.max_cascade_rounds):
         # Every protocol, defaulted ones too: an insolvent pool's liquidation engine keeps
         # running (Aave v3 and Compound v3 accept liquidations whatever the reserves).
@@ -40,21 +44,21 @@ def run_cascade(model: MarketModel) -> list[RoundStats]:
         if not offers and not model.hedgers:
             break
         stats = RoundStats()
-        pool_moves: dict[str, float] = {}
+        flows: dict[str, float] = {}  # net forced selling this round, USD per asset
         for offer in offers:
-            _execute_offer(model, offer, round_index, stats, pool_moves)
-        _execute_hedges(model, round_index, stats, pool_moves)
+            _execute_offer(model, offer, round_index, stats, flows)
+        _execute_hedges(model, round_index, stats, flows)
         if stats.liquidations == 0 and stats.hedges == 0:
             break
         rounds.append(stats)
         if model.feedback:
-            for asset, units in pool_moves.items():
-                _apply_impact(model, asset, units)
+            for asset, flow_usd in flows.items():
+                _apply_impact(model, asset, flow_usd)
         model.poll_oracles()
     return rounds
 
 
-def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_moves) -> None:
+def _execute_offer(model: MarketModel, offer, round_index: int, stats, flows) -> None:
     pool = model.pools[offer.asset]
     # Most rounds offer only dust that no liquidator takes even at the marginal price
     # (slippage only lowers proceeds): refuse it once here instead of once per liquidator.
@@ -70,19 +74,16 @@ def _execute_offer(model: MarketModel, offer, round_index: int, stats, pool_move
         if not taken.size:
             continue
         filled = rest.take(taken, shares[taken])
-        _execute_fill(model, liquidator, filled, round_index, stats, pool_moves)
+        _execute_fill(model, liquidator, filled, round_index, stats, flows)
         left = np.flatnonzero(shares < 1.0)
         rest = rest.take(left, 1.0 - shares[left])
 
 
-def _execute_fill(
-    model: MarketModel, liquidator, filled, round_index: int, stats, pool_moves
-) -> None:
+def _execute_fill(model: MarketModel, liquidator, filled, round_index: int, stats, flows) -> None:
     """Execute what one liquidator took (``filled``: the entries, scaled to its shares)."""
     pool = model.pools[filled.asset]
     accepted = np.ones(len(filled), dtype=bool)
     repay, units, reward = filled.repay_usd, filled.seize_units, filled.reward_usd
-    price_before = pool.price
     # The liquidator pays the repayment and takes the collateral and its reward: the
     # protocol books that exchange itself, everything else it moves by transfers.
     protocol = filled.protocol
@@ -104,15 +105,12 @@ def _execute_fill(
     gas = liquidator.gas_cost_usd * model.gas_multiplier * len(filled)
     liquidator.cash += float(proceeds.sum() + reward.sum() - repay.sum()) - gas
     model.external_cash["gas"] += gas
-    if sold > 0:
-        pool_moves[filled.asset] = pool_moves.get(filled.asset, 0.0) + math.log(
-            pool.price / price_before
-        )
-    if outcome.impact_units:
-        # The protocol's own liquidation engine trades on its venue; its footprint on
-        # the reference price is that of the same flow through the pool.
-        move = math.log(pool.price_after_sell(outcome.impact_units) / pool.price)
-        pool_moves[filled.asset] = pool_moves.get(filled.asset, 0.0) + move
+    # Forced flow at market value: the liquidators' sales, and the units the protocol's
+    # own liquidation engine trades on its venue (perp closes).
+    flow_units = sold + float(outcome.impact_units or 0.0)
+    if flow_units:
+        reference = model.reference_prices[filled.asset]
+        flows[filled.asset] = flows.get(filled.asset, 0.0) + flow_units * reference
     model.events.append(
         step=model.step_index,
         round=round_index,
@@ -133,7 +131,7 @@ def _execute_fill(
     stats.bad_debt_usd += float(outcome.bad_debt_usd.sum())
 
 
-def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> None:
+def _execute_hedges(model: MarketModel, round_index: int, stats, flows) -> None:
     """Fill hedging protocols' orders on the pools (they move prices like fire sales)."""
     for protocol in model.hedgers:
         if protocol.defaulted:
@@ -142,7 +140,6 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> 
             if abs(units) <= 1e-12:
                 continue
             pool = model.pools[asset]
-            price_before = pool.price
             usd = pool.sell(units) if units > 0 else -pool.buy_units(-units)
             model.world.call(
                 protocol,
@@ -155,7 +152,7 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> 
                 asset=asset,
                 units=-units,
             )
-            pool_moves[asset] = pool_moves.get(asset, 0.0) + math.log(pool.price / price_before)
+            flows[asset] = flows.get(asset, 0.0) + units * model.reference_prices[asset]
             model.events.append(
                 step=model.step_index,
                 round=round_index,
@@ -175,7 +172,16 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, pool_moves) -> 
             stats.hedged_usd += abs(usd)
 
 
-def _apply_impact(model: MarketModel, asset: str, pool_log_move: float) -> None:
-    """Move the reference price by ``permanent_impact`` times the pool's log move."""
+def _apply_impact(model: MarketModel, asset: str, flow_usd: float) -> None:
+    """Move the reference price by the permanent impact of ``flow_usd`` (``FlowImpact``).
+
+    Square-root law, Toth et al. (2011) / Bouchaud et al. (2018): peak impact
+    ``Y * sigma_daily * sqrt(Q / V)`` with ``sigma_daily`` of the current volatility
+    regime (liquidity thins when volatility rises), at least the sweep of the CEX book's
+    2% depth; ``permanent_impact`` of it kept (Farmer et al. 2013).
+    """
     index = model.asset_names.index(asset)
-    model.price_process.impact(index, model.permanent_impact * pool_log_move)
+    process = model.price_process
+    annual = float(process.sigma[index] * process.regime_multipliers[process.regime])
+    sigma = daily_volatility(annual)
+    process.impact(index, model.flow_impact.add_flow(index, flow_usd, sigma))

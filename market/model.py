@@ -20,7 +20,7 @@ from liqnet.market.ledger import CreditLedger
 from liqnet.market.negotiation import get_mechanism
 from liqnet.market.oracle import Oracle
 from liqnet.market.participants import Arbitrageur, Liquidator
-from liqnet.market.prices import AssetDynamics, PriceProcess
+from liqnet.market.prices import AssetDynamics, FlowImpact, PriceProcess
 from liqnet.market.settlement import negotiate, settle, sync_credit
 from liqnet.market.world import MarketWorld
 from liqnet.protocols.base import LEVER_NAMES, Protocol
@@ -57,6 +57,14 @@ class MarketModel(mesa.Model):
         self.step_index = 0
         self.gas_multiplier = 1.0
         self.permanent_impact = scenario.market.permanent_impact
+        self.flow_impact = FlowImpact(
+            scenario.market.impact_y,
+            scenario.market.permanent_impact,
+            np.array([a.daily_volume_usd for a in scenario.market.assets.values()]),
+            np.array([a.cex_depth_2pct_usd for a in scenario.market.assets.values()]),
+            scenario.market.impact_memory_hours,
+        )
+        """Square-root impact of forced flow on the reference price (cascade step 7)."""
         self.max_cascade_rounds = scenario.market.max_cascade_rounds
         self.external_cash = dict.fromkeys(EXTERNAL_ACCOUNTS, 0.0)
         assets = scenario.market.assets

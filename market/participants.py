@@ -13,6 +13,7 @@ import mesa
 import numpy as np
 
 from liqnet.market.amm import ConstantProductPool
+from liqnet.market.prices import BOOK_BAND
 from liqnet.protocols.base import LiquidationOffer
 
 if TYPE_CHECKING:
@@ -159,9 +160,15 @@ class Liquidator(mesa.Agent):
 class Arbitrageur(mesa.Agent):
     """Pulls an AMM pool's price toward the reference ("CEX") price, capital permitting.
 
+    CEX-DEX arbitrage: buy on the cheap venue, sell on the dear one. What one step can
+    move is the arbitrageur's own capital plus what the CEX order book takes within the
+    dislocation: the scenario's ``cex_depth_2pct_usd`` scaled linearly to the gap
+    (depth within ``g`` = depth within 2% x g / 2%), so a large gap is closed fast and a
+    small one slowly, as with inventory-constrained arbitrage against a book.
+
     Args:
         model: The world.
-        capital_usd: Largest trade per pool per step, in USD.
+        capital_usd: Own capital per pool per step, in USD.
         gas_cost_usd: Gas per trade.
         min_profit_usd: Smallest profit worth a trade.
     """
@@ -174,6 +181,22 @@ class Arbitrageur(mesa.Agent):
         self.capital_usd = capital_usd
         self.gas_cost_usd = gas_cost_usd
         self.min_profit_usd = min_profit_usd
+        self.cex_depth_usd = {
+            name: spec.cex_depth_2pct_usd for name, spec in model.scenario.market.assets.items()
+        }
+
+    def step_capacity_usd(self, pool: ConstantProductPool, reference_price: float) -> float:
+        """Largest trade this step: own capital plus CEX depth within the price gap.
+
+        The CEX leg is laid off against the book as the DEX leg fills, so the depth
+        part needs no cash of its own; it does need the arbitrageur to have some (margin
+        on the exchange): with none it trades nothing.
+        """
+        own = min(self.capital_usd, max(self.cash, 0.0))
+        if own <= 0.0:
+            return 0.0
+        gap = abs(pool.price - reference_price) / reference_price
+        return own + self.cex_depth_usd.get(pool.asset, 0.0) * gap / BOOK_BAND
 
     def arbitrage(self, pool: ConstantProductPool, reference_price: float) -> float:
         """Trade ``pool`` toward ``reference_price``; returns the USD profit (0 if none).
@@ -185,7 +208,7 @@ class Arbitrageur(mesa.Agent):
         if direction == "none":
             return 0.0
         gas = self.gas_cost_usd * self.model.gas_multiplier
-        budget = min(self.capital_usd, max(self.cash, 0.0))
+        budget = self.step_capacity_usd(pool, reference_price)
         external_cash = self.model.external_cash
         external_units = self.model.external_units
         if direction == "buy":

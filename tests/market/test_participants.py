@@ -226,22 +226,49 @@ def test_arbitrage_moves_pool_to_reference_and_conserves(model: MarketModel, rat
     assert arb.arbitrage(eth, target) == 0.0
 
 
+def thin_book_model(depth_usd: float) -> MarketModel:
+    """The baseline world with ``depth_usd`` of ETH bids within 2% on the CEX."""
+    overrides: dict[str, object] = {f"protocols.{k}.params.positions": 200 for k in range(3)}
+    overrides["market.assets.ETH.cex_depth_2pct_usd"] = depth_usd
+    return MarketModel(load("baseline", overrides), seed=1)
+
+
 @pytest.mark.parametrize("ratio", [1.05, 0.95])
-def test_arbitrage_limited_by_capital_stops_short(model: MarketModel, ratio: float) -> None:
+def test_arbitrage_limited_by_capital_and_book_depth_stops_short(ratio: float) -> None:
+    model = thin_book_model(100_000.0)
     arb = Arbitrageur(model, 250_000.0, 5.0, 1.0)
     eth = model.pools["ETH"]
     start, target = eth.price, eth.price * ratio
+    # Own capital plus what the CEX book holds within the gap (linear in the gap).
+    capacity = 250_000.0 + 100_000.0 * abs(start - target) / target / 0.02
+    assert arb.step_capacity_usd(eth, target) == pytest.approx(capacity, rel=1e-12)
     units0 = eth.units
     usd0, all_units0 = holdings(model, arb)
     assert arb.arbitrage(eth, target) > 0
     if ratio > 1:
-        assert eth.usd - 400e6 == pytest.approx(250_000.0)
+        assert eth.usd - 400e6 == pytest.approx(capacity)
         assert start < eth.price < target * (1 - FEE)
     else:
-        assert eth.units - units0 == pytest.approx(250_000.0 / target)
+        assert eth.units - units0 == pytest.approx(capacity / target)
         assert target / (1 - FEE) < eth.price < start
     assert holdings(model, arb)[0] == pytest.approx(usd0, abs=1e-6)
     assert holdings(model, arb)[1] == pytest.approx(all_units0, abs=1e-9)
+
+
+@pytest.mark.parametrize("ratio", [0.7, 0.9, 1.1])
+def test_arbitrage_capacity_grows_with_the_dislocation(model: MarketModel, ratio: float) -> None:
+    # Issue 13 item 5: a fixed $10M a step left the $400M pool ~4% under the reference
+    # for ten steps of flash_crash. With the CEX's 2% depth ($180M of ETH bids, Kaiko-type
+    # data) laid off against the gap, the baseline arbitrageur closes a 10-30% gap in
+    # one step, up to the fee band.
+    spec = model.scenario.arbitrageurs[0]
+    arb = Arbitrageur(model, spec.capital_usd, spec.gas_cost_usd, spec.min_profit_usd)
+    eth = model.pools["ETH"]
+    target = eth.price * ratio
+    small_gap = arb.step_capacity_usd(eth, eth.price * 1.01)
+    assert arb.step_capacity_usd(eth, target) > 5 * small_gap > 5 * spec.capital_usd
+    assert arb.arbitrage(eth, target) > 0
+    assert eth.price == pytest.approx(target, rel=FEE * 1.01)
 
 
 @pytest.mark.parametrize("ratio", [1.0, 1.002, 0.998])

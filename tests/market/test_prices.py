@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from liqnet.market.prices import AssetDynamics, PriceProcess
+from liqnet.market.prices import AssetDynamics, FlowImpact, PriceProcess, daily_volatility
 
 HOURS_PER_YEAR = 8760.0
 CALM = np.array([1.0])
@@ -230,3 +230,60 @@ def test_impact_moves_one_asset_permanently() -> None:
     run(proc, 10)
     run(twin, 10)
     np.testing.assert_allclose(proc.prices, twin.prices * [0.9, 1.0], rtol=1e-12)
+
+
+# -- Forced-flow impact (issue 13 item 5) ----------------------------------------------
+
+SIGMA_DAILY_ETH = 0.70 / math.sqrt(365.0)  # baseline ETH, calm regime: 0.0366397
+
+
+def flow_impact(depth: float = 1e15, y: float = 1.0, permanent: float = 2.0 / 3.0) -> FlowImpact:
+    """ETH-like: $11B daily volume; a book so deep it never binds unless told."""
+    return FlowImpact(y, permanent, np.array([11e9]), np.array([depth]), 24.0)
+
+
+def test_daily_volatility_of_a_365_day_market() -> None:
+    assert daily_volatility(0.70) == pytest.approx(0.0366397, rel=1e-6)
+
+
+def test_square_root_law_golden_values() -> None:
+    # Toth et al. (2011): peak = Y sigma_daily sqrt(Q / V). $110M against $11B a day is
+    # 1% of V: a peak of 0.1 sigma_daily = 0.366%, of which 2/3 stays (Farmer et al. 2013).
+    impact = flow_impact()
+    assert impact.peak_impact(0, 110e6, SIGMA_DAILY_ETH) == pytest.approx(-0.00366397, rel=1e-5)
+    assert impact.peak_impact(0, -110e6, SIGMA_DAILY_ETH) == pytest.approx(0.00366397, rel=1e-5)
+    first = impact.add_flow(0, 110e6, SIGMA_DAILY_ETH)
+    assert first == pytest.approx(math.log1p(-0.00244265), rel=1e-5)
+    # The same sale again is the same metaorder: concave, sqrt(2) - 1 of the first.
+    second = impact.add_flow(0, 110e6, SIGMA_DAILY_ETH)
+    assert second / first == pytest.approx(math.sqrt(2.0) - 1.0, rel=1e-3)
+    # Buying it all back undoes the remembered impact.
+    back = impact.add_flow(0, -220e6, SIGMA_DAILY_ETH)
+    assert math.expm1(back) == pytest.approx(-math.expm1(first + second), rel=1e-2)
+    assert impact.flow_usd[0] == 0.0
+
+
+def test_flow_is_forgotten_over_the_memory() -> None:
+    impact = flow_impact()
+    impact.add_flow(0, 100e6, SIGMA_DAILY_ETH)
+    impact.decay(24.0)
+    assert impact.flow_usd[0] == pytest.approx(100e6 / math.e)
+
+
+def test_flow_large_against_the_book_sweeps_it() -> None:
+    # $360M sold within a step against $180M of bids within 2%: at least a 4% peak
+    # (linear cumulative depth), whatever the square-root law says (0.66%).
+    impact = flow_impact(depth=180e6)
+    assert impact.book_impact(0, 360e6) == pytest.approx(-0.04)
+    move = impact.add_flow(0, 360e6, SIGMA_DAILY_ETH)
+    assert move == pytest.approx(math.log1p(-0.04 * 2.0 / 3.0))
+    # A small flow is priced by the law, not the book.
+    small = flow_impact(depth=180e6)
+    law = small.peak_impact(0, 1e6, SIGMA_DAILY_ETH) * 2.0 / 3.0
+    assert small.add_flow(0, 1e6, SIGMA_DAILY_ETH) == pytest.approx(math.log1p(law))
+
+
+@pytest.mark.parametrize(("y", "permanent"), [(0.0, 2.0 / 3.0), (1.0, 0.0)])
+def test_impact_switched_off_adds_exactly_zero(y: float, permanent: float) -> None:
+    impact = flow_impact(depth=1.0, y=y, permanent=permanent)
+    assert impact.add_flow(0, 1e9, SIGMA_DAILY_ETH) == 0.0

@@ -281,3 +281,20 @@ def test_perp_market_not_in_market_is_rejected_at_load() -> None:
     message = scenario_error("baseline", {"protocols.dydx.params.markets.SOL": {}})
     assert "protocols.2.params" in message
     assert "['SOL']" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("market.assets.ETH.cex_depth_2pct_usd", 0.0, "greater than 0"),
+        ("market.assets.BTC.cex_depth_2pct_usd", -1e6, "greater than 0"),
+        ("market.assets.ETH.daily_volume_usd", 0.0, "greater than 0"),
+        ("market.impact_y", 11.0, "less than or equal to 10"),
+        ("market.impact_y", -0.5, "greater than or equal to 0"),
+        ("market.impact_memory_hours", 0.0, "greater than 0"),
+        ("market.permanent_impact", 1.5, "less than or equal to 1"),
+    ],
+)
+def test_market_depth_and_impact_bounds_name_the_field(key: str, value: float, shown: str) -> None:
+    message = scenario_error("baseline", {key: value})
+    assert f"{key} = {value!r}: Input should be {shown}" in message

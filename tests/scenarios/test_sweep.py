@@ -205,7 +205,9 @@ def test_failed_runs_are_rows_not_exceptions() -> None:
     # A policy mix really changes who acts: the Bayesian manager's run differs.
     bayes = rows[(100e6, "bayes")]
     assert bayes["status"] == "done"
-    assert bayes["equity_change_usd.aave"] != rows[(100e6, "static")]["equity_change_usd.aave"]
+    # (Its actions, not its balance sheet: in 24 steps of a crash with realistic market
+    # depth the manager's levers leave aave's equity as the static run's.)
+    assert bayes["convergence_index"] != rows[(100e6, "static")]["convergence_index"]
 
 
 # -- sweeps on Ray -------------------------------------------------------------------------

@@ -348,11 +348,13 @@ def test_vol_crush_hedging_sells_into_the_crash_and_deepens_it(
     assert (in_crash["seized_units"] > 0).mean() >= 0.75 and in_crash["seized_units"].sum() > 0
     assert in_crash.groupby("step")["round"].max().max() >= 1
     assert (unhedged.events["kind"] != "hedge").all()
-    # With feedback the crash is deeper than its twin's, and deeper with hedging than without.
-    assert hedged.summary["max_drawdown"] > twin.summary["max_drawdown"] + 0.05
+    # With feedback the crash is deeper than its twin's, and deeper with hedging than
+    # without. Only slightly: ~$60M of hedge sales against ETH's ~$11B daily volume
+    # move it by the square-root law, a few tenths of a percent (issue 13 item 5).
+    assert hedged.summary["max_drawdown"] > twin.summary["max_drawdown"]
     end = CRASH_STEPS[-1]  # timeseries row k is the state after step k
     eth_hedged, eth_unhedged = (r.timeseries["ETH.reference"].iloc[end] for r in (hedged, unhedged))
-    assert eth_hedged < 0.97 * eth_unhedged
+    assert eth_hedged < eth_unhedged
 
 
 @pytest.mark.parametrize(
