@@ -90,7 +90,7 @@ class CometPool(LendingPool):
 
     type_name = "comet"
     Params = CometParams
-    params: CometParams  # type: ignore[assignment]
+    params: CometParams
 
     def __init__(self, model: mesa.Model, protocol_id: str, params: CometParams) -> None:
         super().__init__(model, protocol_id, params)
@@ -175,7 +175,8 @@ class CometPool(LendingPool):
         # Dust no buyer would take even at the marginal pool price is not offered.
         if units * (self.world.pool_price(asset) - price) < self.world.liquidation_hurdle_usd:
             return None
-        count = min(self.params.max_store_lots, math.ceil(units * price / self.params.store_lot_usd))
+        lots = math.ceil(units * price / self.params.store_lot_usd)
+        count = min(self.params.max_store_lots, lots)
         lot_units = np.full(count, units / count)
         lot_usd = lot_units * price
         open_lots = int(np.count_nonzero(self.reserves + np.cumsum(lot_usd) - lot_usd < target))
