@@ -95,7 +95,6 @@ class CometPool(LendingPool):
     def __init__(self, model: mesa.Model, protocol_id: str, params: CometParams) -> None:
         super().__init__(model, protocol_id, params)
         self.inventory = dict.fromkeys(self.books, 0.0)  # absorbed collateral units
-        self.inventory_cost = dict.fromkeys(self.books, 0.0)  # USD credited for it
         self.absorbed_loss_usd = 0.0  # debt above the credit, paid by reserves (cumulative)
 
     # -- Comet's formulas --------------------------------------------------------------
@@ -215,7 +214,6 @@ class CometPool(LendingPool):
         book.close(slots, mark=False)
         book.index.mark_dirty(slots)
         self.inventory[book.asset] += seized
-        self.inventory_cost[book.asset] += float(credit.sum())
         # Excess credit becomes the account's base supply balance (totalSupplyBase grows).
         self.scaled_deposits += float(excess.sum()) / self.liquidity_index
         # getReserves falls by max(debt, credit): the credit buys the collateral, and the
@@ -226,11 +224,11 @@ class CometPool(LendingPool):
         # Debt no collateral covers at the oracle price is bad debt, as in the pool.
         bad_debt = np.maximum(debt - collateral * price, 0.0)
         self.realised_bad_debt += float(bad_debt.sum())
-        # The absorber's gas refund: the world pays it out of the protocol's cash.
+        # The absorber's gas refund: the world pays it out of the protocol's cash. (A cost,
+        # in reserves and equity; revenue counts income only.)
         refund = float(offer.reward_usd[accepted].sum())
         self.cash -= refund
         self.reserves -= refund
-        self.revenue -= refund
         self.liquidated_usd_step += float(debt.sum())
         return LiquidationOutcome(
             bad_debt_usd=bad_debt,
@@ -242,13 +240,12 @@ class CometPool(LendingPool):
         asset = offer.asset
         paid = float(offer.repay_usd[accepted].sum())
         units = float(offer.seize_units[accepted].sum())
-        held = self.inventory[asset]
-        sold_share = min(1.0, units / held) if held > 0 else 1.0
-        cost = self.inventory_cost[asset] * sold_share
-        self.inventory[asset] = held - units
-        self.inventory_cost[asset] -= cost
+        self.inventory[asset] -= units
         self.cash += paid
         self.reserves += paid
-        # The protocol keeps the part of the liquidation penalty buyers do not get.
-        self.revenue += paid - cost
+        # Revenue: the part of the liquidation penalty buyers do not get, (1 - SF) x
+        # (1 - LF) of the value at today's price. The price move since the absorb is the
+        # inventory's gain or loss, already in equity, not income.
+        value = units * self.world.oracle_prices[asset]
+        self.revenue += paid - value * self.liquidation_factor(asset)
         return LiquidationOutcome(bad_debt_usd=np.zeros(int(accepted.sum())))

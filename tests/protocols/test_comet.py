@@ -143,11 +143,13 @@ def test_buy_collateral_sells_lots_at_the_store_price(world: MarketModel) -> Non
     assert len(store) == 6 and (store.slots == -1).all()
     np.testing.assert_allclose(store.seize_units, 5.0)
     np.testing.assert_allclose(store.repay_usd / store.seize_units, 1950.0)
-    cash, reserves = pool.cash, pool.reserves
+    cash, reserves, revenue = pool.cash, pool.reserves, pool.revenue
     accepted = np.array([True, True, False, False, False, False])
     pool.execute_liquidations(store, accepted)
     assert pool.cash - cash == pytest.approx(19_500.0)
     assert pool.reserves - reserves == pytest.approx(19_500.0)
+    # Revenue: the penalty buyers do not get, (1 - 0.5) * (1 - 0.95) * 10 ETH * 2,000.
+    assert pool.revenue - revenue == pytest.approx(500.0)
     assert pool.inventory["ETH"] == pytest.approx(20.0)
 
 

@@ -189,7 +189,7 @@ def test_failed_runs_are_rows_not_exceptions() -> None:
                 policy_mixes=[
                     {"name": "static", "set": {"protocols.aave.policy": "static"}},
                     {"name": "learned", "set": {"protocols.aave.policy": "no_such_policy"}},
-                    {"name": "bayes", "set": {"protocols.aave.policy": "bayesian"}},
+                    {"name": "bayes", "set": {"protocols.compound.policy": "bayesian"}},
                 ],
             )
         )
@@ -205,7 +205,8 @@ def test_failed_runs_are_rows_not_exceptions() -> None:
     # A policy mix really changes who acts: the Bayesian manager's run differs.
     bayes = rows[(100e6, "bayes")]
     assert bayes["status"] == "done"
-    assert bayes["equity_change_usd.aave"] != rows[(100e6, "static")]["equity_change_usd.aave"]
+    static = rows[(100e6, "static")]
+    assert bayes["equity_change_usd.compound"] != static["equity_change_usd.compound"]
 
 
 # -- sweeps on Ray -------------------------------------------------------------------------
