@@ -28,7 +28,12 @@ __all__ = [
     "plot_synchrony",
 ]
 
-TYPE_COLORS = {"lending": "#4C72B0", "perp": "#DD8452", "options": "#55A868"}
+TYPE_COLORS = {
+    "lending": "#4C72B0",
+    "comet": "#64B5CD",
+    "perp": "#DD8452",
+    "options": "#55A868",
+}
 CREDIT_COLOR, COLLATERAL_COLOR, DEFAULT_COLOR = "#C44E52", "#8C8C8C", "#C44E52"
 DPI = 110
 ARC_RAD = 0.25  # curvature of credit arrows, so opposite lines do not overlap

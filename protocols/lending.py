@@ -257,8 +257,8 @@ class LendingPool(Protocol[LendingParams]):
         opt = self.rate_model.optimal_utilization
         stress = max(0.0, self.utilization() - opt) / (1.0 - opt)
         shortfall = self.underwater_shortfall()
-        equity = self.cash + self.total_debt() - shortfall - deposits
-        equity += self.credit_lent - self.credit_borrowed
+        # equity() (not the pool's own terms) so subclasses' extra assets count too.
+        equity = self.equity()
         insolvency = (shortfall + max(0.0, -equity)) / deposits
         # Depositors fear losses (insolvency) far more than high utilisation.
         signal = 0.2 * stress + min(1.0, 20.0 * insolvency)

@@ -159,7 +159,7 @@ def test_short_training_raises_mean_return(tmp_path: Path, sharing: str, paired:
     )
     result = train(
         "baseline",
-        steps=40 * 8 * HORIZON,
+        steps=60 * 8 * HORIZON,
         config=config,
         out=tmp_path,
         use_ray=False,

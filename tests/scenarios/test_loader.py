@@ -33,7 +33,7 @@ def test_every_builtin_loads_and_validates(name: str) -> None:
     assert scenario.description
     ids = [p.id for p in scenario.protocols]
     assert len(ids) == len(set(ids)) >= 1
-    assert {p.type for p in scenario.protocols} <= {"lending", "perp", "options"}
+    assert {p.type for p in scenario.protocols} <= {"lending", "comet", "perp", "options"}
     # Protocol params are validated by the protocol's own model: defaults are filled in.
     for spec in scenario.protocols:
         assert "positions" in spec.params

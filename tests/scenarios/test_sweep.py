@@ -189,7 +189,7 @@ def test_failed_runs_are_rows_not_exceptions() -> None:
                 policy_mixes=[
                     {"name": "static", "set": {"protocols.aave.policy": "static"}},
                     {"name": "learned", "set": {"protocols.aave.policy": "no_such_policy"}},
-                    {"name": "bayes", "set": {"protocols.aave.policy": "bayesian"}},
+                    {"name": "bayes", "set": {"protocols.compound.policy": "bayesian"}},
                 ],
             )
         )
@@ -205,9 +205,11 @@ def test_failed_runs_are_rows_not_exceptions() -> None:
     # A policy mix really changes who acts: the Bayesian manager's run differs.
     bayes = rows[(100e6, "bayes")]
     assert bayes["status"] == "done"
-    # (Its actions, not its balance sheet: in 24 steps of a crash with realistic market
-    # depth the manager's levers leave aave's equity as the static run's.)
-    assert bayes["convergence_index"] != rows[(100e6, "static")]["convergence_index"]
+    # Its actions differ (the convergence index), and so does the balance sheet it acts
+    # for (compound's; with realistic depth aave's 24-step equity is the static run's).
+    static = rows[(100e6, "static")]
+    assert bayes["convergence_index"] != static["convergence_index"]
+    assert bayes["equity_change_usd.compound"] != static["equity_change_usd.compound"]
 
 
 # -- sweeps on Ray -------------------------------------------------------------------------

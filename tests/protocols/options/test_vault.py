@@ -57,7 +57,7 @@ def test_vol_crush_puts_the_vault_beside_the_baseline_protocols(
     loaded = load("vol_crush")
     assert [(p.id, p.type) for p in loaded.protocols] == [
         ("aave", "lending"),
-        ("compound", "lending"),
+        ("compound", "comet"),
         ("dydx", "perp"),
         ("vault", "options"),
     ]
