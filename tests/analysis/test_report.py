@@ -92,8 +92,10 @@ def test_analyze_without_twin_and_bad_directory(
     assert main(["analyze", str(saved), "--out", str(tmp_path / "r"), "--no-twin"]) == 0
     assert not (tmp_path / "r" / "tables" / "amplification.csv").exists()
     capsys.readouterr()
-    assert main(["analyze", str(tmp_path / "nothing")]) == 2
-    assert "not a directory" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # checked by the argument's type
+        main(["analyze", str(tmp_path / "nothing")])
+    assert exit_info.value.code == 2
+    assert "no such file or directory" in capsys.readouterr().err
 
 
 def test_sweep_report_fits_amplification_against_convergence(tmp_path: Path, small: Small) -> None:

@@ -111,13 +111,15 @@ def test_credit_crunch_loss_arrives_through_the_ledger(crunch: tuple) -> None:
     dydx_default = next(d for d in result.defaults if d["protocol"] == "dydx")
     written_off = credit.query("kind == 'default' and lender == 'aave'")
     assert len(written_off) > 0
-    assert (written_off.step == dydx_default["step"]).all()
+    step = dydx_default["step"]
+    # Written down in the default step, and again as the wind-down recovers less.
+    assert (written_off.step >= step).all() and (written_off.step == step).any()
     loss = written_off.amount_usd.sum()
     assert result.summary["credit_losses_usd"]["aave"] == pytest.approx(loss)
-    # The loss shows on aave's balance sheet in the default step, through credit_lent.
+    # The loss shows on aave's balance sheet from the default step, through credit_lent.
     ts = result.timeseries.set_index("step")
-    step = dydx_default["step"]
-    assert ts.loc[step, "aave.credit_losses"] == pytest.approx(loss)
+    at_default = written_off.query("step == @step").amount_usd.sum()
+    assert ts.loc[step, "aave.credit_losses"] == pytest.approx(at_default)
     assert ts.loc[step - 1, "aave.credit_lent"] > ts.loc[step, "aave.credit_lent"]
     # Without feedback no loss is passed on: the twin's lender keeps its claim.
     assert twin.summary["credit_losses_usd"]["aave"] == 0.0
