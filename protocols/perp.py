@@ -370,41 +370,13 @@ class PerpExchange(Protocol[PerpParams]):
         self.vault_cash -= rewards - from_insurance
         self.cash -= rewards
         self.liquidated_usd_step += float((size * price).sum())
-        bad_debt = self._cover_deficit(market, side_name, deficit, price)
+        bad_debt = perp_adl.cover_deficit(self, market, side_name, deficit, price)
         # Most liquidation flow is absorbed on the exchange's own book and by the vault;
         # the rest reaches the spot market (hedging, cross-venue arbitrage).
         sold = self.params.spot_flow_share * float(size.sum())
         return LiquidationOutcome(
             bad_debt_usd=bad_debt, impact_units=sold if side.is_long else -sold
         )
-
-    def _cover_deficit(
-        self, market: PerpMarket, side_name: str, deficit: np.ndarray, price: float
-    ) -> np.ndarray:
-        """Insurance fund first, then the LP vault (bad debt), then auto-deleveraging.
-
-        The vault is every trader's counterparty, so LPs lose before winning traders do:
-        ADL takes only what would push the vault's NAV below zero (dYdX v4 and
-        Hyperliquid deleverage once the insurance fund and the backstop vault are spent).
-        Returns each position's share of what the vault bore.
-        """
-        total = float(deficit.sum())
-        if total <= 0.0:
-            return np.zeros_like(deficit)
-        from_insurance = min(total, self.insurance_fund)
-        self.insurance_fund -= from_insurance
-        remaining = total - from_insurance
-        if remaining <= 0.0:
-            return np.zeros_like(deficit)
-        beyond_vault = remaining - max(self.vault_nav(), 0.0)
-        self.vault_cash -= remaining  # the vault pays the deficit out of its cash
-        taken = 0.0
-        if beyond_vault > 0.0:
-            other = market.sides["short" if side_name == "long" else "long"]
-            taken = perp_adl.deleverage(self, market, other, beyond_vault, price, forfeit=True)
-        borne = remaining - taken
-        self.realised_bad_debt += borne
-        return deficit * (borne / total)
 
     # -- observation -------------------------------------------------------------------
     def feature_values(self) -> dict[str, float]:

@@ -4,7 +4,8 @@ The LP vault is the counterparty to every trader, so it is senior only to nothin
 bankrupt trader's deficit is paid by the insurance fund, then by the vault (LPs' loss),
 and only what the vault cannot bear (its NAV would go negative) is taken from winning
 traders by ADL (dYdX v4 and Hyperliquid: deleveraging is the last resort once the
-insurance fund and the backstop vault are exhausted).
+insurance fund and the backstop vault are exhausted). :func:`cover_deficit` is that
+waterfall.
 
 GMX v2 also deleverages before the pool is at risk: once traders' pending profit on a
 market side reaches ``MAX_PNL_FACTOR_FOR_ADL`` (55%) of the pool, keepers close the most
@@ -110,3 +111,32 @@ def deleverage_over_threshold(exchange: PerpExchange) -> None:
             )
             if amount > 0.0:
                 deleverage(exchange, market, side, amount, price, forfeit=False)
+
+
+def cover_deficit(
+    exchange: PerpExchange, market: PerpMarket, side_name: str, deficit: np.ndarray, price: float
+) -> np.ndarray:
+    """Insurance fund first, then the LP vault (bad debt), then auto-deleveraging.
+
+    The vault is every trader's counterparty, so LPs lose before winning traders do:
+    ADL takes only what would push the vault's NAV below zero (dYdX v4 and
+    Hyperliquid deleverage once the insurance fund and the backstop vault are spent).
+    Returns each position's share of what the vault bore.
+    """
+    total = float(deficit.sum())
+    if total <= 0.0:
+        return np.zeros_like(deficit)
+    from_insurance = min(total, exchange.insurance_fund)
+    exchange.insurance_fund -= from_insurance
+    remaining = total - from_insurance
+    if remaining <= 0.0:
+        return np.zeros_like(deficit)
+    beyond_vault = remaining - max(exchange.vault_nav(), 0.0)
+    exchange.vault_cash -= remaining  # the vault pays the deficit out of its cash
+    taken = 0.0
+    if beyond_vault > 0.0:
+        other = market.sides["short" if side_name == "long" else "long"]
+        taken = deleverage(exchange, market, other, beyond_vault, price, forfeit=True)
+    borne = remaining - taken
+    exchange.realised_bad_debt += borne
+    return deficit * (borne / total)
