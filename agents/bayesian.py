@@ -22,6 +22,11 @@ uncertainty (large after few observations, so the protocol de-risks while it is 
 ``z`` the normal quantile and ``sigma_ref`` the per-step volatility of ``reference_vol``:
 stress 1 is the tail a Gaussian market at the reference volatility would have. The risk
 lever then follows :class:`~liqnet.agents.rules.RiskBudget`.
+
+The posterior forgets (``BayesConfig.memory_hours``, exponential weights on past returns,
+:meth:`NormalInverseGamma.discounted`): a plain conjugate posterior after 2,000 calm
+steps ignores 48 steps of a 5x volatility regime, so its uncertainty margin would act
+only at cold start. With a 48-hour memory it tightens within a few hours of the change.
 """
 
 from __future__ import annotations
@@ -87,6 +92,36 @@ class NormalInverseGamma:
             + self.kappa * n * (xbar - self.mu) ** 2 / (2.0 * kappa),
         )
 
+    def discounted(self, prior: NormalInverseGamma, keep: float) -> NormalInverseGamma:
+        """The posterior with past evidence weighted by ``keep`` (in (0, 1]), toward ``prior``.
+
+        Exponential forgetting, exact in the natural parameters ``(kappa, kappa mu,
+        beta + kappa mu^2 / 2, alpha)``, which each observation raises by ``(1, x, x^2/2,
+        1/2)``: discounting their excess over the prior by ``keep`` before every update
+        weights an observation ``k`` steps old by ``keep**k`` (the power prior of Ibrahim &
+        Chen 2000; West & Harrison's discount factors, "Bayesian Forecasting and Dynamic
+        Models", ch. 6). The prior's pseudo-observations are never forgotten, so the
+        posterior stays proper (``alpha > 1``) however long the memory runs.
+        """
+        if keep >= 1.0:
+            return self
+
+        def mix(now: np.ndarray, base: np.ndarray) -> np.ndarray:
+            return base + keep * (now - base)
+
+        kappa = mix(self.kappa, prior.kappa)
+        weighted_mu = mix(self.kappa * self.mu, prior.kappa * prior.mu)
+        energy = mix(
+            self.beta + 0.5 * self.kappa * self.mu**2, prior.beta + 0.5 * prior.kappa * prior.mu**2
+        )
+        mu = weighted_mu / kappa
+        return NormalInverseGamma(
+            mu=mu,
+            kappa=kappa,
+            alpha=mix(self.alpha, prior.alpha),
+            beta=energy - 0.5 * kappa * mu**2,
+        )
+
     def predictive_scale(self) -> np.ndarray:
         """Scale of the Student-t posterior predictive of the next observation."""
         return np.sqrt(self.beta * (self.kappa + 1.0) / (self.alpha * self.kappa))
@@ -126,6 +161,11 @@ class BayesConfig:
     """Risk lever magnitude per step while stress is at or below 1."""
     max_tightening: float = 20.0
     """Most outstanding tightening, in lever-steps."""
+    memory_hours: float = 48.0
+    """Time scale of the posterior's memory: evidence ``t`` hours old weighs
+    ``exp(-t / memory_hours)`` (:meth:`NormalInverseGamma.discounted`), so uncertainty and
+    the tail estimate follow a regime change within hours instead of being outweighed by
+    a long calm. ``math.inf`` never forgets (the plain conjugate posterior)."""
 
 
 class BayesianRiskManager(Policy):
@@ -146,7 +186,7 @@ class BayesianRiskManager(Policy):
         self.config = c = config or BayesConfig()
         if not 0.0 < c.tail_prob < 0.5:
             raise ValueError(f"tail_prob = {c.tail_prob!r}: must be in (0, 0.5)")
-        for name in ("prior_vol", "reference_vol"):
+        for name in ("prior_vol", "reference_vol", "memory_hours"):
             if not getattr(c, name) > 0.0:
                 raise ValueError(f"{name} = {getattr(c, name)!r}: must be > 0")
         self.budget = RiskBudget(c.gain, c.loosen_rate, c.max_tightening)
@@ -160,13 +200,15 @@ class BayesianRiskManager(Policy):
         per_step = math.sqrt(context.dt_hours / HOURS_PER_YEAR)
         prior_var = (c.prior_vol * per_step) ** 2
         # E[sigma^2] = beta / (alpha - 1) under the inverse gamma: match the prior volatility.
-        self.state = NormalInverseGamma.prior(
+        self.prior = NormalInverseGamma.prior(
             len(self._return_index),
             c.prior_mean,
             c.prior_kappa,
             c.prior_alpha,
             prior_var * (c.prior_alpha - 1.0),
         )
+        self.state = self.prior
+        self.keep = math.exp(-context.dt_hours / c.memory_hours)  # 1.0 when never forgetting
         self.reference_loss = self.z * c.reference_vol * per_step
         self.budget.reset()
         self._fresh = True
@@ -177,8 +219,9 @@ class BayesianRiskManager(Policy):
         return s.mu.copy(), s.kappa.copy(), s.alpha.copy(), s.beta.copy()
 
     def observe(self, log_returns: np.ndarray) -> None:
-        """Update the posterior with one step's log returns (one per asset)."""
-        self.state = self.state.updated(np.asarray(log_returns, dtype=np.float64))
+        """Forget a step's worth of old evidence, then update on one step's log returns."""
+        x = np.asarray(log_returns, dtype=np.float64)
+        self.state = self.state.discounted(self.prior, self.keep).updated(x)
 
     def stress(self) -> float:
         """Posterior tail loss plus uncertainty margin over the reference tail (max over assets)."""

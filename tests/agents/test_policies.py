@@ -6,6 +6,8 @@ end-to-end tests run small worlds (300 positions per protocol) for a few dozen s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -137,7 +139,7 @@ def test_nig_batch_and_sequential_updates_equal_the_closed_form() -> None:
 
 
 def test_bayesian_policy_posterior_matches_closed_form_on_observed_returns() -> None:
-    config = BayesConfig(prior_vol=0.8, prior_kappa=1.5, prior_alpha=4.0)
+    config = BayesConfig(prior_vol=0.8, prior_kappa=1.5, prior_alpha=4.0, memory_hours=math.inf)
     policy = BayesianRiskManager(config)
     policy.reset(context(dt_hours=0.25))
     rng = np.random.default_rng(0)
@@ -171,6 +173,51 @@ def test_bayesian_derisks_when_unsure_or_when_the_tail_grows() -> None:
     calm_stress = policy.stress()
     assert policy.act(obs(eth_ret=-0.2))["a"][0] > 0.0
     assert policy.stress() > calm_stress
+
+
+def test_discounting_weighs_each_observation_by_its_age() -> None:
+    # keep**age weights, in closed form: kappa = kappa0 + sum w, kappa mu = kappa0 mu0 +
+    # sum w x, beta + kappa mu^2 / 2 = beta0 + kappa0 mu0^2 / 2 + sum w x^2 / 2, alpha =
+    # alpha0 + sum w / 2.
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.01, 0.1, size=(30, 1))
+    prior = NormalInverseGamma.prior(1, mu=0.02, kappa=2.0, alpha=3.0, beta=0.05)
+    keep = 0.9
+    state = prior
+    for row in x:
+        state = state.discounted(prior, keep).updated(row)
+    w = keep ** np.arange(len(x))[::-1, None]
+    kappa = 2.0 + w.sum(0)
+    mu = (2.0 * 0.02 + (w * x).sum(0)) / kappa
+    beta = 0.05 + 0.5 * 2.0 * 0.02**2 + 0.5 * (w * x**2).sum(0) - 0.5 * kappa * mu**2
+    np.testing.assert_allclose(state.kappa, kappa, rtol=1e-12)
+    np.testing.assert_allclose(state.mu, mu, rtol=1e-12)
+    np.testing.assert_allclose(state.alpha, 3.0 + 0.5 * w.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(state.beta, beta, rtol=1e-10)
+    assert state.discounted(prior, 1.0) is state  # keep = 1 never forgets
+
+
+@pytest.mark.parametrize("memory_hours", [math.inf, 48.0])
+def test_the_forgetting_posterior_tightens_after_a_regime_change(memory_hours: float) -> None:
+    # Issue 17: after 2,000 calm hours, 48 hours at 5x volatility caused no tightening -
+    # the posterior never forgot the calm. With a 48-hour memory it tightens within hours.
+    policy = BayesianRiskManager(BayesConfig(memory_hours=memory_hours))
+    policy.reset(context())
+    policy.act(obs())
+    rng = np.random.default_rng(0)
+    sd = 0.5 * np.sqrt(1 / 8760)
+    for a, b in rng.normal(0.0, sd, size=(2_000, 2)):
+        policy.act(obs(eth_ret=a, btc_ret=b))
+    calm_stress = policy.stress()
+    risk = [
+        policy.act(obs(eth_ret=a, btc_ret=b))["a"][0] for a, b in rng.normal(0, 5 * sd, (48, 2))
+    ]
+    if math.isinf(memory_hours):
+        assert max(risk) <= 0.0  # the old behaviour, kept as the control
+    else:
+        assert calm_stress < 1.0
+        first = next(k for k, r in enumerate(risk) if r > 0.0)
+        assert first < 12 and max(risk) == 1.0
 
 
 # -- registry and scenario runs -------------------------------------------------------------
