@@ -68,6 +68,14 @@ class Registry(Generic[T]):
         found.update(self._entries)
         return found
 
+    def registered_here(self) -> dict[str, T | str]:
+        """Names registered in this process (``register``, ``register_lazy``) that no
+        entry point provides: what another process, such as a Ray worker, does not know."""
+        points = self._entry_points()
+        found: dict[str, T | str] = {k: v for k, v in self._lazy.items() if k not in points}
+        found.update({k: v for k, v in self._entries.items() if k not in points})
+        return found
+
     def names(self) -> list[str]:
         """Every known name, sorted."""
         return sorted(self.available())

@@ -28,6 +28,7 @@ from liqnet.analysis.convergence import convergence_index
 from liqnet.analysis.export import to_node_link_json
 from liqnet.analysis.graphs import contagion_graph
 from liqnet.core.io import atomic_write
+from liqnet.core.registry import Registry
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
 from liqnet.scenarios.analyze import amplification
@@ -136,8 +137,43 @@ def _graph_snapshot(result: RunResult, folder: Path) -> None:
         log.warning("graph snapshot of %s skipped: %s", folder.name, _message(err))
 
 
-def _task(config: RunConfig) -> tuple[dict[str, Any], dict[str, bytes]]:
+Registrations = dict[str, dict[str, Any]]
+"""Per registry (``protocols``, ``policies``, ``mechanisms``): names registered at run time."""
+
+
+def _registries() -> dict[str, Registry[Any]]:
+    from liqnet.agents.base import POLICIES
+    from liqnet.market.negotiation import MECHANISMS
+    from liqnet.protocols.registry import PROTOCOLS
+
+    return {"protocols": PROTOCOLS, "policies": POLICIES, "mechanisms": MECHANISMS}
+
+
+def driver_registrations() -> Registrations:
+    """What this process added with ``register()``: sent with every task, since a worker
+    process starts with only the built-ins and installed entry points. A class travels by
+    reference (its module must import on the workers: installed, or shipped with the
+    runtime_env's ``py_modules``), one defined in ``__main__`` by value."""
+    found = {key: registry.registered_here() for key, registry in _registries().items()}
+    return {key: entries for key, entries in found.items() if entries}
+
+
+def _apply(registrations: Registrations) -> None:
+    for key, entries in registrations.items():
+        registry = _registries()[key]
+        for name, entry in entries.items():
+            if registry.available().get(name) is not entry:
+                if isinstance(entry, str):
+                    registry.register_lazy(name, entry)
+                else:
+                    registry.register(name, entry)
+
+
+def _task(
+    config: RunConfig, registrations: Registrations | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The Ray task: the row and the artifact files' bytes (the driver writes them)."""
+    _apply(registrations or {})
     with tempfile.TemporaryDirectory(prefix="liqnet-run-") as tmp:
         row = run_one(config, tmp)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
@@ -158,12 +194,13 @@ def ray_session(
     return ray_connection(address, num_cpus, runtime_env)
 
 
-def _check_run(config: RunConfig) -> str | None:
+def _check_run(config: RunConfig, registrations: Registrations | None = None) -> str | None:
     """What stops ``config`` before it simulates anything (its scenario, its protocol
     types, its policies and their checkpoints), or None: run on the driver and on a
     worker, so a difference between them shows at submission."""
     from liqnet.scenarios.policies import resolve_policies
 
+    _apply(registrations or {})
     try:
         if config.override_error:
             return config.override_error
@@ -173,7 +210,7 @@ def _check_run(config: RunConfig) -> str | None:
     return None
 
 
-def preflight(todo: list[RunConfig]) -> None:
+def preflight(todo: list[RunConfig], registrations: Any = None) -> None:
     """Fail at submission, once, on what would fail every run on the workers only.
 
     The first run of every policy mix is checked here and in a Ray task: a protocol type
@@ -191,10 +228,19 @@ def preflight(todo: list[RunConfig]) -> None:
     if not local_ok:
         return
     check = ray.remote(num_cpus=1, max_retries=1)(_check_run)
-    for config, problem in zip(local_ok, ray.get([check.remote(c) for c in local_ok]), strict=True):
+    refs = [check.remote(c, registrations) for c in local_ok]
+    for config, ref in zip(local_ok, refs, strict=True):
+        try:
+            problem = ray.get(ref)
+        except ray.exceptions.RayError as err:  # e.g. a registered class cannot unpickle
+            lines = [line for line in str(err).strip().splitlines() if line.strip()]
+            problem = lines[-1] if lines else type(err).__name__
         if problem is not None:
+            which = (
+                "" if config.policy_mix == "scenario" else f" of policy mix {config.policy_mix!r}"
+            )
             raise SweepError(
-                f"runs of policy mix {config.policy_mix!r} pass here but fail on the Ray "
+                f"runs{which} pass here but fail on the Ray "
                 f"workers: {problem}\nThe workers lack what this machine has: ship files "
                 "and code with a runtime_env (--runtime-env FILE or a [runtime_env] table: "
                 "working_dir, py_modules, pip), or install the plugin on every node. "
@@ -287,8 +333,6 @@ def sweep(
                     _results(spec, todo, runs, None if local else max_parallel, cancel=not local)
                 ) as results,
             ):
-                if todo:
-                    preflight(todo)
                 for config, row in results:
                     rows[config.run_id] = row
                     counts["computed"] += 1
@@ -305,13 +349,17 @@ def sweep(
 def _results(
     spec: SweepSpec, todo: list[RunConfig], runs: Path, window: int | None, cancel: bool
 ) -> Generator[tuple[RunConfig, dict[str, Any]], None, None]:
-    """Submit the runs as Ray tasks, at most ``window`` in flight; yield each row once its
+    """Check the runs on a worker (:func:`preflight`), then submit them as Ray tasks with
+    this process's registrations, at most ``window`` in flight; yield each row once its
     directory is written. Interrupted, it cancels the tasks still outstanding if
     ``cancel`` (a Ray that keeps running); a local instance stops its workers itself."""
     if not todo:
         return
     import ray
 
+    # Sent once to the object store, resolved to the value in every task.
+    registrations = ray.put(driver_registrations())
+    preflight(todo, registrations)
     # max_retries: Ray resubmits a task whose worker or node died. A run's own errors are
     # caught in run_one, so retrying exceptions would only repeat them.
     task = ray.remote(max_retries=spec.max_retries, retry_exceptions=False)(_task)
@@ -321,7 +369,7 @@ def _results(
         while queue or pending:
             while queue and (window is None or len(pending) < window):
                 config = queue.popleft()
-                pending[task.remote(config)] = config
+                pending[task.remote(config, registrations)] = config
             ready, rest = ray.wait(list(pending), num_returns=1, timeout=0.5)
             if ready and rest:  # take everything else that has finished too
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
