@@ -29,6 +29,7 @@ bite a user who follows the README:
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -137,8 +138,10 @@ def load_runtime_env(path: str | Path) -> dict:
 
 
 def cluster_address(address: str | None = None) -> str | None:
-    """The cluster to join: ``address``, else ``RAY_ADDRESS``, else None (start locally)."""
-    return address or os.environ.get("RAY_ADDRESS") or None
+    """The cluster to join: ``address``, else ``RAY_ADDRESS``, else None (start locally);
+    ``"local"`` (either way) also means a local instance, as for ``ray.init``."""
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    return None if target == "local" else target
 
 
 def token_available() -> bool:
@@ -173,10 +176,9 @@ def _refresh_auth() -> None:
     C++ (RayConfig and AuthenticationTokenLoader), as Ray's own ``_enable_token_auth`` does
     with ``Config.initialize``."""
     with suppress(ImportError, AttributeError):
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
+        raylet: Any = importlib.import_module("ray._raylet")  # Ray ships no stubs for it
+        raylet.Config.initialize("")
+        raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _join_environment() -> dict[str, str]:

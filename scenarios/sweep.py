@@ -194,13 +194,13 @@ def ray_session(
     return ray_connection(address, num_cpus, runtime_env)
 
 
-def _check_run(config: RunConfig, registrations: Registrations | None = None) -> str | None:
+def _check_run(config: RunConfig, registrations: Registrations) -> str | None:
     """What stops ``config`` before it simulates anything (its scenario, its protocol
     types, its policies and their checkpoints), or None: run on the driver and on a
     worker, so a difference between them shows at submission."""
     from liqnet.scenarios.policies import resolve_policies
 
-    _apply(registrations or {})
+    _apply(registrations)
     try:
         if config.override_error:
             return config.override_error
@@ -224,7 +224,7 @@ def preflight(todo: list[RunConfig], registrations: Any = None) -> None:
     import ray
 
     firsts = {c.policy_mix: c for c in reversed(todo)}
-    local_ok = [c for c in firsts.values() if _check_run(c) is None]
+    local_ok = [c for c in firsts.values() if _check_run(c, {}) is None]
     if not local_ok:
         return
     check = ray.remote(num_cpus=1, max_retries=1)(_check_run)

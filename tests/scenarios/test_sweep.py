@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import ray
 
+from liqnet.scenarios.ray_connect import ray_connection
 from liqnet.scenarios.sweep import SweepError, _lock, load_sweep, plan, run_one, sweep
 from liqnet.scenarios.sweep_schema import builtin_sweeps
 
@@ -363,12 +364,9 @@ def test_ctrl_c_leaves_a_resumable_directory(tmp_path: Path, no_ray_address: Non
     assert set(partial["run_id"]) == set(kept)
 
     # Resume on a Ray connection the caller made: it is used, and left running.
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
+    with ray_connection(num_cpus=2):
         df = sweep(sweep_file, out=out, progress=False)
         assert ray.is_initialized()
-    finally:
-        ray.shutdown()
     assert df.attrs["skipped"] == len(kept) and df.attrs["computed"] == 8 - len(kept)
     assert {k: v for k, v in mtimes(out).items() if k in kept} == kept
     assert len(df) == 8 and df["run_id"].is_unique and (df["status"] == "done").all()
