@@ -210,7 +210,7 @@ def _check_run(config: RunConfig, registrations: Registrations) -> str | None:
     return None
 
 
-def preflight(todo: list[RunConfig], registrations: Any = None) -> None:
+def preflight(todo: list[RunConfig], registrations: Registrations) -> None:
     """Fail at submission, once, on what would fail every run on the workers only.
 
     The first run of every policy mix is checked here and in a Ray task: a protocol type
@@ -357,8 +357,9 @@ def _results(
         return
     import ray
 
-    # Sent once to the object store, resolved to the value in every task.
-    registrations = ray.put(driver_registrations())
+    # Passed by value (small: usually empty, classes by reference), so Ray inlines it in
+    # each task: a ray.put copy would live on one node and be lost with it.
+    registrations = driver_registrations()
     preflight(todo, registrations)
     # max_retries: Ray resubmits a task whose worker or node died. A run's own errors are
     # caught in run_one, so retrying exceptions would only repeat them.

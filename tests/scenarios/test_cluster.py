@@ -157,10 +157,13 @@ def test_readme_cluster_commands(cluster_dirs: Path) -> None:
         COLUMNS="100",
     )
     # After the README's block: the same sweep without the runtime_env must be refused
-    # at submission (the workers cannot see runs/mappo), not fail run by run.
+    # at submission (the workers cannot see runs/mappo), not fail run by run. It runs with
+    # RAY_AUTH_MODE unset, as in the issue: the token in ~/.ray/auth_token is used, as
+    # `ray start` uses it, or the driver could not join the token-auth head at all.
     after = (
         "\nset +e\n"
-        "command liqnet sweep $SMALL_SWEEP --out sweeps/no_env --no-progress > no_env.txt 2>&1\n"
+        "env -u RAY_AUTH_MODE liqnet sweep $SMALL_SWEEP --out sweeps/no_env --no-progress "
+        "> no_env.txt 2>&1\n"
         "echo $? > no_env.rc\n"
     )
     script = prelude + commands + after
