@@ -157,6 +157,9 @@ def token_available() -> bool:
 @contextmanager
 def _environ(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the block, restore the previous values after."""
+    if not values:  # nothing to change: leave Ray's cached configuration alone
+        yield
+        return
     before = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     _refresh_auth()

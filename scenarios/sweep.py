@@ -149,16 +149,37 @@ def _registries() -> dict[str, Registry[Any]]:
     return {"protocols": PROTOCOLS, "policies": POLICIES, "mechanisms": MECHANISMS}
 
 
-def driver_registrations() -> Registrations:
-    """What this process added with ``register()``: sent with every task, since a worker
-    process starts with only the built-ins and installed entry points. A class travels by
-    reference (its module must import on the workers: installed, or shipped with the
-    runtime_env's ``py_modules``), one defined in ``__main__`` by value."""
-    found = {key: registry.registered_here() for key, registry in _registries().items()}
+def driver_registrations(configs: list[RunConfig]) -> Registrations:
+    """What this process added with ``register()`` and ``configs`` name: sent with every
+    task, since a worker process starts with only the built-ins and installed entry
+    points. A class travels by reference (its module must import on the workers:
+    installed, or shipped with the runtime_env's ``py_modules``), one defined in
+    ``__main__`` by value. Entries the runs do not name stay here."""
+    named: set[str] = set()
+    for config in configs:
+        _names(config.scenario, named)
+    found = {
+        key: {k: v for k, v in registry.registered_here().items() if k in named}
+        for key, registry in _registries().items()
+    }
     return {key: entries for key, entries in found.items() if entries}
 
 
+def _names(value: Any, into: set[str]) -> None:
+    """Every string in a raw scenario, and the name part of ``"name:argument"`` specs."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _names(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _names(item, into)
+    elif isinstance(value, str):
+        into.update({value, value.partition(":")[0]})
+
+
 def _apply(registrations: Registrations) -> None:
+    if not registrations:  # the usual case: import nothing more on the worker
+        return
     for key, entries in registrations.items():
         registry = _registries()[key]
         for name, entry in entries.items():
@@ -359,13 +380,14 @@ def _results(
 
     # Passed by value (small: usually empty, classes by reference), so Ray inlines it in
     # each task: a ray.put copy would live on one node and be lost with it.
-    registrations = driver_registrations()
+    registrations = driver_registrations(todo)
     preflight(todo, registrations)
     # max_retries: Ray resubmits a task whose worker or node died. A run's own errors are
     # caught in run_one, so retrying exceptions would only repeat them.
     task = ray.remote(max_retries=spec.max_retries, retry_exceptions=False)(_task)
     queue: deque[RunConfig] = deque(todo)
     pending: dict[Any, RunConfig] = {}
+    resubmitted: dict[str, int] = {}
     try:
         while queue or pending:
             while queue and (window is None or len(pending) < window):
@@ -379,8 +401,15 @@ def _results(
                 try:
                     row, files = ray.get(ref)
                 except ray.exceptions.RayError as err:
-                    # Retries exhausted or result lost: failed in this table, but no row.json,
-                    # so the next run of the sweep tries it again.
+                    # Lost to a node's death after Ray's own retries (removing a node
+                    # mid-sweep can surface as OwnerDiedError on a finished task's result):
+                    # the driver submits the run again, up to max_retries times.
+                    resubmitted[config.run_id] = resubmitted.get(config.run_id, 0) + 1
+                    if resubmitted[config.run_id] <= spec.max_retries:
+                        queue.appendleft(config)
+                        continue
+                    # Retries exhausted: failed in this table, but no row.json, so the
+                    # next run of the sweep tries it again.
                     row = _base_row(config)
                     row.update(status="failed", error=f"task lost: {type(err).__name__}: {err}")
                 else:

@@ -59,7 +59,7 @@ def rows_on_disk(out: Path) -> dict[str, dict[str, Any]]:
 
 def mtimes(out: Path) -> dict[str, int]:
     """Modification time of every ``row.json``, by run id."""
-    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/row.json")}
+    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("[!.]*/row.json")}
 
 
 def canonical(row: dict[str, Any]) -> str:
@@ -349,7 +349,9 @@ def test_ctrl_c_leaves_a_resumable_directory(tmp_path: Path, no_ray_address: Non
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
-        while len(list((out / "runs").glob("*/row.json"))) < 2 and time.monotonic() < deadline:
+        # "[!.]*": a run being written sits in .tmp-<id>/ (with its row.json) until renamed;
+        # a Ctrl-C in between rightly drops it, so only renamed runs count as finished.
+        while len(list((out / "runs").glob("[!.]*/row.json"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
