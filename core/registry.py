@@ -39,11 +39,16 @@ class Registry(Generic[T]):
         self._check = check
         self._entries: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
+        self._explicit: set[str] = set()  # names given to register()/register_lazy()
 
     def register(self, name: str, entry: T) -> None:
         """Register ``entry`` as ``name`` (overrides an entry point of the same name)."""
         if not name or ":" in name:
             raise ValueError(f"{self.kind} name {name!r}: must be non-empty and contain no ':'")
+        self._store(name, entry)
+        self._explicit.add(name)
+
+    def _store(self, name: str, entry: T) -> None:
         if self._check is not None:
             self._check(entry)
         self._lazy.pop(name, None)
@@ -55,6 +60,7 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r}: reference {reference!r} is not module:attr")
         self._entries.pop(name, None)
         self._lazy[name] = reference
+        self._explicit.add(name)
 
     def _entry_points(self) -> dict[str, str]:
         if self.entry_point_group is None:
@@ -68,6 +74,14 @@ class Registry(Generic[T]):
         found.update(self._entries)
         return found
 
+    def registered_here(self) -> dict[str, T | str]:
+        """Names given to ``register`` or ``register_lazy`` in this process (not entry
+        points loaded by :meth:`get`): what another process, such as a Ray worker, may
+        not know."""
+        found: dict[str, T | str] = {k: v for k, v in self._lazy.items() if k in self._explicit}
+        found.update({k: v for k, v in self._entries.items() if k in self._explicit})
+        return found
+
     def names(self) -> list[str]:
         """Every known name, sorted."""
         return sorted(self.available())
@@ -76,6 +90,7 @@ class Registry(Generic[T]):
         """Forget ``name`` if registered here (entry points stay discoverable)."""
         self._entries.pop(name, None)
         self._lazy.pop(name, None)
+        self._explicit.discard(name)
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
@@ -97,5 +112,5 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"unknown {self.kind} {name!r}; allowed: {allowed}")
         module, _, attribute = reference.partition(":")
         entry: T = getattr(importlib.import_module(module), attribute)
-        self.register(name, entry)
+        self._store(name, entry)  # keeps a lazy reference's explicit mark
         return entry

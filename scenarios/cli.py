@@ -91,11 +91,13 @@ def _cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     # Imported here so that `liqnet run` does not pay for importing Ray.
+    from liqnet.scenarios.ray_connect import load_runtime_env
     from liqnet.scenarios.sweep import load_sweep, sweep
 
     spec = load_sweep(args.sweep, parse_assignments(args.set))
     if args.steps is not None:
         spec = load_sweep({**spec.model_dump(by_alias=True), "steps": args.steps})
+    runtime_env = load_runtime_env(args.runtime_env) if args.runtime_env else None
     out = Path(args.out) if args.out else Path("sweeps") / spec.name
     try:
         df = sweep(
@@ -105,20 +107,34 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
             max_parallel=args.max_parallel,
             progress=not args.no_progress,
             console=console,
+            runtime_env=runtime_env,
+            retry_failed=args.retry_failed,
         )
     except KeyboardInterrupt:
         console.print(escape(f"interrupted: finished runs are kept in {out}/; run again to resume"))
         return 130
     failed = df[df["status"] != "done"]
+    retried = f", {df.attrs['retried']} retried" if df.attrs.get("retried") else ""
     console.print(
         escape(
-            f"{len(df)} runs ({df.attrs['computed']} computed, {df.attrs['skipped']} already "
-            f"done, {len(failed)} failed) -> {out / 'sweep.parquet'}"
+            f"{len(df)} runs ({df.attrs['computed']} computed{retried}, {df.attrs['skipped']} "
+            f"already done, {len(failed)} failed) -> {out / 'sweep.parquet'}"
         )
     )
     for _, row in failed.head(5).iterrows():
         first = str(row["error"]).strip().splitlines()
         console.print(escape(f"  failed {row['run_id']}: {' '.join(first[:3])}"), highlight=False)
+    if len(failed):
+        # Failed runs keep their row.json (their error); a plain re-run keeps them as they
+        # are, --retry-failed runs them again once the cause is fixed.
+        console.print(
+            escape(
+                f"error: {len(failed)} of {len(df)} runs failed; fix the cause and run "
+                "again with --retry-failed"
+            ),
+            highlight=False,
+        )
+        return 1
     return 0
 
 
@@ -304,6 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="horizon of every run (default: the sweep's)",
     )
     sweep_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep_parser.add_argument(
+        "--runtime-env",
+        type=cli_args.existing_path,
+        default=None,
+        metavar="FILE",
+        help="Ray runtime_env for the workers (JSON/TOML/YAML: working_dir, py_modules, pip); "
+        "merged over the sweep file's [runtime_env] table",
+    )
+    sweep_parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the runs recorded as failed (default: keep them)",
+    )
     sweep_parser.set_defaults(handler=_cmd_sweep)
     add_train_command(commands)
     _add_evaluate_parser(commands)

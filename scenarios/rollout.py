@@ -3,8 +3,8 @@
 A :class:`RolloutWorker` holds a fixed block of environments (by global env index) and
 samples ``steps`` steps in each with the actor parameters it is handed. The learner
 runs workers either as Ray actors (:class:`RayRollouts`: local Ray by default, a cluster
-when an address is given) or in this process (:class:`LocalRollouts`). Both split the
-environments into the same blocks and draw action noise and episode seeds per
+when an address or ``RAY_ADDRESS`` is given) or in this process (:class:`LocalRollouts`).
+Both split the environments into the same blocks and draw action noise and episode seeds per
 *environment*, so for the same seeds they return the same batch, bit for bit.
 
 Environments come from a picklable ``env_fn(env_index)`` (any PettingZoo ParallelEnv with
@@ -13,6 +13,7 @@ Environments come from a picklable ``env_fn(env_index)`` (any PettingZoo Paralle
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -271,8 +272,9 @@ class LocalRollouts:
 class RayRollouts:
     """Rollout workers as Ray actors; parameters are broadcast once per batch.
 
-    Starts a local Ray (``num_cpus = num_workers``) unless Ray is already running or an
-    ``address`` (``"auto"`` or ``"ray://host:10001"``) names a cluster to join.
+    Connects through :func:`liqnet.scenarios.ray_connect.ray_connection`, as sweeps do: a
+    connection already made is used; else ``address`` or ``RAY_ADDRESS`` is joined (the
+    cluster's own resources); else a private local Ray with one CPU per worker starts.
 
     Args:
         env_fn: Builds environment ``i`` (pickled to the workers).
@@ -280,7 +282,8 @@ class RayRollouts:
         num_workers: Ray actors, one CPU each.
         seed: Training seed.
         net_kwargs: See :class:`RolloutWorker`.
-        address: Ray cluster address; ``None`` for a local Ray.
+        address: Ray cluster address; ``None``: ``RAY_ADDRESS``, else a local Ray.
+        runtime_env: Ray ``runtime_env`` of the job (``working_dir``, ``py_modules``, ...).
     """
 
     def __init__(
@@ -291,28 +294,33 @@ class RayRollouts:
         seed: int,
         net_kwargs: dict[str, Any],
         address: str | None = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> None:
         import ray  # imported here: in-process training never pays Ray's start-up
 
+        from liqnet.scenarios.ray_connect import ray_connection
+
+        # Checked before Ray starts: a bad worker count costs no start-up.
+        blocks = partition(num_envs, num_workers, _unit(net_kwargs))
         self._ray = ray
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            ray.init(
-                address=address,
-                # A local Ray gets one CPU per worker; a cluster has its own resources.
-                num_cpus=num_workers if address is None else None,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
+        self._connection = contextlib.ExitStack()
+        self._connection.enter_context(
+            ray_connection(address, num_workers, runtime_env, log_to_driver=False)
+        )
         remote_worker = ray.remote(num_cpus=1)(RolloutWorker)
         # ActorClass.remote returns an ActorHandle; Ray's stubs widen it to
         # ActorHandle | type[RolloutWorker] so that plain attribute access type-checks.
-        self.workers = [
-            cast(
-                "ActorHandle[RolloutWorker]", remote_worker.remote(env_fn, block, seed, net_kwargs)
-            )
-            for block in partition(num_envs, num_workers, _unit(net_kwargs))
-        ]
+        try:
+            self.workers = [
+                cast(
+                    "ActorHandle[RolloutWorker]",
+                    remote_worker.remote(env_fn, block, seed, net_kwargs),
+                )
+                for block in blocks
+            ]
+        except BaseException:
+            self._connection.close()
+            raise
 
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """Broadcast ``params`` (one object in the store), sample on every actor, merge."""
@@ -320,12 +328,11 @@ class RayRollouts:
         return merge(self._ray.get([w.sample.remote(ref, steps) for w in self.workers]))
 
     def close(self) -> None:
-        """Stop the actors, and Ray itself if this object started it."""
+        """Stop the actors, and disconnect from Ray if this object connected."""
         for worker in self.workers:
             self._ray.kill(worker)
         self.workers = []
-        if self._owns_ray:
-            self._ray.shutdown()
+        self._connection.close()
 
 
 def _unit(net_kwargs: dict[str, Any]) -> int:
@@ -340,8 +347,11 @@ def make_rollouts(
     num_workers: int = 1,
     use_ray: bool = True,
     address: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> LocalRollouts | RayRollouts:
     """Ray actors (``use_ray``) or in-process workers for ``config.num_envs`` envs."""
     if use_ray:
-        return RayRollouts(env_fn, config.num_envs, num_workers, config.seed, net_kwargs, address)
+        return RayRollouts(
+            env_fn, config.num_envs, num_workers, config.seed, net_kwargs, address, runtime_env
+        )
     return LocalRollouts(env_fn, config.num_envs, num_workers, config.seed, net_kwargs)

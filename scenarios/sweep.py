@@ -9,41 +9,41 @@ files to the driver, which alone writes: worker nodes need no shared disk.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import tempfile
 import time
 import traceback
-import uuid
 from collections import deque
-from collections.abc import Generator, Iterator
-from contextlib import closing, contextmanager, nullcontext, suppress
+from collections.abc import Generator
+from contextlib import AbstractContextManager, closing, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from liqnet.analysis.convergence import convergence_index
 from liqnet.analysis.export import to_node_link_json
 from liqnet.analysis.graphs import contagion_graph
 from liqnet.core.io import atomic_write
+from liqnet.core.registry import Registry
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
 from liqnet.scenarios.analyze import amplification
 from liqnet.scenarios.loader import ScenarioError, validate
+from liqnet.scenarios.ray_connect import ray_connection
 from liqnet.scenarios.run import run
+from liqnet.scenarios.sweep_dir import SweepProgress, lock, read_row, write_run
 from liqnet.scenarios.sweep_schema import RunConfig, SweepError, SweepSpec, load_sweep, plan, table
 
 __all__ = ["RunConfig", "SweepError", "SweepSpec", "load_sweep", "plan", "run_one", "sweep"]
 
 log = logging.getLogger(__name__)
 
-TABLE, ROW = "sweep.parquet", "row.json"
+TABLE = "sweep.parquet"
+_lock = lock  # the name the tests know
 TABLE_EVERY_S = 2.0  # rewriting the table after every run would cost O(runs^2)
 
 
@@ -137,138 +137,137 @@ def _graph_snapshot(result: RunResult, folder: Path) -> None:
         log.warning("graph snapshot of %s skipped: %s", folder.name, _message(err))
 
 
-def _task(config: RunConfig) -> tuple[dict[str, Any], dict[str, bytes]]:
+Registrations = dict[str, dict[str, Any]]
+"""Per registry (``protocols``, ``policies``, ``mechanisms``): names registered at run time."""
+
+
+def _registries() -> dict[str, Registry[Any]]:
+    from liqnet.agents.base import POLICIES
+    from liqnet.market.negotiation import MECHANISMS
+    from liqnet.protocols.registry import PROTOCOLS
+
+    return {"protocols": PROTOCOLS, "policies": POLICIES, "mechanisms": MECHANISMS}
+
+
+def driver_registrations(configs: list[RunConfig]) -> Registrations:
+    """What this process added with ``register()`` and ``configs`` name: sent with every
+    task, since a worker process starts with only the built-ins and installed entry
+    points. A class travels by reference (its module must import on the workers:
+    installed, or shipped with the runtime_env's ``py_modules``), one defined in
+    ``__main__`` by value. Entries the runs do not name stay here."""
+    named: set[str] = set()
+    for config in configs:
+        _names(config.scenario, named)
+    found = {
+        key: {k: v for k, v in registry.registered_here().items() if k in named}
+        for key, registry in _registries().items()
+    }
+    return {key: entries for key, entries in found.items() if entries}
+
+
+def _names(value: Any, into: set[str]) -> None:
+    """Every string in a raw scenario, and the name part of ``"name:argument"`` specs."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _names(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _names(item, into)
+    elif isinstance(value, str):
+        into.update({value, value.partition(":")[0]})
+
+
+def _apply(registrations: Registrations) -> None:
+    if not registrations:  # the usual case: import nothing more on the worker
+        return
+    for key, entries in registrations.items():
+        registry = _registries()[key]
+        for name, entry in entries.items():
+            if registry.available().get(name) is not entry:
+                if isinstance(entry, str):
+                    registry.register_lazy(name, entry)
+                else:
+                    registry.register(name, entry)
+
+
+def _task(
+    config: RunConfig, registrations: Registrations | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The Ray task: the row and the artifact files' bytes (the driver writes them)."""
+    _apply(registrations or {})
     with tempfile.TemporaryDirectory(prefix="liqnet-run-") as tmp:
         row = run_one(config, tmp)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
     return row, files
 
 
-# -- the sweep directory -------------------------------------------------------------------
-
-
-def _write_run(runs: Path, row: dict[str, Any], files: dict[str, bytes]) -> None:
-    """Write one run directory under a temporary name, then rename it into place."""
-    final = runs / row["run_id"]
-    tmp = runs / f".tmp-{row['run_id']}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        (tmp / ROW).write_text(json.dumps(row, indent=1, default=str), encoding="utf-8")
-        if final.exists():  # a run directory whose row.json was removed: replace it whole
-            trash = runs / f".trash-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _read_row(runs: Path, run_id: str) -> dict[str, Any] | None:
-    try:
-        return json.loads((runs / run_id / ROW).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, under another user
-        return True
-    return True
-
-
-@contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """One sweep at a time per directory; a lock left by a dead process is taken over."""
-    lock, mine = out / ".sweep.lock", out / f".sweep.lock.{os.getpid()}"
-    mine.write_text(str(os.getpid()), encoding="utf-8")
-    try:
-        for _ in range(2):
-            try:
-                os.link(mine, lock)  # atomic: the lock appears with its pid already in it
-                break
-            except FileExistsError:
-                text = lock.read_text(encoding="utf-8").strip()
-                pid = int(text) if text.isdigit() else 0
-                if _alive(pid):
-                    raise SweepError(f"{out}: another sweep (pid {pid}) is writing here") from None
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-        else:
-            raise SweepError(f"{out}: could not take {lock}")
-    finally:
-        mine.unlink(missing_ok=True)
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
 # -- Ray -----------------------------------------------------------------------------------
 
 
-@contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[bool]:
-    """Use the running Ray connection; else join ``address`` or ``RAY_ADDRESS``; else start a
-    local instance with ``num_cpus`` CPUs that stops on exit. A joined cluster keeps
-    running: on exit the driver only disconnects from it. Yields whether it started a
-    local instance.
+def ray_session(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> AbstractContextManager[bool]:
+    """The sweep's Ray connection (:func:`liqnet.scenarios.ray_connect.ray_connection`):
+    the running one; else ``address`` or ``RAY_ADDRESS``; else a local instance with
+    ``num_cpus`` CPUs. Yields whether it started a local instance."""
+    return ray_connection(address, num_cpus, runtime_env)
+
+
+def _check_run(config: RunConfig, registrations: Registrations) -> str | None:
+    """What stops ``config`` before it simulates anything (its scenario, its protocol
+    types, its policies and their checkpoints), or None: run on the driver and on a
+    worker, so a difference between them shows at submission."""
+    from liqnet.scenarios.policies import resolve_policies
+
+    _apply(registrations)
+    try:
+        if config.override_error:
+            return config.override_error
+        resolve_policies(validate(config.scenario, config.origin))
+    except Exception as err:
+        return _message(err)
+    return None
+
+
+def preflight(todo: list[RunConfig], registrations: Registrations) -> None:
+    """Fail at submission, once, on what would fail every run on the workers only.
+
+    The first run of every policy mix is checked here and in a Ray task: a protocol type
+    added with ``register()`` in this process, a plugin installed only here, a relative
+    checkpoint path that exists only here all pass on the driver and fail on a worker.
+    A run that fails here too (a bad value) is the run's own failure and is left to it.
+
+    Raises:
+        SweepError: Naming the worker's error and how to ship what is missing.
     """
     import ray
 
-    if ray.is_initialized():
-        yield False
+    firsts = {c.policy_mix: c for c in reversed(todo)}
+    local_ok = [c for c in firsts.values() if _check_run(c, {}) is None]
+    if not local_ok:
         return
-    target = address or os.environ.get("RAY_ADDRESS")
-    if target:
-        ray.init(address=target, logging_level=logging.WARNING)
-    else:
-        # "local": a fresh instance, even if `ray start` left one running on this machine.
-        cpus = num_cpus or os.cpu_count() or 1
-        ray.init(
-            address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING
-        )
-    try:
-        yield not target
-    finally:
-        ray.shutdown()
-
-
-class _Progress:
-    """Rich progress bar: runs done, failed, remaining, elapsed and estimated time left."""
-
-    def __init__(self, name: str, total: int, skipped: int, enabled: bool, console: Console):
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("[green]{task.fields[done]} done[/] [red]{task.fields[failed]} failed[/]"),
-            TextColumn("{task.fields[remaining]} remaining"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not enabled,
-        )
-        label = f"{name}" + (f" ({skipped} already done)" if skipped else "")
-        self.task = self.bar.add_task(label, total=total, done=0, failed=0, remaining=total)
-        self.done = self.failed = 0
-        self.total = total
-
-    def advance(self, failed: bool) -> None:
-        """Count one finished run."""
-        self.failed += failed
-        self.done += not failed
-        remaining = self.total - self.done - self.failed
-        self.bar.update(
-            self.task, advance=1, done=self.done, failed=self.failed, remaining=remaining
-        )
+    check = ray.remote(num_cpus=1, max_retries=1)(_check_run)
+    refs = [check.remote(c, registrations) for c in local_ok]
+    for config, ref in zip(local_ok, refs, strict=True):
+        try:
+            problem = ray.get(ref)
+        except ray.exceptions.RayError as err:  # e.g. a registered class cannot unpickle
+            lines = [line for line in str(err).strip().splitlines() if line.strip()]
+            problem = lines[-1] if lines else type(err).__name__
+        if problem is not None:
+            which = (
+                "" if config.policy_mix == "scenario" else f" of policy mix {config.policy_mix!r}"
+            )
+            raise SweepError(
+                f"runs{which} pass here but fail on the Ray "
+                f"workers: {problem}\nThe workers lack what this machine has: ship files "
+                "and code with a runtime_env (--runtime-env FILE or a [runtime_env] table: "
+                "working_dir, py_modules, pip), or install the plugin on every node. "
+                "Types added with register() exist only in this process: package them as "
+                "an entry point (liqnet.protocols) or ship their module with py_modules."
+            )
 
 
 def sweep(
@@ -279,10 +278,15 @@ def sweep(
     *,
     progress: bool = True,
     console: Console | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    retry_failed: bool = False,
 ) -> pd.DataFrame:
     """Run a sweep on Ray and return its table (also written to ``out/sweep.parquet``).
 
-    Runs whose ``runs/<run_id>/row.json`` exists are read back, never recomputed. On
+    Runs whose ``runs/<run_id>/row.json`` exists are read back, never recomputed; with
+    ``retry_failed``, those recorded as failed are run again (a run whose task was lost
+    has no ``row.json`` and always runs again). Before submitting, :func:`preflight`
+    checks that the workers can build the runs. On
     Ctrl-C, outstanding tasks are cancelled, the table is written and the interrupt is
     raised again; running the same sweep into the same directory finishes the rest.
 
@@ -294,13 +298,18 @@ def sweep(
             tasks in flight on a cluster (default: all its CPUs).
         progress: Show a progress bar.
         console: Where the progress bar goes (default: standard error).
+        runtime_env: Ray ``runtime_env`` of the job, merged over the sweep file's
+            ``[runtime_env]`` table (``working_dir``, ``py_modules``, ``pip``, ...).
+        retry_failed: Run again the runs recorded as failed.
 
     Returns:
         One row per run, in plan order; ``df.attrs`` holds ``computed``, ``skipped``,
-        ``failed`` (counts of this call) and ``out``.
+        ``failed``, ``retried`` (counts of this call) and ``out``.
 
     Raises:
-        SweepError: The sweep is invalid, or another sweep is writing to ``out``.
+        SweepError: The sweep is invalid, another sweep is writing to ``out``, or the
+            workers cannot build runs that this machine can (:func:`preflight`).
+        RayConnectionError: The cluster could not be joined.
     """
     if max_parallel is not None and max_parallel < 1:
         raise SweepError(f"max_parallel = {max_parallel}: must be at least 1")
@@ -309,13 +318,16 @@ def sweep(
     out = Path(out) if out is not None else Path("sweeps") / spec.name
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    with _lock(out):
+    with lock(out):
         for stale in [*runs.glob(".tmp-*"), *runs.glob(".trash-*")]:  # left by a hard kill
             shutil.rmtree(stale, ignore_errors=True)
         text = spec.model_dump_json(indent=2, by_alias=True)
         atomic_write(out / "sweep.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
-        rows = {c.run_id: r for c in configs if (r := _read_row(runs, c.run_id)) is not None}
-        counts = {"computed": 0, "skipped": len(rows), "failed": 0}
+        rows = {c.run_id: r for c in configs if (r := read_row(runs, c.run_id)) is not None}
+        retried = [k for k, r in rows.items() if r.get("status") != "done"] if retry_failed else []
+        for run_id in retried:
+            del rows[run_id]
+        counts = {"computed": 0, "skipped": len(rows), "failed": 0, "retried": len(retried)}
 
         def current() -> pd.DataFrame:
             df = table([rows[c.run_id] for c in configs if c.run_id in rows], spec)
@@ -328,12 +340,14 @@ def sweep(
 
         todo = [c for c in configs if c.run_id not in rows]
         console = console or Console(stderr=True)
-        bar = _Progress(spec.name, len(todo), len(rows), progress, console)
+        bar = SweepProgress(spec.name, len(todo), len(rows), progress, console)
+        job_env = {**(spec.runtime_env or {}), **(runtime_env or {})} or None
+        session = ray_session(address, max_parallel, job_env) if todo else nullcontext(False)
         last_table = time.monotonic()
         try:
             with (
                 bar.bar,
-                ray_session(address, max_parallel) if todo else nullcontext(False) as local,
+                session as local,
                 # A local instance has max_parallel CPUs, so Ray itself caps the runs at
                 # once; queueing them all keeps workers busy while the driver writes.
                 closing(
@@ -356,23 +370,29 @@ def sweep(
 def _results(
     spec: SweepSpec, todo: list[RunConfig], runs: Path, window: int | None, cancel: bool
 ) -> Generator[tuple[RunConfig, dict[str, Any]], None, None]:
-    """Submit the runs as Ray tasks, at most ``window`` in flight; yield each row once its
+    """Check the runs on a worker (:func:`preflight`), then submit them as Ray tasks with
+    this process's registrations, at most ``window`` in flight; yield each row once its
     directory is written. Interrupted, it cancels the tasks still outstanding if
     ``cancel`` (a Ray that keeps running); a local instance stops its workers itself."""
     if not todo:
         return
     import ray
 
+    # Passed by value (small: usually empty, classes by reference), so Ray inlines it in
+    # each task: a ray.put copy would live on one node and be lost with it.
+    registrations = driver_registrations(todo)
+    preflight(todo, registrations)
     # max_retries: Ray resubmits a task whose worker or node died. A run's own errors are
     # caught in run_one, so retrying exceptions would only repeat them.
     task = ray.remote(max_retries=spec.max_retries, retry_exceptions=False)(_task)
     queue: deque[RunConfig] = deque(todo)
     pending: dict[Any, RunConfig] = {}
+    resubmitted: dict[str, int] = {}
     try:
         while queue or pending:
             while queue and (window is None or len(pending) < window):
                 config = queue.popleft()
-                pending[task.remote(config)] = config
+                pending[task.remote(config, registrations)] = config
             ready, rest = ray.wait(list(pending), num_returns=1, timeout=0.5)
             if ready and rest:  # take everything else that has finished too
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
@@ -381,12 +401,19 @@ def _results(
                 try:
                     row, files = ray.get(ref)
                 except ray.exceptions.RayError as err:
-                    # Retries exhausted or result lost: failed in this table, but no row.json,
-                    # so the next run of the sweep tries it again.
+                    # Lost to a node's death after Ray's own retries (removing a node
+                    # mid-sweep can surface as OwnerDiedError on a finished task's result):
+                    # the driver submits the run again, up to max_retries times.
+                    resubmitted[config.run_id] = resubmitted.get(config.run_id, 0) + 1
+                    if resubmitted[config.run_id] <= spec.max_retries:
+                        queue.appendleft(config)
+                        continue
+                    # Retries exhausted: failed in this table, but no row.json, so the
+                    # next run of the sweep tries it again.
                     row = _base_row(config)
                     row.update(status="failed", error=f"task lost: {type(err).__name__}: {err}")
                 else:
-                    _write_run(runs, row, files)
+                    write_run(runs, row, files)
                 yield config, row
     finally:
         # Reached on Ctrl-C (KeyboardInterrupt) or any error: leave nothing running. Only

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from liqnet.core.schema import NAME_PATTERN, StrictModel
 from liqnet.scenarios.loader import ScenarioError, apply_overrides, resolve_raw, validate
+from liqnet.scenarios.ray_connect import resolve_runtime_env
 
 BUILTIN_PACKAGE = "liqnet.scenarios.builtin.sweeps"
 
@@ -110,6 +111,9 @@ class SweepSpec(StrictModel):
     feedback_twin: bool = Field(False, description="also run the no-feedback twin")
     figures: bool = Field(False, description="write run.png for every run (slow)")
     max_retries: int = Field(3, ge=0, le=100, description="retries of a task that dies")
+    runtime_env: dict[str, Any] | None = Field(
+        None, description="Ray runtime_env of the job: working_dir, py_modules, pip, ..."
+    )
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> SweepSpec:
@@ -295,6 +299,10 @@ def load_sweep(
     # As with scenario files, a relative .toml base is relative to the sweep file.
     if isinstance(base, str) and base.endswith(".toml") and folder and not Path(base).is_absolute():
         data["base"] = str(folder / base)
+    if data.get("runtime_env") is not None:  # its paths too are relative to the sweep file
+        data["runtime_env"] = resolve_runtime_env(
+            data["runtime_env"], folder, f"{origin}: runtime_env"
+        )
     return parse_spec(data, origin)
 
 

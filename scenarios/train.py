@@ -139,6 +139,7 @@ def train(
     out: str | Path | None = None,
     use_ray: bool = True,
     address: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
     on_iteration: IterationHook | None = None,
     env_fn: Callable[[int], Any] | None = None,
     reward: str = "equity",
@@ -156,7 +157,8 @@ def train(
         horizon: Steps per training episode (default: each scenario's ``steps``).
         out: Checkpoint directory; nothing is written when ``None``.
         use_ray: Rollouts in Ray actors (``False``: in this process, same batches).
-        address: Ray cluster address (``None``: a local Ray).
+        address: Ray cluster address (``None``: ``RAY_ADDRESS``, else a local Ray).
+        runtime_env: Ray ``runtime_env`` of the job (``working_dir``, ``py_modules``, ...).
         on_iteration: See :data:`IterationHook`.
         env_fn: Builds environment ``i`` instead of the scenarios (any PettingZoo
             ParallelEnv with ``state()``; picklable for Ray); ``scenarios`` then only
@@ -210,7 +212,7 @@ def train(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     learner = MAPPO(config, obs_dim, len(agent_ids), action_dim)
-    rollouts = make_rollouts(env_fn, config, net_kwargs, workers, use_ray, address)
+    rollouts = make_rollouts(env_fn, config, net_kwargs, workers, use_ray, address, runtime_env)
     history: list[dict[str, float]] = []
     env_steps, last_return = 0, float("nan")
     try:
@@ -335,6 +337,13 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
     )
+    p.add_argument(
+        "--runtime-env",
+        type=cli_args.existing_path,
+        default=None,
+        metavar="FILE",
+        help="Ray runtime_env (JSON/TOML/YAML: working_dir, py_modules, pip) for the workers",
+    )
     p.set_defaults(handler=run_train_command)
 
 
@@ -342,6 +351,7 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``liqnet train``: trains with a live progress line, writes a checkpoint."""
     from liqnet.agents.mappo import MAPPOConfig
     from liqnet.scenarios.cli import parse_assignments  # the CLI imports this module
+    from liqnet.scenarios.ray_connect import load_runtime_env
 
     overrides: dict[str, object] = {}
     if args.positions:
@@ -358,6 +368,7 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
         return 2
     name = args.scenario.replace(",", "+").replace("/", "_")
     out = Path(args.out) if args.out else Path("runs") / f"train-{name}-seed{config.seed}"
+    runtime_env = load_runtime_env(args.runtime_env) if args.runtime_env else None
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=16),
@@ -384,6 +395,7 @@ def run_train_command(args: argparse.Namespace, console: Console) -> int:
             out=out,
             use_ray=not args.no_ray,
             address=args.address,
+            runtime_env=runtime_env,
             on_iteration=show,
             reward=args.reward,
             revenue_weight=args.revenue_weight,
