@@ -20,7 +20,7 @@ from liqnet.scenarios import cli_args
 from liqnet.scenarios.cli_args import HelpFormatter
 from liqnet.scenarios.loader import ScenarioError, builtin_names, load, parse_override_value
 from liqnet.scenarios.run import run
-from liqnet.scenarios.train import add_train_command
+from liqnet.scenarios.train_command import add_train_command
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, object]:

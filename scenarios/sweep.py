@@ -28,7 +28,6 @@ from liqnet.analysis.convergence import convergence_index
 from liqnet.analysis.export import to_node_link_json
 from liqnet.analysis.graphs import contagion_graph
 from liqnet.core.io import atomic_write
-from liqnet.core.registry import Registry
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
 from liqnet.scenarios.analyze import amplification
@@ -36,6 +35,11 @@ from liqnet.scenarios.loader import ScenarioError, validate
 from liqnet.scenarios.ray_connect import ray_connection
 from liqnet.scenarios.run import run
 from liqnet.scenarios.sweep_dir import SweepProgress, lock, read_row, write_run
+from liqnet.scenarios.sweep_registrations import (
+    Registrations,
+    apply_registrations,
+    driver_registrations,
+)
 from liqnet.scenarios.sweep_schema import RunConfig, SweepError, SweepSpec, load_sweep, plan, table
 
 __all__ = ["RunConfig", "SweepError", "SweepSpec", "load_sweep", "plan", "run_one", "sweep"]
@@ -137,64 +141,11 @@ def _graph_snapshot(result: RunResult, folder: Path) -> None:
         log.warning("graph snapshot of %s skipped: %s", folder.name, _message(err))
 
 
-Registrations = dict[str, dict[str, Any]]
-"""Per registry (``protocols``, ``policies``, ``mechanisms``): names registered at run time."""
-
-
-def _registries() -> dict[str, Registry[Any]]:
-    from liqnet.agents.base import POLICIES
-    from liqnet.market.negotiation import MECHANISMS
-    from liqnet.protocols.registry import PROTOCOLS
-
-    return {"protocols": PROTOCOLS, "policies": POLICIES, "mechanisms": MECHANISMS}
-
-
-def driver_registrations(configs: list[RunConfig]) -> Registrations:
-    """What this process added with ``register()`` and ``configs`` name: sent with every
-    task, since a worker process starts with only the built-ins and installed entry
-    points. A class travels by reference (its module must import on the workers:
-    installed, or shipped with the runtime_env's ``py_modules``), one defined in
-    ``__main__`` by value. Entries the runs do not name stay here."""
-    named: set[str] = set()
-    for config in configs:
-        _names(config.scenario, named)
-    found = {
-        key: {k: v for k, v in registry.registered_here().items() if k in named}
-        for key, registry in _registries().items()
-    }
-    return {key: entries for key, entries in found.items() if entries}
-
-
-def _names(value: Any, into: set[str]) -> None:
-    """Every string in a raw scenario, and the name part of ``"name:argument"`` specs."""
-    if isinstance(value, dict):
-        for item in value.values():
-            _names(item, into)
-    elif isinstance(value, list):
-        for item in value:
-            _names(item, into)
-    elif isinstance(value, str):
-        into.update({value, value.partition(":")[0]})
-
-
-def _apply(registrations: Registrations) -> None:
-    if not registrations:  # the usual case: import nothing more on the worker
-        return
-    for key, entries in registrations.items():
-        registry = _registries()[key]
-        for name, entry in entries.items():
-            if registry.available().get(name) is not entry:
-                if isinstance(entry, str):
-                    registry.register_lazy(name, entry)
-                else:
-                    registry.register(name, entry)
-
-
 def _task(
     config: RunConfig, registrations: Registrations | None = None
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The Ray task: the row and the artifact files' bytes (the driver writes them)."""
-    _apply(registrations or {})
+    apply_registrations(registrations or {})
     with tempfile.TemporaryDirectory(prefix="liqnet-run-") as tmp:
         row = run_one(config, tmp)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
@@ -221,7 +172,7 @@ def _check_run(config: RunConfig, registrations: Registrations) -> str | None:
     worker, so a difference between them shows at submission."""
     from liqnet.scenarios.policies import resolve_policies
 
-    _apply(registrations)
+    apply_registrations(registrations)
     try:
         if config.override_error:
             return config.override_error

@@ -113,7 +113,7 @@ def test_run_closing_line_names_every_file_written(
 
 
 def test_train_progress_fits_and_never_shows_nan() -> None:
-    from liqnet.scenarios.train import progress_stats
+    from liqnet.scenarios.train_command import progress_stats
 
     row = {"steps_per_s": 1234.5, "mean_return": float("nan"), "entropy": 1.5}
     assert "nan" not in progress_stats(row) and "ret -" in progress_stats(row)
