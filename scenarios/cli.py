@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -100,6 +101,11 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     runtime_env = load_runtime_env(args.runtime_env) if args.runtime_env else None
     out = Path(args.out) if args.out else Path("sweeps") / spec.name
     try:
+        # SIGTERM takes the Ctrl-C path (cancel, write the table, stop Ray), not a native abort.
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
         df = sweep(
             spec,
             address=args.address,
@@ -113,6 +119,19 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         console.print(escape(f"interrupted: finished runs are kept in {out}/; run again to resume"))
         return 130
+    except SweepTerminated:
+        console.print(escape(f"terminated: finished runs are kept in {out}/; run again to resume"))
+        return 128 + signal.SIGTERM
+    except SystemExit as exit_info:
+        # Once Ray is up its own SIGTERM handler exits with the signal's number; the
+        # sweep's cleanup (table written, tasks cancelled, Ray stopped) has run by now.
+        if exit_info.code != signal.SIGTERM:
+            raise
+        console.print(escape(f"terminated: finished runs are kept in {out}/; run again to resume"))
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     failed = df[df["status"] != "done"]
     retried = f", {df.attrs['retried']} retried" if df.attrs.get("retried") else ""
     console.print(
@@ -136,6 +155,14 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         )
         return 1
     return 0
+
+
+class SweepTerminated(Exception):  # noqa: N818 (a signal, not an error)
+    """SIGTERM arrived during a sweep."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise SweepTerminated()
 
 
 def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:

@@ -272,6 +272,9 @@ def sweep(
     with lock(out):
         for stale in [*runs.glob(".tmp-*"), *runs.glob(".trash-*")]:  # left by a hard kill
             shutil.rmtree(stale, ignore_errors=True)
+        # atomic_write's temporaries of the table and the spec, left by a kill -9.
+        for stale_file in [*out.glob(f".{TABLE}.*"), *out.glob(".sweep.json.*")]:
+            stale_file.unlink(missing_ok=True)
         text = spec.model_dump_json(indent=2, by_alias=True)
         atomic_write(out / "sweep.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
         rows = {c.run_id: r for c in configs if (r := read_row(runs, c.run_id)) is not None}

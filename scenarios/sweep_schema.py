@@ -77,7 +77,7 @@ class Distribution(StrictModel):
 class RandomSpec(StrictModel):
     """``samples`` random points, drawn reproducibly from ``seed``."""
 
-    samples: int = Field(ge=1, le=1_000_000)
+    samples: int = Field(ge=1, le=100_000)
     seed: int = Field(0, ge=0)
     params: dict[str, Distribution] = Field(min_length=1)
 
@@ -94,6 +94,11 @@ class PolicyMix(StrictModel):
 
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     set_: dict[str, Any] = Field(default_factory=dict, alias="set")
+
+
+MAX_RUNS = 100_000
+"""Most runs one sweep may plan (counted before planning, which holds every run's config in
+memory: a 1e6-sample or 1e10-point sweep is refused at once instead of exhausting memory)."""
 
 
 class SweepSpec(StrictModel):
@@ -120,6 +125,12 @@ class SweepSpec(StrictModel):
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"grid.{key!r}: needs at least one value")
+        runs = self.run_count()
+        if runs > MAX_RUNS:
+            raise ValueError(
+                f"the sweep has {runs:,} runs (grid x random.samples x policy_mixes x seeds); "
+                f"at most {MAX_RUNS:,}: split it into several sweeps"
+            )
         random_keys = set(self.random.params) if self.random else set()
         both = sorted(set(self.grid) & random_keys)
         if both:
@@ -134,6 +145,12 @@ class SweepSpec(StrictModel):
             if not all(key.split(".")):
                 raise ValueError(f"key {key!r}: empty segment in dotted key")
         return self
+
+    def run_count(self) -> int:
+        """Runs the plan lists before removing duplicates, counted without building them."""
+        runs = math.prod(len(values) for values in self.grid.values())
+        runs *= self.random.samples if self.random else 1
+        return runs * max(1, len(self.policy_mixes)) * len(self.seeds)
 
     def variable_keys(self) -> list[str]:
         """The dotted keys that vary between runs (grid, then random), one column each."""

@@ -338,7 +338,11 @@ def test_cluster_sweep_survives_losing_a_node(
 
 
 @pytest.mark.slow
-def test_ctrl_c_leaves_a_resumable_directory(tmp_path: Path, no_ray_address: None) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_leaves_a_resumable_directory(
+    tmp_path: Path, no_ray_address: None, signum: int, code: int
+) -> None:
+    # SIGTERM (issue 19: it aborted with a native stack dump) takes the Ctrl-C path.
     out = tmp_path / "interrupted"
     sweep_file = tmp_path / "long.toml"
     positions = ", ".join(f'"protocols.{k}.params.positions" = 40000' for k in range(3))
@@ -357,15 +361,16 @@ def test_ctrl_c_leaves_a_resumable_directory(tmp_path: Path, no_ray_address: Non
         # a Ctrl-C in between rightly drops it, so only renamed runs count as finished.
         while len(list((out / "runs").glob("[!.]*/row.json"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         output, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, output
+    assert proc.returncode == code, output
     assert "run again to resume" in " ".join(output.split())
     kept = mtimes(out)
     assert 2 <= len(kept) < 8
     assert not list((out / "runs").glob(".tmp-*")) and not (out / ".sweep.lock").exists()
+    assert not list(out.glob(".sweep.*"))  # no atomic_write temporaries left
     partial = pd.read_parquet(out / "sweep.parquet")
     assert set(partial["run_id"]) == set(kept)
 
@@ -376,6 +381,24 @@ def test_ctrl_c_leaves_a_resumable_directory(tmp_path: Path, no_ray_address: Non
     assert df.attrs["skipped"] == len(kept) and df.attrs["computed"] == 8 - len(kept)
     assert {k: v for k, v in mtimes(out).items() if k in kept} == kept
     assert len(df) == 8 and df["run_id"].is_unique and (df["status"] == "done").all()
+
+
+def test_a_sweep_too_large_to_plan_is_refused_before_planning() -> None:
+    # Issue 19: random.samples = 1e6 took ~5 GiB with no progress; a 1e10 grid never
+    # returned. The count is checked arithmetically first (10^10 points x 2 seeds).
+    grid = {f"market.assets.ETH.k{i}": list(range(10)) for i in range(10)}
+    with pytest.raises(SweepError, match=r"20,000,000,000 runs .* at most 100,000"):
+        load_sweep(spec(grid=grid))
+    with pytest.raises(SweepError, match=r"random\.samples"):
+        load_sweep(spec(random={"samples": 1_000_000, "params": {}}))
+
+
+def test_temporaries_of_a_killed_driver_are_removed(tmp_path: Path) -> None:
+    # A kill -9 mid-write leaves atomic_write's temporary beside sweep.parquet.
+    tmp_path.joinpath(".sweep.parquet.k3j2.parquet").write_bytes(b"half")
+    tmp_path.joinpath(".sweep.json.x9.json").write_text("{")
+    sweep(spec(grid={}, seeds=[0]), out=tmp_path, progress=False)
+    assert not list(tmp_path.glob(".sweep.parquet.*")) and not list(tmp_path.glob(".sweep.json.*"))
 
 
 def test_one_sweep_per_directory(tmp_path: Path) -> None:
