@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -100,8 +101,11 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         spec = load_sweep({**spec.model_dump(by_alias=True), "steps": args.steps})
     runtime_env = load_runtime_env(args.runtime_env) if args.runtime_env else None
     out = Path(args.out) if args.out else Path("sweeps") / spec.name
+    # SIGTERM takes the Ctrl-C path (cancel, write the table, stop Ray), not a native abort:
+    # Ray's core installs absl's failure-signal handler, which dumps a stack and aborts on
+    # SIGTERM unless told not to (read when this driver connects).
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
-        # SIGTERM takes the Ctrl-C path (cancel, write the table, stop Ray), not a native abort.
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
@@ -117,18 +121,9 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
             retry_failed=args.retry_failed,
         )
     except KeyboardInterrupt:
-        console.print(escape(f"interrupted: finished runs are kept in {out}/; run again to resume"))
-        return 130
-    except SweepTerminated:
-        console.print(escape(f"terminated: finished runs are kept in {out}/; run again to resume"))
-        return 128 + signal.SIGTERM
-    except SystemExit as exit_info:
-        # Once Ray is up its own SIGTERM handler exits with the signal's number; the
-        # sweep's cleanup (table written, tasks cancelled, Ray stopped) has run by now.
-        if exit_info.code != signal.SIGTERM:
-            raise
-        console.print(escape(f"terminated: finished runs are kept in {out}/; run again to resume"))
-        return 128 + signal.SIGTERM
+        how = "terminated" if _Terminated.seen else "interrupted"
+        console.print(escape(f"{how}: finished runs are kept in {out}/; run again to resume"))
+        return 128 + signal.SIGTERM if _Terminated.seen else 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -157,12 +152,17 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-class SweepTerminated(Exception):  # noqa: N818 (a signal, not an error)
-    """SIGTERM arrived during a sweep."""
+class _Terminated:
+    """Whether SIGTERM arrived during a sweep (it is delivered as a KeyboardInterrupt)."""
+
+    seen = False
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    raise SweepTerminated()
+    # A KeyboardInterrupt, not an exception of our own: Ray's blocking calls re-raise it
+    # as it is, while any other exception from a signal handler surfaces as a SystemError.
+    _Terminated.seen = True
+    raise KeyboardInterrupt
 
 
 def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:

@@ -34,6 +34,8 @@ import json
 import logging
 import os
 import secrets
+import signal
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -255,6 +257,9 @@ def ray_connection(
         env = _local_environment()
         init_kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
     with _environ(env):
+        # ray.init replaces the process's SIGTERM handler with its own sys.exit; a caller
+        # that installed one (the sweep command's clean shutdown) keeps it.
+        sigterm = signal.getsignal(signal.SIGTERM)
         try:
             # "local": a fresh instance, even if `ray start` left one running here.
             ray.init(address=target or "local", **init_kwargs)
@@ -262,6 +267,8 @@ def ray_connection(
             if not target:
                 raise
             raise _join_error(target, err) from None
+        if callable(sigterm) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
         try:
             yield not target
         finally:
