@@ -26,7 +26,7 @@ figcaption { color: #555; font-size: 0.92em; max-width: 70em; }
 table { border-collapse: collapse; font-size: 0.88em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
-.note { color: #555; }
+.note { color: #555; max-width: 70em; }
 </style></head><body>
 <h1>$title</h1>
 <p class="note">$subtitle</p>
@@ -45,6 +45,8 @@ def section(title: str, figure: Path | None, caption: str, tables: list[pd.DataF
             f"<figcaption>{html.escape(caption)} (file: figures/{html.escape(figure.name)})"
             "</figcaption></figure>"
         )
+    elif caption:
+        parts.append(f'<p class="note">{html.escape(caption)}</p>')
     for table in tables:
         # to_html escapes cell text by default.
         parts.append(table.to_html(index=False, border=0, float_format=_fmt, na_rep=""))
