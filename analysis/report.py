@@ -92,9 +92,11 @@ def write_run_report(
         section(
             "Contagion graph",
             plot_contagion(panels, figures / "contagion.png"),
-            "Protocols (circles, area ~ equity lost since the start) and assets (squares). "
-            "Red arrows: credit lines from lender to borrower; grey dashed: USD exposure "
-            "to an asset, through which fire sales reach every holder.",
+            f"Snapshot at step {snap} ({why}). Protocols (circles, area ~ equity lost "
+            "since the start) and assets (squares). "
+            + ("Red arrows: credit lines from lender to borrower; " if credit_lines else "")
+            + "grey dashed: USD exposure to an asset, through which fire sales reach "
+            "every holder.",
             [edges.drop(columns=["rate"], errors="ignore")],
         )
     )

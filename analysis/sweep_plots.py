@@ -87,7 +87,9 @@ def seed_spread(table: pd.DataFrame, param: str, group: str | None, column: str)
     stats = per_seed.groupby(keys, sort=False)[column].agg(["mean", "min", "max", "count"])
     stats.columns = ["mean", "low", "high", "seeds"]
     order = [_order(table[k]) for k in keys]
-    index = pd.MultiIndex.from_product(order, names=keys) if group else pd.Index(order[0])
+    index = (
+        pd.MultiIndex.from_product(order, names=keys) if group else pd.Index(order[0], name=param)
+    )
     return stats.reindex(index).dropna(subset=["mean"]).reset_index()
 
 
