@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -93,22 +95,22 @@ def seed_spread(table: pd.DataFrame, param: str, group: str | None, column: str)
     return stats.reindex(index).dropna(subset=["mean"]).reset_index()
 
 
-def _order(values: pd.Series) -> list[object]:
+def _order(values: pd.Series) -> list[Any]:
     """Distinct values: sorted when numeric, else in order of appearance."""
     unique = list(pd.unique(values.dropna()))
     if _numeric(unique):
-        if str(values.name).endswith(".return") and max(unique) <= 0:  # type: ignore[operator]
+        if str(values.name).endswith(".return") and max(unique) <= 0:
             return sorted(unique, reverse=True)  # a crash grows to the right: -10%, -20%, ...
         return sorted(unique)
     return unique
 
 
-def _numeric(values: list[object]) -> bool:
+def _numeric(values: Sequence[Any]) -> bool:
     return all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in values)
 
 
 def plot_outcomes(
-    table: pd.DataFrame, param: str, group: str | None, outcomes: list[str], path: Path
+    table: pd.DataFrame, param: str, group: str | None, outcomes: Sequence[str], path: Path
 ) -> Path:
     """One panel per outcome against ``param``, a line per value of ``group``: the mean
     over seeds, shaded between the lowest and highest seed."""
@@ -117,7 +119,7 @@ def plot_outcomes(
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), squeeze=False)
     xs = _order(table[param])
     numeric = _numeric(xs)
-    log = numeric and min(xs) > 0 and max(xs) / min(xs) >= 10  # type: ignore[operator]
+    log = numeric and min(xs) > 0 and max(xs) / min(xs) >= 10
     groups = _order(table[group]) if group else [None]
     colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(groups)))
     for ax, column in zip(axes.flat, outcomes, strict=False):
@@ -133,7 +135,7 @@ def plot_outcomes(
             ax.fill_between(x, part["low"] * scale, part["high"] * scale, color=color, alpha=0.2)
         if log:
             ax.set_xscale("log")
-        if numeric and len(xs) > 1 and xs[0] > xs[-1]:  # type: ignore[operator]
+        if numeric and len(xs) > 1 and xs[0] > xs[-1]:
             ax.invert_xaxis()
         ticks = list(xs) if numeric else list(range(len(xs)))
         if len(xs) <= 8:
@@ -168,7 +170,7 @@ def plot_outcomes(
 
 
 def plot_heatmaps(
-    table: pd.DataFrame, rows: str, cols: str, outcomes: list[str], path: Path
+    table: pd.DataFrame, rows: str, cols: str, outcomes: Sequence[str], path: Path
 ) -> Path:
     """Heat maps of the mean of each outcome over ``rows`` x ``cols`` (other parameters
     and seeds averaged), values written in the cells."""
