@@ -31,6 +31,7 @@ from liqnet.analysis.sweep_plots import (
     OUTCOMES,
     format_value,
     label,
+    ordered,
     plot_heatmaps,
     plot_outcomes,
     seed_spread,
@@ -40,6 +41,7 @@ from liqnet.core.result import Runner
 __all__ = [
     "SPEC_FILE",
     "SWEEP_FILE",
+    "failed_runs",
     "plot_sweep",
     "points_table",
     "sweep_table",
@@ -155,6 +157,10 @@ def points_table(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     points = grouped[outcomes].mean()
     points.insert(0, "seeds", grouped.size())
     points = points.reset_index()
+    # Rows in the order of the figures' axes (a crash grows: -10%, -20%, ...).
+    rank = {k: {v: i for i, v in enumerate(ordered(table[k]))} for k in keys}
+    points = points.sort_values(keys, key=lambda col: col.map(rank[str(col.name)]))
+    points = points.reset_index(drop=True)
     shown = {k: [format_value(k, v) for v in points[k]] for k in params}
     names = {k: label(k) for k in params} | {
         c: f"{OUTCOMES[c][0]} ({OUTCOMES[c][2]})" for c in outcomes
@@ -184,7 +190,8 @@ def write_sweep_report(
     """
     root = Path(sweep_dir)
     table = sweep_table(root, runner=runner)
-    failed = _failed_runs(root)
+    failures = failed_runs(root)
+    failed = int(failures["runs"].sum())
     out = Path(sweep_dir if out_dir is None else out_dir)
     figures, tables = out / "figures", out / "tables"
     figures.mkdir(parents=True, exist_ok=True)
@@ -245,6 +252,17 @@ def write_sweep_report(
             [points],
         )
     )
+    if failed:
+        write_table(failures, tables, "failed_runs")
+        sections.append(
+            section(
+                "Failed runs",
+                None,
+                f"{failed} runs failed and are left out of the figures and tables above; "
+                "one row per distinct error.",
+                [failures],
+            )
+        )
     fits = trend_fits(table)
     write_table(fits, tables, "trend_fits")
     (out / "metrics.json").write_text(
@@ -280,9 +298,24 @@ def write_sweep_report(
     return page(out, f"liqnet sweep report: {_sweep_name(root)}", subtitle, sections)
 
 
-def _failed_runs(root: Path) -> int:
-    statuses = pd.read_parquet(root / SWEEP_FILE, columns=None)
-    return int((statuses["status"] != "done").sum()) if "status" in statuses else 0
+def failed_runs(root: Path) -> pd.DataFrame:
+    """The failed runs of a sweep, one row per distinct error: ``runs``, the policy mixes
+    they used and the error (so a reader sees why runs are missing from the figures)."""
+    runs = pd.read_parquet(root / SWEEP_FILE)
+    if "status" not in runs:
+        return pd.DataFrame(columns=["runs", "policy_mix", "error"])
+    failed = runs[runs["status"] != "done"]
+    failed = failed.assign(
+        error=failed.get("error", ""),
+        policy_mix=failed.get("policy_mix", ""),
+    )
+    grouped = failed.groupby("error", sort=False, dropna=False)
+    return pd.DataFrame(
+        {
+            "runs": grouped.size(),
+            "policy_mix": grouped["policy_mix"].agg(lambda v: ", ".join(map(str, pd.unique(v)))),
+        }
+    ).reset_index()[["runs", "policy_mix", "error"]]
 
 
 def _sweep_name(root: Path) -> str:
@@ -306,7 +339,7 @@ def plot_sweep(table: pd.DataFrame, fits: pd.DataFrame, path: str | Path) -> Pat
                 x,
                 fit.intercept + fit.slope * x,
                 color="#C44E52",
-                label=f"trend: {fit.slope:+.2f} per unit (r = {fit.r:.2f})",
+                label=f"trend: {fit.slope:+.3g} per unit (r = {fit.r:.2f})",
             )
             ax.legend(fontsize=9)
         ax.axhline(1.0, color="black", lw=0.8, ls=":")

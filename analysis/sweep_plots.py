@@ -16,7 +16,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["OUTCOMES", "format_value", "label", "plot_heatmaps", "plot_outcomes", "seed_spread"]
+__all__ = [
+    "OUTCOMES",
+    "format_value",
+    "label",
+    "ordered",
+    "plot_heatmaps",
+    "plot_outcomes",
+    "seed_spread",
+]
 
 # Outcome column -> (axis label, scale, unit): what a reader of a sweep compares.
 OUTCOMES: dict[str, tuple[str, float, str]] = {
@@ -88,14 +96,14 @@ def seed_spread(table: pd.DataFrame, param: str, group: str | None, column: str)
     per_seed = finite.groupby([*keys, "seed"], sort=False)[column].mean().reset_index()
     stats = per_seed.groupby(keys, sort=False)[column].agg(["mean", "min", "max", "count"])
     stats.columns = ["mean", "low", "high", "seeds"]
-    order = [_order(table[k]) for k in keys]
+    order = [ordered(table[k]) for k in keys]
     index = (
         pd.MultiIndex.from_product(order, names=keys) if group else pd.Index(order[0], name=param)
     )
     return stats.reindex(index).dropna(subset=["mean"]).reset_index()
 
 
-def _order(values: pd.Series) -> list[Any]:
+def ordered(values: pd.Series) -> list[Any]:
     """Distinct values: sorted when numeric, else in order of appearance."""
     unique = list(pd.unique(values.dropna()))
     if _numeric(unique):
@@ -117,10 +125,10 @@ def plot_outcomes(
     ncols = min(3, len(outcomes))
     nrows = math.ceil(len(outcomes) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), squeeze=False)
-    xs = _order(table[param])
+    xs = ordered(table[param])
     numeric = _numeric(xs)
     log = numeric and min(xs) > 0 and max(xs) / min(xs) >= 10
-    groups = _order(table[group]) if group else [None]
+    groups = ordered(table[group]) if group else [None]
     colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(groups)))
     for ax, column in zip(axes.flat, outcomes, strict=False):
         name, scale, unit = OUTCOMES[column]
@@ -139,7 +147,10 @@ def plot_outcomes(
             ax.invert_xaxis()
         ticks = list(xs) if numeric else list(range(len(xs)))
         if len(xs) <= 8:
-            ax.set_xticks(ticks, [format_value(param, v) for v in xs])
+            names = [format_value(param, v) for v in xs]
+            # Long category names (policy mixes) overlap when level: slant them.
+            slant = {"rotation": 20, "ha": "right"} if max(map(len, names)) > 8 else {}
+            ax.set_xticks(ticks, names, **slant)
             ax.minorticks_off()
         ax.set_xlabel(label(param))
         ax.set_ylabel(f"{name} ({unit})")
@@ -174,8 +185,10 @@ def plot_heatmaps(
 ) -> Path:
     """Heat maps of the mean of each outcome over ``rows`` x ``cols`` (other parameters
     and seeds averaged), values written in the cells."""
-    fig, axes = plt.subplots(1, len(outcomes), figsize=(4.6 * len(outcomes), 4.2), squeeze=False)
-    ys, xs = _order(table[rows]), _order(table[cols])
+    ys, xs = ordered(table[rows]), ordered(table[cols])
+    # Room for the row labels left of each map (policy mix names are long).
+    width = 4.4 + 0.045 * max(len(format_value(rows, v)) for v in ys)
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(width * len(outcomes), 4.2), squeeze=False)
     for ax, column in zip(axes[0], outcomes, strict=True):
         name, scale, unit = OUTCOMES[column]
         finite = table[np.isfinite(table[column].astype(float))]

@@ -78,7 +78,7 @@ def test_runs_table_is_keyed_by_the_varied_parameters(grid_sweep: Path, report: 
     html = (report / "report.html").read_text(encoding="utf-8")
     runs = pd.read_parquet(grid_sweep / "sweep.parquet")
     section = html[html.index("<h2>Runs by varied parameter</h2>") :]
-    header = re.findall(r"<th>(.*?)</th>", section[: section.index("</thead>")])
+    header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", section[: section.index("</thead>")])
     assert header[:3] == ["shock size (return)", "ETH pool depth (USD)", "seeds"]
     assert "bad debt (USD M)" in header and "run_id" not in header
     assert not any(run_id in html for run_id in runs["run_id"])  # no hash-only rows
@@ -146,3 +146,18 @@ def test_varied_parameters_reads_the_spec_and_policy_mixes(tmp_path: Path) -> No
     assert points.loc["mappo", "bad debt (USD M)"] == pytest.approx(6e-6)
     assert points.loc["static", "seeds"] == 2
     assert list(points_table(runs, [])["seed"]) == [0, 1]  # nothing varied: a row per seed
+
+
+def test_failed_runs_are_counted_and_say_why(grid_sweep: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(grid_sweep, broken)
+    runs = pd.read_parquet(grid_sweep / "sweep.parquet")
+    runs.loc[:1, "status"] = "failed"
+    runs.loc[:1, "error"] = "checkpoint config runs/mappo/config.json: file not found"
+    runs.to_parquet(broken / "sweep.parquet", index=False)
+    html = write_sweep_report(broken).read_text(encoding="utf-8")
+    assert f"{len(runs) - 2} finished runs (2 failed, left out)" in html
+    failed = html[html.index("<h2>Failed runs</h2>") :]
+    assert "runs/mappo/config.json: file not found" in failed
+    table = pd.read_csv(broken / "tables" / "failed_runs.csv")
+    assert list(table["runs"]) == [2]
