@@ -25,8 +25,8 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 figcaption { color: #555; font-size: 0.92em; max-width: 70em; }
 table { border-collapse: collapse; font-size: 0.88em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
-th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
-.note { color: #555; }
+th { background: #f4f4f4; } .t, th:first-child { text-align: left; }
+.note { color: #555; max-width: 70em; }
 </style></head><body>
 <h1>$title</h1>
 <p class="note">$subtitle</p>
@@ -45,10 +45,35 @@ def section(title: str, figure: Path | None, caption: str, tables: list[pd.DataF
             f"<figcaption>{html.escape(caption)} (file: figures/{html.escape(figure.name)})"
             "</figcaption></figure>"
         )
-    for table in tables:
-        # to_html escapes cell text by default.
-        parts.append(table.to_html(index=False, border=0, float_format=_fmt, na_rep=""))
+    elif caption:
+        parts.append(f'<p class="note">{html.escape(caption)}</p>')
+    parts.extend(_table(table) for table in tables)
     return "\n".join(parts)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    """An HTML table: numbers right-aligned, text (names, errors) left-aligned, escaped."""
+    text = [not pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    head = "".join(
+        f'<th class="t">{html.escape(str(c))}</th>' if t else f"<th>{html.escape(str(c))}</th>"
+        for c, t in zip(frame.columns, text, strict=True)
+    )
+    rows = []
+    for values in frame.itertuples(index=False):
+        cells = []
+        for value, is_text in zip(values, text, strict=True):
+            shown = _cell(value)
+            cells.append(f'<td class="t">{shown}</td>' if is_text else f"<td>{shown}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return html.escape(_fmt(value))
+    return html.escape(str(value))
 
 
 def _fmt(x: float) -> str:

@@ -167,7 +167,8 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
         ax.set_ylim(-0.45, 1.75 if len(pos) <= 10 else 2.0)
         ax.axis("off")
     handles = [
-        Line2D([], [], color=CREDIT_COLOR, lw=3, label="credit line (lender → borrower)"),
+        *[Line2D([], [], color=CREDIT_COLOR, lw=3, label="credit line (lender → borrower)")]
+        * bool(credit),
         Line2D([], [], color=COLLATERAL_COLOR, lw=2, ls="--", label="collateral / exposure"),
         *[Patch(color=_type_color(t), label=f"{t} protocol") for t in types],
         Line2D(
@@ -182,9 +183,13 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
             label="defaulted",
         ),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+    # About three legend entries fit the width of one panel: wrap into rows rather than
+    # letting a single row run past the figure's edges (clipped with one panel).
+    ncol = min(len(handles), 3 * len(panels))
+    rows = math.ceil(len(handles) / ncol)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("Contagion graph: circle area ~ equity lost, edge width ~ USD", fontsize=12)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.02 + 0.04 * rows, 1, 0.95))
     for ax, start, end, text in labels:
         # arc3 bends in display space: its Bezier midpoint is the chord's midpoint moved
         # by rad / 2 times the chord turned clockwise. Placed after layout, so it is final.

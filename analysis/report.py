@@ -71,9 +71,14 @@ def write_run_report(
     sections = []
 
     snap, last = snapshot_step(result), int(result.timeseries["step"].iloc[-1])
-    panels = [(f"step {snap} (before the first default)", contagion_graph(result, snap))]
-    if not result.defaults:
-        panels[0] = (f"step {snap} (largest credit exposure)", panels[0][1])
+    graph = contagion_graph(result, snap)
+    credit_lines = sum(d.get("channel") == "credit" for *_, d in graph.edges(data=True))
+    # snapshot_step's choice, said as it is: without defaults it is the step of the
+    # largest credit exposure, and without credit lines simply the last step.
+    why = "before the first default" if result.defaults else "largest credit exposure"
+    if not result.defaults and not credit_lines:
+        why = "end of run; no credit lines between protocols"
+    panels = [(f"step {snap} ({why})", graph)]
     if snap != last:
         panels.append((f"step {last} (end of run)", contagion_graph(result, last)))
     for label, (_, graph) in zip(("snapshot", "end"), panels, strict=False):
@@ -87,9 +92,11 @@ def write_run_report(
         section(
             "Contagion graph",
             plot_contagion(panels, figures / "contagion.png"),
-            "Protocols (circles, area ~ equity lost since the start) and assets (squares). "
-            "Red arrows: credit lines from lender to borrower; grey dashed: USD exposure "
-            "to an asset, through which fire sales reach every holder.",
+            f"Snapshot at step {snap} ({why}). Protocols (circles, area ~ equity lost "
+            "since the start) and assets (squares). "
+            + ("Red arrows: credit lines from lender to borrower; " if credit_lines else "")
+            + "grey dashed: USD exposure to an asset, through which fire sales reach "
+            "every holder.",
             [edges.drop(columns=["rate"], errors="ignore")],
         )
     )
@@ -97,16 +104,25 @@ def write_run_report(
     ranks = debtrank_by_protocol(panels[0][1])
     write_table(ranks, tables, "debtrank")
     metrics["debtrank_max"] = float(ranks["debtrank"].max()) if len(ranks) else 0.0
-    sections.append(
-        section(
-            "DebtRank per protocol",
-            plot_debtrank(ranks, snap, figures / "debtrank.png"),
-            "DebtRank (Battiston et al. 2012) of each protocol's default on the credit "
-            f"graph at step {snap}: the share of the system's initial equity its lenders "
-            "would lose by propagation (the defaulting protocol's own loss excluded).",
-            [ranks],
-        )
+    caption = (
+        "DebtRank (Battiston et al. 2012) of each protocol's default on the credit "
+        f"graph at step {snap}: the share of the system's initial equity its lenders "
+        "would lose by propagation (the defaulting protocol's own loss excluded)."
     )
+    if credit_lines:
+        figure = plot_debtrank(ranks, snap, figures / "debtrank.png")
+    else:
+        # Battiston et al. 2012 propagate distress along the interbank (here: credit)
+        # exposure matrix only; with no lines every R is 0 by construction, not by luck.
+        figure = None
+        caption = (
+            f"DebtRank is 0 for every protocol: there are no credit lines between "
+            f"protocols at step {snap}, and DebtRank (Battiston et al. 2012) passes a "
+            "default's loss on only along credit lines (a lender's exposure to its "
+            "borrower). In this run losses travel through shared collateral and prices "
+            "instead: see the cascade section."
+        )
+    sections.append(section("DebtRank per protocol", figure, caption, [ranks]))
 
     tree = cascade_tree(result)
     stats = cascade_stats(tree)
@@ -180,7 +196,9 @@ def write_run_report(
     write_table(summary.astype({"value": str}), tables, "summary")
     sections.append(section("Run summary", None, "", [summary]))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    subtitle = f"seed {result.seed}, feedback {result.feedback}, {last} steps of "
+    subtitle = (
+        f"seed {result.seed}, feedback {'on' if result.feedback else 'off'}, {last} steps of "
+    )
     subtitle += f"{result.scenario.dt_hours:g} h. {result.scenario.description}"
     return page(out, f"liqnet run report: {result.scenario.name}", subtitle, sections)
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from liqnet.analysis import convergence_index, load_result
+from liqnet.analysis.report import write_run_report
 from liqnet.analysis.sweep import trend_fits
 from liqnet.scenarios import Scenario, amplification, run
 from liqnet.scenarios.cli import main
@@ -142,3 +143,16 @@ def test_trend_needs_two_distinct_convergence_values() -> None:
         | {f"amplification_{m}": [1.0, 2.0] for m in ("bad_debt", "liquidated", "drawdown")}
     )
     assert trend_fits(table)["slope"].isna().all()
+
+
+def test_run_without_credit_lines_says_why_debtrank_is_zero(tmp_path: Path, small: Small) -> None:
+    result = run(small("flash_crash"), steps=30)
+    assert result.credit is None or len(result.credit) == 0  # no credit lines in flash_crash
+    html = (write_run_report(result, tmp_path)).read_text(encoding="utf-8")
+    assert "largest credit exposure" not in html
+    assert "end of run; no credit lines between protocols" in html
+    debtrank = html[html.index("<h2>DebtRank per protocol</h2>") :]
+    debtrank = debtrank[: debtrank.index("<h2>", 5)]
+    assert "DebtRank is 0 for every protocol: there are no credit lines" in debtrank
+    assert "<img" not in debtrank  # no chart of zero bars
+    assert (pd.read_csv(tmp_path / "tables" / "debtrank.csv")["debtrank"] == 0).all()
