@@ -11,6 +11,13 @@ Ratios are ``with feedback / without feedback`` and are defined everywhere:
 
 Without any feedback channel (see :func:`feedback_channels`) both runs are identical,
 so every ratio is exactly 1.
+
+A plain ratio blows up on a tiny base (x54 on a $0.16M twin), so every comparison also
+comes as the **excess** ``with - without`` (in the metric's unit) and the **floored
+log-ratio** ``log((with + floor) / (without + floor))`` with :data:`FLOORS` (USD 1M of
+losses or liquidations, one point of drawdown): finite always, near 0 where both runs
+are small next to the floor, ``log(ratio)`` where both are large. ``floored`` names
+the metrics whose twin was below its floor, so a report can say where the floor decided.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ if TYPE_CHECKING:
     from liqnet.core.schema import Scenario
 
 __all__ = [
+    "FLOORS",
     "METRICS",
     "Amplification",
     "amplification_from_results",
     "feedback_channels",
+    "floored_log_ratio",
     "ratio",
     "twin_amplification",
 ]
@@ -40,6 +49,18 @@ METRICS: dict[str, str] = {
     "drawdown": "max_drawdown",
 }
 """Amplification metric -> the ``RunResult.summary`` key it compares."""
+
+
+FLOORS: dict[str, float] = {"bad_debt": 1e6, "liquidated": 1e6, "drawdown": 0.01}
+"""Floor of each metric in the floored log-ratio (USD; drawdown as a fraction)."""
+
+
+def floored_log_ratio(with_feedback: float, without_feedback: float, floor: float) -> float:
+    """``log((with + floor) / (without + floor))``: finite for any values >= 0."""
+    a, b = float(with_feedback), float(without_feedback)
+    if not (a >= 0.0 and b >= 0.0 and floor > 0.0):
+        raise ValueError(f"floored log-ratio needs values >= 0 and floor > 0: {a}, {b}, {floor}")
+    return math.log((a + floor) / (b + floor))
 
 
 def ratio(with_feedback: float, without_feedback: float) -> float:
@@ -77,14 +98,38 @@ class Amplification:
     without_feedback: dict[str, float]
     channels: tuple[str, ...]
 
+    @property
+    def excess(self) -> dict[str, float]:
+        """``with - without`` per metric (USD; drawdown as a fraction)."""
+        return {m: self.with_feedback[m] - self.without_feedback[m] for m in METRICS}
+
+    @property
+    def log_ratio(self) -> dict[str, float]:
+        """The floored log-ratio per metric (:func:`floored_log_ratio`, :data:`FLOORS`)."""
+        return {
+            m: floored_log_ratio(self.with_feedback[m], self.without_feedback[m], FLOORS[m])
+            for m in METRICS
+        }
+
+    @property
+    def floored(self) -> tuple[str, ...]:
+        """Metrics whose twin value is below its floor (the floor shapes their log-ratio)."""
+        return tuple(m for m in METRICS if self.without_feedback[m] < FLOORS[m])
+
     def as_row(self) -> dict[str, float]:
-        """Sweep-table columns: ``amplification_bad_debt``, ``_liquidated``, ``_drawdown``."""
-        return {f"amplification_{m}": getattr(self, m) for m in METRICS}
+        """Sweep-table columns: ``amplification_<m>`` (ratio), ``excess_<m>`` and
+        ``log_amplification_<m>`` (floored) for ``bad_debt``, ``liquidated``, ``drawdown``."""
+        row = {f"amplification_{m}": getattr(self, m) for m in METRICS}
+        row.update({f"excess_{m}": v for m, v in self.excess.items()})
+        row.update({f"log_amplification_{m}": v for m, v in self.log_ratio.items()})
+        return row
 
     def to_dict(self) -> dict[str, object]:
-        """Plain-dict form (for JSON)."""
+        """Plain-dict form (for JSON), with the excess, floored log-ratios and floors."""
         data = asdict(self)
         data["channels"] = list(self.channels)
+        data.update(excess=self.excess, log_ratio=self.log_ratio, floors=dict(FLOORS))
+        data["floored"] = list(self.floored)
         return data
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from liqnet.analysis.amplification import METRICS, twin_amplification
+from liqnet.analysis.amplification import FLOORS, METRICS, twin_amplification
 from liqnet.analysis.cascade import cascade_rounds, cascade_stats, cascade_tree
 from liqnet.analysis.convergence import action_synchrony, convergence_index
 from liqnet.analysis.export import to_graphml, to_node_link_json
@@ -178,16 +178,27 @@ def write_run_report(
                 "with_feedback": [amp.with_feedback[m] for m in METRICS],
                 "without_feedback": [amp.without_feedback[m] for m in METRICS],
                 "amplification": [getattr(amp, m) for m in METRICS],
+                "excess": [amp.excess[m] for m in METRICS],
+                "log_ratio_floored": [amp.log_ratio[m] for m in METRICS],
             }
         )
         write_table(table, tables, "amplification")
+        floors = ", ".join(f"{m} {FLOORS[m]:g}" for m in METRICS)
+        floored = (
+            f" Below its floor in the twin, so the floor shapes the log-ratio: "
+            f"{', '.join(amp.floored)}."
+            if amp.floored
+            else " No twin value was below its floor."
+        )
         sections.append(
             section(
                 "Amplification",
                 plot_amplification(amp, figures / "amplification.png"),
                 "The run against its feedback=False twin on the same random numbers "
                 "(no price impact of forced sales, no loss passing on credit lines). "
-                "Ratios: 0/0 = 1, x/0 = inf.",
+                "Ratios: 0/0 = 1, x/0 = inf; excess = with - without; floored log-ratio = "
+                f"log((with + floor) / (without + floor)), floors {floors} (USD; drawdown "
+                f"as a fraction).{floored}",
                 [table],
             )
         )

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from liqnet.analysis import amplification_from_results, feedback_channels, ratio
+from liqnet.analysis.amplification import FLOORS, Amplification, floored_log_ratio
 from liqnet.scenarios import amplification, run
 from tests.helpers.worlds import Small
 
@@ -58,11 +59,13 @@ def test_amplification_is_exactly_one_without_feedback_channels(small: Small) ->
     assert (result.bad_debt, result.liquidated, result.drawdown) == (1.0, 1.0, 1.0)
     assert result.with_feedback == result.without_feedback
     assert result.with_feedback["liquidated"] > 0.0  # the crash did liquidate: 1 is not 0/0
-    assert result.as_row() == {
+    row = result.as_row()
+    assert {k: v for k, v in row.items() if k.startswith("amplification_")} == {
         "amplification_bad_debt": 1.0,
         "amplification_liquidated": 1.0,
         "amplification_drawdown": 1.0,
     }
+    assert all(v == 0.0 for k, v in row.items() if not k.startswith("amplification_"))
 
 
 def test_price_impact_amplifies_a_crash(small: Small) -> None:
@@ -86,3 +89,34 @@ def test_amplification_from_results_checks_twins(small: Small) -> None:
     assert amplification_from_results(a, twin).bad_debt == 1.0  # 0 / 0 before the crash
     with pytest.raises(ValueError, match="feedback run"):
         amplification(scenario, result=twin)
+
+
+def test_floored_log_ratio_stays_finite_on_a_tiny_base() -> None:
+    # Issue 17: x54 on a $0.16M twin. The floored log-ratio of $8.6M vs $0.16M against a
+    # $1M floor is log(9.6 / 1.16) = 2.11, not log(54) = 3.99; 0 vs 0 is 0, x vs 0 finite.
+    assert ratio(8.64e6, 0.16e6) == pytest.approx(54.0)
+    assert floored_log_ratio(8.64e6, 0.16e6, 1e6) == pytest.approx(math.log(9.64 / 1.16))
+    assert floored_log_ratio(0.0, 0.0, 1e6) == 0.0
+    assert math.isfinite(floored_log_ratio(5e6, 0.0, 1e6))
+    # Far above the floor it is the plain log-ratio.
+    assert floored_log_ratio(2e12, 1e12, 1e6) == pytest.approx(math.log(2.0), rel=1e-6)
+    with pytest.raises(ValueError):
+        floored_log_ratio(-1.0, 0.0, 1e6)
+
+
+def test_amplification_reports_excess_log_ratio_and_what_was_floored() -> None:
+    amp = Amplification(
+        bad_debt=math.inf,
+        liquidated=2.0,
+        drawdown=1.1,
+        with_feedback={"bad_debt": 3e5, "liquidated": 4e7, "drawdown": 0.33},
+        without_feedback={"bad_debt": 0.0, "liquidated": 2e7, "drawdown": 0.30},
+        channels=("price_impact",),
+    )
+    row = amp.as_row()
+    assert row["amplification_bad_debt"] == math.inf  # the plain ratio, kept
+    assert row["excess_bad_debt"] == 3e5 and row["excess_liquidated"] == 2e7
+    assert row["log_amplification_bad_debt"] == pytest.approx(math.log(1.3))
+    assert row["log_amplification_drawdown"] == pytest.approx(math.log(0.34 / 0.31))
+    assert amp.floored == ("bad_debt",)
+    assert set(FLOORS) == set(amp.to_dict()["floors"])
