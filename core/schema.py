@@ -65,11 +65,12 @@ def check_bounds(
     allowed: tuple[float, float],
     contains: dict[str, float] | None = None,
 ) -> None:
-    """A lever's bounds: ordered (low < high), inside ``allowed`` (inclusive), and holding
-    each starting value in ``contains`` (else the first step would snap it to a bound)."""
+    """A lever's bounds: ordered (low <= high; equal pins the parameter), inside
+    ``allowed`` (inclusive), and holding each starting value in ``contains`` (else the
+    first step would snap it to a bound)."""
     low, high = bounds
-    if not low < high:
-        raise ValueError(f"{name} = {tuple(bounds)}: must be (low, high) with low < high")
+    if not low <= high:
+        raise ValueError(f"{name} = {tuple(bounds)}: must be (low, high) with low <= high")
     if not (allowed[0] <= low and high <= allowed[1]):
         raise ValueError(f"{name} = {tuple(bounds)}: must lie within {allowed}")
     for what, value in (contains or {}).items():
