@@ -297,7 +297,8 @@ def test_an_extreme_impact_world_stays_finite_and_conserving(depth: float) -> No
     for _ in range(12):
         model.step()
     assert abs(model.total_cash() - cash) <= 1e-9 * model.world.holdings()[2]
-    assert 3000.0 * 1e-6 <= model.reference_prices["ETH"] <= 3000.0 * 1e4
+    # (main: ETH 3,000 -> 67,000 USD at $10k depth, 0.0018 USD at $100k, 12 steps)
+    assert 100.0 < model.reference_prices["ETH"] < 20_000.0
 
 
 def test_long_gas_spikes_are_intervals_not_one_entry_per_step(small: Small) -> None:
