@@ -92,7 +92,7 @@ class CometPool(LendingPool):
     """
 
     type_name = "comet"
-    Params = CometParams
+    Params = CometParams  # type: ignore[assignment]  # strict __init__: collateral type narrows
     params: CometParams
 
     def __init__(self, model: mesa.Model, protocol_id: str, params: CometParams) -> None:
