@@ -94,7 +94,7 @@ def format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") 
     """One line per invalid field (its dotted path, value and what is allowed)."""
     lines = [f"{origin}: invalid scenario"]
     for e in err.errors():
-        field = prefix + ".".join(str(p) for p in e["loc"]) or "(top level)"
+        field = (prefix + ".".join(str(p) for p in e["loc"])).rstrip(".") or "(top level)"
         message = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" = {shorten(value)}"

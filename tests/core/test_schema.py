@@ -99,7 +99,11 @@ def test_option_lever_bounds_are_ordered() -> None:
     message = scenario_error(
         "vol_crush", {"protocols.3.params.margin_multiplier_bounds": [3.0, 0.5]}
     )
-    assert "margin_multiplier_bounds = (3.0, 0.5): must be (low, high) with low <= high" in message
+    # The model-level check is placed at its params table (no dangling "params.:").
+    assert (
+        "  protocols.3.params: margin_multiplier_bounds = (3.0, 0.5): must be (low, high) "
+        "with low <= high" in message
+    )
 
 
 def test_check_bounds_allows_pinned_and_rejects_out_of_range() -> None:
