@@ -47,6 +47,9 @@ types are strict (a string is never read as a number or a boolean: ``steps = "3"
 # "Bad input"). Each one is far outside anything observed.
 MAX_USD = 1e13
 """Largest USD amount (capital, deposits, open interest, pools): ~4x all crypto (2025)."""
+MIN_USD = 1.0
+"""Smallest positive USD amount a protocol or agent is sized by (a subnormal one divides
+by zero: open_interest_usd = 5e-324 did)."""
 MIN_PRICE, MAX_PRICE = 1e-8, 1e8
 """Asset prices in USD: from a memecoin's fraction of a cent to 1000x BTC."""
 MIN_POOL_USD = 1e4
@@ -226,7 +229,7 @@ class MarketSpec(StrictModel):
 class AgentSpec(StrictModel):
     """A liquidator or arbitrageur: capital, gas and minimum profit."""
 
-    capital_usd: float = Field(gt=0.0, le=MAX_USD)
+    capital_usd: float = Field(ge=MIN_USD, le=MAX_USD)
     gas_cost_usd: float = Field(2.0, ge=0.0, le=1e6)
     min_profit_usd: float = Field(1.0, ge=0.0, le=MAX_USD)
 

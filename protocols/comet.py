@@ -79,7 +79,7 @@ class CometParams(LendingParams):
         description="collateral is for sale only while reserves are below this",
     )
     store_lot_usd: float = Field(
-        250e3, gt=0.0, le=1e13, description="size of one buyCollateral call offered to buyers"
+        250e3, ge=1.0, le=1e13, description="size of one buyCollateral call offered to buyers"
     )
     max_store_lots: int = Field(64, ge=1, le=10_000, description="lots offered per round")
 

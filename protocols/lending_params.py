@@ -7,7 +7,13 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
-from liqnet.core.schema import MAX_MULTIPLIER, MAX_POSITIONS, MAX_USD, check_bounds
+from liqnet.core.schema import (
+    MAX_MULTIPLIER,
+    MAX_POSITIONS,
+    MAX_USD,
+    MIN_USD,
+    check_bounds,
+)
 from liqnet.protocols.base import ProtocolParams
 
 
@@ -25,7 +31,7 @@ class CollateralParams(ProtocolParams):
         0.10, ge=0.0, le=1.0, description="share of the liquidation bonus kept as revenue"
     )
     share: float = Field(
-        1.0, gt=0.0, le=MAX_MULTIPLIER, description="share of borrowed USD against this asset"
+        1.0, ge=1e-6, le=MAX_MULTIPLIER, description="share of borrowed USD against this asset"
     )
 
     @pydantic.model_validator(mode="after")
@@ -43,13 +49,13 @@ class RateModelParams(ProtocolParams):
     base: float = Field(0.015, ge=0.0, le=1.0)
     slope1: float = Field(0.035, ge=0.0, le=5.0)
     slope2: float = Field(0.25, ge=0.0, le=50.0)
-    optimal_utilization: float = Field(0.80, gt=0.0, lt=1.0)
+    optimal_utilization: float = Field(0.80, ge=0.01, lt=1.0)
 
 
 class LendingParams(ProtocolParams):
     """Parameters of a :class:`LendingPool` (scenario table ``protocols.params``)."""
 
-    deposits_usd: float = Field(200e6, gt=0.0, le=MAX_USD, description="initial USD deposits")
+    deposits_usd: float = Field(200e6, ge=MIN_USD, le=MAX_USD, description="initial USD deposits")
     utilization: float = Field(0.70, ge=0.0, lt=1.0, description="initial borrowed / deposits")
     reserves_usd: float = Field(6e6, ge=0.0, le=MAX_USD, description="initial reserves (equity)")
     positions: int = Field(10_000, ge=1, le=MAX_POSITIONS)
@@ -77,7 +83,7 @@ class LendingParams(ProtocolParams):
     position_size_dispersion: float = Field(1.2, ge=0.0, le=4.0)
     position_turnover_per_day: float = Field(0.01, ge=0.0, le=1.0)
     churn_interval_hours: float = Field(
-        4.0, gt=0.0, le=168.0, description="positions open/close in batches this often"
+        4.0, ge=1.0 / 60.0, le=168.0, description="positions open/close in batches this often"
     )
     deposit_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     run_sensitivity: float = Field(

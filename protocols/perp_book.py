@@ -11,7 +11,13 @@ from typing import overload
 import numpy as np
 from pydantic import Field, model_validator
 
-from liqnet.core.schema import MAX_MULTIPLIER, MAX_POSITIONS, MAX_USD, check_bounds
+from liqnet.core.schema import (
+    MAX_MULTIPLIER,
+    MAX_POSITIONS,
+    MAX_USD,
+    MIN_USD,
+    check_bounds,
+)
 from liqnet.protocols.base import ProtocolParams
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 
@@ -19,10 +25,10 @@ from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 class PerpMarketParams(ProtocolParams):
     """Margin tier of one market (defaults: dYdX v4 large-cap tier)."""
 
-    initial_margin: float = Field(0.05, gt=0.0, lt=1.0)
-    maintenance_margin: float = Field(0.03, gt=0.0, lt=1.0)
+    initial_margin: float = Field(0.05, ge=1e-4, lt=1.0)
+    maintenance_margin: float = Field(0.03, ge=1e-4, lt=1.0)
     share: float = Field(
-        1.0, gt=0.0, le=MAX_MULTIPLIER, description="share of open interest in this market"
+        1.0, ge=1e-6, le=MAX_MULTIPLIER, description="share of open interest in this market"
     )
 
 
@@ -33,13 +39,13 @@ class PerpParams(ProtocolParams):
         default_factory=lambda: {"ETH": PerpMarketParams()}, min_length=1
     )
     vault_usd: float = Field(
-        100e6, gt=0.0, le=MAX_USD, description="LP vault (counterparty) capital"
+        100e6, ge=MIN_USD, le=MAX_USD, description="LP vault (counterparty) capital"
     )
     insurance_fund_usd: float = Field(5e6, ge=0.0, le=MAX_USD)
     treasury_usd: float = Field(1e6, ge=0.0, le=MAX_USD)
     positions: int = Field(10_000, ge=2, le=MAX_POSITIONS)
     open_interest_usd: float = Field(
-        150e6, gt=0.0, le=MAX_USD, description="initial total notional"
+        150e6, ge=MIN_USD, le=MAX_USD, description="initial total notional"
     )
     long_share: float = Field(0.55, gt=0.0, lt=1.0)
     leverage_median: float = Field(5.0, ge=1.0, le=200.0)
@@ -71,7 +77,7 @@ class PerpParams(ProtocolParams):
     adl_pnl_trigger: float = Field(0.55, gt=0.0, le=10.0, description="side PnL / vault cash")
     adl_pnl_target: float = Field(0.50, ge=0.0, lt=1.0, description="ratio ADL brings it to")
     churn_interval_hours: float = Field(
-        4.0, gt=0.0, le=168.0, description="positions open/close in batches this often"
+        4.0, ge=1.0 / 60.0, le=168.0, description="positions open/close in batches this often"
     )
     lp_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     lp_run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)

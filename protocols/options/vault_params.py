@@ -7,7 +7,13 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
-from liqnet.core.schema import MAX_MULTIPLIER, MAX_POSITIONS, MAX_USD, check_bounds
+from liqnet.core.schema import (
+    MAX_MULTIPLIER,
+    MAX_POSITIONS,
+    MAX_USD,
+    MIN_USD,
+    check_bounds,
+)
 from liqnet.protocols.base import ProtocolParams
 from liqnet.protocols.options.market import SmileSpec
 from liqnet.protocols.options.stress import DEFAULT_PRICE_MOVES, DEFAULT_VOL_MOVES, stress_grid
@@ -20,20 +26,22 @@ class OptionVaultParams(ProtocolParams):
     """Parameters of an :class:`OptionVault` (scenario table ``protocols.params``)."""
 
     underlying: str = "ETH"
-    capital_usd: float = Field(50e6, gt=0.0, le=MAX_USD, description="depositors' initial capital")
+    capital_usd: float = Field(
+        50e6, ge=MIN_USD, le=MAX_USD, description="depositors' initial capital"
+    )
     positions: int = Field(2_000, ge=2, le=MAX_POSITIONS)
     notional_usd: float = Field(
-        100e6, gt=0.0, le=MAX_USD, description="initial |quantity| x spot, all"
+        100e6, ge=MIN_USD, le=MAX_USD, description="initial |quantity| x spot, all"
     )
     put_share: float = Field(0.6, ge=0.0, le=1.0)
     writer_share: float = Field(0.2, ge=0.0, lt=1.0, description="positions written to vault")
     moneyness_width: float = Field(0.2, gt=0.0, lt=0.9, description="puts K/S in [1-w, 1]")
-    strike_step: float = Field(0.025, gt=0.0, le=0.5, description="listed strikes, x spot0")
+    strike_step: float = Field(0.025, ge=1e-3, le=0.5, description="listed strikes, x spot0")
     expiries_days: tuple[float, ...] = Field((7.0, 14.0, 28.0), min_length=1, max_length=64)
     premium_markup: float = Field(0.05, ge=0.0, le=1.0)
     premium_markup_bounds: tuple[float, float] = (0.0, 0.5)
     price_step: float = Field(0.01, ge=0.0, le=0.2, description="max markup move per step")
-    margin_multiplier: float = Field(1.0, gt=0.0, le=MAX_MULTIPLIER)
+    margin_multiplier: float = Field(1.0, ge=1e-3, le=MAX_MULTIPLIER)
     margin_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
     risk_step: float = Field(0.05, ge=0.0, le=1.0, description="max multiplier move per step")
     account_margin_median: float = Field(1.6, ge=1.0, le=20.0, description="x requirement")

@@ -117,3 +117,21 @@ def test_the_builtins_are_inside_every_bound() -> None:
 
     for name in builtin_names():
         load(name)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "protocols.2.params.open_interest_usd",  # fuzz: a divide by zero in perp seeding
+        "protocols.2.params.vault_usd",
+        "protocols.0.params.deposits_usd",
+        "liquidators.0.capital_usd",
+        "protocols.2.params.markets.ETH.maintenance_margin",
+        "protocols.0.params.rate_model.optimal_utilization",
+        "protocols.0.params.churn_interval_hours",
+        "protocols.0.params.collateral.ETH.share",
+    ],
+)
+def test_subnormal_sizes_and_divisors_are_refused(key: str) -> None:
+    message = scenario_error("baseline", {key: TINY})
+    assert f"{key.split('.')[-1]} = 5e-324: Input should be greater than or equal to" in message
