@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -101,11 +102,6 @@ class RunResult:
         Files are written to temporary names and renamed, so an interrupted save never
         leaves a half-written file under a final name.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        frames = (self.timeseries, self.events, self.credit, self.credit_lines)
-        for name, frame in zip(SAVED_TABLES, frames, strict=True):
-            atomic_write(out / name, frame.to_parquet)
         payload = {
             "scenario": self.scenario.name,
             "seed": self.seed,
@@ -114,7 +110,18 @@ class RunResult:
             "defaults": self.defaults,
             "protocol_types": self.protocol_types,
         }
-        text = json.dumps(payload, indent=2, default=float)
+        # Strict JSON: NaN or Infinity is not JSON (and a world that produced one is a
+        # bug); checked before anything is written, so no partial run directory is left.
+        try:
+            text = json.dumps(payload, indent=2, default=float, allow_nan=False)
+        except ValueError:
+            bad = _non_finite(payload)
+            raise ValueError(f"summary.json would hold non-finite values at {bad}") from None
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        frames = (self.timeseries, self.events, self.credit, self.credit_lines)
+        for name, frame in zip(SAVED_TABLES, frames, strict=True):
+            atomic_write(out / name, frame.to_parquet)
         atomic_write(out / "summary.json", lambda p: p.write_text(text, encoding="utf-8"))
         scenario_json = self.scenario.model_dump_json(indent=2, by_alias=True)
         atomic_write(out / "scenario.json", lambda p: p.write_text(scenario_json))
@@ -168,3 +175,15 @@ class RunResult:
             credit_lines=table("credit_lines.parquet", ()),
             protocol_types=dict(payload.get("protocol_types", {})),
         )
+
+
+def _non_finite(value: object, where: str = "") -> list[str]:
+    """Dotted paths of the NaN and infinite numbers in a nested payload (the first 5)."""
+    if isinstance(value, dict):
+        found = [p for k, v in value.items() for p in _non_finite(v, f"{where}{k}.")]
+        return found[:5]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return []
+    return [] if math.isfinite(number) else [where.rstrip(".")]

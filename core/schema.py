@@ -7,6 +7,7 @@ mechanism are validated against their registries by ``liqnet.scenarios.loader.va
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,67 @@ from liqnet.core.levers import DEFAULT_LEVERS
 
 
 def reject_bool_numbers(cls: type[pydantic.BaseModel], data: object) -> object:
-    """Before-validator: ``true`` is not a number (pydantic would read it as 1)."""
-    if isinstance(data, dict):
-        for name, field_info in cls.model_fields.items():
-            value = data.get(field_info.alias or name, data.get(name))
-            if isinstance(value, bool) and field_info.annotation in (float, int):
-                raise ValueError(f"{name} = {value!r}: must be a number, not a boolean")
-    return data
+    """Before-validator of the strict models: ``true`` is not a number (strict mode
+    rejects it too; this message says so in words), and a TOML array given for a tuple
+    field becomes a tuple (strict mode takes only tuples, TOML has only arrays)."""
+    if not isinstance(data, dict):
+        return data
+    fixed = dict(data)
+    for name, field_info in cls.model_fields.items():
+        key = field_info.alias or name
+        key = key if key in fixed else name
+        value = fixed.get(key)
+        if isinstance(value, bool) and field_info.annotation in (float, int):
+            raise ValueError(f"{name} = {value!r}: must be a number, not a boolean")
+        if isinstance(value, list) and typing.get_origin(field_info.annotation) is tuple:
+            fixed[key] = tuple(value)
+    return fixed
+
+
+STRICT_CONFIG = pydantic.ConfigDict(
+    extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False, strict=True
+)
+"""Config of every scenario model: unknown fields, infinities and NaN are errors, and
+types are strict (a string is never read as a number or a boolean: ``steps = "3"`` and
+``feedback = "yes"`` are errors; integers are accepted for floats)."""
+
+# Physical bounds: generous, finite limits on every amount, price and multiplier, so any
+# valid scenario stays within float range however it evolves (docs/architecture.md,
+# "Bad input"). Each one is far outside anything observed.
+MAX_USD = 1e13
+"""Largest USD amount (capital, deposits, open interest, pools): ~4x all crypto (2025)."""
+MIN_USD = 1.0
+"""Smallest positive USD amount a protocol or agent is sized by (a subnormal one divides
+by zero: open_interest_usd = 5e-324 did)."""
+MIN_PRICE, MAX_PRICE = 1e-8, 1e8
+"""Asset prices in USD: from a memecoin's fraction of a cent to 1000x BTC."""
+MIN_POOL_USD = 1e4
+"""Smallest AMM pool: a pool with less USD than one liquidation is no market."""
+MIN_DEPTH_USD = 1e4
+"""Smallest CEX 2% depth and daily volume: one market maker's quote."""
+MAX_MULTIPLIER = 1e4
+"""Largest multiplier (volatility regimes, gas, lever bounds)."""
+MAX_POSITIONS = 5_000_000
+"""Most positions per protocol."""
+
+
+def check_bounds(
+    name: str,
+    bounds: tuple[float, float],
+    allowed: tuple[float, float],
+    contains: dict[str, float] | None = None,
+) -> None:
+    """A lever's bounds: ordered (low <= high; equal pins the parameter), inside
+    ``allowed`` (inclusive), and holding each starting value in ``contains`` (else the
+    first step would snap it to a bound)."""
+    low, high = bounds
+    if not low <= high:
+        raise ValueError(f"{name} = {tuple(bounds)}: must be (low, high) with low <= high")
+    if not (allowed[0] <= low and high <= allowed[1]):
+        raise ValueError(f"{name} = {tuple(bounds)}: must lie within {allowed}")
+    for what, value in (contains or {}).items():
+        if not low <= value <= high:
+            raise ValueError(f"{what} = {value}: must lie within {name} {tuple(bounds)}")
 
 
 MAX_SHOWN = 80
@@ -42,7 +97,7 @@ def format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") 
     """One line per invalid field (its dotted path, value and what is allowed)."""
     lines = [f"{origin}: invalid scenario"]
     for e in err.errors():
-        field = prefix + ".".join(str(p) for p in e["loc"]) or "(top level)"
+        field = (prefix + ".".join(str(p) for p in e["loc"])).rstrip(".") or "(top level)"
         message = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" = {shorten(value)}"
@@ -51,11 +106,10 @@ def format_errors(origin: str, err: pydantic.ValidationError, prefix: str = "") 
 
 
 class StrictModel(pydantic.BaseModel):
-    """Base model: unknown fields, infinities, NaN and booleans-as-numbers are errors."""
+    """Base model: unknown fields, infinities, NaN and lax types (strings or booleans as
+    numbers) are errors."""
 
-    model_config = pydantic.ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
-    )
+    model_config = STRICT_CONFIG
 
     _no_bools = pydantic.model_validator(mode="before")(reject_bool_numbers)
 
@@ -71,23 +125,28 @@ class OracleSpec(StrictModel):
 class AssetSpec(StrictModel):
     """One market asset: price dynamics, its AMM pool and its oracle."""
 
-    price: float = Field(gt=0.0, description="initial price in USD")
+    price: float = Field(ge=MIN_PRICE, le=MAX_PRICE, description="initial price in USD")
     volatility: float = Field(gt=0.0, le=10.0, description="annual volatility (calm regime)")
     drift: float = Field(0.0, ge=-10.0, le=10.0)
     jump_intensity: float = Field(0.0, ge=0.0, le=1000.0, description="jumps per year")
     jump_mean: float = Field(0.0, ge=-2.0, le=2.0, description="mean log jump")
     jump_std: float = Field(0.0, ge=0.0, le=2.0)
-    pool_usd: float = Field(100e6, gt=0.0, description="USD reserve of the AMM pool")
+    pool_usd: float = Field(
+        100e6, ge=MIN_POOL_USD, le=MAX_USD, description="USD reserve of the AMM pool"
+    )
     pool_fee: float = Field(0.003, ge=0.0, lt=0.1)
     # Centralised-exchange order-book depth: USD of bids within 2% below mid, summed over
     # the major exchanges, the measure Kaiko publishes ("2% market depth"). What
     # arbitrageurs can sell there within a dislocation, and what forced flow within a
     # step sweeps. Built-in values, with sources: baseline.toml.
     cex_depth_2pct_usd: float = Field(
-        100e6, gt=0.0, le=1e12, description="CEX bid depth within 2% of mid, USD"
+        100e6, ge=MIN_DEPTH_USD, le=1e12, description="CEX bid depth within 2% of mid, USD"
     )
     daily_volume_usd: float = Field(
-        5e9, gt=0.0, le=1e13, description="daily spot volume V of the square-root impact law"
+        5e9,
+        ge=MIN_DEPTH_USD,
+        le=MAX_USD,
+        description="daily spot volume V of the square-root impact law",
     )
     oracle: OracleSpec = Field(default_factory=OracleSpec)
 
@@ -95,7 +154,9 @@ class AssetSpec(StrictModel):
 class RegimeSpec(StrictModel):
     """Markov volatility regimes: multipliers and a per-step transition matrix."""
 
-    multipliers: list[float] = Field(default_factory=lambda: [1.0, 3.0], min_length=1)
+    multipliers: list[float] = Field(
+        default_factory=lambda: [1.0, 3.0], min_length=1, max_length=16
+    )
     transitions: list[list[float]] = Field(default_factory=lambda: [[0.998, 0.002], [0.02, 0.98]])
     initial: int = Field(0, ge=0)
 
@@ -107,8 +168,8 @@ class RegimeSpec(StrictModel):
             raise ValueError(f"transitions must be a {n}x{n} matrix (one row per multiplier)")
         if (matrix < 0).any() or not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-9):
             raise ValueError("transitions rows must be non-negative and sum to 1")
-        if any(m <= 0 for m in self.multipliers):
-            raise ValueError("multipliers must be positive")
+        if any(not 1e-3 <= m <= MAX_MULTIPLIER for m in self.multipliers):
+            raise ValueError(f"multipliers must lie in [0.001, {MAX_MULTIPLIER:g}]")
         if self.initial >= n:
             raise ValueError(f"initial = {self.initial}: must be < {n}")
         return self
@@ -168,9 +229,9 @@ class MarketSpec(StrictModel):
 class AgentSpec(StrictModel):
     """A liquidator or arbitrageur: capital, gas and minimum profit."""
 
-    capital_usd: float = Field(gt=0.0)
-    gas_cost_usd: float = Field(2.0, ge=0.0)
-    min_profit_usd: float = Field(1.0, ge=0.0)
+    capital_usd: float = Field(ge=MIN_USD, le=MAX_USD)
+    gas_cost_usd: float = Field(2.0, ge=0.0, le=1e6)
+    min_profit_usd: float = Field(1.0, ge=0.0, le=MAX_USD)
 
 
 class ShockSpec(StrictModel):
@@ -185,8 +246,8 @@ class GasSpikeSpec(StrictModel):
     """Expensive gas (as on Black Thursday) from world step ``step`` (from 1) on."""
 
     step: int = Field(ge=1)
-    duration_steps: int = Field(ge=1)
-    multiplier: float = Field(gt=0.0, le=10_000.0)
+    duration_steps: int = Field(ge=1, description="at most the steps left in the run")
+    multiplier: float = Field(gt=0.0, le=MAX_MULTIPLIER)
 
 
 class ProtocolSpec(StrictModel):
@@ -245,17 +306,17 @@ class Scenario(StrictModel):
 
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     description: str = ""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**63)
     steps: int = Field(ge=1, le=10_000_000)
     # One second to one week: a smaller step would overflow per-step rates.
     dt_hours: float = Field(1.0, ge=1.0 / 3600.0, le=24.0 * 7)
     feedback: bool = True
     market: MarketSpec
     protocols: list[ProtocolSpec] = Field(min_length=1)
-    liquidators: list[AgentSpec] = Field(min_length=1)
-    arbitrageurs: list[AgentSpec] = Field(default_factory=list)
-    shocks: list[ShockSpec] = Field(default_factory=list)
-    gas_spikes: list[GasSpikeSpec] = Field(default_factory=list)
+    liquidators: list[AgentSpec] = Field(min_length=1, max_length=1000)
+    arbitrageurs: list[AgentSpec] = Field(default_factory=list, max_length=1000)
+    shocks: list[ShockSpec] = Field(default_factory=list, max_length=10_000)
+    gas_spikes: list[GasSpikeSpec] = Field(default_factory=list, max_length=1000)
     negotiation: NegotiationSpec = Field(default_factory=NegotiationSpec)
 
     @pydantic.model_validator(mode="after")
@@ -277,6 +338,12 @@ class Scenario(StrictModel):
             if spike.step > self.steps:
                 raise ValueError(
                     f"gas_spikes[{k}].step = {spike.step}: must be <= steps ({self.steps})"
+                )
+            left = self.steps - spike.step + 1
+            if spike.duration_steps > left:
+                raise ValueError(
+                    f"gas_spikes[{k}].duration_steps = {spike.duration_steps}: must be <= "
+                    f"the steps left from its step ({left})"
                 )
         return self
 

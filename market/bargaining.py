@@ -44,8 +44,10 @@ class BilateralBargaining(NegotiationMechanism):
         self, rounds: int = 4, lender_patience: float = 0.9, borrower_patience: float = 0.9
     ) -> None:
         """Validate the bargaining parameters."""
-        if isinstance(rounds, bool) or not isinstance(rounds, Integral) or rounds < 1:
-            raise ValueError(f"rounds must be an integer >= 1; got {rounds!r}")
+        # At most 1000 rounds: backward induction walks every round (issue 19: counts are
+        # bounded, a 1e15-round game would never return).
+        if isinstance(rounds, bool) or not isinstance(rounds, Integral) or not 1 <= rounds <= 1000:
+            raise ValueError(f"rounds must be an integer in [1, 1000]; got {rounds!r}")
         for field, value in (
             ("lender_patience", lender_patience),
             ("borrower_patience", borrower_patience),

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from mesa.agent import AgentSet
 
+from liqnet.core.schema import MAX_MULTIPLIER
 from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.cascade import RoundStats, run_cascade
@@ -135,10 +136,13 @@ class MarketModel(mesa.Model):
         self.hedgers = [
             p for p in self.protocols.values() if type(p).hedge_orders is not Protocol.hedge_orders
         ]
-        self._gas_schedule: dict[int, float] = {}
-        for spike in scenario.gas_spikes:
-            for t in range(spike.step, spike.step + spike.duration_steps):
-                self._gas_schedule[t] = self._gas_schedule.get(t, 1.0) * spike.multiplier
+        # Spikes as intervals (not one entry per spike step: a long spike is one row).
+        spikes = scenario.gas_spikes
+        self._gas_spikes = (
+            np.array([s.step for s in spikes], dtype=np.int64),
+            np.array([s.step + s.duration_steps for s in spikes], dtype=np.int64),
+            np.array([s.multiplier for s in spikes], dtype=float),
+        )
         self.pending_levers: dict[str, np.ndarray] = {}
         self.standing_levers = {spec.id: spec.lever_vector() for spec in scenario.protocols}
         self.last_levers = dict(self.standing_levers)
@@ -214,6 +218,13 @@ class MarketModel(mesa.Model):
                 )
             self.pending_levers[protocol_id] = vector
 
+    def _gas_at(self, step: int) -> float:
+        """Gas multiplier of ``step``: the product of the spikes in force, capped at
+        ``MAX_MULTIPLIER`` (overlapping spikes must not overflow the gas bill)."""
+        starts, ends, multipliers = self._gas_spikes
+        active = multipliers[(starts <= step) & (step < ends)]
+        return min(float(np.prod(active)), MAX_MULTIPLIER) if active.size else 1.0
+
     def _liquidation_hurdle(self) -> float:
         """Smallest value (collateral at the pool price + reward - repayment) of a
         liquidation that some liquidator would take: its gas plus its minimum profit."""
@@ -247,16 +258,20 @@ class MarketModel(mesa.Model):
             vector = levers[protocol_id]
             if not protocol.defaulted and (vector[0] != 0.0 or vector[1] != 0.0):
                 self.world.call(protocol, "apply_levers", protocol.apply_levers, vector)
+        # World-level conservation, phase by phase (protocol calls are checked per call).
+        held = self.world.holdings()
         # 2. Negotiation.
         negotiate(self, levers)
+        held = self.world.check_phase("negotiation", held)
         # 3. Exogenous move.
-        self.gas_multiplier = self._gas_schedule.get(self.step_index, 1.0)
+        self.gas_multiplier = self._gas_at(self.step_index)
         self.liquidation_hurdle_usd = self._liquidation_hurdle()
         self.price_process.step()
         prices = self.price_process.prices
         # 4. Arbitrage.
         for i, name in enumerate(self.asset_names):
             self.arbitrageurs.do("arbitrage", self.pools[name], float(prices[i]))
+        held = self.world.check_phase("arbitrage", held)
         # 5. Oracle.
         for i, name in enumerate(self.asset_names):
             self.oracles[name].record(float(prices[i]))
@@ -272,10 +287,13 @@ class MarketModel(mesa.Model):
         if self.ledger.lines.count:
             self.ledger.accrue(self.dt_years)
             sync_credit(self)
+        held = self.world.check_phase("accrual and users", held)
         # 7. Cascade rounds.
         self.cascade_history.append(run_cascade(self))
+        held = self.world.check_phase("cascade (liquidations, sales, hedges)", held)
         # 8. Settlement: maturities, defaults, clearing and loss passing.
         settle(self)
+        self.world.check_phase("settlement", held)
         # 9. Observe.
         self.collect()
         # Mesa's batch_run and user loops stop at the scenario's horizon.

@@ -16,6 +16,12 @@ from liqnet.core.units import HOURS_PER_YEAR
 
 _BLOCK = 256
 
+PRICE_BAND = (1e-6, 1e4)
+"""The reference price stays within these multiples of its initial price, so that any
+valid scenario's world stays finite (a volatility of 10 times a 1e4 regime multiplier
+would otherwise overflow within a step). Terra's LUNA fell by ~1e-6 in a week (May
+2022); nothing has risen 1e4-fold within a horizon this simulator runs."""
+
 
 @dataclass(frozen=True)
 class AssetDynamics:
@@ -90,6 +96,10 @@ class PriceProcess:
         self.rng = rng
         self.regime = initial_regime
         self.log_prices = np.log([a.price for a in dyn])
+        self._log_band = (
+            self.log_prices + math.log(PRICE_BAND[0]),
+            self.log_prices + math.log(PRICE_BAND[1]),
+        )
         self.step_count = 0
         self._block_start = 0
         self._draw_block()
@@ -125,17 +135,25 @@ class PriceProcess:
         shock = self.shock_log_returns.get(self.step_count + 1)
         if shock is not None:
             log_returns = log_returns + shock
-        self.log_prices = self.log_prices + log_returns
+        self.log_prices = np.clip(self.log_prices + log_returns, *self._log_band)
         self.step_count += 1
         return log_returns
 
     def impact(self, asset_index: int, log_move: float) -> None:
         """Apply a permanent price impact (from forced selling) to one asset."""
-        self.log_prices[asset_index] += log_move
+        low, high = self._log_band[0][asset_index], self._log_band[1][asset_index]
+        self.log_prices[asset_index] = min(high, max(low, self.log_prices[asset_index] + log_move))
 
 
 BOOK_BAND = 0.02
 """The band of the published depth figure: USD resting within 2% of mid (Kaiko)."""
+
+ROUND_MOVE = (-0.5, 1.0)
+"""Largest relative peak impact of one cascade round: a round's forced flow at most
+halves or doubles the price. The linear extrapolation of the 2% depth is not credible
+further out; flow beyond it is taken by liquidity that refills the book within the round
+(as the largest observed single-day crash, ETH's -43% on 12 March 2020, never halved it).
+Without this cap a book of a few dollars priced a buyback at 1e12 times the price."""
 
 
 class FlowImpact:
@@ -215,8 +233,9 @@ class FlowImpact:
         )
         book = self.book_impact(asset_index, flow_usd)
         peak = law if abs(law) >= abs(book) else book
+        peak = min(ROUND_MOVE[1], max(ROUND_MOVE[0], peak))
         # A log move, so that a price never turns negative however large the flow.
-        return math.log1p(max(self.permanent * peak, -0.999999))
+        return math.log1p(self.permanent * peak)
 
 
 def daily_volatility(annual_volatility: float) -> float:

@@ -229,3 +229,49 @@ class MarketWorld:
                     f"transfers account for {moved:+.10g}: {created:+.10g} {name} "
                     f"{'created from nothing' if created > 0 else 'destroyed'}"
                 )
+
+    # -- world-level checks --------------------------------------------------------------
+    def holdings(self) -> tuple[float, dict[str, float], float, dict[str, float]]:
+        """Everyone's USD and units (``total_cash``, ``total_units``) and their gross sums
+        (the scale of their rounding error: holdings net out across accounts)."""
+        model = self._model
+        cash = (
+            [p.cash for p in model.protocols.values()]
+            + [a.cash for a in (*model.liquidators, *model.arbitrageurs)]
+            + [pool.usd for pool in model.pools.values()]
+            + list(model.external_cash.values())
+        )
+        held = [p.held_units() for p in model.protocols.values()]
+        units, gross_units = {}, {}
+        for asset in model.asset_names:
+            parts = [model.pools[asset].units, model.external_units[asset]]
+            parts += [h.get(asset, 0.0) for h in held]
+            units[asset] = math.fsum(parts)
+            gross_units[asset] = math.fsum(abs(x) for x in parts)
+        return math.fsum(cash), units, math.fsum(abs(x) for x in cash), gross_units
+
+    def check_phase(
+        self, phase: str, before: tuple[float, dict[str, float], float, dict[str, float]]
+    ) -> tuple[float, dict[str, float], float, dict[str, float]]:
+        """Raise :class:`ConservationError` naming ``phase`` (arbitrage, the cascade's
+        liquidator sales, settlement, ...) if it changed the world's USD or units beyond
+        round-off since ``before`` (a :meth:`holdings`); returns the holdings now.
+
+        :meth:`call` checks each protocol; this checks the paths that move money between
+        the world's own accounts (pools, liquidators, arbitrageurs, external accounts).
+        """
+        now = self.holdings()
+        cash_scale = max(1.0, before[2], now[2])
+        if not abs(now[0] - before[0]) <= _RELATIVE_TOLERANCE * cash_scale:  # NaN too
+            raise ConservationError(
+                f"step {self.step_index}, {phase}: the world's USD changed by "
+                f"{now[0] - before[0]:+.10g} (of {cash_scale:.4g} USD in play)"
+            )
+        for asset, total in now[1].items():
+            scale = max(1.0, before[3][asset], now[3][asset])
+            if not abs(total - before[1][asset]) <= _RELATIVE_TOLERANCE * scale:
+                raise ConservationError(
+                    f"step {self.step_index}, {phase}: the world's {asset} units changed "
+                    f"by {total - before[1][asset]:+.10g} (of {scale:.4g} in play)"
+                )
+        return now

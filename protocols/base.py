@@ -49,12 +49,16 @@ def drawdown(value: float, peak: float) -> float:
 class ProtocolParams(pydantic.BaseModel):
     """Base of every protocol's parameter model.
 
-    Unknown fields, infinities, NaN and booleans-as-numbers are errors. Subclasses
+    Unknown fields, infinities, NaN and lax types (strings or booleans as numbers) are
+    errors. Subclasses
     that refer to market assets list them in :meth:`referenced_assets`, so scenario
     loading can check them.
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Strict types as the scenario schema: no string or boolean is read as a number.
+    model_config = pydantic.ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, strict=True
+    )
 
     _no_bools = pydantic.model_validator(mode="before")(reject_bool_numbers)
 

@@ -50,7 +50,7 @@ class CometCollateralParams(CollateralParams):
     liquidateCollateralFactor. ``liquidation_bonus`` is unused: absorb pays no bonus.
     """
 
-    ltv: float = Field(0.82, gt=0.0, lt=1.0, description="borrowCollateralFactor")
+    ltv: float = Field(0.82, ge=0.01, lt=1.0, description="borrowCollateralFactor")
     liquidation_threshold: float = Field(
         0.90, gt=0.0, lt=1.0, description="liquidateCollateralFactor"
     )
@@ -73,10 +73,13 @@ class CometParams(LendingParams):
         0.5, ge=0.0, le=1.0, description="share of the liquidation penalty given to buyers"
     )
     target_reserves_usd: float = Field(
-        5e6, ge=0.0, description="collateral is for sale only while reserves are below this"
+        5e6,
+        ge=0.0,
+        le=1e13,
+        description="collateral is for sale only while reserves are below this",
     )
     store_lot_usd: float = Field(
-        250e3, gt=0.0, description="size of one buyCollateral call offered to buyers"
+        250e3, ge=1.0, le=1e13, description="size of one buyCollateral call offered to buyers"
     )
     max_store_lots: int = Field(64, ge=1, le=10_000, description="lots offered per round")
 
@@ -89,7 +92,7 @@ class CometPool(LendingPool):
     """
 
     type_name = "comet"
-    Params = CometParams
+    Params = CometParams  # type: ignore[assignment]  # strict __init__: collateral type narrows
     params: CometParams
 
     def __init__(self, model: mesa.Model, protocol_id: str, params: CometParams) -> None:

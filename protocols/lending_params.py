@@ -7,13 +7,22 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
+from liqnet.core.schema import (
+    MAX_MULTIPLIER,
+    MAX_POSITIONS,
+    MAX_USD,
+    MIN_USD,
+    check_bounds,
+)
 from liqnet.protocols.base import ProtocolParams
 
 
 class CollateralParams(ProtocolParams):
     """Risk parameters of one collateral asset (defaults: Aave v3 WETH, governance)."""
 
-    ltv: float = Field(0.80, gt=0.0, lt=1.0, description="maximum loan-to-value at opening")
+    # At least 1%: positions are sized as debt / ltv (a frozen asset's ltv of 0 is not
+    # collateral one can borrow against, so it is left out instead).
+    ltv: float = Field(0.80, ge=0.01, lt=1.0, description="maximum loan-to-value at opening")
     liquidation_threshold: float = Field(0.83, gt=0.0, lt=1.0)
     liquidation_bonus: float = Field(0.05, ge=0.0, le=0.25)
     # Aave v3 Ethereum WETH and WBTC: liquidation protocol fee 10% of the bonus (Gauntlet's
@@ -21,7 +30,9 @@ class CollateralParams(ProtocolParams):
     liquidation_protocol_fee: float = Field(
         0.10, ge=0.0, le=1.0, description="share of the liquidation bonus kept as revenue"
     )
-    share: float = Field(1.0, gt=0.0, description="share of borrowed USD against this asset")
+    share: float = Field(
+        1.0, ge=1e-6, le=MAX_MULTIPLIER, description="share of borrowed USD against this asset"
+    )
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> CollateralParams:
@@ -38,16 +49,16 @@ class RateModelParams(ProtocolParams):
     base: float = Field(0.015, ge=0.0, le=1.0)
     slope1: float = Field(0.035, ge=0.0, le=5.0)
     slope2: float = Field(0.25, ge=0.0, le=50.0)
-    optimal_utilization: float = Field(0.80, gt=0.0, lt=1.0)
+    optimal_utilization: float = Field(0.80, ge=0.01, lt=1.0)
 
 
 class LendingParams(ProtocolParams):
     """Parameters of a :class:`LendingPool` (scenario table ``protocols.params``)."""
 
-    deposits_usd: float = Field(200e6, gt=0.0, description="initial USD deposits")
+    deposits_usd: float = Field(200e6, ge=MIN_USD, le=MAX_USD, description="initial USD deposits")
     utilization: float = Field(0.70, ge=0.0, lt=1.0, description="initial borrowed / deposits")
-    reserves_usd: float = Field(6e6, ge=0.0, description="initial reserves (equity)")
-    positions: int = Field(10_000, ge=1, le=5_000_000)
+    reserves_usd: float = Field(6e6, ge=0.0, le=MAX_USD, description="initial reserves (equity)")
+    positions: int = Field(10_000, ge=1, le=MAX_POSITIONS)
     collateral: dict[str, CollateralParams] = Field(
         default_factory=lambda: {"ETH": CollateralParams()}, min_length=1
     )
@@ -62,17 +73,17 @@ class LendingParams(ProtocolParams):
     close_factor: float = Field(0.5, gt=0.0, le=1.0)  # DEFAULT_LIQUIDATION_CLOSE_FACTOR
     full_close_health_factor: float = Field(0.95, gt=0.0, le=1.0)  # CLOSE_FACTOR_HF_THRESHOLD
     small_position_usd: float = Field(  # MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD (v3.3 only)
-        2_000.0, ge=0.0, description="debt or collateral below this closes in full (v3.3)"
+        2_000.0, ge=0.0, le=MAX_USD, description="debt or collateral below this closes in full"
     )
     min_leftover_usd: float = Field(  # MIN_LEFTOVER_BASE (v3.3 only)
-        1_000.0, ge=0.0, description="least debt and collateral a partial liquidation leaves"
+        1_000.0, ge=0.0, le=MAX_USD, description="least debt and collateral a partial leaves"
     )
     health_factor_median: float = Field(1.6, gt=1.0, le=10.0)
     health_factor_dispersion: float = Field(0.6, gt=0.0, le=3.0)
     position_size_dispersion: float = Field(1.2, ge=0.0, le=4.0)
     position_turnover_per_day: float = Field(0.01, ge=0.0, le=1.0)
     churn_interval_hours: float = Field(
-        4.0, gt=0.0, le=168.0, description="positions open/close in batches this often"
+        4.0, ge=1.0 / 60.0, le=168.0, description="positions open/close in batches this often"
     )
     deposit_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     run_sensitivity: float = Field(
@@ -84,6 +95,27 @@ class LendingParams(ProtocolParams):
     price_step: float = Field(0.05, ge=0.0, le=1.0, description="max slope multiplier move")
     liquidation_threshold_bounds: tuple[float, float] = (0.5, 0.9)
     slope_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+    @pydantic.model_validator(mode="after")
+    def _lever_bounds(self) -> LendingParams:
+        # Levers move a parameter by bounded steps inside its bounds; bounds that are
+        # inverted or miss the starting value would snap it in one step.
+        check_bounds(
+            "liquidation_threshold_bounds",
+            self.liquidation_threshold_bounds,
+            (0.01, 0.999),
+            {
+                f"collateral.{a}.liquidation_threshold": c.liquidation_threshold
+                for a, c in self.collateral.items()
+            },
+        )
+        check_bounds(
+            "slope_multiplier_bounds",
+            self.slope_multiplier_bounds,
+            (0.0, MAX_MULTIPLIER),
+            {"the starting slope multiplier": 1.0},
+        )
+        return self
 
     def referenced_assets(self) -> list[str]:
         """The collateral assets."""

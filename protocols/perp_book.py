@@ -11,6 +11,13 @@ from typing import overload
 import numpy as np
 from pydantic import Field, model_validator
 
+from liqnet.core.schema import (
+    MAX_MULTIPLIER,
+    MAX_POSITIONS,
+    MAX_USD,
+    MIN_USD,
+    check_bounds,
+)
 from liqnet.protocols.base import ProtocolParams
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 
@@ -18,9 +25,11 @@ from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 class PerpMarketParams(ProtocolParams):
     """Margin tier of one market (defaults: dYdX v4 large-cap tier)."""
 
-    initial_margin: float = Field(0.05, gt=0.0, lt=1.0)
-    maintenance_margin: float = Field(0.03, gt=0.0, lt=1.0)
-    share: float = Field(1.0, gt=0.0, description="share of open interest in this market")
+    initial_margin: float = Field(0.05, ge=1e-4, lt=1.0)
+    maintenance_margin: float = Field(0.03, ge=1e-4, lt=1.0)
+    share: float = Field(
+        1.0, ge=1e-6, le=MAX_MULTIPLIER, description="share of open interest in this market"
+    )
 
 
 class PerpParams(ProtocolParams):
@@ -29,16 +38,20 @@ class PerpParams(ProtocolParams):
     markets: dict[str, PerpMarketParams] = Field(
         default_factory=lambda: {"ETH": PerpMarketParams()}, min_length=1
     )
-    vault_usd: float = Field(100e6, gt=0.0, description="LP vault (counterparty) capital")
-    insurance_fund_usd: float = Field(5e6, ge=0.0)
-    treasury_usd: float = Field(1e6, ge=0.0)
-    positions: int = Field(10_000, ge=2, le=5_000_000)
-    open_interest_usd: float = Field(150e6, gt=0.0, description="initial total notional")
+    vault_usd: float = Field(
+        100e6, ge=MIN_USD, le=MAX_USD, description="LP vault (counterparty) capital"
+    )
+    insurance_fund_usd: float = Field(5e6, ge=0.0, le=MAX_USD)
+    treasury_usd: float = Field(1e6, ge=0.0, le=MAX_USD)
+    positions: int = Field(10_000, ge=2, le=MAX_POSITIONS)
+    open_interest_usd: float = Field(
+        150e6, ge=MIN_USD, le=MAX_USD, description="initial total notional"
+    )
     long_share: float = Field(0.55, gt=0.0, lt=1.0)
     leverage_median: float = Field(5.0, ge=1.0, le=200.0)
     leverage_dispersion: float = Field(0.5, ge=0.0, le=3.0)
     liquidation_penalty: float = Field(0.015, ge=0.0, le=0.2)  # dYdX v4 maximum
-    keeper_reward_usd: float = Field(10.0, ge=0.0)
+    keeper_reward_usd: float = Field(10.0, ge=0.0, le=1e6)
     spot_flow_share: float = Field(
         0.05, ge=0.0, le=1.0, description="share of liquidated size that hits the spot market"
     )
@@ -52,7 +65,7 @@ class PerpParams(ProtocolParams):
     )  # the default AMM pool fee: arbitrage leaves the pool anywhere within it
     # dYdX v4 interest rate component: 0.01% per 8 h (default_funding_ppm = 100).
     interest_rate_8h: float = Field(0.0001, ge=-0.01, le=0.01)
-    funding_cap_multiple: float = Field(6.0, ge=0.0)  # dYdX: 600% x (IMF - MMF) per 8h
+    funding_cap_multiple: float = Field(6.0, ge=0.0, le=1e3)  # dYdX: 600% x (IMF - MMF) per 8h
     trader_turnover_per_day: float = Field(0.05, ge=0.0, le=5.0)
     trader_edge_mean: float = Field(
         0.05, ge=0.0, le=10.0, description="mean edge over carry, share of notional per holding"
@@ -64,7 +77,7 @@ class PerpParams(ProtocolParams):
     adl_pnl_trigger: float = Field(0.55, gt=0.0, le=10.0, description="side PnL / vault cash")
     adl_pnl_target: float = Field(0.50, ge=0.0, lt=1.0, description="ratio ADL brings it to")
     churn_interval_hours: float = Field(
-        4.0, gt=0.0, le=168.0, description="positions open/close in batches this often"
+        4.0, ge=1.0 / 60.0, le=168.0, description="positions open/close in batches this often"
     )
     lp_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     lp_run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)
@@ -79,6 +92,23 @@ class PerpParams(ProtocolParams):
     def _adl_target_below_trigger(self) -> PerpParams:
         if self.adl_pnl_target >= self.adl_pnl_trigger:
             raise ValueError("adl_pnl_target must be below adl_pnl_trigger")
+        # Levers move a parameter by bounded steps inside its bounds; bounds that are
+        # inverted or miss the starting value would snap it in one step.
+        check_bounds(
+            "maintenance_margin_bounds",
+            self.maintenance_margin_bounds,
+            (1e-4, 0.999),
+            {
+                f"markets.{a}.maintenance_margin": m.maintenance_margin
+                for a, m in self.markets.items()
+            },
+        )
+        check_bounds(
+            "price_multiplier_bounds",
+            self.price_multiplier_bounds,
+            (0.0, MAX_MULTIPLIER),
+            {"the starting price multiplier": 1.0},
+        )
         return self
 
     def referenced_assets(self) -> list[str]:

@@ -270,3 +270,54 @@ def test_feedback_twin_reference_ignores_depth_and_volume() -> None:
     assert not np.allclose(
         thin_feedback.timeseries["ETH.reference"], thin.timeseries["ETH.reference"]
     )
+
+
+def test_a_world_phase_that_creates_money_is_an_error_naming_it(small: Small) -> None:
+    from liqnet.core.errors import ConservationError
+
+    model = MarketModel(small())
+    before = model.world.holdings()
+    model.arbitrageurs[0].cash += 1_000.0  # money from nothing in a world-level path
+    with pytest.raises(ConservationError, match="arbitrage: the world's USD changed by \\+1000"):
+        model.world.check_phase("arbitrage", before)
+    model.arbitrageurs[0].cash -= 1_000.0
+    model.pools["ETH"].units -= 1.0
+    with pytest.raises(ConservationError, match="cascade: the world's ETH units changed by -1"):
+        model.world.check_phase("cascade", before)
+
+
+@pytest.mark.parametrize("depth", [1e4, 1e5])
+def test_an_extreme_impact_world_stays_finite_and_conserving(depth: float) -> None:
+    # Issue 19 / fuzz: bank_run with a CEX 2% depth of $0.18 bought back perp shorts at
+    # ~1e16 USD/ETH; cash drifted by 1.4e4 USD on 1e20 flows. At the smallest valid depth
+    # the price stays within its band and every step conserves (the
+    # world's phase checks run inside step()).
+    model = MarketModel(load("bank_run", {"market.assets.ETH.cex_depth_2pct_usd": depth}))
+    cash = model.total_cash()
+    for _ in range(12):
+        model.step()
+    assert abs(model.total_cash() - cash) <= 1e-9 * model.world.holdings()[2]
+    # (main: ETH 3,000 -> 67,000 USD at $10k depth, 0.0018 USD at $100k, 12 steps)
+    assert 100.0 < model.reference_prices["ETH"] < 20_000.0
+
+
+def test_long_gas_spikes_are_intervals_not_one_entry_per_step(small: Small) -> None:
+    # duration_steps = 1e9 stored 1e9 entries; the model keeps one row per spike and
+    # overlapping spikes multiply, capped at MAX_MULTIPLIER.
+    model = MarketModel(small("bank_run"))
+    assert [model._gas_at(t) for t in (4, 5, 16, 17)] == [1.0, 50.0, 50.0, 1.0]
+    starts, ends, multipliers = model._gas_spikes
+    model._gas_spikes = (np.r_[starts, 1], np.r_[ends, 100], np.r_[multipliers, 1e4])
+    assert model._gas_at(5) == 1e4 and model._gas_at(20) == 1e4
+
+
+@pytest.mark.parametrize("pool_usd", [1e4, 1e5, 1e6])
+def test_a_shallow_pool_keeps_the_world_finite(pool_usd: float) -> None:
+    # Issue 19: with pool_usd = $1M on baseline, perp buybacks priced through a pool
+    # capped at (1 - 1e-12) of its reserve sent ETH x4.4e12 within 6 steps. Forced flow
+    # now moves the reference by the square-root law, each round at most x2 (ROUND_MOVE).
+    model = MarketModel(load("baseline", {"market.assets.ETH.pool_usd": pool_usd}))
+    for _ in range(12):
+        model.step()
+    assert 1000.0 < model.reference_prices["ETH"] < 10_000.0
+    assert 0.0 < model.pools["ETH"].price < 10_000.0

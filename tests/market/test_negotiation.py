@@ -396,3 +396,12 @@ def test_auction_and_bargaining_properties(
         assert r == pytest.approx(ask[i] + mech.lender_share() * (bid[j] - ask[i]))
     again = mech.clear(offers, requests, np.random.default_rng(seed))
     assert as_set(again) == as_set(b)
+
+
+def test_bargaining_rounds_are_bounded() -> None:
+    # Issue 19: every count is bounded; a 1e15-round game walked 1e15 rounds.
+    from liqnet.market.bargaining import BilateralBargaining
+
+    with pytest.raises(ValueError, match=r"rounds must be an integer in \[1, 1000\]"):
+        BilateralBargaining(rounds=10**15)
+    assert BilateralBargaining(rounds=1000).rounds == 1000

@@ -287,3 +287,26 @@ def test_flow_large_against_the_book_sweeps_it() -> None:
 def test_impact_switched_off_adds_exactly_zero(y: float, permanent: float) -> None:
     impact = flow_impact(depth=1.0, y=y, permanent=permanent)
     assert impact.add_flow(0, 1e9, SIGMA_DAILY_ETH) == 0.0
+
+
+def test_one_round_of_flow_at_most_halves_or_doubles_the_price() -> None:
+    # Issue 19: a book of $0.18 priced a buyback at ~1e16 USD/ETH (the move was linear
+    # in flow / depth without limit); a round now moves the price by a factor in [1/2, 2]
+    # before the permanent share (ROUND_MOVE).
+    impact = flow_impact(depth=0.18, permanent=1.0)
+    assert impact.add_flow(0, -1e9, SIGMA_DAILY_ETH) == pytest.approx(math.log(2.0))
+    assert impact.add_flow(0, 5e9, SIGMA_DAILY_ETH) == pytest.approx(math.log(0.5))
+    kept = flow_impact(depth=0.18).add_flow(0, -1e9, SIGMA_DAILY_ETH)
+    assert kept == pytest.approx(math.log1p(2.0 / 3.0))
+
+
+def test_reference_price_stays_in_its_band_of_the_initial_price() -> None:
+    # A volatility 10 in a 1e4 regime (both valid) overflowed exp() within a few steps.
+    proc = process(
+        {"ETH": dynamics(sigma=10.0)}, multipliers=np.array([1e4]), transitions=np.ones((1, 1))
+    )
+    prices = np.array([np.exp(proc.step()) for _ in range(50)])
+    assert np.isfinite(prices).all()
+    assert 3000.0 * 1e-6 * (1 - 1e-9) <= proc.prices[0] <= 3000.0 * 1e4 * (1 + 1e-9)
+    proc.impact(0, 1e6)
+    assert proc.prices[0] == pytest.approx(3000.0 * 1e4)

@@ -286,9 +286,9 @@ def test_perp_market_not_in_market_is_rejected_at_load() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "shown"),
     [
-        ("market.assets.ETH.cex_depth_2pct_usd", 0.0, "greater than 0"),
-        ("market.assets.BTC.cex_depth_2pct_usd", -1e6, "greater than 0"),
-        ("market.assets.ETH.daily_volume_usd", 0.0, "greater than 0"),
+        ("market.assets.ETH.cex_depth_2pct_usd", 0.0, "greater than or equal to 10000"),
+        ("market.assets.BTC.cex_depth_2pct_usd", -1e6, "greater than or equal to 10000"),
+        ("market.assets.ETH.daily_volume_usd", 0.0, "greater than or equal to 10000"),
         ("market.impact_y", 11.0, "less than or equal to 10"),
         ("market.impact_y", -0.5, "greater than or equal to 0"),
         ("market.impact_memory_hours", 0.0, "greater than 0"),

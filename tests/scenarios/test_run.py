@@ -252,6 +252,18 @@ def test_save_writes_all_files_and_no_temporaries(crash: RunResult, tmp_path: Pa
     assert (out / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_non_finite_summary_is_refused_before_anything_is_written(
+    crash: RunResult, tmp_path: Path
+) -> None:
+    # Issue 19: 1e308 deposits wrote NaN/Infinity into summary.json (invalid JSON).
+    import dataclasses
+
+    broken = dataclasses.replace(crash, summary={**crash.summary, "aave": {"equity": np.inf}})
+    with pytest.raises(ValueError, match=r"non-finite values at \['summary.aave.equity'\]"):
+        broken.save(tmp_path / "out", figure=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_saved_parquet_round_trips(crash: RunResult, tmp_path: Path) -> None:
     out = crash.save(tmp_path, figure=False)
     assert_frame_equal(pd.read_parquet(out / "timeseries.parquet"), crash.timeseries)

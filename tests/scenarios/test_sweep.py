@@ -199,7 +199,7 @@ def test_failed_runs_are_rows_not_exceptions() -> None:
     assert rows[(100e6, "static")]["status"] == "done"
     bad_value = rows[(-1.0, "static")]
     assert bad_value["status"] == "failed"
-    assert "market.assets.ETH.pool_usd = -1.0: Input should be greater than 0" in bad_value["error"]
+    assert "pool_usd = -1.0: Input should be greater than or equal to 10000" in bad_value["error"]
     unknown = rows[(100e6, "learned")]
     assert unknown["status"] == "failed"
     assert "unknown policy 'no_such_policy'" in unknown["error"]
