@@ -135,6 +135,7 @@ def _run(scenario: Scenario, world_name: str) -> Any:
         model = MarketModel(scenario)
     except ConservationError as err:
         raise ProtocolCheckError(f"{world_name} world, set-up: {err}") from None
+    model.check_phases = True  # a violation names the phase of the step
     protocol = model.protocols["plugin"]
     cash, units = model.total_cash(), model.total_units()
     _check_contract(protocol, f"{world_name} world, step 0")

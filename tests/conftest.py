@@ -18,6 +18,12 @@ from tests.helpers.worlds import small as _small
 settings.register_profile("long", max_examples=2_000, deadline=None)
 
 
+@pytest.fixture(autouse=True)
+def phase_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every world in the suite checks conservation after each phase of a step."""
+    monkeypatch.setattr(MarketModel, "check_phases", True)
+
+
 @pytest.fixture(scope="session")
 def small() -> Small:
     """Factory ``small(name="baseline", positions=300, **overrides) -> Scenario``.
