@@ -6,6 +6,7 @@ from liqnet.market.model import MarketModel
 from liqnet.market.oracle import Oracle
 from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.market.prices import AssetDynamics, PriceProcess
+from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
 
 __all__ = [
     "Arbitrageur",
@@ -15,5 +16,7 @@ __all__ = [
     "LiquidityEnv",
     "MarketModel",
     "Oracle",
+    "ParallelEnvBatch",
     "PriceProcess",
+    "VectorLiquidityEnv",
 ]

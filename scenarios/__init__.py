@@ -7,7 +7,7 @@ from liqnet.core.errors import ScenarioError
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
 from liqnet.scenarios.analyze import amplification, analyze
-from liqnet.scenarios.envs import make_env
+from liqnet.scenarios.envs import make_env, make_vec_env
 from liqnet.scenarios.loader import builtin_names, load
 from liqnet.scenarios.run import run
 from liqnet.scenarios.sweep import load_sweep, sweep
@@ -22,6 +22,7 @@ __all__ = [
     "load",
     "load_sweep",
     "make_env",
+    "make_vec_env",
     "run",
     "sweep",
 ]

@@ -1,4 +1,4 @@
-"""``make_env``: a :class:`~liqnet.market.env.LiquidityEnv` from a scenario name or file.
+"""``make_env`` / ``make_vec_env``: environments from a scenario name or file.
 
 The one place that turns scenario files plus overrides into environments, e.g. for an
 RLlib ``register_env`` creator, a training run or a test, optionally inside wrappers
@@ -15,6 +15,7 @@ from pettingzoo import ParallelEnv
 
 from liqnet.core.schema import Scenario
 from liqnet.market.env import LiquidityEnv
+from liqnet.market.vector_env import VectorLiquidityEnv
 from liqnet.scenarios.loader import apply_overrides, load, validate
 
 
@@ -65,18 +66,8 @@ def make_env(
         ScenarioError: If the scenario or an override is invalid (names the field).
         ValueError: If an environment argument is out of range.
     """
-    values = dict(overrides or {})
-    values.update({key.replace("__", "."): value for key, value in dotted.items()})
-    if isinstance(scenario_or_name, Scenario):
-        scenario = scenario_or_name
-        if values:
-            # Re-validate from the raw table, exactly as a file with these values would be.
-            raw = scenario.model_dump(by_alias=True)
-            scenario = validate(apply_overrides(raw, values), f"scenario {scenario.name!r}")
-    else:
-        scenario = load(scenario_or_name, values)
     env: ParallelEnv = LiquidityEnv(
-        scenario,
+        resolve_scenario(scenario_or_name, overrides, dotted),
         render_mode=render_mode,
         horizon=horizon,
         insolvency_penalty=insolvency_penalty,
@@ -86,3 +77,69 @@ def make_env(
     for wrap in wrappers:
         env = wrap(env)
     return env
+
+
+def make_vec_env(
+    scenario_or_name: Scenario | str | Path,
+    num_envs: int,
+    seed: int | None = None,
+    horizon: int | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    insolvency_penalty: float = 1.0,
+    shortfall_penalty: float = 1.0,
+    vol_window: int = 24,
+    autoreset: bool = True,
+    **dotted: Any,
+) -> VectorLiquidityEnv:
+    """Build a :class:`VectorLiquidityEnv`: ``num_envs`` worlds of one scenario.
+
+    Shapes, autoreset convention (Gymnasium's ``SAME_STEP``) and seeding (world ``b`` of
+    ``reset(seed=s)`` is the scalar env after ``reset(seed=s + b)``) are documented in
+    :mod:`liqnet.market.vector_env`.
+
+    Args:
+        scenario_or_name: A validated :class:`Scenario`, a built-in name or a TOML path.
+        num_envs: Worlds stepped together (``B``).
+        seed: Seed of the first ``reset()`` without one (default: the scenario's).
+        horizon: Steps per episode (default: the scenario's ``steps``).
+        overrides: Dotted-key overrides, as for :func:`make_env`.
+        insolvency_penalty: See :class:`LiquidityEnv`.
+        shortfall_penalty: See :class:`LiquidityEnv`.
+        vol_window: See :class:`LiquidityEnv`.
+        autoreset: Reset ended worlds in the step that ends them.
+        **dotted: More overrides, ``__`` standing for ``.``.
+
+    Raises:
+        ScenarioError: If the scenario or an override is invalid (names the field).
+        ValueError: If an environment argument is out of range.
+    """
+    return VectorLiquidityEnv(
+        resolve_scenario(scenario_or_name, overrides, dotted),
+        num_envs,
+        seed,
+        horizon,
+        insolvency_penalty=insolvency_penalty,
+        shortfall_penalty=shortfall_penalty,
+        vol_window=vol_window,
+        autoreset=autoreset,
+    )
+
+
+def resolve_scenario(
+    scenario_or_name: Scenario | str | Path,
+    overrides: dict[str, Any] | None = None,
+    dotted: dict[str, Any] | None = None,
+) -> Scenario:
+    """The validated scenario with ``overrides`` (dotted keys) and ``dotted`` (``__`` for
+    the dots, winning on the same key) applied."""
+    values = dict(overrides or {})
+    values.update({key.replace("__", "."): value for key, value in (dotted or {}).items()})
+    if isinstance(scenario_or_name, Scenario):
+        scenario = scenario_or_name
+        if values:
+            # Re-validate from the raw table, exactly as a file with these values would be.
+            raw = scenario.model_dump(by_alias=True)
+            scenario = validate(apply_overrides(raw, values), f"scenario {scenario.name!r}")
+        return scenario
+    return load(scenario_or_name, values)

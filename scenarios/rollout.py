@@ -9,6 +9,8 @@ Both split the environments into the same blocks and draw action noise and episo
 
 Environments come from a picklable ``env_fn(env_index)`` (any PettingZoo ParallelEnv with
 ``state()``), so this module needs no scenario files: the caller decides what is built.
+A factory with a ``vector(env_indices)`` method hands each worker its block as one vector
+env instead (the array engine).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch.distributions import Normal
 
 from liqnet.agents.mappo import ActorCritic, MAPPOConfig
+from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
@@ -96,7 +99,13 @@ def batch_stats(batch: Batch) -> dict[str, float]:
 
 
 class RolloutWorker:
-    """Steps a block of environments with a Gaussian actor.
+    """Steps a block of environments, as one vector env, with a Gaussian actor.
+
+    The block is ``env_fn.vector(env_indices)`` when the factory has that method
+    (:class:`liqnet.scenarios.train.EnvFactory` returns the array engine,
+    :class:`~liqnet.market.vector_env.VectorLiquidityEnv`, where it can), else the envs
+    ``env_fn(i)`` behind :class:`~liqnet.market.vector_env.ParallelEnvBatch`. Either way
+    the batch is the same, bit for bit.
 
     Args:
         env_fn: ``env_fn(env_index)`` builds one environment.
@@ -117,14 +126,13 @@ class RolloutWorker:
         torch.set_num_threads(1)
         self.env_indices = list(env_indices)
         self.seed = seed
-        self.envs = [env_fn(i) for i in self.env_indices]
-        self.agents: list[str] = list(self.envs[0].possible_agents)
-        for env in self.envs:
-            if list(env.possible_agents) != self.agents:
-                raise ValueError(
-                    f"all training environments need the same agents; got {self.agents} "
-                    f"and {list(env.possible_agents)}"
-                )
+        vector = getattr(env_fn, "vector", None)
+        self.envs: VectorLiquidityEnv | ParallelEnvBatch = (
+            vector(self.env_indices)
+            if vector is not None
+            else ParallelEnvBatch([env_fn(i) for i in self.env_indices])
+        )
+        self.agents: list[str] = list(self.envs.possible_agents)
         kwargs = dict(net_kwargs)
         config = MAPPOConfig.from_dict(kwargs.pop("config"))
         self.net = ActorCritic(config=config, **kwargs)
@@ -133,15 +141,14 @@ class RolloutWorker:
         # Antithetic pairs (2j, 2j + 1): the second env replays the first one's seeds
         # and takes its noise negated (``partition`` keeps a pair in one worker).
         self.paired = config.antithetic_pairs
-        self._seeds = [0] * len(self.envs)
-        self._eps = [np.empty(0)] * len(self.envs)
-        self.episodes = [0] * len(self.envs)
-        # Per env: (agents, obs_dim) float32 observations and (agents,) liveness flags.
-        self._obs: list[np.ndarray] = [np.empty(0)] * len(self.envs)
-        self._alive: list[np.ndarray] = [np.empty(0)] * len(self.envs)
-        self._t = [0] * len(self.envs)
-        self._returns = np.zeros((len(self.envs), len(self.agents)))
-        for k in range(len(self.envs)):
+        n_envs = len(self.env_indices)
+        self._seeds = [0] * n_envs
+        self._eps = [np.empty(0)] * n_envs
+        self.episodes = [0] * n_envs
+        self._horizons = np.asarray(self.envs.horizons, dtype=np.float64)
+        self._t = np.zeros(n_envs, dtype=np.int64)
+        self._returns = np.zeros((n_envs, len(self.agents)))
+        for k in range(n_envs):
             self._reset(k)
 
     def _reset(self, k: int) -> None:
@@ -149,23 +156,15 @@ class RolloutWorker:
         index -= index % 2 if self.paired else 0
         seed = self._seeds[k] = episode_seed(self.seed, index, self.episodes[k])
         self.episodes[k] += 1
-        observations, _ = self.envs[k].reset(seed=seed)
-        self._set_obs(k, observations)
+        self.envs.reset_world(k, seed)
         self._t[k] = 0
         self._returns[k] = 0.0
 
-    def _set_obs(self, k: int, observations: dict[str, np.ndarray]) -> None:
-        live = set(self.envs[k].agents)
-        self._alive[k] = np.array([a in live for a in self.agents])
-        matrix = np.zeros((len(self.agents), self.net.obs_dim), dtype=np.float32)
-        for i, agent in enumerate(self.agents):
-            if agent in live:
-                matrix[i] = observations[agent]
-        self._obs[k] = matrix
-
-    def _time(self, k: int) -> float:
-        horizon = getattr(self.envs[k], "horizon", None)
-        return self._t[k] / horizon if horizon else 0.0
+    def _time(self) -> np.ndarray:
+        """Elapsed share of each env's episode (0 where the horizon is unknown)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(self._horizons > 0, self._t / self._horizons, 0.0)
+        return np.nan_to_num(share).astype(np.float32)
 
     def _noise(self, k: int) -> np.ndarray:
         """Standard-normal action noise of env ``k`` this step, held for
@@ -186,14 +185,16 @@ class RolloutWorker:
     def sample(self, params: dict[str, torch.Tensor], steps: int) -> Batch:
         """Load actor ``params`` and take ``steps`` steps in every environment."""
         self.net.load_state_dict(params, strict=False)
-        n_envs, n_agents, net = len(self.envs), len(self.agents), self.net
+        envs, net = self.envs, self.net
+        n_envs = len(self.env_indices)
         out: dict[str, list] = {k: [] for k in _TIME_MAJOR}
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
         std = net.log_std.detach().exp()
         for _ in range(steps):
-            raw = np.stack(self._obs)
-            alive = np.stack(self._alive)
+            alive = envs.alive.copy()
+            # Dead agents' rows read zeros, whatever the env leaves there.
+            raw = np.where(alive[:, :, None], envs.obs, np.float32(0.0))
             with torch.no_grad():
                 obs = net.obs_norm.normalize(torch.from_numpy(raw))
                 mean = net.action_mean(obs)
@@ -202,37 +203,27 @@ class RolloutWorker:
                 logp = Normal(mean, std.expand_as(mean)).log_prob(actions).sum(-1)
             out["obs"].append(obs.numpy())
             out["raw_obs"].append(raw)
-            out["state"].append(np.stack([env.state() for env in self.envs]))
-            out["time"].append(np.array([self._time(k) for k in range(n_envs)], np.float32))
+            out["state"].append(envs.state())
+            out["time"].append(self._time())
             out["actions"].append(actions.numpy())
             out["logp"].append(logp.numpy())
             out["alive"].append(alive)
             out["episode"].append(np.array(self._seeds, np.int64))
-            rewards = np.zeros((n_envs, n_agents), np.float32)
-            dones = np.ones((n_envs, n_agents), bool)
-            for k, env in enumerate(self.envs):
-                acting = {
-                    a: actions[k, i].numpy() for i, a in enumerate(self.agents) if alive[k, i]
-                }
-                observations, rew, term, trunc, _ = env.step(acting)
-                for i, agent in enumerate(self.agents):
-                    if agent in acting:
-                        rewards[k, i] = rew[agent]
-                        dones[k, i] = term[agent] or trunc[agent]
-                self._returns[k] += rewards[k]
-                self._t[k] += 1
-                if env.agents:
-                    self._set_obs(k, observations)
-                else:
-                    episode_returns.append(float(self._returns[k].mean()))
-                    episode_lengths.append(self._t[k])
-                    self._reset(k)
+            _, rew, term, trunc, _ = envs.step(actions.numpy())
+            rewards = np.where(alive, rew, 0.0).astype(np.float32)
+            dones = np.where(alive, term | trunc, True)
+            self._returns += rewards
+            self._t += 1
+            for k in np.flatnonzero(~envs.alive.any(axis=1)).tolist():
+                episode_returns.append(float(self._returns[k].mean()))
+                episode_lengths.append(int(self._t[k]))
+                self._reset(k)
             out["rewards"].append(rewards)
             out["dones"].append(dones)
         batch = {k: np.stack(v) for k, v in out.items()}
-        batch["last_state"] = np.stack([env.state() for env in self.envs])
-        batch["last_time"] = np.array([self._time(k) for k in range(n_envs)], np.float32)
-        batch["last_alive"] = np.stack(self._alive)
+        batch["last_state"] = envs.state()
+        batch["last_time"] = self._time()
+        batch["last_alive"] = envs.alive.copy()
         batch["episode_returns"] = np.array(episode_returns, np.float64)
         batch["episode_lengths"] = np.array(episode_lengths, np.int64)
         return batch

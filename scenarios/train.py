@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 from pettingzoo import ParallelEnv
 
 from liqnet.agents.wrappers import TeamMixReward
+from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
 from liqnet.market.wrappers import SystemRewardWrapper
-from liqnet.scenarios.envs import make_env
+from liqnet.scenarios.envs import make_env, resolve_scenario
 
 if TYPE_CHECKING:
     from liqnet.agents.mappo import MAPPO, MAPPOConfig
@@ -83,6 +84,16 @@ class EnvFactory:
         if self.team_weight > 0.0:
             chain.append(partial(TeamMixReward, team_weight=self.team_weight))
         return chain
+
+    def vector(self, indices: Sequence[int]) -> VectorLiquidityEnv | ParallelEnvBatch:
+        """Environments ``indices`` as one vector env: the array engine
+        (:class:`VectorLiquidityEnv`, no autoreset) when they run one scenario and no
+        reward wrapper, else the wrapped envs behind :class:`ParallelEnvBatch`."""
+        names = {self.scenarios[i // self.group % len(self.scenarios)] for i in indices}
+        if len(names) == 1 and not self.wrappers():
+            scenario = resolve_scenario(names.pop(), dict(self.overrides))
+            return VectorLiquidityEnv(scenario, len(indices), horizon=self.horizon, autoreset=False)
+        return ParallelEnvBatch([self(i) for i in indices])
 
     def __call__(self, index: int) -> ParallelEnv:
         """Environment number ``index``."""
