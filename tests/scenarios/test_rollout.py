@@ -127,3 +127,33 @@ def test_seeds_and_partition() -> None:
         partition(2, 3)
     seeds = {episode_seed(s, e, k) for s in range(5) for e in range(64) for k in range(200)}
     assert len(seeds) == 5 * 64 * 200 and max(seeds) < HELD_OUT_SEEDS_FROM
+
+
+class PerEnv:
+    """``EnvFactory`` without its ``vector`` method: workers step ``ParallelEnvBatch``."""
+
+    def __init__(self, factory: EnvFactory) -> None:
+        self.factory = factory
+
+    def __call__(self, index: int) -> object:
+        return self.factory(index)
+
+
+@pytest.mark.parametrize("name", ["flash_crash", "bank_run"])
+def test_array_engine_workers_give_the_per_env_batch(name: str) -> None:
+    """One scenario and no reward wrapper: the worker steps its block through
+    VectorLiquidityEnv; the batch equals the per-env loop's, bit for bit."""
+    factory = EnvFactory((name,), tuple(positions_overrides(200).items()), horizon=30)
+    learner, kwargs = setup()
+    config = replace(CONFIG, antithetic_pairs=True)
+    kwargs["config"] = config.to_dict()
+    params = learner.actor_params()
+    engine = LocalRollouts(factory, 4, 1, config.seed, kwargs)
+    per_env = LocalRollouts(PerEnv(factory), 4, 1, config.seed, kwargs)
+    assert type(engine.workers[0].envs).__name__ == "VectorLiquidityEnv"
+    assert type(per_env.workers[0].envs).__name__ == "ParallelEnvBatch"
+    for _ in range(2):
+        expected, got = per_env.sample(params, 40), engine.sample(params, 40)
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    assert got["episode_returns"].size >= 4
