@@ -24,12 +24,24 @@ Three parts, written to one JSON file:
    the training and validation seeds) on the full-size scenario files; per-scenario
    table.
 
+Also (``--rollout-only``, and in the default and ``--throughput-only`` reports): **rollout
+sampling**, env samples/s of one :class:`~liqnet.scenarios.rollout.RolloutWorker`'s
+``sample`` on a block of ``--rollout-envs`` environments of one training world
+(``--rollout-scenario`` with ``--positions`` positions, the env's own ``"equity"``
+reward: the array engine runs worlds without reward wrappers) through the vector engine
+(:class:`~liqnet.scenarios.train.EnvFactory` has ``vector``, so the block is one
+:class:`~liqnet.market.vector_env.VectorLiquidityEnv`) against the same factory behind a
+plain callable without ``vector`` (the block is the envs stepped one after another in
+:class:`~liqnet.market.vector_env.ParallelEnvBatch`, as before the engine). Same seeds,
+same actor, blocks alternating; every pair of batches is checked equal, key by key. The
+bar of the vector-engine issue: the engine path >= 5x the per-env path.
+
 Metrics are those of ``liqnet evaluate`` (:mod:`liqnet.scenarios.evaluate`):
 ``losses_usd`` (bad debt plus default losses) and ``revenue_usd`` (interest margin,
 trading fees, liquidation penalties), mean and std over seeds.
 
     python benchmarks/train_throughput.py [--budget-s 600] [--mode per-scenario|shared]
-        [--throughput-only] [--out ...]
+        [--throughput-only] [--rollout-only] [--out ...]
 """
 
 from __future__ import annotations
@@ -38,10 +50,14 @@ import argparse
 import json
 import platform
 import shutil
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from liqnet.agents.checkpoint import save_checkpoint
@@ -49,8 +65,8 @@ from liqnet.agents.mappo import MAPPO, MAPPOConfig
 from liqnet.scenarios.envs import make_env
 from liqnet.scenarios.evaluate import METRICS, evaluate
 from liqnet.scenarios.loader import load
-from liqnet.scenarios.rollout import HELD_OUT_SEEDS_FROM
-from liqnet.scenarios.train import positions_overrides, train
+from liqnet.scenarios.rollout import HELD_OUT_SEEDS_FROM, RolloutWorker
+from liqnet.scenarios.train import EnvFactory, positions_overrides, train
 
 SCENARIOS = ("flash_crash", "bank_run", "credit_crunch")
 VALIDATION_SEEDS = range(HELD_OUT_SEEDS_FROM + 100_000, HELD_OUT_SEEDS_FROM + 100_005)
@@ -78,6 +94,8 @@ revenue stayed at 30-32% of static's for 160 iterations; with pairs one seed pas
 at iteration 140 and another reached only 33-42% in 160."""
 REWARD, REVENUE_WEIGHT = "system", 3.0
 """Training reward and the weight of revenue in it (see :func:`liqnet.scenarios.train.train`)."""
+ROLLOUT_BAR = 5.0
+"""The issue's bar: rollout samples/s through the engine >= 5x the per-env loop's."""
 
 
 def compare(spec: str, names: tuple[str, ...], seeds: range, overrides: dict) -> dict:
@@ -209,6 +227,92 @@ def throughput(workers: int, iterations: int, overrides: dict) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class PerEnvFactory:
+    """``factory(i)`` without ``vector``: a worker then steps its envs one after another
+    (:class:`~liqnet.market.vector_env.ParallelEnvBatch`), as before the engine."""
+
+    factory: EnvFactory
+
+    def __call__(self, index: int) -> Any:
+        """Environment number ``index``, built by the wrapped factory."""
+        return self.factory(index)
+
+
+def rollout_sampling(
+    scenario: str, overrides: dict, n_envs: int, steps: int, blocks: int
+) -> dict[str, Any]:
+    """Env samples/s of ``RolloutWorker.sample``: vector engine vs per-env loop.
+
+    Both workers hold envs ``0..n_envs-1`` of one scenario with the same seeds and
+    actor, and take ``blocks`` alternating blocks of ``steps`` steps; every pair of
+    batches must be equal on every key (a correctness check, not a timing one).
+    """
+    group = 2 if CONFIG.antithetic_pairs else 1
+    factory = EnvFactory((scenario,), tuple(sorted(overrides.items())), group=group)
+    # net_kwargs as scenarios/train.py builds them, from a probe env.
+    probe = factory(0)
+    agent_ids = tuple(probe.possible_agents)
+    obs_dim = probe.observation_space(agent_ids[0]).shape[0]
+    action_dim = probe.action_space(agent_ids[0]).shape[0]
+    net_kwargs = {
+        "obs_dim": obs_dim,
+        "n_agents": len(agent_ids),
+        "action_dim": action_dim,
+        "config": CONFIG.to_dict(),
+    }
+    params = MAPPO(CONFIG, obs_dim, len(agent_ids), action_dim).actor_params()
+    indices = list(range(n_envs))
+    workers = {
+        "vector": RolloutWorker(factory, indices, CONFIG.seed, net_kwargs),
+        "per_env": RolloutWorker(PerEnvFactory(factory), indices, CONFIG.seed, net_kwargs),
+    }
+    engines = {label: type(w.envs).__name__ for label, w in workers.items()}
+    assert engines == {"vector": "VectorLiquidityEnv", "per_env": "ParallelEnvBatch"}, engines
+    seconds: dict[str, list[float]] = {label: [] for label in workers}
+    for block in range(blocks + 1):  # block 0: warm-up, checked but not timed
+        batches = {}
+        for label, worker in workers.items():
+            start = time.perf_counter()
+            batches[label] = worker.sample(params, steps)
+            if block:
+                seconds[label].append(time.perf_counter() - start)
+        vector, per_env = batches["vector"], batches["per_env"]
+        assert vector.keys() == per_env.keys()
+        for key in vector:
+            assert np.array_equal(vector[key], per_env[key]), f"block {block}: {key} differs"
+    samples = steps * n_envs
+    rates = {label: samples / statistics.median(v) for label, v in seconds.items()}
+    ratio = rates["vector"] / rates["per_env"]
+    met = ratio >= ROLLOUT_BAR
+    print(
+        f"rollout sampling, {scenario} ({overrides}), one worker, {n_envs} envs, "
+        f"{steps} steps x {blocks} blocks"
+    )
+    for label, rate in rates.items():
+        print(f"  {label:<8} ({engines[label]}): {rate:,.0f} env samples/s")
+    print(
+        f"  engine / per-env: {ratio:.2f}x (bar >= {ROLLOUT_BAR:.0f}x): "
+        f"{'met' if met else 'NOT met'}; batches equal on every key: yes",
+        flush=True,
+    )
+    return {
+        "scenario": scenario,
+        "overrides": overrides,
+        "reward": factory.reward,
+        "envs": n_envs,
+        "steps_per_block": steps,
+        "blocks": blocks,
+        "engines": engines,
+        "samples_per_s": rates,
+        "block_seconds": seconds,
+        "ratio": ratio,
+        "bar": ROLLOUT_BAR,
+        "met": met,
+        "batches_equal": True,
+    }
+
+
 def main() -> None:
     """Run the three parts and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -230,15 +334,35 @@ def main() -> None:
         action="store_true",
         help="re-measure part 1 only, keeping parts 2-3 of an existing --out file",
     )
+    parser.add_argument(
+        "--rollout-only",
+        action="store_true",
+        help="measure rollout sampling only, keeping the rest of an existing --out file",
+    )
+    parser.add_argument("--rollout-scenario", default="flash_crash")
+    parser.add_argument("--rollout-envs", type=int, default=16, help="envs in the worker")
+    parser.add_argument("--rollout-steps", type=int, default=CONFIG.rollout_steps)
+    parser.add_argument("--rollout-blocks", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(1)
     overrides = positions_overrides(args.positions)
+    out = Path(args.out)
+    sampling = rollout_sampling(
+        args.rollout_scenario, overrides, args.rollout_envs, args.rollout_steps, args.rollout_blocks
+    )
+    if args.rollout_only:
+        previous = json.loads(out.read_text()) if out.exists() else {}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        merged = {**previous, "rollout_sampling": sampling}
+        out.write_text(json.dumps(merged, indent=2, default=float) + "\n")
+        return
     report: dict = {
         "benchmark": "train_throughput",
         "machine": {"python": platform.python_version(), "torch": torch.__version__},
         "cpus": __import__("os").cpu_count(),
         "training_worlds": {"scenarios": SCENARIOS, "positions_per_protocol": args.positions},
         "config": CONFIG.to_dict(),
+        "rollout_sampling": sampling,
     }
     # Alternating 1, 2, 1, 2 workers: load from other processes then hits both alike.
     runs = [throughput(w, args.throughput_iters, overrides) for w in (1, 2, 1, 2)]
@@ -248,7 +372,6 @@ def main() -> None:
     ]
     report["throughput_all_runs"] = runs
     print(json.dumps(report["throughput"], indent=1), flush=True)
-    out = Path(args.out)
     if args.throughput_only:
         previous = json.loads(out.read_text()) if out.exists() else {}
         out.parent.mkdir(parents=True, exist_ok=True)

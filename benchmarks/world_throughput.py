@@ -1,10 +1,22 @@
-"""World steps per second, and step cost against the number of positions.
+"""World steps per second, and step cost against the number of positions and protocols.
 
 Runs the default world (``baseline``: two lending pools and a perp exchange, 10,000
-positions each) on one core, then the same world with 1k / 10k / 100k positions per
-protocol. Prints a table and writes JSON.
+positions each) on one core, then:
 
-    python benchmarks/world_throughput.py [--steps 2000] [--out benchmarks/results/...]
+* **positions scaling**: the same world with 1k / 10k / 100k positions per protocol
+  (balance sheets scaled alike), timed in alternating blocks; the issue's bar is a
+  100k / 10k step-cost ratio <= 1.5;
+* **protocols scaling**: baseline's three protocol specs repeated 12 times (36
+  protocols, unique ids, 10,000 positions each; market, liquidators and arbitrageurs as
+  in baseline) against baseline itself, timed in alternating blocks; the issue's bar is
+  a 36 / 3 protocols step-cost ratio <= 4.
+
+Medians over blocks; the ratios are of medians measured in one process, the blocks
+alternating so load from other processes hits every world alike. Prints tables and
+writes JSON.
+
+    python benchmarks/world_throughput.py [--steps 2000] [--protocol-copies 12]
+        [--out benchmarks/results/...]
 """
 
 from __future__ import annotations
@@ -26,6 +38,12 @@ import numpy as np  # noqa: E402
 
 from liqnet.market import MarketModel  # noqa: E402
 from liqnet.scenarios import load  # noqa: E402
+from liqnet.scenarios.loader import validate  # noqa: E402
+
+POSITIONS_BAR = 1.5
+"""The issue's bar: a 100k-positions step costs at most 1.5x a 10k-positions step."""
+PROTOCOLS_BAR = 4.0
+"""The issue's bar: a 36-protocol step costs at most 4x a 3-protocol step."""
 
 # Balance-sheet sizes scaled with the number of positions, so that the distribution of
 # position sizes (and so the share of dust positions no liquidator will touch) stays the
@@ -58,6 +76,38 @@ def world(positions: int | None = None) -> MarketModel:
     return MarketModel(load("baseline", overrides))
 
 
+def protocols_world(copies: int) -> MarketModel:
+    """Baseline with its protocol specs repeated ``copies`` times (ids ``<id>_<copy>``)."""
+    raw = load("baseline").model_dump(by_alias=True)
+    raw["protocols"] = [
+        {**spec, "id": f"{spec['id']}_{copy}"}
+        for copy in range(copies)
+        for spec in raw["protocols"]
+    ]
+    return MarketModel(validate(raw, f"baseline x {copies} protocols"))
+
+
+def time_alternating(
+    models: dict[str, MarketModel], steps: int, blocks: int = 5
+) -> dict[str, dict[str, float]]:
+    """Per model: median and best seconds per step, blocks of ``steps // blocks`` steps
+    taken in turn (model 1, model 2, ..., model 1, ...) so load hits all alike."""
+    for model in models.values():
+        for _ in range(20):  # warm-up: caches, first index rebuilds
+            model.step()
+    per_block = max(1, steps // blocks)
+    samples: dict[str, list[float]] = {label: [] for label in models}
+    for _ in range(blocks):
+        for label, model in models.items():
+            start = time.perf_counter()
+            for _ in range(per_block):
+                model.step()
+            samples[label].append((time.perf_counter() - start) / per_block)
+    return {
+        label: {"median_s": statistics.median(v), "best_s": min(v)} for label, v in samples.items()
+    }
+
+
 def time_steps(model: MarketModel, steps: int, blocks: int = 5) -> dict[str, float]:
     """Median and best seconds per step over ``blocks`` blocks of ``steps // blocks``."""
     for _ in range(20):  # warm-up: caches, first index rebuilds
@@ -87,6 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument(
+        "--protocol-copies", type=int, default=12, help="baseline's 3 protocols repeated"
+    )
     parser.add_argument("--out", default="benchmarks/results/world_throughput.json")
     args = parser.parse_args()
 
@@ -95,13 +148,16 @@ def main() -> None:
     print(f"default world (baseline, 3 x 10,000 positions): {steps_per_second:,.0f} steps/s")
     print(f"  median {1e6 * default['median_s']:.0f} us/step, best {1e6 * default['best_s']:.0f}")
 
+    models = {size: world(size) for size in args.sizes}
+    timings = time_alternating(
+        {str(size): model for size, model in models.items()}, max(200, args.steps // 4)
+    )
     scaling = []
     print(f"\n{'positions/protocol':>18} {'us/step':>9} {'x 10k':>7} {'search us':>10}")
-    for size in args.sizes:
-        model = world(size)
-        timing = time_steps(model, max(200, args.steps // 4))
+    for size, model in models.items():
         search = time_liquidation_search(model)
-        scaling.append({"positions": size, **timing, "liquidation_search_s": search})
+        scaling.append({"positions": size, **timings[str(size)], "liquidation_search_s": search})
+    del models
     reference = next((s["median_s"] for s in scaling if s["positions"] == 10_000), None)
     for row in scaling:
         ratio = row["median_s"] / reference if reference else float("nan")
@@ -110,6 +166,35 @@ def main() -> None:
             f"{row['positions']:>18,} {1e6 * row['median_s']:>9.0f} {ratio:>7.2f} "
             f"{1e6 * row['liquidation_search_s']:>10.1f}"
         )
+    largest = next((r for r in scaling if r["positions"] == 100_000), None)
+    positions_verdict: dict[str, object] = {"bar": POSITIONS_BAR}
+    if largest is not None and reference:
+        met = largest["cost_vs_10k"] <= POSITIONS_BAR
+        positions_verdict.update({"ratio_100k_vs_10k": largest["cost_vs_10k"], "met": met})
+        print(
+            f"100k / 10k positions step cost: {largest['cost_vs_10k']:.2f}x "
+            f"(bar <= {POSITIONS_BAR}): {'met' if met else 'NOT met'}"
+        )
+
+    copies = args.protocol_copies
+    many = f"{3 * copies} protocols"
+    protocol_timings = time_alternating(
+        {"3 protocols": protocols_world(1), many: protocols_world(copies)},
+        max(100, args.steps // 8),
+    )
+    few_s, many_s = protocol_timings["3 protocols"]["median_s"], protocol_timings[many]["median_s"]
+    protocols_ratio = many_s / few_s
+    protocols_met = protocols_ratio <= PROTOCOLS_BAR
+    print(f"\n{'protocols (10k positions each)':>30} {'us/step':>9} {'best us':>9} {'x 3':>7}")
+    for label, timing in protocol_timings.items():
+        print(
+            f"{label:>30} {1e6 * timing['median_s']:>9.0f} {1e6 * timing['best_s']:>9.0f} "
+            f"{timing['median_s'] / few_s:>7.2f}"
+        )
+    print(
+        f"{3 * copies} / 3 protocols step cost: {protocols_ratio:.2f}x "
+        f"(bar <= {PROTOCOLS_BAR:.0f}): {'met' if protocols_met else 'NOT met'}"
+    )
 
     result = {
         "benchmark": "world_throughput",
@@ -120,6 +205,14 @@ def main() -> None:
         },
         "default_world": {"steps_per_second": steps_per_second, **default},
         "scaling": scaling,
+        "positions_bar": positions_verdict,
+        "protocols_scaling": {
+            "worlds": f"baseline protocol specs x {copies} (10,000 positions each) vs baseline",
+            "timings": protocol_timings,
+            "ratio": protocols_ratio,
+            "bar": PROTOCOLS_BAR,
+            "met": protocols_met,
+        },
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             self._price_history = [np.ones(len(self.asset_names))]
         obs = batch.obs[0]
         observations = {a: obs[i] for i, a in enumerate(self.agents)}
-        return observations, {a: self._info(i) for i, a in enumerate(self.agents)}
+        return observations, dict(zip(self.agents, self._sheets(), strict=True))
 
     def step(self, actions: dict[str, np.ndarray]) -> StepResult:
         """Apply every live agent's levers and advance the world one step.
@@ -199,15 +199,18 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         if self.render_mode:
             self._price_history.append(batch.prices[0] / batch.initial_prices[0])
         obs = batch.obs[0]
+        # Plain lists once: indexing NumPy scalars per agent costs more than the maths.
+        reward_row, terminated_row = rewards[0].tolist(), terminations[0].tolist()
+        truncated_row, sheets = truncations[0].tolist(), self._sheets()
         observations, reward_of, terminated, truncated, infos = {}, {}, {}, {}, {}
         for agent in self.agents:
             i = self._index[agent]
             observations[agent] = obs[i]
-            reward_of[agent] = float(rewards[0, i])
-            terminated[agent] = bool(terminations[0, i])
-            truncated[agent] = bool(truncations[0, i])
-            infos[agent] = self._info(i)
-        alive = batch.alive[0]
+            reward_of[agent] = reward_row[i]
+            terminated[agent] = terminated_row[i]
+            truncated[agent] = truncated_row[i]
+            infos[agent] = sheets[i]
+        alive = batch.alive[0].tolist()
         self.agents = [a for a in self.agents if alive[self._index[a]]]
         return observations, reward_of, terminated, truncated, infos
 
@@ -215,14 +218,18 @@ class LiquidityEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         """Global state: every possible agent's observation in order, zeros for the dead."""
         return self.batch.state()[0].astype(np.float32)
 
-    def _info(self, i: int) -> dict[str, float]:
-        """Agent ``i``'s info: equity, realised bad debt and unmet liquidity need (USD)."""
+    def _sheets(self) -> list[dict[str, float]]:
+        """Each agent's info: equity, realised bad debt and unmet liquidity need (USD)."""
         batch = self.batch
-        return {
-            "equity": float(batch.equity[0, i]),
-            "bad_debt": float(batch.bad_debt[0, i]),
-            "liquidity_need": float(batch.need[0, i]),
-        }
+        return [
+            {"equity": e, "bad_debt": d, "liquidity_need": n}
+            for e, d, n in zip(
+                batch.equity[0].tolist(),
+                batch.bad_debt[0].tolist(),
+                batch.need[0].tolist(),
+                strict=True,
+            )
+        ]
 
     # -- rendering ---------------------------------------------------------------------
     def render(self) -> str | np.ndarray | None:

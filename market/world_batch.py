@@ -3,14 +3,15 @@
 Both environments are this engine: :class:`~liqnet.market.env.LiquidityEnv` (PettingZoo,
 dicts keyed by agent) is a batch of one world, and
 :class:`~liqnet.market.vector_env.VectorLiquidityEnv` is a batch of ``B``. Observations,
-rewards, liveness, episode ends, the price ring buffer and every market feature are
-arrays shaped ``(B, n_agents, ...)`` or ``(B, n_assets)``, computed by one array program
-for all worlds. Each world is its own seeded :class:`~liqnet.market.model.MarketModel`
+rewards, liveness, episode ends and balance-sheet reads are arrays shaped
+``(B, n_agents, ...)``, computed by one array program for all worlds; the few market
+features of each world (a handful of assets) are plain floats, converted once per step. Each world is its own seeded :class:`~liqnet.market.model.MarketModel`
 (its own random streams), so world ``b`` seeded ``s`` is exactly a scalar world seeded
 ``s``; worlds whose episode has ended are masked out of a step, not waited for.
 
 What is still one Python pass per world is ``MarketModel.step`` itself and the reads of
-each protocol's features and balance sheet (about 90% of a step's cost on ``baseline``).
+each protocol's features and balance sheet (about 83% and 13% of a vector step on ``baseline``,
+``benchmarks/env_throughput.py``).
 Batching those (protocols of one type stacked as array rows) is the rest of the engine
 work (docs/architecture.md, "Vector environments").
 
@@ -138,7 +139,7 @@ class WorldBatch:
         onehot = np.zeros((n, len(self.protocol_types)), dtype=np.float32)
         for i, spec in enumerate(scenario.protocols):
             onehot[i, self.protocol_types.index(spec.type)] = 1.0
-        self._onehot = onehot
+        self._onehot_rows: list[list[float]] = onehot.tolist()
         self._steps_per_year = HOURS_PER_YEAR / scenario.dt_hours
 
         self.models: list[MarketModel | None] = [None] * b
@@ -154,11 +155,13 @@ class WorldBatch:
         self.equity = np.zeros((b, n))
         self.need = np.zeros((b, n))
         self.bad_debt = np.zeros((b, n))
-        self.prices = np.ones((b, a))
         self.initial_prices = np.ones((b, a))
-        self._returns = np.zeros((b, self.vol_window, a))
-        self._returns_seen = np.zeros(b, dtype=np.int64)
-        self._calm = np.ones(b)
+        # Per world: last reference prices, the ring of log returns, returns seen, and
+        # the calmest regime's multiplier (plain floats, see _market_features).
+        self._prices: list[list[float]] = [[1.0] * a for _ in range(b)]
+        self._returns: list[list[list[float]]] = [[] for _ in range(b)]
+        self._returns_seen = [0] * b
+        self._calm = [1.0] * b
 
     # -- episodes ----------------------------------------------------------------------
     def reset_world(self, world: int, seed: int) -> None:
@@ -169,9 +172,9 @@ class WorldBatch:
         self.seeds[world] = seed
         self.scale[world] = [max(p.total_assets(), 1.0) for p in self._protocols[world]]
         self.alive[world] = True
-        self.prices[world] = [model.reference_prices[asset] for asset in self.asset_names]
-        self.initial_prices[world] = self.prices[world]
-        self._returns[world] = 0.0
+        self._prices[world] = [model.reference_prices[asset] for asset in self.asset_names]
+        self.initial_prices[world] = self._prices[world]
+        self._returns[world] = [[0.0] * len(self.asset_names) for _ in range(self.vol_window)]
         self._returns_seen[world] = 0
         self._calm[world] = float(model.price_process.regime_multipliers.min())
         obs = self.obs.copy()
@@ -220,14 +223,20 @@ class WorldBatch:
         obs = self.obs.copy()
         defaulted = self._read_worlds(worlds.tolist(), acting, obs, new_prices=True)
         self.obs = obs
-        rewards = (self.equity - previous - self.shortfall_penalty * self.need) / self.scale
-        rewards -= self.insolvency_penalty * (self.equity < 0.0)
-        rewards = np.where(acting, rewards, 0.0)
-        at_horizon = np.array([m is not None and m.step_index >= self.horizon for m in self.models])
+        equity = self.equity
+        change = (equity - previous - self.shortfall_penalty * self.need) / self.scale
+        rewards = np.where(acting, change - self.insolvency_penalty * (equity < 0.0), 0.0)
+        at_horizon = [m is not None and m.step_index >= self.horizon for m in self.models]
         terminations = acting & defaulted
-        truncations = acting & ~defaulted & at_horizon[:, None]
-        self.alive = acting & ~(terminations | truncations) | (self.alive & ~acting)
+        truncations = (acting & ~defaulted) & np.array(at_horizon)[:, None]
+        # Both are subsets of ``acting``, itself a subset of ``alive``.
+        self.alive = self.alive & ~(terminations | truncations)
         return acting, rewards, terminations, truncations
+
+    @property
+    def prices(self) -> np.ndarray:
+        """``(B, n_assets)``: each world's reference prices as last observed."""
+        return np.array(self._prices)
 
     def state(self) -> np.ndarray:
         """``(B, n_agents * D)``: every agent's observation, zeros for the dead."""
@@ -240,18 +249,20 @@ class WorldBatch:
         """Read balance sheets and markets of ``worlds`` into the arrays and ``obs``.
 
         ``live`` marks whose own features are observed. With ``new_prices`` the step's
-        log returns go into the ring buffer first. Returns the ``(B, n)`` default flags.
+        log returns go into each world's ring buffer first. Returns the ``(B, n)``
+        default flags. The market features are plain floats per world (with a handful
+        of assets NumPy's per-call cost exceeds the arithmetic); all rows become one
+        array in a single conversion.
         """
-        n_assets, n_agents = len(self.asset_names), self.num_agents
-        k = len(worlds)
+        n_agents, k = self.num_agents, len(worlds)
         zeros = [0.0] * self._features_end
         sheets: list[tuple[float, float, float, bool]] = []
-        features: list[list[float]] = []
-        markets: list[list[float]] = []
+        rows: list[list[float]] = []
         for b in worlds:
-            model = self.model(b)
-            row_live = live[b].tolist()
-            for protocol, is_live in zip(self._protocols[b], row_live, strict=True):
+            market = self._market_features(b, new_prices)
+            for protocol, is_live, onehot in zip(
+                self._protocols[b], live[b].tolist(), self._onehot_rows, strict=True
+            ):
                 sheets.append(
                     (
                         protocol.equity(),
@@ -260,56 +271,52 @@ class WorldBatch:
                         protocol.defaulted,
                     )
                 )
-                features.append(protocol.feature_list() if is_live else zeros)
-            process = model.price_process
-            markets.append(
-                [model.reference_prices[asset] for asset in self.asset_names]
-                + [model.oracle_prices[asset] for asset in self.asset_names]
-                + [model.pools[asset].price for asset in self.asset_names]
-                + [model.gas_multiplier, process.regime_multipliers[process.regime]]
-            )
-        index = np.asarray(worlds, dtype=np.int64)
+                rows.append((protocol.feature_list() if is_live else zeros) + market + onehot)
+        # Basic indexing (views, no copies) when every world is read, as in most steps.
+        index: slice | np.ndarray = (
+            slice(None) if k == self.num_worlds else np.asarray(worlds, dtype=np.int64)
+        )
         sheet = np.array(sheets, dtype=np.float64).reshape(k, n_agents, 4)
         self.equity[index] = sheet[:, :, 0]
         self.need[index] = sheet[:, :, 1]
         self.bad_debt[index] = sheet[:, :, 2]
         defaulted = np.zeros(self.alive.shape, dtype=bool)
         defaulted[index] = sheet[:, :, 3] != 0.0
-        market_values = np.array(markets, dtype=np.float64)
-        reference = market_values[:, :n_assets]
-        oracle = market_values[:, n_assets : 2 * n_assets]
-        pool = market_values[:, 2 * n_assets : 3 * n_assets]
-        gas, regime_multiplier = market_values[:, -2], market_values[:, -1]
-        if new_prices:
-            previous = self.prices[index]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = reference / previous
-                ok = (reference > 0.0) & (previous > 0.0) & np.isfinite(ratio)
-                log_return = np.where(ok, np.log(np.where(ok, ratio, 1.0)), 0.0)
-            self._returns[index, self._returns_seen[index] % self.vol_window] = log_return
-            self._returns_seen[index] += 1
-        self.prices[index] = reference
-        seen = np.minimum(self._returns_seen[index], self.vol_window)
-        last = self._returns[index, (self._returns_seen[index] - 1) % self.vol_window]
-        squares = np.square(self._returns[index]).sum(axis=1)  # unfilled slots are 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vol = np.sqrt(squares / np.maximum(seen, 1)[:, None] * self._steps_per_year)
-            oracle_dev = np.where(oracle > 0.0, reference / oracle - 1.0, 0.0)
-            pool_dev = np.where(reference > 0.0, pool / reference - 1.0, 0.0)
-        started = (seen > 0)[:, None]
-        market = np.empty((k, n_assets, 4))
-        market[:, :, 0] = np.where(started, last, 0.0)
-        market[:, :, 1] = np.where(started, vol, 0.0)
-        market[:, :, 2] = oracle_dev
-        market[:, :, 3] = pool_dev
-        stressed = regime_multiplier > self._calm[index]
-        rows = np.empty((k, self.num_agents, self.obs_dim), dtype=np.float64)
-        rows[:, :, : self._features_end] = np.reshape(features, (k, self.num_agents, -1))
-        rows[:, :, self._features_end : self._market_end - 2] = market.reshape(k, 1, -1)
-        rows[:, :, self._market_end - 2] = gas[:, None]
-        rows[:, :, self._market_end - 1] = stressed[:, None]
-        rows[:, :, self._market_end :] = self._onehot
-        np.nan_to_num(rows, copy=False, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT)
-        np.clip(rows, -OBS_LIMIT, OBS_LIMIT, out=rows)
-        obs[index] = rows
+        matrix = np.array(rows, dtype=np.float32).reshape(k, n_agents, self.obs_dim)
+        if not np.isfinite(matrix).all():
+            np.nan_to_num(matrix, copy=False, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT)
+        np.clip(matrix, -OBS_LIMIT, OBS_LIMIT, out=matrix)
+        obs[index] = matrix
         return defaulted
+
+    def _market_features(self, world: int, new_prices: bool) -> list[float]:
+        """World ``world``'s market part of the observation (see the module docstring);
+        with ``new_prices`` the step's log returns enter its ring buffer first."""
+        model = self.model(world)
+        reference = model.reference_prices
+        prices = self._prices[world]
+        if new_prices:
+            new = []
+            for j, asset in enumerate(self.asset_names):
+                price, previous = reference[asset], prices[j]
+                ok = price > 0.0 and previous > 0.0 and math.isfinite(price / previous)
+                new.append(math.log(price / previous) if ok else 0.0)
+                prices[j] = price
+            self._returns[world][self._returns_seen[world] % self.vol_window] = new
+            self._returns_seen[world] += 1
+        seen = min(self._returns_seen[world], self.vol_window)
+        ring = self._returns[world]
+        last = ring[(self._returns_seen[world] - 1) % self.vol_window]
+        values: list[float] = []
+        for j, asset in enumerate(self.asset_names):
+            price, oracle = prices[j], model.oracle_prices[asset]
+            pool = model.pools[asset].price
+            squares = math.fsum(r[j] * r[j] for r in ring)  # unfilled slots are 0
+            vol = math.sqrt(squares / seen * self._steps_per_year) if seen else 0.0
+            oracle_dev = price / oracle - 1.0 if oracle > 0.0 else 0.0
+            pool_dev = pool / price - 1.0 if price > 0.0 else 0.0
+            values += (last[j] if seen else 0.0, vol, oracle_dev, pool_dev)
+        process = model.price_process
+        stressed = process.regime_multipliers[process.regime] > self._calm[world]
+        values += (model.gas_multiplier, float(stressed))
+        return values
