@@ -9,8 +9,6 @@ when its key ``scaled_debt / collateral`` exceeds ``price * LT / index``.
 
 from __future__ import annotations
 
-import math
-
 import mesa
 import numpy as np
 
@@ -65,6 +63,7 @@ class LendingPool(Protocol[LendingParams]):
         self._shortfall = 0.0
         self.books = {a: LendingBook(a, c) for a, c in p.collateral.items()}
         self.reference_rate = self.rate_model.borrow_rate(p.utilization)
+        self.health_factors = p.health_factors()  # opening health factors' distribution
         self._seed_positions(self.world.rng_for(f"protocol:{protocol_id}:init"))
 
     # -- set-up ------------------------------------------------------------------------
@@ -79,11 +78,10 @@ class LendingPool(Protocol[LendingParams]):
             debt_usd = mean_debt * rng.lognormal(
                 -0.5 * p.position_size_dispersion**2, p.position_size_dispersion, n
             )
-        excess = rng.lognormal(
-            math.log(p.health_factor_median - 1.0), p.health_factor_dispersion, n
-        )
+        # (The default lognormal draws 1 + lognormal(log(median - 1), dispersion).)
+        health = self.health_factors.sample(rng, n, floor=1.0)
         # Positions never open above max LTV: health factor >= LT / LTV at opening.
-        health = np.maximum(1.0 + excess, book.liquidation_threshold / book.ltv)
+        health = np.maximum(health, book.liquidation_threshold / book.ltv)
         price = self.world.oracle_prices[asset]
         collateral = debt_usd * health / (book.liquidation_threshold * price)
         return collateral, debt_usd

@@ -15,6 +15,7 @@ from liqnet.core.schema import (
     check_bounds,
 )
 from liqnet.protocols.base import ProtocolParams
+from liqnet.protocols.distributions import AnyDistribution, Distribution, Lognormal, check_range
 
 
 class CollateralParams(ProtocolParams):
@@ -80,6 +81,13 @@ class LendingParams(ProtocolParams):
     )
     health_factor_median: float = Field(1.6, gt=1.0, le=10.0)
     health_factor_dispersion: float = Field(0.6, gt=0.0, le=3.0)
+    # A book fitted to data: quantiles or a histogram of health factors (or a lognormal
+    # table). When given, health_factor_median and _dispersion are unused, so that an
+    # override can replace a base scenario's lognormal.
+    health_factor_distribution: Distribution | None = Field(
+        None,
+        description="opening health factors, >= 1 (raised to LT / LTV: none opens above max LTV)",
+    )
     position_size_dispersion: float = Field(1.2, ge=0.0, le=4.0)
     position_turnover_per_day: float = Field(0.01, ge=0.0, le=1.0)
     churn_interval_hours: float = Field(
@@ -95,6 +103,20 @@ class LendingParams(ProtocolParams):
     price_step: float = Field(0.05, ge=0.0, le=1.0, description="max slope multiplier move")
     liquidation_threshold_bounds: tuple[float, float] = (0.5, 0.9)
     slope_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+    @pydantic.field_validator("health_factor_distribution")
+    @classmethod
+    def _opening_health(cls, dist: AnyDistribution | None) -> AnyDistribution | None:
+        if dist is not None:
+            why = "opening health factors: a position below 1 would open liquidatable"
+            check_range(dist, 1.0, MAX_MULTIPLIER, 1.0, why)
+        return dist
+
+    def health_factors(self) -> AnyDistribution:
+        """The opening health factors' distribution (of which HF - 1 is lognormal)."""
+        if self.health_factor_distribution is not None:
+            return self.health_factor_distribution
+        return Lognormal(median=self.health_factor_median, dispersion=self.health_factor_dispersion)
 
     @pydantic.model_validator(mode="after")
     def _lever_bounds(self) -> LendingParams:

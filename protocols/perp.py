@@ -52,6 +52,7 @@ class PerpExchange(Protocol[PerpParams]):
                 f"(allowed: {list(assets)})"
             )
         self.markets = {a: PerpMarket(a, m) for a, m in params.markets.items()}
+        self.leverages = params.leverages()  # opening leverage's distribution
         for market in self.markets.values():  # mark at the index: the interest component
             market.funding_rate_hourly = params.interest_rate_8h / 8.0
         self.vault_cash = params.vault_usd
@@ -83,7 +84,7 @@ class PerpExchange(Protocol[PerpParams]):
         """
         p = self.params
         price = self.world.oracle_prices[market.asset]
-        leverage = p.leverage_median * rng.lognormal(0.0, p.leverage_dispersion, notional.size)
+        leverage = self.leverages.sample(rng, notional.size)
         # (minimum/maximum: np.clip's Python wrapper costs more than the clipping here.)
         leverage = np.minimum(np.maximum(leverage, 1.0), 1.0 / market.initial_margin)
         margin = notional / leverage

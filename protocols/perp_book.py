@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import overload
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from liqnet.core.schema import (
     MAX_MULTIPLIER,
@@ -19,6 +19,7 @@ from liqnet.core.schema import (
     check_bounds,
 )
 from liqnet.protocols.base import ProtocolParams
+from liqnet.protocols.distributions import AnyDistribution, Distribution, Lognormal, check_range
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 
 
@@ -50,6 +51,11 @@ class PerpParams(ProtocolParams):
     long_share: float = Field(0.55, gt=0.0, lt=1.0)
     leverage_median: float = Field(5.0, ge=1.0, le=200.0)
     leverage_dispersion: float = Field(0.5, ge=0.0, le=3.0)
+    # Leverage fitted to data (quantiles, a histogram or a lognormal table); when given,
+    # leverage_median and leverage_dispersion are unused.
+    leverage_distribution: Distribution | None = Field(
+        None, description="opening leverage in [1, 200] (clipped to 1 / initial_margin)"
+    )
     liquidation_penalty: float = Field(0.015, ge=0.0, le=0.2)  # dYdX v4 maximum
     keeper_reward_usd: float = Field(10.0, ge=0.0, le=1e6)
     spot_flow_share: float = Field(
@@ -87,6 +93,19 @@ class PerpParams(ProtocolParams):
     price_step: float = Field(0.05, ge=0.0, le=1.0, description="max fee multiplier move")
     maintenance_margin_bounds: tuple[float, float] = (0.005, 0.25)
     price_multiplier_bounds: tuple[float, float] = (0.5, 3.0)
+
+    @field_validator("leverage_distribution")
+    @classmethod
+    def _opening_leverage(cls, dist: AnyDistribution | None) -> AnyDistribution | None:
+        if dist is not None:
+            check_range(dist, 1.0, 200.0, 0.0, "opening leverage, as leverage_median")
+        return dist
+
+    def leverages(self) -> AnyDistribution:
+        """The opening leverage's distribution (lognormal by default)."""
+        if self.leverage_distribution is not None:
+            return self.leverage_distribution
+        return Lognormal(median=self.leverage_median, dispersion=self.leverage_dispersion)
 
     @model_validator(mode="after")
     def _adl_target_below_trigger(self) -> PerpParams:
