@@ -17,6 +17,7 @@ from liqnet.core.errors import ScenarioError
 from liqnet.core.schema import Scenario, format_errors, shorten
 from liqnet.market.negotiation import get_mechanism
 from liqnet.protocols.registry import available, get_protocol_class
+from liqnet.scenarios.compose import compose
 
 __all__ = [
     "ScenarioError",
@@ -104,27 +105,17 @@ def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
     return deepest
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Tables merge key by key; anything else (values, arrays) is replaced."""
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def resolve_raw(name_or_path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict, str]:
     """The raw table with its ``base`` chain merged in (a scenario may extend another).
 
     ``base = "baseline"`` (a built-in name, or a path relative to the file) loads that
-    scenario first; this file's tables are merged over it.
+    scenario first; this file's tables are merged over it, with its ``[remove]`` table,
+    ``[protocols.ID]`` tables and ``replace`` flags (:func:`liqnet.scenarios.compose.compose`).
     """
     raw, origin = read_raw(name_or_path)
     base = raw.pop("base", None)
     if base is None:
-        return raw, origin
+        return compose(None, raw, origin), origin
     if not isinstance(base, str):
         raise ScenarioError(f"{origin}: base = {shorten(base)}: must be a scenario name or path")
     if base in _seen:
@@ -137,7 +128,7 @@ def resolve_raw(name_or_path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[
     if base.endswith(".toml") and not Path(base).is_absolute():
         base_ref = Path(str(name_or_path)).parent / base
     base_raw, _ = resolve_raw(base_ref, (*_seen, base))
-    return _deep_merge(base_raw, raw), origin
+    return compose(base_raw, raw, origin, base), origin
 
 
 def parse_override_value(text: str) -> Any:
