@@ -219,8 +219,8 @@ def resample(
     seconds: np.ndarray, prices: np.ndarray, dt_hours: float, steps: int
 ) -> list[list[float]]:
     """Knots ``[step, price]`` at the end of steps ``1 .. min(steps, whole steps the CSV
-    covers)``, step 0 at the first row: log-linear between rows (exactly a row's price,
-    up to the last bit of exp(log), where a step ends on a row's time).
+    covers)``, step 0 at the first row: log-linear between rows, exactly a row's price
+    where a step ends on a row's time.
 
     Raises:
         ValueError: The CSV covers less than one step.
@@ -233,4 +233,8 @@ def resample(
         raise ValueError(f"covers {offsets[-1]:g} s, less than one step of dt_hours = {dt_hours:g}")
     at = step_seconds * np.arange(1, n + 1, dtype=float)
     path = np.clip(np.exp(np.interp(at, offsets, np.log(prices))), MIN_PRICE, MAX_PRICE)
+    # A step ending on a row's time takes the row's price itself (not exp(log(price))).
+    rows = np.minimum(np.searchsorted(offsets, at), offsets.size - 1)
+    on_row = offsets[rows] == at
+    path[on_row] = prices[rows[on_row]]
     return [[k, float(p)] for k, p in zip(range(1, n + 1), path.tolist(), strict=True)]
