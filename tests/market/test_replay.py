@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from liqnet.market import MarketModel
 from liqnet.market.prices import AssetDynamics, PriceProcess, ReplayPath
@@ -150,3 +152,30 @@ def test_replay_is_deterministic_per_seed(small: Small) -> None:
     pd.testing.assert_frame_equal(first, references(scenario, feedback=True, seed=11))
     other = references(scenario, feedback=True, seed=12)
     assert not np.allclose(first["ETH.reference"], other["ETH.reference"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.integers(1, 300), min_size=1, max_size=12, unique=True),
+    prices=st.lists(st.floats(1e-2, 1e6), min_size=12, max_size=12),
+    seed=st.integers(0, 2**32),
+)
+def test_any_valid_knots_are_hit_exactly(steps: list[int], prices: list[float], seed: int) -> None:
+    knots = tuple(zip(sorted(steps), prices, strict=False))
+    asset = AssetDynamics(100.0, 0.3, 2.0, 50.0, -0.1, 0.2, ReplayPath(knots))
+    process = PriceProcess(
+        {"ETH": asset, "BTC": AssetDynamics(50.0, 0.0, 0.5, 0.0, 0.0, 0.0)},
+        np.array([[1.0, 0.6], [0.6, 1.0]]),
+        1.0,
+        np.array([1.0, 5.0]),
+        np.array([[0.9, 0.1], [0.1, 0.9]]),
+        {},
+        np.random.default_rng(seed),
+    )
+    path = [float(process.prices[0])]
+    for _ in range(knots[-1][0] + 3):
+        process.step()
+        path.append(float(process.prices[0]))
+    for step, price in knots:
+        assert path[step] == pytest.approx(price, rel=1e-12)
+    assert path[-1] == pytest.approx(knots[-1][1], rel=1e-12)
