@@ -7,8 +7,9 @@ mechanism are validated against their registries by ``liqnet.scenarios.loader.va
 
 from __future__ import annotations
 
+import math
 import typing
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydantic
@@ -52,6 +53,12 @@ MIN_USD = 1.0
 by zero: open_interest_usd = 5e-324 did)."""
 MIN_PRICE, MAX_PRICE = 1e-8, 1e8
 """Asset prices in USD: from a memecoin's fraction of a cent to 1000x BTC."""
+PRICE_BAND = (1e-6, 1e4)
+"""The reference price stays within these multiples of its initial price, so that any
+valid scenario's world stays finite (a volatility of 10 times a 1e4 regime multiplier
+would otherwise overflow within a step). Terra's LUNA fell by ~1e-6 in a week (May
+2022); nothing has risen 1e4-fold within a horizon this simulator runs. A replayed
+price path must lie within it too."""
 MIN_POOL_USD = 1e4
 """Smallest AMM pool: a pool with less USD than one liquidation is no market."""
 MIN_DEPTH_USD = 1e4
@@ -122,6 +129,49 @@ class OracleSpec(StrictModel):
     latency_steps: int = Field(0, ge=0, le=1000)
 
 
+MAX_KNOTS = 10_000_000
+"""Most knots of a replayed price path (one per step of the longest run)."""
+
+
+class ReplaySpec(StrictModel):
+    """A replayed price path (docs/architecture.md, "Historical replay"): ``knots`` of
+    ``(step, price)``, steps from 1, interpolated in log price from the asset's ``price``
+    at step 0. The loader turns a file's ``csv`` into knots and records the file in
+    ``csv`` and the ``(dt_hours, steps)`` it resampled for in ``csv_grid``."""
+
+    knots: list[tuple[int, float]] | None = Field(None, max_length=MAX_KNOTS)
+    mode: Literal["replace", "add"] = "replace"
+    csv: str | None = Field(None, max_length=4096)
+    csv_grid: tuple[float, int] | None = None
+
+    @pydantic.field_validator("knots", "csv_grid", mode="before")
+    @classmethod
+    def _as_tuples(cls, value: object, info: pydantic.ValidationInfo) -> object:
+        # TOML and JSON have arrays only; strict mode takes a tuple only as a tuple.
+        if isinstance(value, list) and info.field_name == "csv_grid":
+            return tuple(value)
+        if isinstance(value, list):
+            return [tuple(k) if isinstance(k, list) else k for k in value]
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> ReplaySpec:
+        if self.csv is not None and self.csv_grid is None:
+            raise ValueError(
+                f"csv = {shorten(self.csv)}: a CSV is read by the scenario loader "
+                "(liqnet.scenarios.load), which resamples it into knots"
+            )
+        if not self.knots:
+            raise ValueError('give knots = [[step, price], ...] (at least one) or csv = "f.csv"')
+        previous = 0
+        for k, (step, price) in enumerate(self.knots):
+            if step <= previous:
+                after = f"after step {previous} (knots[{k - 1}])" if k else ">= 1 (steps from 1)"
+                raise ValueError(f"knots[{k}] = {(step, price)}: step {step} is not {after}")
+            previous = step
+        return self
+
+
 class AssetSpec(StrictModel):
     """One market asset: price dynamics, its AMM pool and its oracle."""
 
@@ -149,6 +199,22 @@ class AssetSpec(StrictModel):
         description="daily spot volume V of the square-root impact law",
     )
     oracle: OracleSpec = Field(default_factory=OracleSpec)
+    replay: ReplaySpec | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _check_replay(self) -> AssetSpec:
+        if self.replay is None or not self.replay.knots:
+            return self
+        # The same arithmetic as PriceProcess's band, so a knot inside is never clipped.
+        low, high = (math.log(self.price) + math.log(m) for m in PRICE_BAND)
+        for k, (step, price) in enumerate(self.replay.knots):
+            if not MIN_PRICE <= price <= MAX_PRICE or not low <= math.log(price) <= high:
+                raise ValueError(
+                    f"replay.knots[{k}] = {(step, price)}: price must lie in "
+                    f"[{MIN_PRICE:g}, {MAX_PRICE:g}] and within {PRICE_BAND} times the "
+                    f"initial price {self.price:g}"
+                )
+        return self
 
 
 class RegimeSpec(StrictModel):
@@ -344,6 +410,23 @@ class Scenario(StrictModel):
                 raise ValueError(
                     f"gas_spikes[{k}].duration_steps = {spike.duration_steps}: must be <= "
                     f"the steps left from its step ({left})"
+                )
+        for name, asset in self.market.assets.items():
+            replay, where = asset.replay, f"market.assets.{name}.replay"
+            if replay is None or not replay.knots:
+                continue
+            # CSV knots fit the grid they were resampled for (loader.validate resamples).
+            if replay.csv_grid is not None and (
+                replay.csv_grid[0] != self.dt_hours or replay.csv_grid[1] < self.steps
+            ):
+                raise ValueError(
+                    f"{where}.csv_grid = {replay.csv_grid}: resampled from the CSV for other "
+                    f"dt_hours or fewer steps than ({self.dt_hours:g}, {self.steps})"
+                )
+            if (last := replay.knots[-1])[0] > self.steps:
+                k = len(replay.knots) - 1
+                raise ValueError(
+                    f"{where}.knots[{k}] = {last}: step must be <= steps ({self.steps})"
                 )
         return self
 

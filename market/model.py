@@ -79,12 +79,7 @@ class MarketModel(mesa.Model):
         self.user_rng = self.rng_for("users")
 
         self.price_process = PriceProcess(
-            {
-                name: AssetDynamics(
-                    a.price, a.drift, a.volatility, a.jump_intensity, a.jump_mean, a.jump_std
-                )
-                for name, a in assets.items()
-            },
+            {name: AssetDynamics.of(a) for name, a in assets.items()},
             scenario.market.correlation_matrix(),
             scenario.dt_hours,
             np.array(scenario.market.regimes.multipliers),

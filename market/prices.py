@@ -1,26 +1,52 @@
-"""Reference ("CEX") price process: correlated GBM, Merton jumps, Markov regimes, shocks.
+"""Reference ("CEX") price process: correlated GBM, Merton jumps, Markov regimes, shocks,
+and replayed historical paths.
 
 Random numbers come from the process's own generator and are drawn in blocks of steps,
 independent of anything else in the world: a run and its ``feedback=False`` twin see the
-same exogenous path, so their difference is the feedback alone.
+same exogenous path, so their difference is the feedback alone. A replayed asset's draws
+are still drawn (and unused in ``"replace"`` mode), so the other assets' paths are those
+of the same scenario without the replay.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from liqnet.core.schema import PRICE_BAND
 from liqnet.core.units import HOURS_PER_YEAR
+
+if TYPE_CHECKING:
+    from liqnet.core.schema import AssetSpec
+
+__all__ = ["PRICE_BAND", "AssetDynamics", "FlowImpact", "PriceProcess", "ReplayPath"]
 
 _BLOCK = 256
 
-PRICE_BAND = (1e-6, 1e4)
-"""The reference price stays within these multiples of its initial price, so that any
-valid scenario's world stays finite (a volatility of 10 times a 1e4 regime multiplier
-would otherwise overflow within a step). Terra's LUNA fell by ~1e-6 in a week (May
-2022); nothing has risen 1e4-fold within a horizon this simulator runs."""
+
+@dataclass(frozen=True)
+class ReplayPath:
+    """A replayed exogenous price path (``liqnet.core.schema.ReplaySpec``).
+
+    Attributes:
+        knots: ``(step, price)`` pairs, steps from 1 and increasing: the price at the end
+            of each step; step 0 is the asset's initial price.
+        add: Add the GBM's log increments to the path (``"add"`` mode) instead of
+            replacing them (``"replace"``).
+    """
+
+    knots: tuple[tuple[int, float], ...]
+    add: bool = False
+
+    def log_path(self, initial_price: float) -> np.ndarray:
+        """Log price at steps ``0 .. last knot``: linear in log between knots, exactly
+        the knot's log price at a knot's step."""
+        steps = np.array([0, *(s for s, _ in self.knots)], dtype=float)
+        logs = np.log([initial_price, *(p for _, p in self.knots)])
+        return np.interp(np.arange(int(steps[-1]) + 1, dtype=float), steps, logs)
 
 
 @dataclass(frozen=True)
@@ -34,6 +60,7 @@ class AssetDynamics:
         jump_intensity: Expected jumps per year (Merton).
         jump_mean: Mean log-jump size.
         jump_std: Standard deviation of the log-jump size.
+        replay: A replayed path of the exogenous price, if any.
     """
 
     price: float
@@ -42,6 +69,24 @@ class AssetDynamics:
     jump_intensity: float
     jump_mean: float
     jump_std: float
+    replay: ReplayPath | None = None
+
+    @classmethod
+    def of(cls, spec: AssetSpec) -> AssetDynamics:
+        """The dynamics a scenario's asset table describes."""
+        replay = spec.replay
+        path = None
+        if replay is not None and replay.knots:
+            path = ReplayPath(tuple(replay.knots), add=replay.mode == "add")
+        return cls(
+            spec.price,
+            spec.drift,
+            spec.volatility,
+            spec.jump_intensity,
+            spec.jump_mean,
+            spec.jump_std,
+            path,
+        )
 
 
 class PriceProcess:
@@ -100,9 +145,22 @@ class PriceProcess:
             self.log_prices + math.log(PRICE_BAND[0]),
             self.log_prices + math.log(PRICE_BAND[1]),
         )
+        self._init_replay(dyn)
         self.step_count = 0
         self._block_start = 0
         self._draw_block()
+
+    def _init_replay(self, dyn: list[AssetDynamics]) -> None:
+        """Replayed assets: their indices, log paths (one row each, the last knot's value
+        held past it) and whether their GBM increments are added (``"add"`` mode)."""
+        replayed = [(i, a.replay) for i, a in enumerate(dyn) if a.replay is not None]
+        self._replay_index = np.array([i for i, _ in replayed], dtype=np.int64)
+        self._replay_add = np.array([r.add for _, r in replayed], dtype=bool)
+        paths = [r.log_path(dyn[i].price) for i, r in replayed]
+        length = max((p.size for p in paths), default=1)
+        self._replay_log = np.array(
+            [np.pad(p, (0, length - p.size), mode="edge") for p in paths], dtype=float
+        ).reshape(len(paths), length)
 
     def _draw_block(self) -> None:
         n, k = _BLOCK, len(self.names)
@@ -135,9 +193,32 @@ class PriceProcess:
         shock = self.shock_log_returns.get(self.step_count + 1)
         if shock is not None:
             log_returns = log_returns + shock
-        self.log_prices = np.clip(self.log_prices + log_returns, *self._log_band)
+        moved = self.log_prices + log_returns
+        if self._replay_index.size:
+            moved, log_returns = self._replay_step(moved, log_returns, shock)
+        self.log_prices = np.clip(moved, *self._log_band)
         self.step_count += 1
         return log_returns
+
+    def _replay_step(
+        self, moved: np.ndarray, log_returns: np.ndarray, shock: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Replayed assets move along their paths: the new log price is the path's, plus
+        the offset the price had from the path (forced-flow impact and scripted shocks
+        stay, as they do on a GBM path), plus the GBM increment in ``"add"`` mode. The
+        offset is taken, not the path's increment added, so that with no impact the price
+        is the path's to the last bit at every knot."""
+        index, last = self._replay_index, self._replay_log.shape[1] - 1
+        before = self._replay_log[:, min(self.step_count, last)]
+        after = self._replay_log[:, min(self.step_count + 1, last)]
+        # "add": the GBM increment (shock included); "replace": the shock alone.
+        shocks = shock[index] if shock is not None else np.zeros(index.size)
+        own = np.where(self._replay_add, log_returns[index], shocks)
+        moved = moved.copy()
+        moved[index] = (self.log_prices[index] - before) + after + own
+        log_returns = log_returns.copy()
+        log_returns[index] = after - before + own
+        return moved, log_returns
 
     def impact(self, asset_index: int, log_move: float) -> None:
         """Apply a permanent price impact (from forced selling) to one asset."""

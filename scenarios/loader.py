@@ -18,6 +18,7 @@ from liqnet.core.schema import Scenario, format_errors, shorten
 from liqnet.market.negotiation import get_mechanism
 from liqnet.protocols.registry import available, get_protocol_class
 from liqnet.scenarios.compose import compose
+from liqnet.scenarios.replay import mark_replay_files, read_replay_csvs
 
 __all__ = [
     "ScenarioError",
@@ -60,6 +61,7 @@ def read_raw(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
                 f"{origin}: {size:,} bytes; a scenario file is at most {MAX_FILE_BYTES:,}"
             )
         text = _decode(path.read_bytes(), origin)
+        folder = path.parent
     else:
         name = str(name_or_path)
         if name not in builtin_names():
@@ -69,6 +71,7 @@ def read_raw(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
             )
         resource = importlib.resources.files("liqnet.scenarios.builtin") / f"{name}.toml"
         text, origin = resource.read_text(encoding="utf-8"), f"built-in {name!r}"
+        folder = Path(str(resource)).parent
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -77,7 +80,7 @@ def read_raw(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
         raise ScenarioError(f"{origin}: nested deeper than {MAX_DEPTH} levels") from None
     if _depth(raw) > MAX_DEPTH:
         raise ScenarioError(f"{origin}: nested deeper than {MAX_DEPTH} levels")
-    return raw, origin
+    return mark_replay_files(raw, folder, origin), origin
 
 
 def _decode(data: bytes, origin: str) -> str:
@@ -199,7 +202,9 @@ def _list_position(items: list[Any], part: str, dotted: str, where: str) -> int:
 
 
 def validate(raw: dict[str, Any], origin: str = "scenario") -> Scenario:
-    """Validate a raw table into a :class:`Scenario`, including protocol parameters."""
+    """Validate a raw table into a :class:`Scenario`, including protocol parameters (a
+    replay CSV is read and resampled here, when ``dt_hours`` and ``steps`` are final)."""
+    raw = read_replay_csvs(raw, origin)
     try:
         scenario = Scenario.model_validate(raw)
     except pydantic.ValidationError as err:

@@ -298,3 +298,68 @@ def test_perp_market_not_in_market_is_rejected_at_load() -> None:
 def test_market_depth_and_impact_bounds_name_the_field(key: str, value: float, shown: str) -> None:
     message = scenario_error("baseline", {key: value})
     assert f"{key} = {value!r}: Input should be {shown}" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "fragments"),
+    [
+        pytest.param(
+            {"knots": [[1, 3000.0], [7, 2000.0], [5, 2500.0]]},
+            ["market.assets.ETH.replay", "knots[2] = (5, 2500.0): step 5 is not after step 7"],
+            id="steps-not-increasing",
+        ),
+        pytest.param(
+            {"knots": [[0, 3000.0]]},
+            ["market.assets.ETH.replay", "knots[0] = (0, 3000.0): step 0 is not >= 1"],
+            id="step-zero",
+        ),
+        pytest.param(
+            {"knots": [[200, 3000.0]]},
+            ["market.assets.ETH.replay.knots[0] = (200, 3000.0)", "<= steps (168)"],
+            id="step-beyond-horizon",
+        ),
+        pytest.param(
+            {"knots": []}, ["market.assets.ETH.replay", "give knots", "or csv"], id="no-knots"
+        ),
+        pytest.param({"mode": "add"}, ["market.assets.ETH.replay", "give knots"], id="only-mode"),
+        pytest.param(
+            {"knots": [[1, 2e8]]},
+            ["market.assets.ETH", "replay.knots[0] = (1, 200000000.0)", "[1e-08, 1e+08]"],
+            id="price-above-bound",
+        ),
+        pytest.param(
+            {"knots": [[1, 1e-4]]},
+            ["replay.knots[0] = (1, 0.0001)", "(1e-06, 10000.0) times the initial price 3000"],
+            id="price-outside-band",
+        ),
+        pytest.param(
+            {"knots": [[1.5, 3000.0]]},
+            ["market.assets.ETH.replay.knots.0.0 = 1.5", "integer"],
+            id="fractional-step",
+        ),
+        pytest.param(
+            {"knots": [[1, "3000"]]},
+            ["market.assets.ETH.replay.knots.0.1 = '3000'", "number"],
+            id="string-price",
+        ),
+        pytest.param(
+            {"knots": [[1, 3000.0, 2.0]]},
+            ["market.assets.ETH.replay.knots.0", "at most 2 items"],
+            id="three-numbers",
+        ),
+        pytest.param(
+            {"knots": [[1, 3000.0]], "mode": "noise"},
+            ["market.assets.ETH.replay.mode = 'noise'", "'replace' or 'add'"],
+            id="unknown-mode",
+        ),
+        pytest.param(
+            {"knots": [[1, 3000.0]], "volatility": 0.5},
+            ["market.assets.ETH.replay.volatility = 0.5", "Extra inputs"],
+            id="unknown-field",
+        ),
+    ],
+)
+def test_bad_replay_names_the_field(value: dict[str, Any], fragments: list[str]) -> None:
+    message = scenario_error("baseline", {"market.assets.ETH.replay": value})
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from:\n{message}"
