@@ -5,13 +5,14 @@ dicts keyed by agent) is a batch of one world, and
 :class:`~liqnet.market.vector_env.VectorLiquidityEnv` is a batch of ``B``. Observations,
 rewards, liveness, episode ends and balance-sheet reads are arrays shaped
 ``(B, n_agents, ...)``, computed by one array program for all worlds; the few market
-features of each world (a handful of assets) are plain floats, converted once per step. Each world is its own seeded :class:`~liqnet.market.model.MarketModel`
-(its own random streams), so world ``b`` seeded ``s`` is exactly a scalar world seeded
+features of each world (a handful of assets) are plain floats, converted once per step.
+Each world is its own seeded :class:`~liqnet.market.model.MarketModel` (its own random
+streams), so world ``b`` seeded ``s`` is exactly a scalar world seeded
 ``s``; worlds whose episode has ended are masked out of a step, not waited for.
 
 What is still one Python pass per world is ``MarketModel.step`` itself and the reads of
-each protocol's features and balance sheet (about 83% and 13% of a vector step on ``baseline``,
-``benchmarks/env_throughput.py``).
+each protocol's features and balance sheet (about 83% and 13% of a vector step on
+``baseline``, ``benchmarks/env_throughput.py``).
 Batching those (protocols of one type stacked as array rows) is the rest of the engine
 work (docs/architecture.md, "Vector environments").
 
