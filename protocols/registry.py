@@ -16,7 +16,7 @@ from liqnet.core.registry import Registry
 from liqnet.protocols.base import Protocol
 
 ENTRY_POINT_GROUP = "liqnet.protocols"
-BUILTIN_TYPES: tuple[str, ...] = ("comet", "lending", "options", "perp")
+BUILTIN_TYPES: tuple[str, ...] = ("cdp", "comet", "lending", "options", "perp")
 """Types shipped with liqnet (registered through this distribution's entry points)."""
 
 
