@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import annotated_types
 import numpy as np
+import pydantic
 
 from liqnet.core.errors import ConservationError, ScenarioError
 from liqnet.core.levers import FEATURE_NAMES
@@ -43,6 +44,16 @@ NEIGHBOUR_POSITIONS = 300
 
 _PLUGIN_INDEX = 1
 """Position of the protocol under test in the check worlds' ``protocols`` list."""
+
+STABLE_ASSET: dict[str, Any] = {
+    "price": 1.0,
+    "volatility": 0.02,
+    "pool_usd": 20e6,
+    "cex_depth_2pct_usd": 5e6,
+    "daily_volume_usd": 200e6,
+}
+"""A $1 asset with a thin pool, added to the check worlds for each asset a protocol names
+that the baseline market lacks (a CDP's stablecoin: it must be a market asset)."""
 
 _CRASH = [
     {"step": 3, "asset": "ETH", "return": -0.3},
@@ -117,6 +128,8 @@ def _raw(
 ) -> dict[str, Any]:
     """The baseline market with its first lending pool (small) and the protocol under test."""
     raw, _ = resolve_raw("baseline")
+    for asset in _named_assets(type_name, params):
+        raw["market"]["assets"].setdefault(asset, dict(STABLE_ASSET))
     neighbour = copy.deepcopy(next(p for p in raw["protocols"] if p["type"] == "lending"))
     neighbour["params"]["positions"] = NEIGHBOUR_POSITIONS
     raw.update(
@@ -127,6 +140,18 @@ def _raw(
         shocks=copy.deepcopy(_CRASH) if crash else [],
     )
     return raw
+
+
+def _named_assets(type_name: str, params: dict[str, Any]) -> list[str]:
+    """Assets the protocol's parameters name (its defaults' if these are invalid)."""
+    model = get_protocol_class(type_name).Params
+    try:
+        return model.model_validate(params).referenced_assets()
+    except (pydantic.ValidationError, ValueError, TypeError):
+        try:
+            return model().referenced_assets()
+        except (pydantic.ValidationError, ValueError, TypeError):
+            return []
 
 
 def _run(scenario: Scenario, world_name: str) -> Any:
