@@ -80,6 +80,8 @@ class CdpProtocol(Protocol[CdpParams]):
         self.top_ups = 0  # awake owners who added collateral
         self.repays = 0  # awake owners who repaid debt
         self.fees = 0.0
+        self.stable_bought = 0.0  # stablecoin repayers bought on its pool (cumulative)
+        self._to_buy = 0.0  # stablecoin repaid this step that repayers still mean to buy
         self._seed_vaults(self.world.rng_for(f"protocol:{protocol_id}:init"))
 
     # -- set-up --------------------------------------------------------------------------
@@ -326,11 +328,39 @@ class CdpProtocol(Protocol[CdpParams]):
         added = float((new_ink - ink).sum())
         book.set(slots, new_ink, new_art)
         self._burn(repaid)
+        self._to_buy += repaid
         self.world.transfer("borrowers", self, asset=asset, units=added)
         n_repay = int(np.count_nonzero(repays))
         self.repays += n_repay
         self.top_ups += slots.size - n_repay
         return int(slots.size)
+
+    # -- repayers' purchases -------------------------------------------------------------
+    def hedge_orders(self) -> dict[str, float]:
+        """Stablecoin the repaying owners buy on its pool this round (negative: a buy).
+
+        They replace what they repaid, paying at most ``repay_max_price``: on a
+        constant-product pool of ``u`` units at price ``p`` that is
+        ``u (1 - sqrt(p / max_price))`` units; the rest they had.
+        """
+        want, self._to_buy = self._to_buy, 0.0
+        if want <= 0.0 or self.defaulted:
+            return {}
+        world = self.world
+        price, units = world.pool_price(self.stable), world.pool_units(self.stable)
+        cap = self.params.repay_max_price
+        room = units * (1.0 - (price / cap) ** 0.5) if price < cap else 0.0
+        buy = min(want, room)
+        return {self.stable: -buy} if buy > 0.0 else {}
+
+    def on_hedge_fill(self, asset: str, units: float, usd: float) -> None:
+        """The repayers' purchase filled: they pay its USD and keep its stablecoin."""
+        self.cash += usd  # the world's exchange with the pool, on the owners' behalf
+        self.outstanding -= units
+        self.world.transfer("borrowers", self, usd=-usd)
+        self.world.transfer(self, "borrowers", asset=asset, units=units)
+        self.outstanding += units
+        self.stable_bought += units
 
     # -- liquidations --------------------------------------------------------------------
     def liquidation_candidates(self) -> list[LiquidationOffer]:

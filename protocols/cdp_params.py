@@ -132,6 +132,12 @@ class CdpParams(ProtocolParams):
     repay_share: float = Field(
         0.5, ge=0.0, le=1.0, description="owners who repay debt instead of adding collateral"
     )
+    # Repayers buy the stablecoin they repay on its pool (the demand that pushed DAI to
+    # $1.06-1.10 in March 2020), paying at most this price; above it they use stablecoin
+    # they hold. 1.10 chosen: the top of DAI's range then (REFERENCE_PARAMETERS.md).
+    repay_max_price: float = Field(
+        1.10, ge=0.0, le=100.0, description="most a repaying owner pays for one stable unit"
+    )
     # The surplus buffer (vow.sol): stability fees and penalties accumulate in it; above
     # hump surplus is auctioned for MKR to burn (flap). 500,000 DAI chosen for both.
     surplus_usd: float = Field(

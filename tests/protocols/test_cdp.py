@@ -229,3 +229,21 @@ def test_same_seed_same_run() -> None:
 def test_plugin_kit_passes() -> None:
     report = check_protocol("cdp", steps=12)
     assert "bad parameters" in str(report)
+
+
+def test_repayers_buy_the_stablecoin_on_its_pool_up_to_their_price() -> None:
+    """A crash makes repayers buy the stablecoin: its pool rises, never past 1.10."""
+    raw = _raw({"asleep_share": 0.0, "repay_share": 1.0}, steps=6)
+    raw["shocks"] = [{"step": 2, "asset": "ETH", "return": -0.35}]
+    model = MarketModel(validate(raw, "cdp-crash"))
+    model.check_phases = True
+    cdp = model.protocols["maker"]
+    assert isinstance(cdp, CdpProtocol)
+    pools = []
+    for _ in range(6):
+        model.step()
+        pools.append(model.pools["DAI"].price)
+    assert cdp.repays > 50 and cdp.stable_bought > 0.0
+    assert cdp.stable_bought <= cdp.burned  # they buy at most what they repaid
+    assert max(pools) > 1.01 and max(pools) <= 1.10 + 1e-9
+    assert model.reference_prices["DAI"] > 1.0  # forced flow moved the reference too
