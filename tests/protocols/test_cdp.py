@@ -245,5 +245,5 @@ def test_repayers_buy_the_stablecoin_on_its_pool_up_to_their_price() -> None:
         pools.append(model.pools["DAI"].price)
     assert cdp.repays > 50 and cdp.stable_bought > 0.0
     assert cdp.stable_bought <= cdp.burned  # they buy at most what they repaid
-    assert max(pools) > 1.01 and max(pools) <= 1.10 + 1e-9
+    assert max(pools) > 1.01 and max(pools) <= 1.10 * 1.003  # (the pool keeps its fee)
     assert model.reference_prices["DAI"] > 1.0  # forced flow moved the reference too
