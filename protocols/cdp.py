@@ -49,8 +49,8 @@ class CdpProtocol(Protocol[CdpParams]):
 
     Balance sheet (stablecoin at par): cash + vault debt (capped by collateral value)
     + debt in auctions still to raise - stablecoin outstanding, plus the MKR backstop's
-    cover of bad debt (debt auctions recapitalise it by dilution), so equity is the
-    surplus less bad debt beyond the backstop and less underwater shortfalls.
+    cover of losses (debt auctions recapitalise by dilution), so equity is the surplus
+    less the losses (bad debt, underwater shortfall) beyond what the backstop covers.
     """
 
     type_name = "cdp"
@@ -156,20 +156,27 @@ class CdpProtocol(Protocol[CdpParams]):
         prices = self.world.oracle_prices
         return sum(b.underwater_shortfall(prices[a]) for a, b in self.books.items())
 
-    def bad_debt_cover(self) -> float:
-        """Bad debt the MKR backstop covers (at most the debt auctions' capacity)."""
-        return min(self.vow.sin, self.vow.backstop())
-
     def unrealised_losses(self) -> float:
         """Underwater vault shortfall (losses carried, not yet written off)."""
         return self.underwater_shortfall()
 
+    def losses(self) -> float:
+        """Bad debt not yet covered plus the losses carried (stable units)."""
+        return self.vow.sin + self.unrealised_losses()
+
+    def backstop_cover(self) -> float:
+        """Losses the MKR backstop covers: at most what debt auctions can raise."""
+        return min(self.losses(), self.vow.backstop())
+
     def own_equity(self) -> float:
-        """Surplus less bad debt beyond the backstop, less underwater shortfall, + cash."""
-        sin = self.vow.sin
-        return (
-            self.cash + self.vow.surplus - sin + self.bad_debt_cover() - self.underwater_shortfall()
-        )
+        """Cash + surplus - losses + the backstop's cover of them.
+
+        Debt auctions recapitalise the system by diluting MKR (the design: MKR holders
+        are the loss absorbers after the surplus), so losses up to MKR's market cap at
+        the lots' discount are not a loss of the protocol's own equity; beyond it they
+        are, and the CDP defaults.
+        """
+        return self.cash + self.vow.surplus - self.losses() + self.backstop_cover()
 
     def total_assets(self) -> float:
         """Cash, vault debt at face value and the surplus."""

@@ -15,9 +15,14 @@ Small = Callable[..., Scenario]
 def small(name: str = "baseline", positions: int = 300, **overrides: object) -> Scenario:
     """A built-in scenario with ``positions`` positions per protocol, plus overrides.
 
-    Override keys use ``__`` for dots (``market__permanent_impact=0.0``).
+    Override keys use ``__`` for dots (``market__permanent_impact=0.0``). A CDP's book
+    size is its ``vaults``.
     """
-    values: dict[str, object] = {f"protocols.{k}.params.positions": positions for k in range(3)}
+    types = [spec.type for spec in load(name).protocols][:3]
+    values: dict[str, object] = {
+        f"protocols.{k}.params.{'vaults' if t == 'cdp' else 'positions'}": positions
+        for k, t in enumerate(types)
+    }
     values.update({k.replace("__", "."): v for k, v in overrides.items()})
     return load(name, values)
 

@@ -14,7 +14,15 @@ from liqnet.scenarios import Scenario, builtin_names, load
 from liqnet.scenarios.loader import apply_overrides, parse_override_value, resolve_raw
 from tests.helpers.scenario_files import MINIMAL_TOML, write_toml
 
-BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_crush", "vol_regime"]
+BUILTINS = [
+    "bank_run",
+    "baseline",
+    "black_thursday",
+    "credit_crunch",
+    "flash_crash",
+    "vol_crush",
+    "vol_regime",
+]
 
 
 # -- built-ins ---------------------------------------------------------------------------
@@ -33,9 +41,12 @@ def test_every_builtin_loads_and_validates(name: str) -> None:
     assert scenario.description
     ids = [p.id for p in scenario.protocols]
     assert len(ids) == len(set(ids)) >= 1
-    assert {p.type for p in scenario.protocols} <= {"lending", "comet", "perp", "options"}
+    assert {p.type for p in scenario.protocols} <= {"lending", "comet", "perp", "options", "cdp"}
     # Protocol params are validated by the protocol's own model: defaults are filled in.
     for spec in scenario.protocols:
+        if spec.type == "cdp":  # vaults, not positions; no depositors to run
+            assert "vaults" in spec.params and "asleep_share" in spec.params
+            continue
         assert "positions" in spec.params
         assert "risk_memory_days" in spec.params
     for shock in scenario.shocks:

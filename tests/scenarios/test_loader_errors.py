@@ -15,7 +15,15 @@ from liqnet.scenarios import load
 from liqnet.scenarios.loader import ScenarioError, parse_override_value
 from tests.helpers.scenario_files import MINIMAL_TOML, scenario_error, write_toml
 
-BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_crush", "vol_regime"]
+BUILTINS = [
+    "bank_run",
+    "baseline",
+    "black_thursday",
+    "credit_crunch",
+    "flash_crash",
+    "vol_crush",
+    "vol_regime",
+]
 
 
 # -- bad input: one ScenarioError naming the field and the value ---------------------------
