@@ -324,6 +324,11 @@ def plot_debtrank(table: pd.DataFrame, step: int, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def _or_na(value: float) -> str:
+    """A statistic to two decimals, or "undefined" when it is NaN."""
+    return f"{value:.2f}" if np.isfinite(value) else "undefined"
+
+
 def plot_synchrony(sync: Synchrony, path: str | Path) -> Path:
     """Heat map of the agents' action correlations, values written in the cells."""
     matrix = sync.correlation
@@ -335,23 +340,26 @@ def plot_synchrony(sync: Synchrony, path: str | Path) -> Path:
     for i in range(n):
         for j in range(n):
             value = matrix.iat[i, j]
+            defined = bool(np.isfinite(value))
             ax.text(
                 j,
                 i,
-                f"{value:.2f}",
+                f"{value:.2f}" if defined else "n/a",
                 ha="center",
                 va="center",
                 fontsize=11,
-                color="white" if abs(value) > 0.6 else "black",
+                color="white" if defined and abs(value) > 0.6 else "black",
             )
     fig.colorbar(image, ax=ax, label="correlation of lever paths")
     still = [a for a in sync.agents if sync.static.get(a, False)]
     if still:
-        note = f"levers never moved: {', '.join(still)} (constant levers correlate 1 only "
-        fig.text(0.02, 0.01, note + "with identical constant levers)", fontsize=8, color="#555")
+        note = f"levers never moved: {', '.join(still)} (a constant response has no "
+        fig.text(
+            0.02, 0.01, note + "direction: n/a, left out of the means)", fontsize=8, color="#555"
+        )
     ax.set_title(
-        f"Action synchrony: mean pairwise {sync.mean_correlation:.2f}, "
-        f"top-eigenvalue share {sync.eigenvalue_share:.2f}",
+        f"Action synchrony: mean pairwise {_or_na(sync.mean_correlation)}, "
+        f"top-eigenvalue share {_or_na(sync.eigenvalue_share)}",
         fontsize=10,
     )
     fig.tight_layout()
