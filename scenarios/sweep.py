@@ -25,6 +25,7 @@ import pandas as pd
 from rich.console import Console
 
 from liqnet.analysis.convergence import convergence_index
+from liqnet.analysis.similarity import structural_similarity
 from liqnet.analysis.export import to_node_link_json
 from liqnet.analysis.graphs import contagion_graph
 from liqnet.core.io import atomic_write
@@ -32,6 +33,7 @@ from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
 from liqnet.scenarios.analyze import amplification
 from liqnet.scenarios.loader import ScenarioError, validate
+from liqnet.scenarios.model_cards import model_cards
 from liqnet.scenarios.ray_connect import ray_connection
 from liqnet.scenarios.run import run
 from liqnet.scenarios.sweep_dir import SweepProgress, lock, read_row, write_run
@@ -55,7 +57,9 @@ TABLE_EVERY_S = 2.0  # rewriting the table after every run would cost O(runs^2)
 
 
 def analysis_columns(scenario: Scenario, config: RunConfig, result: RunResult) -> dict[str, Any]:
-    """Amplification ratios (with ``feedback_twin``) and the convergence index."""
+    """Amplification ratios (with ``feedback_twin``), the convergence index (NaN when it is
+    undefined: no two agents' levers move) and the structural similarity of the run's
+    models (``structure_same_model``, ``_architecture``, ``_training``)."""
     columns: dict[str, Any] = {}
     problems = []
     if config.feedback_twin:
@@ -69,6 +73,9 @@ def analysis_columns(scenario: Scenario, config: RunConfig, result: RunResult) -
         columns["convergence_index"] = float(convergence_index(result))
     except Exception as err:
         problems.append(f"convergence_index: {_message(err)}")
+    if len(scenario.protocols) >= 2:
+        cards = model_cards(scenario)
+        columns.update({f"structure_{k}": v for k, v in structural_similarity(cards).items()})
     if problems:
         columns["analysis_error"] = "; ".join(problems)
     return columns
