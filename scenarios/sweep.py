@@ -25,9 +25,9 @@ import pandas as pd
 from rich.console import Console
 
 from liqnet.analysis.convergence import convergence_index
-from liqnet.analysis.similarity import structural_similarity
 from liqnet.analysis.export import to_node_link_json
 from liqnet.analysis.graphs import contagion_graph
+from liqnet.analysis.similarity import structural_similarity
 from liqnet.core.io import atomic_write
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
