@@ -32,6 +32,9 @@ __all__ = ["Member", "evaluate_level", "level_similarity", "save_untrained", "tr
 TRACE_WINDOW = 12
 """Steps after the crash over which the mechanism trace is measured."""
 
+TIGHTEN = 0.01
+"""Rise of the risk lever in one step that counts as tightening (of its [-1, 1] range)."""
+
 
 @dataclass(frozen=True)
 class Member:
@@ -123,7 +126,7 @@ def trace(result: RunResult, shock_step: int) -> dict[str, float]:
     ids = [p.id for p in result.scenario.protocols]
     risk = np.stack([window[f"{p}.lever.risk"].to_numpy() for p in ids])
     moves = np.diff(risk, axis=1)
-    tightening = moves > 1e-9
+    tightening = moves > TIGHTEN
     # Share of protocols tightening in the same step, on steps where anyone tightens.
     active = tightening.any(axis=0)
     sync = float(tightening[:, active].mean()) if active.any() else 0.0
