@@ -12,29 +12,19 @@ from __future__ import annotations
 import itertools
 import logging
 import shutil
-import tempfile
 import time
-import traceback
 from collections import deque
 from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager, closing, suppress
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from liqnet.analysis.convergence import convergence_index
-from liqnet.analysis.export import to_node_link_json
-from liqnet.analysis.graphs import contagion_graph
 from liqnet.core.io import atomic_write
-from liqnet.core.result import RunResult
-from liqnet.core.schema import Scenario
-from liqnet.scenarios.analyze import amplification
-from liqnet.scenarios.loader import ScenarioError, validate
+from liqnet.scenarios.loader import validate
 from liqnet.scenarios.ray_connect import ray_connection
-from liqnet.scenarios.run import run
 from liqnet.scenarios.sweep_dir import SweepProgress, lock, read_row, write_run
 from liqnet.scenarios.sweep_plan import RunConfig, SweepPlan, iter_plan, plan
 from liqnet.scenarios.sweep_registrations import (
@@ -42,6 +32,7 @@ from liqnet.scenarios.sweep_registrations import (
     apply_registrations,
     driver_registrations,
 )
+from liqnet.scenarios.sweep_run import _base_row, _message, _task, analysis_columns, run_one
 from liqnet.scenarios.sweep_schema import SweepError, SweepSpec, load_sweep, table
 
 __all__ = [
@@ -49,6 +40,7 @@ __all__ = [
     "SweepError",
     "SweepPlan",
     "SweepSpec",
+    "analysis_columns",
     "iter_plan",
     "load_sweep",
     "plan",
@@ -62,107 +54,6 @@ TABLE = "sweep.parquet"
 _lock = lock  # the name the tests know
 TABLE_EVERY_S = 2.0  # rewriting the table after every run would cost O(runs^2)
 WINDOW_EVERY_S = 10.0  # how often the runs-in-flight window follows the cluster's CPUs
-
-
-# -- one run -------------------------------------------------------------------------------
-
-
-def analysis_columns(scenario: Scenario, config: RunConfig, result: RunResult) -> dict[str, Any]:
-    """Amplification ratios (with ``feedback_twin``) and the convergence index."""
-    columns: dict[str, Any] = {}
-    problems = []
-    if config.feedback_twin:
-        try:
-            # Passing the feedback run means only the no-feedback twin is computed.
-            ratios = amplification(scenario, config.seed, steps=config.steps, result=result)
-            columns.update({k: float(v) for k, v in ratios.as_row().items()})
-        except Exception as err:  # analysis trouble must not lose the run itself
-            problems.append(f"amplification: {_message(err)}")
-    try:
-        columns["convergence_index"] = float(convergence_index(result))
-    except Exception as err:
-        problems.append(f"convergence_index: {_message(err)}")
-    if problems:
-        columns["analysis_error"] = "; ".join(problems)
-    return columns
-
-
-def _message(err: BaseException) -> str:
-    if isinstance(err, ScenarioError):
-        return str(err)
-    frames = traceback.extract_tb(err.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return f"{type(err).__name__}: {err}{where}"
-
-
-def _base_row(config: RunConfig) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": config.run_id, "seed": config.seed}
-    row["policy_mix"] = config.policy_mix
-    row.update(config.params)
-    row.update(status="done", error=None)
-    return row
-
-
-def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, into)
-    else:  # NumPy scalars become Python values, so row.json reads back identically
-        into[prefix] = value.item() if isinstance(value, np.generic) else value
-
-
-def run_one(config: RunConfig, artifacts: str | Path | None = None) -> dict[str, Any]:
-    """Run one sweep point and return its row: the same function in-process and on Ray.
-
-    A run that fails on its own (bad parameters, unknown policy) returns a row with
-    ``status = "failed"`` and the error message instead of raising.
-
-    Args:
-        config: The run (see :func:`plan`).
-        artifacts: If given, the run's :meth:`RunResult.save` files are written there.
-
-    Returns:
-        Ids, varied values, status, error, the flattened summary metrics and, when
-        :mod:`liqnet.analysis` provides them, amplification ratios and convergence index.
-    """
-    row = _base_row(config)
-    try:
-        if config.override_error:
-            raise ScenarioError(config.override_error)
-        scenario = validate(config.scenario, config.origin)
-        # An unknown policy or a missing checkpoint raises a ScenarioError here.
-        result = run(scenario, seed=config.seed, steps=config.steps)
-    except Exception as err:  # one bad run is recorded, never fatal to the sweep
-        row.update(status="failed", error=_message(err))
-        return row
-    metrics: dict[str, Any] = {}
-    _flatten("", result.summary, metrics)
-    metrics.update(analysis_columns(scenario, config, result))
-    for key, value in metrics.items():
-        row[key if key not in row else f"summary.{key}"] = value
-    if artifacts is not None:
-        result.save(artifacts, figure=config.figures)
-        _graph_snapshot(result, Path(artifacts))
-    return row
-
-
-def _graph_snapshot(result: RunResult, folder: Path) -> None:
-    """The final contagion graph as node-link JSON."""
-    try:
-        to_node_link_json(contagion_graph(result), folder / "graph.json")
-    except Exception as err:  # a missing snapshot is no reason to lose the run
-        log.warning("graph snapshot of %s skipped: %s", folder.name, _message(err))
-
-
-def _task(
-    config: RunConfig, registrations: Registrations | None = None
-) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The Ray task: the row and the artifact files' bytes (the driver writes them)."""
-    apply_registrations(registrations or {})
-    with tempfile.TemporaryDirectory(prefix="liqnet-run-") as tmp:
-        row = run_one(config, tmp)
-        files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    return row, files
 
 
 # -- Ray -----------------------------------------------------------------------------------
@@ -247,10 +138,14 @@ def sweep(
 ) -> pd.DataFrame:
     """Run a sweep on Ray and return its table (also written to ``out/sweep.parquet``).
 
-    Runs whose ``runs/<run_id>/row.json`` exists are read back, never recomputed; with
+    Runs are planned lazily (:class:`~liqnet.scenarios.sweep_plan.SweepPlan`): each is
+    built when there is room to submit it, so the progress bar shows from the start and
+    planning memory does not grow with the runs. Runs whose ``runs/<run_id>/row.json``
+    exists are read back as the plan reaches them, never recomputed; with
     ``retry_failed``, those recorded as failed are run again (a run whose task was lost
-    has no ``row.json`` and always runs again). Before submitting, :func:`preflight`
-    checks that the workers can build the runs. On
+    has no ``row.json`` and always runs again). Ray starts only once a run is left to
+    compute. Before submitting, :func:`preflight` checks that the workers can build the
+    runs. On
     Ctrl-C, outstanding tasks are cancelled, the table is written and the interrupt is
     raised again; running the same sweep into the same directory finishes the rest.
 
