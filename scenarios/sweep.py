@@ -146,8 +146,10 @@ def sweep(
     has no ``row.json`` and always runs again). Ray starts only once a run is left to
     compute. Before submitting, :func:`preflight` checks that the workers can build the
     runs. On
-    Ctrl-C, outstanding tasks are cancelled, the table is written and the interrupt is
-    raised again; running the same sweep into the same directory finishes the rest.
+    Ctrl-C, outstanding tasks are cancelled, the table is written (with the runs the plan
+    had reached: finished runs further on are in ``runs/`` and join the table when the
+    plan reaches them) and the interrupt is raised again; running the same sweep into
+    the same directory finishes the rest.
 
     Args:
         spec_or_path: Built-in sweep name, ``.toml`` path, raw table or :class:`SweepSpec`.
