@@ -37,6 +37,9 @@ TYPE_COLORS = {
 CREDIT_COLOR, COLLATERAL_COLOR, DEFAULT_COLOR = "#C44E52", "#8C8C8C", "#C44E52"
 DPI = 110
 ARC_RAD = 0.25  # curvature of credit arrows, so opposite lines do not overlap
+ROW_MAX = 6  # protocols drawn in a row; more go on a circle (labels would collide)
+CENTRE, RADIUS = (0.5, 1.3), 0.45  # the circle layout, in data units (equal aspect)
+EDGE_LABELS_MAX = 6  # credit lines labelled per panel beyond that: the largest only
 
 
 def _usd(x: float) -> str:
@@ -55,20 +58,42 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
 
 
 def _layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    """Protocols on an upper row (a circle when many), assets on a row below."""
+    """Protocols on a row above the assets; more than ``ROW_MAX`` on a circle around them.
+
+    On the circle (drawn with equal aspect) the assets sit in a row at its centre, so
+    every protocol's exposure line is a spoke of the same length and none crosses a
+    label, which are placed outward (see :func:`_outward`).
+    """
     protocols = [n for n, d in graph.nodes(data=True) if d.get("kind") == "protocol"]
     assets = [n for n, d in graph.nodes(data=True) if d.get("kind") == "asset"]
     pos: dict[str, tuple[float, float]] = {}
-    if len(protocols) <= 6:
+    if len(protocols) <= ROW_MAX:
         for k, n in enumerate(protocols):
             pos[n] = ((k + 0.5) / len(protocols), 1.0)
-    else:
-        for k, n in enumerate(protocols):
-            angle = 2 * math.pi * k / len(protocols)
-            pos[n] = (0.5 + 0.45 * math.cos(angle), 1.3 + 0.5 * math.sin(angle))
+        for k, n in enumerate(assets):
+            pos[n] = ((k + 0.5) / max(len(assets), 1), 0.0)
+        return pos
+    for k, n in enumerate(protocols):
+        angle = math.pi / 2 - 2 * math.pi * k / len(protocols)  # clockwise from the top
+        pos[n] = (CENTRE[0] + RADIUS * math.cos(angle), CENTRE[1] + RADIUS * math.sin(angle))
+    span = min(0.8 * RADIUS, 0.18 * len(assets))  # the asset row stays inside the circle
     for k, n in enumerate(assets):
-        pos[n] = ((k + 0.5) / max(len(assets), 1), 0.0)
+        x = CENTRE[0] if len(assets) == 1 else CENTRE[0] - span / 2 + span * k / (len(assets) - 1)
+        pos[n] = (x, CENTRE[1])
     return pos
+
+
+def _outward(pos: tuple[float, float], lift: float) -> dict[str, object]:
+    """``annotate`` keywords placing a circle-layout label outside the circle at ``pos``,
+    ``lift`` points from the node's centre, aligned away from the centre."""
+    dx, dy = pos[0] - CENTRE[0], pos[1] - CENTRE[1]
+    norm = math.hypot(dx, dy) or 1.0
+    ux, uy = dx / norm, dy / norm
+    return {
+        "xytext": (lift * ux, lift * uy),
+        "ha": "left" if ux > 0.3 else "right" if ux < -0.3 else "center",
+        "va": "bottom" if uy > 0.3 else "top" if uy < -0.3 else "center",
+    }
 
 
 def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Path:
@@ -86,10 +111,23 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
     credit = [max(d["weight"], d.get("loss", 0.0)) for g in graphs for *_, d in _edges(g, "credit")]
     collat = [d["weight"] for g in graphs for *_, d in _edges(g, "collateral")]
     max_credit, max_collat = max([*credit, 1.0]), max([*collat, 1.0])
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.2), squeeze=False)
+    circle = any(
+        sum(d.get("kind") == "protocol" for _, d in g.nodes(data=True)) > ROW_MAX for g in graphs
+    )
+    # A circle of labelled protocols needs room around it: a larger, square panel.
+    width, height = (10.0, 8.0) if circle else (6.5, 6.2)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width * len(panels), height), squeeze=False
+    )
     labels = []
     for ax, (title, graph) in zip(axes[0], panels, strict=True):
         pos = _layout(graph)
+        lines = sorted(
+            _edges(graph, "credit"), key=lambda e: -max(e[2]["weight"], e[2].get("loss", 0.0))
+        )
+        labelled = {(u, v) for u, v, _ in lines[:EDGE_LABELS_MAX]}
+        if len(lines) > EDGE_LABELS_MAX:
+            title += f"\n(amounts on the {EDGE_LABELS_MAX} largest of {len(lines)} credit lines)"
         for u, v, d in _edges(graph, "collateral"):
             width = 0.6 + 5.0 * math.sqrt(d["weight"] / max_collat)
             nx.draw_networkx_edges(
@@ -117,6 +155,8 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
                 node_size=2500,
                 connectionstyle=f"arc3,rad={ARC_RAD}",
             )
+            if (u, v) not in labelled:
+                continue
             text = f"owed {_usd(d['weight'])}"
             if d.get("loss", 0.0) > 0:
                 text += f"\nwritten off {_usd(d['loss'])}"
@@ -136,6 +176,8 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
                     ha="center",
                     va="top",
                     fontsize=10,
+                    zorder=4,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
                 )
                 continue
             size = 350 + 2800 * math.sqrt(d.get("loss", 0.0) / max_loss)
@@ -153,18 +195,21 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
                 label += f"\nDEFAULTED (step {d['default_step']})"
             # Scatter sizes are areas in points^2: clear the circle's radius, whatever it is.
             lift = math.sqrt(size) / 2 + 5
+            place: dict[str, object] = {"xytext": (0, lift), "ha": "center", "va": "bottom"}
+            if circle:
+                place = _outward((x, y), lift)
             ax.annotate(
-                label,
-                (x, y),
-                xytext=(0, lift),
-                textcoords="offset points",
-                ha="center",
-                va="bottom",
-                fontsize=9,
+                label, (x, y), textcoords="offset points", fontsize=8 if circle else 9, **place
             )
         ax.set_title(title, fontsize=11)
-        ax.set_xlim(-0.15, 1.15)
-        ax.set_ylim(-0.45, 1.75 if len(pos) <= 10 else 2.0)
+        if circle:
+            # Labels of the side nodes run ~0.4 data units outward (three lines of 8 pt).
+            ax.set_xlim(CENTRE[0] - RADIUS - 0.55, CENTRE[0] + RADIUS + 0.55)
+            ax.set_ylim(CENTRE[1] - RADIUS - 0.3, CENTRE[1] + RADIUS + 0.3)
+            ax.set_aspect("equal")
+        else:
+            ax.set_xlim(-0.15, 1.15)
+            ax.set_ylim(-0.45, 1.75 if len(pos) <= 10 else 2.0)
         ax.axis("off")
     handles = [
         *[Line2D([], [], color=CREDIT_COLOR, lw=3, label="credit line (lender → borrower)")]
@@ -190,13 +235,15 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("Contagion graph: circle area ~ equity lost, edge width ~ USD", fontsize=12)
     fig.tight_layout(rect=(0, 0.02 + 0.04 * rows, 1, 0.95))
+    placed: list[tuple[object, object]] = []  # (axes, label box in display pixels)
+    renderer = fig.canvas.get_renderer()
     for ax, start, end, text in labels:
         # arc3 bends in display space: its Bezier midpoint is the chord's midpoint moved
         # by rad / 2 times the chord turned clockwise. Placed after layout, so it is final.
         (x0, y0), (x1, y1) = ax.transData.transform([start, end])
         half = 0.5 * ARC_RAD
         mid = ((x0 + x1) / 2 + half * (y1 - y0), (y0 + y1) / 2 - half * (x1 - x0))
-        ax.annotate(
+        note = ax.annotate(
             text,
             ax.transData.inverted().transform(mid),
             xytext=(0, -8),
@@ -207,6 +254,14 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
             color=CREDIT_COLOR,
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
         )
+        # Lines to one borrower meet near it, so their midpoints can coincide: step a
+        # label down its arc's normal until it clears the labels already placed.
+        for shift in range(1, 8):
+            box = note.get_window_extent(renderer)
+            if not any(a is ax and box.overlaps(b) for a, b in placed):
+                break
+            note.xyann = (0, -8 - 13 * shift)
+        placed.append((ax, note.get_window_extent(renderer)))
     return _save(fig, path)
 
 
