@@ -12,12 +12,22 @@ import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from liqnet.analysis.amplification import Amplification
 from liqnet.analysis.cascade import cascade_rounds
 from liqnet.analysis.convergence import Synchrony
+from liqnet.analysis.graph_layout import (
+    CENTRE,
+    RADIUS,
+    ROW_MAX,
+    label_arcs,
+    layout,
+    outward,
+    separate,
+)
 from liqnet.core.result import RunResult
 
 __all__ = [
@@ -37,8 +47,6 @@ TYPE_COLORS = {
 CREDIT_COLOR, COLLATERAL_COLOR, DEFAULT_COLOR = "#C44E52", "#8C8C8C", "#C44E52"
 DPI = 110
 ARC_RAD = 0.25  # curvature of credit arrows, so opposite lines do not overlap
-ROW_MAX = 6  # protocols drawn in a row; more go on a circle (labels would collide)
-CENTRE, RADIUS = (0.5, 1.3), 0.45  # the circle layout, in data units (equal aspect)
 EDGE_LABELS_MAX = 6  # credit lines labelled per panel beyond that: the largest only
 
 
@@ -55,45 +63,6 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     fig.savefig(path, dpi=DPI, format="png")
     plt.close(fig)
     return path
-
-
-def _layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    """Protocols on a row above the assets; more than ``ROW_MAX`` on a circle around them.
-
-    On the circle (drawn with equal aspect) the assets sit in a row at its centre, so
-    every protocol's exposure line is a spoke of the same length and none crosses a
-    label, which are placed outward (see :func:`_outward`).
-    """
-    protocols = [n for n, d in graph.nodes(data=True) if d.get("kind") == "protocol"]
-    assets = [n for n, d in graph.nodes(data=True) if d.get("kind") == "asset"]
-    pos: dict[str, tuple[float, float]] = {}
-    if len(protocols) <= ROW_MAX:
-        for k, n in enumerate(protocols):
-            pos[n] = ((k + 0.5) / len(protocols), 1.0)
-        for k, n in enumerate(assets):
-            pos[n] = ((k + 0.5) / max(len(assets), 1), 0.0)
-        return pos
-    for k, n in enumerate(protocols):
-        angle = math.pi / 2 - 2 * math.pi * k / len(protocols)  # clockwise from the top
-        pos[n] = (CENTRE[0] + RADIUS * math.cos(angle), CENTRE[1] + RADIUS * math.sin(angle))
-    span = min(0.8 * RADIUS, 0.18 * len(assets))  # the asset row stays inside the circle
-    for k, n in enumerate(assets):
-        x = CENTRE[0] if len(assets) == 1 else CENTRE[0] - span / 2 + span * k / (len(assets) - 1)
-        pos[n] = (x, CENTRE[1])
-    return pos
-
-
-def _outward(pos: tuple[float, float], lift: float) -> dict[str, object]:
-    """``annotate`` keywords placing a circle-layout label outside the circle at ``pos``,
-    ``lift`` points from the node's centre, aligned away from the centre."""
-    dx, dy = pos[0] - CENTRE[0], pos[1] - CENTRE[1]
-    norm = math.hypot(dx, dy) or 1.0
-    ux, uy = dx / norm, dy / norm
-    return {
-        "xytext": (lift * ux, lift * uy),
-        "ha": "left" if ux > 0.3 else "right" if ux < -0.3 else "center",
-        "va": "bottom" if uy > 0.3 else "top" if uy < -0.3 else "center",
-    }
 
 
 def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Path:
@@ -116,12 +85,11 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
     )
     # A circle of labelled protocols needs room around it: a larger, square panel.
     width, height = (10.0, 8.0) if circle else (6.5, 6.2)
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(width * len(panels), height), squeeze=False
-    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
     labels = []
+    node_labels: list[tuple[plt.Axes, plt.Annotation, tuple[float, float]]] = []
     for ax, (title, graph) in zip(axes[0], panels, strict=True):
-        pos = _layout(graph)
+        pos = layout(graph)
         lines = sorted(
             _edges(graph, "credit"), key=lambda e: -max(e[2]["weight"], e[2].get("loss", 0.0))
         )
@@ -197,10 +165,12 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
             lift = math.sqrt(size) / 2 + 5
             place: dict[str, object] = {"xytext": (0, lift), "ha": "center", "va": "bottom"}
             if circle:
-                place = _outward((x, y), lift)
-            ax.annotate(
+                place = outward((x, y), lift)
+            note = ax.annotate(
                 label, (x, y), textcoords="offset points", fontsize=8 if circle else 9, **place
             )
+            if circle:
+                node_labels.append((ax, note, (x, y)))
         ax.set_title(title, fontsize=11)
         if circle:
             # Labels of the side nodes run ~0.4 data units outward (three lines of 8 pt).
@@ -235,33 +205,13 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("Contagion graph: circle area ~ equity lost, edge width ~ USD", fontsize=12)
     fig.tight_layout(rect=(0, 0.02 + 0.04 * rows, 1, 0.95))
-    placed: list[tuple[object, object]] = []  # (axes, label box in display pixels)
-    renderer = fig.canvas.get_renderer()
-    for ax, start, end, text in labels:
-        # arc3 bends in display space: its Bezier midpoint is the chord's midpoint moved
-        # by rad / 2 times the chord turned clockwise. Placed after layout, so it is final.
-        (x0, y0), (x1, y1) = ax.transData.transform([start, end])
-        half = 0.5 * ARC_RAD
-        mid = ((x0 + x1) / 2 + half * (y1 - y0), (y0 + y1) / 2 - half * (x1 - x0))
-        note = ax.annotate(
-            text,
-            ax.transData.inverted().transform(mid),
-            xytext=(0, -8),
-            textcoords="offset points",
-            ha="center",
-            va="top",
-            fontsize=9,
-            color=CREDIT_COLOR,
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
-        )
-        # Lines to one borrower meet near it, so their midpoints can coincide: step a
-        # label down its arc's normal until it clears the labels already placed.
-        for shift in range(1, 8):
-            box = note.get_window_extent(renderer)
-            if not any(a is ax and box.overlaps(b) for a, b in placed):
-                break
-            note.xyann = (0, -8 - 13 * shift)
-        placed.append((ax, note.get_window_extent(renderer)))
+    for ax in axes[0]:
+        ax.apply_aspect()  # equal aspect moves the axes box at draw time: settle it first
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)  # this module draws with Agg
+    renderer = canvas.get_renderer()
+    separate(node_labels, renderer)
+    label_arcs(labels, renderer, ARC_RAD, CREDIT_COLOR)
     return _save(fig, path)
 
 
@@ -347,7 +297,8 @@ def plot_cascade(result: RunResult, path: str | Path, pad_steps: int = 6) -> Pat
 
 def plot_debtrank(table: pd.DataFrame, step: int, path: str | Path) -> Path:
     """DebtRank R of each protocol's default, with the distress it causes to others."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    many = len(table) > ROW_MAX  # names and values no longer fit side by side
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.6 * len(table)), 5.5 if many else 4.5))
     if len(table):
         names = [str(p) for p in table["protocol"]]
         bars = ax.bar(names, table["debtrank"], color="#4C72B0")
@@ -358,8 +309,13 @@ def plot_debtrank(table: pd.DataFrame, step: int, path: str | Path) -> Path:
                 f"{value:.3f}",
                 ha="center",
                 va="bottom",
-                fontsize=10,
+                fontsize=8 if many else 10,
             )
+        if many:
+            ax.tick_params(axis="x", labelrotation=45)
+            for tick in ax.get_xticklabels():
+                tick.set_horizontalalignment("right")
+                tick.set_rotation_mode("anchor")
         top = float(table["debtrank"].max())
         ax.set_ylim(0.0, max(0.05, top * 1.25))
         if top == 0.0:
