@@ -14,7 +14,15 @@ from liqnet.scenarios import Scenario, builtin_names, load
 from liqnet.scenarios.loader import apply_overrides, parse_override_value, resolve_raw
 from tests.helpers.scenario_files import MINIMAL_TOML, write_toml
 
-BUILTINS = ["bank_run", "baseline", "credit_crunch", "flash_crash", "vol_crush", "vol_regime"]
+BUILTINS = [
+    "bank_run",
+    "baseline",
+    "credit_crunch",
+    "ecosystem",
+    "flash_crash",
+    "vol_crush",
+    "vol_regime",
+]
 
 
 # -- built-ins ---------------------------------------------------------------------------
