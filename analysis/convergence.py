@@ -1,26 +1,36 @@
 """Model convergence: do the protocols' agents act, and represent the world, alike?
 
-* :func:`action_synchrony`: lever time series per agent -> agent-by-agent correlation.
-  Each agent's series is a ``T x k`` matrix (steps x levers); every lever column is
-  centred on its own mean and the agent's matrix flattened to one vector, so
-  ``corr(i, j)`` is the cosine between the two agents' centred lever paths: 1 when
-  they move their levers together, 0 when unrelated, -1 when opposed. An agent whose
-  levers never move has no direction; by convention two such agents correlate 1 if
-  their (constant) levers are equal and 0 otherwise, and a constant agent correlates 0
-  with a moving one. Identical series therefore always give 1.
-* :func:`linear_cka` / :func:`policy_similarity`: linear Centered Kernel Alignment
-  (Kornblith et al. 2019) between policies' representations of a common probe set,
+Three views of convergence, each documented where it is computed:
+
+* **Behaviour** -- :func:`action_synchrony` over a run's lever time series, or
+  :func:`response_similarity` over a common probe set of states (every policy answers
+  the same observations, so differences are the policies', not the states'). Each
+  agent's answers form a ``T x k`` matrix (steps or probes x levers); every lever
+  column is centred on its own mean and the matrix flattened to one vector, so
+  ``corr(i, j)`` is the cosine between the two centred response paths: 1 when they
+  move together, 0 when unrelated, -1 when opposed. An agent whose response never
+  varies has no direction: its correlation with anyone is **undefined (NaN)**, not
+  "converged" -- two static policies are alike by construction, not because they
+  learned the same thing -- and summaries (mean correlation, the eigenvalue share, the
+  convergence index) are taken over the defined pairs only, NaN when there is none.
+* **Models** -- :func:`linear_cka` / :func:`policy_similarity`: linear Centered Kernel
+  Alignment (Kornblith et al. 2019, "Similarity of Neural Network Representations
+  Revisited", ICML) between policies' representations (outputs, or hidden activations
+  with ``layer=``) of a common probe set,
   ``CKA(X, Y) = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` on column-centred X, Y;
   1 for identical representations, invariant to orthogonal transforms and isotropic
-  scaling. Two constant representations count as identical (1), one constant and one
-  varying as unrelated (0).
-* :func:`convergence_index`: one number in [0, 1] for a sweep table (formula there).
+  scaling; NaN when either representation is constant (no variance to align).
+* **Structure** -- :func:`structural_similarity`: the share of protocol pairs that run
+  the same model (identical weights), the same architecture and the same training data,
+  from :class:`ModelCard` s.
+* :func:`convergence_index`: one number in [0, 1] for a sweep table (formula there), NaN
+  when no component is defined.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +39,19 @@ import numpy as np
 import pandas as pd
 
 from liqnet.analysis.results import lever_actions
+from liqnet.analysis.similarity import (
+    ModelCard,
+    PolicySimilarity,
+    linear_cka,
+    policy_similarity,
+    representations,
+    structural_similarity,
+    varies,
+)
 from liqnet.core.result import RunResult
 
 __all__ = [
+    "ModelCard",
     "PolicySimilarity",
     "Synchrony",
     "action_synchrony",
@@ -40,9 +60,9 @@ __all__ = [
     "linear_cka",
     "policy_similarity",
     "representations",
+    "response_similarity",
+    "structural_similarity",
 ]
-
-_TINY = 1e-12
 
 
 @dataclass(frozen=True)
@@ -50,12 +70,15 @@ class Synchrony:
     """Synchrony of the agents' actions.
 
     Attributes:
-        correlation: Agent-by-agent correlation matrix (symmetric, unit diagonal).
-        graph: Undirected graph of agents, an edge (``weight`` = correlation) for every
-            pair whose correlation is at least ``threshold``.
-        mean_correlation: Mean over distinct pairs, in [-1, 1].
-        eigenvalue_share: Largest eigenvalue of ``correlation`` / number of agents, in
-            [1/n, 1]: 1 when every agent moves as one.
+        correlation: Agent-by-agent correlation matrix (symmetric, unit diagonal; NaN
+            off the diagonal in the rows and columns of static agents).
+        graph: Undirected graph of agents (node attribute ``static``), an edge
+            (``weight`` = correlation) for every defined pair whose correlation is at
+            least ``threshold``.
+        mean_correlation: Mean over distinct defined pairs, in [-1, 1]; NaN if none.
+        eigenvalue_share: Largest eigenvalue of the moving agents' correlation matrix /
+            their number, in [1/m, 1]: 1 when every moving agent moves as one; NaN with
+            fewer than two moving agents.
         threshold: The edge threshold used.
         static: Agent -> whether its actions never moved (constant series).
     """
@@ -71,11 +94,6 @@ class Synchrony:
     def agents(self) -> list[str]:
         """Agent names, in matrix order."""
         return list(self.correlation.index)
-
-
-def _varies(raw: np.ndarray, centred: np.ndarray) -> bool:
-    """Whether a series is not constant, relative to its own magnitude (scale-free)."""
-    return float(np.abs(centred).max()) > _TINY * float(np.abs(raw).max())
 
 
 def _as_matrix(name: object, series: Any) -> np.ndarray:
@@ -114,168 +132,60 @@ def action_synchrony(actions: Mapping[str, Any] | RunResult, threshold: float = 
         raise ValueError(f"actions must all have the same shape, got {shapes}")
     centred = np.stack([(m - m.mean(axis=0)).ravel() for m in mats])
     norms = np.linalg.norm(centred, axis=1)
-    moving = np.array([_varies(m, c) for m, c in zip(mats, centred, strict=True)])
+    moving = np.array([varies(m, c) for m, c in zip(mats, centred, strict=True)])
     unit = np.where(moving[:, None], centred / np.where(moving, norms, 1.0)[:, None], 0.0)
     corr = np.clip(unit @ unit.T, -1.0, 1.0)
-    for i in np.flatnonzero(~moving):
-        for j in np.flatnonzero(~moving):
-            corr[i, j] = float(np.allclose(mats[i], mats[j], rtol=0.0, atol=_TINY))
+    # A constant response has no direction: its correlation with anyone is undefined.
+    corr[~moving, :] = np.nan
+    corr[:, ~moving] = np.nan
     np.fill_diagonal(corr, 1.0)
     frame = pd.DataFrame(corr, index=names, columns=names)
+    static = {n: not bool(m) for n, m in zip(names, moving, strict=True)}
     graph = nx.Graph(threshold=float(threshold))
-    graph.add_nodes_from(names)
+    graph.add_nodes_from((n, {"static": static[n]}) for n in names)
     upper = np.triu_indices(len(names), k=1)
     for i, j in zip(*upper, strict=True):
-        if corr[i, j] >= threshold:
+        if corr[i, j] >= threshold:  # False for NaN: undefined pairs get no edge
             graph.add_edge(names[i], names[j], weight=float(corr[i, j]))
-    # eigvalsh: the matrix is symmetric, its eigenvalues real and sorted ascending.
-    share = float(np.linalg.eigvalsh(corr)[-1]) / len(names)
-    static = {n: not bool(m) for n, m in zip(names, moving, strict=True)}
-    mean = float(corr[upper].mean())
-    return Synchrony(frame, graph, mean, min(1.0, share), float(threshold), static)
+    pairs = corr[upper]
+    defined = pairs[np.isfinite(pairs)]
+    mean = float(defined.mean()) if defined.size else math.nan
+    share = math.nan
+    if moving.sum() >= 2:
+        # eigvalsh: the matrix is symmetric, its eigenvalues real and sorted ascending.
+        sub = corr[np.ix_(moving, moving)]
+        share = min(1.0, float(np.linalg.eigvalsh(sub)[-1]) / int(moving.sum()))
+    return Synchrony(frame, graph, mean, share, float(threshold), static)
 
 
-def linear_cka(x: Any, y: Any) -> float:
-    """Linear CKA between two representations of the same probes (rows = probes).
-
-    Args:
-        x: ``(n, p)`` array (a 1-D array is one feature).
-        y: ``(n, q)`` array.
-
-    Returns:
-        CKA in [0, 1] (see the module doc for constant representations).
-
-    Raises:
-        ValueError: Different numbers of rows, fewer than 2 rows, or non-finite values.
-    """
-    a, b = (np.asarray(v, dtype=np.float64) for v in (x, y))
-    a, b = (v[:, None] if v.ndim == 1 else v.reshape(v.shape[0], -1) for v in (a, b))
-    if a.shape[0] != b.shape[0] or a.shape[0] < 2:
-        raise ValueError(f"need the same >= 2 probes in both, got {a.shape[0]} and {b.shape[0]}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("representations must be finite")
-    ca, cb = a - a.mean(axis=0), b - b.mean(axis=0)
-    varies_a, varies_b = _varies(a, ca), _varies(b, cb)
-    if not (varies_a and varies_b):
-        return float(varies_a == varies_b)
-    a, b = ca, cb
-    xx, yy = np.linalg.norm(a.T @ a), np.linalg.norm(b.T @ b)
-    return float(np.clip(np.linalg.norm(b.T @ a) ** 2 / (xx * yy), 0.0, 1.0))
-
-
-def representations(
-    policy: Callable[[Any], Any] | Any,
-    probes: Any,
-    *,
-    layer: str | None = None,
-    batched: bool = False,
-) -> np.ndarray:
-    """A policy's representation of each probe, as an ``(n, features)`` array.
-
-    Args:
-        policy: A ``torch.nn.Module`` (run once on the whole batch, without gradients;
-            with ``layer``, the output of that named submodule is captured by a forward
-            hook) or any callable ``obs -> array``, called once per probe (once on the
-            whole ``(n, obs_dim)`` batch if ``batched``).
-        probes: ``(n, obs_dim)`` observations (array or tensor).
-        layer: Name of a submodule (as in ``named_modules()``) of a torch policy;
-            ignored for plain callables, which return their representation themselves.
-        batched: Call a plain callable on the whole batch.
-
-    Returns:
-        ``(n, features)`` float64 array; tuple outputs are concatenated.
-    """
-    torch = sys.modules.get("torch")  # a torch module can exist only if torch is loaded
-    if torch is not None and isinstance(policy, torch.nn.Module):
-        return _torch_representations(torch, policy, probes, layer)
-    obs = probes.detach().cpu().numpy() if hasattr(probes, "detach") else np.asarray(probes)
-    if batched:
-        return _flatten(policy(obs), len(obs))
-    return np.stack([_flatten(policy(o), 1)[0] for o in obs])
-
-
-def _flatten(output: Any, n: int) -> np.ndarray:
-    parts = output if isinstance(output, tuple | list) else (output,)
-    arrays = []
-    for part in parts:
-        value = part.detach().cpu().numpy() if hasattr(part, "detach") else np.asarray(part)
-        arrays.append(np.asarray(value, dtype=np.float64).reshape(n, -1))
-    return np.concatenate(arrays, axis=1)
-
-
-def _torch_representations(torch: Any, module: Any, probes: Any, layer: str | None) -> np.ndarray:
-    param = next(module.parameters(), None)
-    dtype = param.dtype if param is not None else torch.float32
-    device = param.device if param is not None else "cpu"
-    batch = torch.as_tensor(np.asarray(probes), dtype=dtype, device=device)
-    captured: list[Any] = []
-    handle = None
-    if layer is not None:
-        named = dict(module.named_modules())
-        if layer not in named:
-            raise ValueError(f"layer {layer!r} not in the policy; allowed {sorted(named)}")
-        handle = named[layer].register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        with torch.no_grad():
-            output = module(batch)
-    finally:
-        if handle is not None:
-            handle.remove()
-    return _flatten(captured[-1] if captured else output, batch.shape[0])
-
-
-@dataclass(frozen=True)
-class PolicySimilarity:
-    """Pairwise linear CKA between policies.
-
-    Attributes:
-        matrix: Policy-by-policy CKA (symmetric, unit diagonal).
-        mean: Mean CKA over distinct pairs.
-    """
-
-    matrix: pd.DataFrame
-    mean: float
-
-
-def policy_similarity(
+def response_similarity(
     policies: Mapping[str, Any] | Sequence[Any],
     probes: Any,
     *,
-    layer: str | None = None,
+    threshold: float = 0.5,
     batched: bool = False,
-) -> PolicySimilarity:
-    """Linear CKA between every pair of policies on a common probe set.
+) -> Synchrony:
+    """Behavioural similarity on a common probe set: how alike the policies *answer*.
+
+    Every policy acts on the same ``(n, obs_dim)`` probe observations (see
+    ``liqnet.scenarios.probes.probe_states``); its ``(n, levers)`` responses take the
+    place of a lever time series in :func:`action_synchrony`, so the correlation of two
+    policies is the cosine of their centred responses across the probes, and a policy
+    whose response does not vary with the state is undefined (NaN), not converged.
 
     Args:
         policies: ``{name: policy}`` (or a sequence, named by position); each a callable
-            ``obs -> representation`` or a ``torch.nn.Module`` (see :func:`representations`).
-        probes: ``(n, obs_dim)`` observations shared by all policies.
-        layer: Submodule whose output is the representation of torch policies.
+            ``obs -> action`` or a ``torch.nn.Module`` (see :func:`representations`).
+        probes: The shared observations.
+        threshold: Edge threshold of the similarity graph.
         batched: Call plain callables once on the whole batch.
 
-    Returns:
-        The :class:`PolicySimilarity`.
-
     Raises:
-        ValueError: Fewer than two policies, or ``layer`` without any torch policy.
+        ValueError: Fewer than two policies or fewer than two probes.
     """
     named = dict(policies) if isinstance(policies, Mapping) else dict(enumerate(policies))
-    names = [str(n) for n in named]
-    if len(names) < 2:
-        raise ValueError(f"policy similarity needs at least two policies, got {names}")
-    torch = sys.modules.get("torch")
-    if layer is not None and not (
-        torch is not None and any(isinstance(p, torch.nn.Module) for p in named.values())
-    ):
-        raise ValueError(f"layer = {layer!r} needs at least one torch.nn.Module policy")
-    reps = [representations(p, probes, layer=layer, batched=batched) for p in named.values()]
-    n = len(reps)
-    matrix = np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            matrix[i, j] = matrix[j, i] = linear_cka(reps[i], reps[j])
-    mean = float(matrix[np.triu_indices(n, k=1)].mean())
-    return PolicySimilarity(pd.DataFrame(matrix, index=names, columns=names), mean)
+    responses = {str(k): representations(p, probes, batched=batched) for k, p in named.items()}
+    return action_synchrony(responses, threshold=threshold)
 
 
 def convergence_components(
@@ -283,19 +193,24 @@ def convergence_components(
     *,
     similarity: PolicySimilarity | None = None,
 ) -> dict[str, float]:
-    """The [0, 1] components :func:`convergence_index` averages.
+    """The [0, 1] components :func:`convergence_index` averages (NaN: undefined).
 
-    * ``correlation``: mean pairwise action correlation, negative values clipped to 0;
-    * ``eigenvalue``: ``(lambda_max - 1) / (n - 1)``, the largest eigenvalue of the
-      correlation matrix rescaled from [1, n] to [0, 1] (0: no common mode; 1: one);
+    * ``correlation``: mean pairwise action correlation over defined pairs, negative
+      values clipped to 0;
+    * ``eigenvalue``: ``(lambda_max - 1) / (m - 1)``, the largest eigenvalue of the
+      moving agents' correlation matrix rescaled from [1, m] to [0, 1] (0: no common
+      mode; 1: one);
     * ``cka``: mean pairwise policy CKA (only when ``similarity`` is given).
+
+    Both action components are NaN when fewer than two agents' levers move.
     """
     parts: dict[str, float] = {}
     if actions is not None:
         sync = actions if isinstance(actions, Synchrony) else action_synchrony(actions)
-        n = len(sync.agents)
+        m = len(sync.agents) - sum(sync.static.values())
         parts["correlation"] = float(np.clip(sync.mean_correlation, 0.0, 1.0))
-        parts["eigenvalue"] = float(np.clip((sync.eigenvalue_share * n - 1.0) / (n - 1), 0, 1))
+        rescaled = (sync.eigenvalue_share * m - 1.0) / (m - 1) if m >= 2 else math.nan
+        parts["eigenvalue"] = float(np.clip(rescaled, 0.0, 1.0))
     if similarity is not None:
         parts["cka"] = float(np.clip(similarity.mean, 0.0, 1.0))
     return parts
@@ -308,10 +223,12 @@ def convergence_index(
 ) -> float:
     """One number in [0, 1]: how alike the agents have become.
 
-    ``index = mean(components)`` over the components of :func:`convergence_components`
-    that the inputs allow: ``correlation`` and ``eigenvalue`` from the actions,
-    ``cka`` from the policies. 1 means identical behaviour (every action correlation 1,
-    one common mode, identical representations); 0 means unrelated or opposed agents.
+    ``index = mean(components)`` over the defined components of
+    :func:`convergence_components` that the inputs allow: ``correlation`` and
+    ``eigenvalue`` from the actions, ``cka`` from the policies. 1 means identical
+    behaviour (every action correlation 1, one common mode, identical representations);
+    0 means unrelated or opposed agents; NaN means undefined: no two agents' responses
+    vary (all-static policies are not "converged"), and no CKA is defined.
 
     Args:
         actions: Anything :func:`action_synchrony` takes, or its result.
@@ -323,4 +240,5 @@ def convergence_index(
     parts = convergence_components(actions, similarity=similarity)
     if not parts:
         raise ValueError("convergence_index needs actions and/or a policy similarity")
-    return float(np.mean(list(parts.values())))
+    defined = [v for v in parts.values() if math.isfinite(v)]
+    return float(np.mean(defined)) if defined else math.nan

@@ -12,12 +12,22 @@ import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from liqnet.analysis.amplification import Amplification
 from liqnet.analysis.cascade import cascade_rounds
 from liqnet.analysis.convergence import Synchrony
+from liqnet.analysis.graph_layout import (
+    CENTRE,
+    RADIUS,
+    ROW_MAX,
+    label_arcs,
+    layout,
+    outward,
+    separate,
+)
 from liqnet.core.result import RunResult
 
 __all__ = [
@@ -37,6 +47,7 @@ TYPE_COLORS = {
 CREDIT_COLOR, COLLATERAL_COLOR, DEFAULT_COLOR = "#C44E52", "#8C8C8C", "#C44E52"
 DPI = 110
 ARC_RAD = 0.25  # curvature of credit arrows, so opposite lines do not overlap
+EDGE_LABELS_MAX = 6  # credit lines labelled per panel beyond that: the largest only
 
 
 def _usd(x: float) -> str:
@@ -54,23 +65,6 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def _layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    """Protocols on an upper row (a circle when many), assets on a row below."""
-    protocols = [n for n, d in graph.nodes(data=True) if d.get("kind") == "protocol"]
-    assets = [n for n, d in graph.nodes(data=True) if d.get("kind") == "asset"]
-    pos: dict[str, tuple[float, float]] = {}
-    if len(protocols) <= 6:
-        for k, n in enumerate(protocols):
-            pos[n] = ((k + 0.5) / len(protocols), 1.0)
-    else:
-        for k, n in enumerate(protocols):
-            angle = 2 * math.pi * k / len(protocols)
-            pos[n] = (0.5 + 0.45 * math.cos(angle), 1.3 + 0.5 * math.sin(angle))
-    for k, n in enumerate(assets):
-        pos[n] = ((k + 0.5) / max(len(assets), 1), 0.0)
-    return pos
-
-
 def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Path:
     """Contagion graphs side by side, on one scale.
 
@@ -86,10 +80,22 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
     credit = [max(d["weight"], d.get("loss", 0.0)) for g in graphs for *_, d in _edges(g, "credit")]
     collat = [d["weight"] for g in graphs for *_, d in _edges(g, "collateral")]
     max_credit, max_collat = max([*credit, 1.0]), max([*collat, 1.0])
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.2), squeeze=False)
+    circle = any(
+        sum(d.get("kind") == "protocol" for _, d in g.nodes(data=True)) > ROW_MAX for g in graphs
+    )
+    # A circle of labelled protocols needs room around it: a larger, square panel.
+    width, height = (10.0, 8.0) if circle else (6.5, 6.2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
     labels = []
+    node_labels: list[tuple[plt.Axes, plt.Annotation, tuple[float, float]]] = []
     for ax, (title, graph) in zip(axes[0], panels, strict=True):
-        pos = _layout(graph)
+        pos = layout(graph)
+        lines = sorted(
+            _edges(graph, "credit"), key=lambda e: -max(e[2]["weight"], e[2].get("loss", 0.0))
+        )
+        labelled = {(u, v) for u, v, _ in lines[:EDGE_LABELS_MAX]}
+        if len(lines) > EDGE_LABELS_MAX:
+            title += f"\n(amounts on the {EDGE_LABELS_MAX} largest of {len(lines)} credit lines)"
         for u, v, d in _edges(graph, "collateral"):
             width = 0.6 + 5.0 * math.sqrt(d["weight"] / max_collat)
             nx.draw_networkx_edges(
@@ -117,6 +123,8 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
                 node_size=2500,
                 connectionstyle=f"arc3,rad={ARC_RAD}",
             )
+            if (u, v) not in labelled:
+                continue
             text = f"owed {_usd(d['weight'])}"
             if d.get("loss", 0.0) > 0:
                 text += f"\nwritten off {_usd(d['loss'])}"
@@ -136,6 +144,8 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
                     ha="center",
                     va="top",
                     fontsize=10,
+                    zorder=4,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
                 )
                 continue
             size = 350 + 2800 * math.sqrt(d.get("loss", 0.0) / max_loss)
@@ -153,18 +163,23 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
                 label += f"\nDEFAULTED (step {d['default_step']})"
             # Scatter sizes are areas in points^2: clear the circle's radius, whatever it is.
             lift = math.sqrt(size) / 2 + 5
-            ax.annotate(
-                label,
-                (x, y),
-                xytext=(0, lift),
-                textcoords="offset points",
-                ha="center",
-                va="bottom",
-                fontsize=9,
+            place: dict[str, object] = {"xytext": (0, lift), "ha": "center", "va": "bottom"}
+            if circle:
+                place = outward((x, y), lift)
+            note = ax.annotate(
+                label, (x, y), textcoords="offset points", fontsize=8 if circle else 9, **place
             )
+            if circle:
+                node_labels.append((ax, note, (x, y)))
         ax.set_title(title, fontsize=11)
-        ax.set_xlim(-0.15, 1.15)
-        ax.set_ylim(-0.45, 1.75 if len(pos) <= 10 else 2.0)
+        if circle:
+            # Labels of the side nodes run ~0.4 data units outward (three lines of 8 pt).
+            ax.set_xlim(CENTRE[0] - RADIUS - 0.55, CENTRE[0] + RADIUS + 0.55)
+            ax.set_ylim(CENTRE[1] - RADIUS - 0.3, CENTRE[1] + RADIUS + 0.3)
+            ax.set_aspect("equal")
+        else:
+            ax.set_xlim(-0.15, 1.15)
+            ax.set_ylim(-0.45, 1.75 if len(pos) <= 10 else 2.0)
         ax.axis("off")
     handles = [
         *[Line2D([], [], color=CREDIT_COLOR, lw=3, label="credit line (lender → borrower)")]
@@ -190,23 +205,13 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("Contagion graph: circle area ~ equity lost, edge width ~ USD", fontsize=12)
     fig.tight_layout(rect=(0, 0.02 + 0.04 * rows, 1, 0.95))
-    for ax, start, end, text in labels:
-        # arc3 bends in display space: its Bezier midpoint is the chord's midpoint moved
-        # by rad / 2 times the chord turned clockwise. Placed after layout, so it is final.
-        (x0, y0), (x1, y1) = ax.transData.transform([start, end])
-        half = 0.5 * ARC_RAD
-        mid = ((x0 + x1) / 2 + half * (y1 - y0), (y0 + y1) / 2 - half * (x1 - x0))
-        ax.annotate(
-            text,
-            ax.transData.inverted().transform(mid),
-            xytext=(0, -8),
-            textcoords="offset points",
-            ha="center",
-            va="top",
-            fontsize=9,
-            color=CREDIT_COLOR,
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
-        )
+    for ax in axes[0]:
+        ax.apply_aspect()  # equal aspect moves the axes box at draw time: settle it first
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)  # this module draws with Agg
+    renderer = canvas.get_renderer()
+    separate(node_labels, renderer)
+    label_arcs(labels, renderer, ARC_RAD, CREDIT_COLOR)
     return _save(fig, path)
 
 
@@ -292,7 +297,8 @@ def plot_cascade(result: RunResult, path: str | Path, pad_steps: int = 6) -> Pat
 
 def plot_debtrank(table: pd.DataFrame, step: int, path: str | Path) -> Path:
     """DebtRank R of each protocol's default, with the distress it causes to others."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    many = len(table) > ROW_MAX  # names and values no longer fit side by side
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.6 * len(table)), 5.5 if many else 4.5))
     if len(table):
         names = [str(p) for p in table["protocol"]]
         bars = ax.bar(names, table["debtrank"], color="#4C72B0")
@@ -303,8 +309,13 @@ def plot_debtrank(table: pd.DataFrame, step: int, path: str | Path) -> Path:
                 f"{value:.3f}",
                 ha="center",
                 va="bottom",
-                fontsize=10,
+                fontsize=8 if many else 10,
             )
+        if many:
+            ax.tick_params(axis="x", labelrotation=45)
+            for tick in ax.get_xticklabels():
+                tick.set_horizontalalignment("right")
+                tick.set_rotation_mode("anchor")
         top = float(table["debtrank"].max())
         ax.set_ylim(0.0, max(0.05, top * 1.25))
         if top == 0.0:
@@ -324,6 +335,11 @@ def plot_debtrank(table: pd.DataFrame, step: int, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def _or_na(value: float) -> str:
+    """A statistic to two decimals, or "undefined" when it is NaN."""
+    return f"{value:.2f}" if np.isfinite(value) else "undefined"
+
+
 def plot_synchrony(sync: Synchrony, path: str | Path) -> Path:
     """Heat map of the agents' action correlations, values written in the cells."""
     matrix = sync.correlation
@@ -335,23 +351,26 @@ def plot_synchrony(sync: Synchrony, path: str | Path) -> Path:
     for i in range(n):
         for j in range(n):
             value = matrix.iat[i, j]
+            defined = bool(np.isfinite(value))
             ax.text(
                 j,
                 i,
-                f"{value:.2f}",
+                f"{value:.2f}" if defined else "n/a",
                 ha="center",
                 va="center",
                 fontsize=11,
-                color="white" if abs(value) > 0.6 else "black",
+                color="white" if defined and abs(value) > 0.6 else "black",
             )
     fig.colorbar(image, ax=ax, label="correlation of lever paths")
     still = [a for a in sync.agents if sync.static.get(a, False)]
     if still:
-        note = f"levers never moved: {', '.join(still)} (constant levers correlate 1 only "
-        fig.text(0.02, 0.01, note + "with identical constant levers)", fontsize=8, color="#555")
+        note = f"levers never moved: {', '.join(still)} (a constant response has no "
+        fig.text(
+            0.02, 0.01, note + "direction: n/a, left out of the means)", fontsize=8, color="#555"
+        )
     ax.set_title(
-        f"Action synchrony: mean pairwise {sync.mean_correlation:.2f}, "
-        f"top-eigenvalue share {sync.eigenvalue_share:.2f}",
+        f"Action synchrony: mean pairwise {_or_na(sync.mean_correlation)}, "
+        f"top-eigenvalue share {_or_na(sync.eigenvalue_share)}",
         fontsize=10,
     )
     fig.tight_layout()

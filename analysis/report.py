@@ -17,6 +17,7 @@ sweep reports live in :mod:`liqnet.analysis.sweep`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -153,7 +154,10 @@ def write_run_report(
 
     if len(result.scenario.protocols) >= 2:
         sync = action_synchrony(result)
-        metrics["convergence_index"] = convergence_index(sync)
+        index = convergence_index(sync)
+        # NaN (no two protocols' levers move) is written as null: metrics.json stays JSON.
+        metrics["convergence_index"] = index if math.isfinite(index) else None
+        said = f"{index:.2f}" if math.isfinite(index) else "undefined (fewer than two move)"
         matrix = sync.correlation.reset_index(names="agent")
         write_table(matrix, tables, "synchrony")
         to_graphml(sync.graph, graphs / "synchrony.graphml")
@@ -163,8 +167,9 @@ def write_run_report(
                 "Action synchrony",
                 plot_synchrony(sync, figures / "synchrony.png"),
                 "Correlation of the protocols' lever paths (1: they move their levers "
-                "together). Protocols whose levers never move correlate 1 only with "
-                f"identical constant levers. Convergence index {metrics['convergence_index']:.2f}.",
+                "together). A protocol whose levers never move has no direction: its "
+                "correlations are undefined (n/a) and left out of the means, since static "
+                f"policies are alike by construction, not converged. Convergence index {said}.",
                 [matrix],
             )
         )

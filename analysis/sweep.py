@@ -268,8 +268,8 @@ def write_sweep_report(
     (out / "metrics.json").write_text(
         json.dumps({"varied": params, "trend": fits.to_dict("records")}, indent=2)
     )
-    index = table["convergence_index"].to_numpy()
-    index = index[np.isfinite(index)]
+    raw = table["convergence_index"].to_numpy(dtype=float)
+    index = raw[np.isfinite(raw)]
     if len(index) >= 2 and np.ptp(index) > 0:
         caption = (
             "Each point is one run: its cascade amplification (feedback / no-feedback twin) "
@@ -284,9 +284,20 @@ def write_sweep_report(
             section(
                 "Amplification against convergence",
                 None,
-                f"The convergence index is {index[0]:.2f} in all {len(index)} runs (the "
-                "agents' levers move alike in every run), so there is no trend of "
-                "amplification against it to show.",
+                f"The convergence index is {index[0]:.2f} in all {len(index)} runs with a "
+                "defined index (the agents' levers move alike in every run), so there is no "
+                "trend of amplification against it to show." + _undefined(raw),
+                [],
+            )
+        )
+    elif len(raw):
+        sections.append(
+            section(
+                "Amplification against convergence",
+                None,
+                "The convergence index is undefined in every run: in none of them do two "
+                "agents' levers move (static policies are alike by construction, not "
+                "converged), so there is no trend to show.",
                 [],
             )
         )
@@ -323,6 +334,16 @@ def _sweep_name(root: Path) -> str:
     if spec_file.is_file():
         return str(json.loads(spec_file.read_text(encoding="utf-8")).get("name", root.name))
     return root.name
+
+
+def _undefined(index: np.ndarray) -> str:
+    """A sentence counting the runs whose convergence index is undefined (NaN), if any."""
+    missing = int(np.isnan(index).sum())
+    return (
+        f" In {missing} runs it is undefined (fewer than two agents' levers move)."
+        if missing
+        else ""
+    )
 
 
 def plot_sweep(table: pd.DataFrame, fits: pd.DataFrame, path: str | Path) -> Path:

@@ -93,11 +93,13 @@ class Liquidator(mesa.Agent):
         first guess of each share is what the capital reaches at the marginal price; an
         entry the offer lets be taken in part (``partial_cap``: Aave lets a liquidator
         repay less than the close factor allows) is cut to what the pool buys at more
-        than the collateral costs. The profit of each share accounts for the slippage of
-        all sales before it; shares that do not pay ``min_profit_usd`` are dropped and
-        the rest re-priced once (dropping sales only improves the others' prices). Then
-        the liquidator takes every profitable share its capital affords, in that order
-        (:func:`affordable_shares`): a loan too large to afford never blocks the others.
+        than the collateral costs, and an all-or-nothing entry is left unless the pool
+        buys all of it so (:meth:`_worth_selling`). The profit of each share accounts
+        for the slippage of all sales before it; shares that do not pay
+        ``min_profit_usd`` are dropped and the rest re-priced once (dropping sales only
+        improves the others' prices). Then the liquidator takes every profitable share
+        its capital affords, in that order (:func:`affordable_shares`): a loan too large
+        to afford never blocks the others.
         """
         gas = self.gas_cost_usd * self.model.gas_multiplier
         if not offer.seize_units.any() and not offer.repay_usd.any():
@@ -117,8 +119,7 @@ class Liquidator(mesa.Agent):
         cap = np.zeros(order.size) if offer.partial_cap is None else offer.partial_cap[order]
         mp = self.min_profit_usd
         share = affordable_shares(repay, value[order], cap, gas, mp, self.cash)
-        if cap.any():
-            share = self._worth_selling(pool, share, units, repay - reward, cap)
+        share = self._worth_selling(pool, share, units, repay - reward, cap)
         sold = share * units
         net = share * (reward - repay)
         keep = (share > 0) & (self.sale_proceeds(pool, sold) + net - gas >= mp)
@@ -141,10 +142,15 @@ class Liquidator(mesa.Agent):
         cost: np.ndarray,
         cap: np.ndarray,
     ) -> np.ndarray:
-        """Cut divisible shares to the units the pool buys above their cost per unit.
+        """Cut each share to the units the pool buys above their cost per unit.
 
-        ``cost`` is each entry's USD outlay net of reward; the sales of the (larger) first
-        guesses before an entry are counted, so the cut is on the safe side.
+        A divisible entry is cut to them; an all-or-nothing one (``cap`` 0) is dropped
+        unless the pool buys all its units above their cost, so no liquidator sells more
+        than the pool absorbs at a price that pays: it leaves the entry on offer (another
+        liquidator, a later round or step, once arbitrage has refilled the pool) instead of
+        dumping it at a loss per unit that the bonus of its first units hides. ``cost`` is
+        each entry's USD outlay net of reward (no cost: any price pays); the sales of the
+        (larger) first guesses before an entry are counted, so the cut is on the safe side.
         """
         sold = share * units
         before = np.cumsum(sold) - sold
@@ -153,7 +159,7 @@ class Liquidator(mesa.Agent):
         priced = per_unit > 0
         room[priced] = pool.units_sellable_above(per_unit[priced]) - before[priced]
         most = np.clip(np.divide(room, units, out=np.ones(units.shape), where=units > 0), 0, 1)
-        cut = np.where(cap > 0, np.minimum(share, most), share)
+        cut = np.where(cap > 0, np.minimum(share, most), np.where(most >= 1.0, share, 0.0))
         return np.where(cut < 1.0, np.minimum(cut, cap), cut)
 
 

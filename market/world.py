@@ -151,20 +151,26 @@ class MarketWorld:
         *args: Any,
         usd: float = 0.0,
         asset: str | None = None,
-        units: float = 0.0,
+        units: float | Mapping[str, float] = 0.0,
     ) -> Any:
         """Call ``method(*args)`` of ``protocol`` and check it conserved money and units.
 
         ``usd`` and ``units`` of ``asset`` are what the world itself exchanges with the
         protocol in this call (a liquidator's repayment net of its reward, a hedge fill,
         a credit payment): the protocol books them, everything else must be a transfer.
+        ``units`` may instead map several assets to units (an auction step: stablecoin
+        in, collateral out), ``asset`` then unused.
 
         Raises:
             ConservationError: ``cash`` or ``held_units()`` moved by more than that.
         """
         cash_before = protocol.cash
         units_before = protocol.held_units()
-        flows: list[Any] = [usd, {asset: units} if units else {}]
+        if isinstance(units, Mapping):
+            exchanged = {a: float(u) for a, u in units.items() if u}
+        else:
+            exchanged = {asset: units} if units else {}
+        flows: list[Any] = [usd, exchanged]
         self._flows[id(protocol)] = flows
         try:
             result = method(*args)

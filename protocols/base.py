@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import mesa
 import numpy as np
@@ -18,6 +18,9 @@ import pydantic
 from liqnet.core.levers import FEATURE_NAMES, LEVER_NAMES
 from liqnet.core.schema import reject_bool_numbers
 from liqnet.protocols.world import World
+
+if TYPE_CHECKING:
+    from liqnet.protocols.auctions import AuctionBook, AuctionFills
 
 __all__ = [
     "FEATURE_NAMES",
@@ -256,6 +259,24 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
         the protocol books those into ``cash`` and its books itself (the world checks
         them); any other flow (refunds to traders, leftover collateral) is a transfer.
         """
+
+    # -- auctions (liqnet.protocols.auctions; driven by liqnet.market.keepers) ----------
+    auction_book: AuctionBook | None = None
+    """The protocol's collateral auctions; ``None``: it liquidates without auctions."""
+
+    def bark(self) -> int:
+        """Start auctions for unsafe positions at oracle prices (``AuctionBook.kick``);
+        returns how many were barked. Collateral and debt move into the book, units stay
+        in the protocol. Called by the keeper phase when some keeper's tx lands."""
+        return 0
+
+    def settle_auctions(self, fills: AuctionFills) -> None:
+        """Book what keepers did to this protocol's auctions this step: the stablecoin
+        they paid in, collateral paid out and returned to owners (the world moves both),
+        and each closed auction's shortfall (bad debt) and surplus (penalty collected)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has an auction_book but no settle_auctions"
+        )
 
     # -- hedging -----------------------------------------------------------------------
     def hedge_orders(self) -> dict[str, float]:

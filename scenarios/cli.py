@@ -20,6 +20,7 @@ from rich.table import Table
 from liqnet.core import __version__
 from liqnet.scenarios import cli_args
 from liqnet.scenarios.cli_args import HelpFormatter
+from liqnet.scenarios.experiment_command import add_experiment_command
 from liqnet.scenarios.loader import ScenarioError, builtin_names, load, parse_override_value
 from liqnet.scenarios.run import run
 from liqnet.scenarios.train_command import add_train_command
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.set_defaults(handler=_cmd_sweep)
     add_train_command(commands)
     _add_evaluate_parser(commands)
+    add_experiment_command(commands)
     return parser
 
 

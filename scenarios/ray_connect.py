@@ -7,6 +7,8 @@
   there: the cluster has its own resources);
 * otherwise ``address="local"`` starts a fresh instance with ``num_cpus`` CPUs, even if
   ``ray start`` left a cluster running on this machine (``address=None`` would join it).
+  Its processes carry the driver's marker, and what an earlier, killed driver's instance
+  left running is stopped first (:mod:`liqnet.scenarios.ray_orphans`).
 
 Token authentication, as Ray 2.60 implements it (``ray/_private/authentication/
 authentication_token_setup.py`` and ``ray.init`` in ``ray/_private/worker.py``;
@@ -44,6 +46,7 @@ from typing import Any
 import tomllib
 
 from liqnet.core.errors import ScenarioError
+from liqnet.scenarios.ray_orphans import MARKER, owner_marker, reap_orphans
 
 __all__ = [
     "RayConnectionError",
@@ -164,7 +167,9 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
         return
     before = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
-    _refresh_auth()
+    auth = any(key in (AUTH_MODE, AUTH_TOKEN) for key in values)
+    if auth:
+        _refresh_auth()
     try:
         yield
     finally:
@@ -173,7 +178,8 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        _refresh_auth()
+        if auth:
+            _refresh_auth()
 
 
 def _refresh_auth() -> None:
@@ -255,6 +261,12 @@ def ray_connection(
         env = _join_environment()
     else:
         env = _local_environment()
+        # Every process of the instance inherits the marker, so that the next local start
+        # can stop what it leaves running if this driver is killed (ray_orphans).
+        marker = owner_marker()
+        if marker is not None:
+            env[MARKER] = marker
+        reap_orphans()
         init_kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
     with _environ(env):
         # ray.init replaces the process's SIGTERM handler with its own sys.exit; a caller

@@ -9,147 +9,51 @@ files to the driver, which alone writes: worker nodes need no shared disk.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
-import tempfile
 import time
-import traceback
 from collections import deque
-from collections.abc import Generator
-from contextlib import AbstractContextManager, closing, nullcontext, suppress
+from collections.abc import Generator, Iterator
+from contextlib import AbstractContextManager, closing, suppress
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from liqnet.analysis.convergence import convergence_index
-from liqnet.analysis.export import to_node_link_json
-from liqnet.analysis.graphs import contagion_graph
 from liqnet.core.io import atomic_write
-from liqnet.core.result import RunResult
-from liqnet.core.schema import Scenario
-from liqnet.scenarios.analyze import amplification
-from liqnet.scenarios.loader import ScenarioError, validate
+from liqnet.scenarios.loader import validate
 from liqnet.scenarios.ray_connect import ray_connection
-from liqnet.scenarios.run import run
 from liqnet.scenarios.sweep_dir import SweepProgress, lock, read_row, write_run
+from liqnet.scenarios.sweep_plan import RunConfig, SweepPlan, iter_plan, plan
 from liqnet.scenarios.sweep_registrations import (
     Registrations,
     apply_registrations,
     driver_registrations,
 )
-from liqnet.scenarios.sweep_schema import RunConfig, SweepError, SweepSpec, load_sweep, plan, table
+from liqnet.scenarios.sweep_run import _base_row, _message, _task, analysis_columns, run_one
+from liqnet.scenarios.sweep_schema import SweepError, SweepSpec, load_sweep, table
 
-__all__ = ["RunConfig", "SweepError", "SweepSpec", "load_sweep", "plan", "run_one", "sweep"]
+__all__ = [
+    "RunConfig",
+    "SweepError",
+    "SweepPlan",
+    "SweepSpec",
+    "analysis_columns",
+    "iter_plan",
+    "load_sweep",
+    "plan",
+    "run_one",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
 
 TABLE = "sweep.parquet"
 _lock = lock  # the name the tests know
 TABLE_EVERY_S = 2.0  # rewriting the table after every run would cost O(runs^2)
-
-
-# -- one run -------------------------------------------------------------------------------
-
-
-def analysis_columns(scenario: Scenario, config: RunConfig, result: RunResult) -> dict[str, Any]:
-    """Amplification ratios (with ``feedback_twin``) and the convergence index."""
-    columns: dict[str, Any] = {}
-    problems = []
-    if config.feedback_twin:
-        try:
-            # Passing the feedback run means only the no-feedback twin is computed.
-            ratios = amplification(scenario, config.seed, steps=config.steps, result=result)
-            columns.update({k: float(v) for k, v in ratios.as_row().items()})
-        except Exception as err:  # analysis trouble must not lose the run itself
-            problems.append(f"amplification: {_message(err)}")
-    try:
-        columns["convergence_index"] = float(convergence_index(result))
-    except Exception as err:
-        problems.append(f"convergence_index: {_message(err)}")
-    if problems:
-        columns["analysis_error"] = "; ".join(problems)
-    return columns
-
-
-def _message(err: BaseException) -> str:
-    if isinstance(err, ScenarioError):
-        return str(err)
-    frames = traceback.extract_tb(err.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return f"{type(err).__name__}: {err}{where}"
-
-
-def _base_row(config: RunConfig) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": config.run_id, "seed": config.seed}
-    row["policy_mix"] = config.policy_mix
-    row.update(config.params)
-    row.update(status="done", error=None)
-    return row
-
-
-def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, into)
-    else:  # NumPy scalars become Python values, so row.json reads back identically
-        into[prefix] = value.item() if isinstance(value, np.generic) else value
-
-
-def run_one(config: RunConfig, artifacts: str | Path | None = None) -> dict[str, Any]:
-    """Run one sweep point and return its row: the same function in-process and on Ray.
-
-    A run that fails on its own (bad parameters, unknown policy) returns a row with
-    ``status = "failed"`` and the error message instead of raising.
-
-    Args:
-        config: The run (see :func:`plan`).
-        artifacts: If given, the run's :meth:`RunResult.save` files are written there.
-
-    Returns:
-        Ids, varied values, status, error, the flattened summary metrics and, when
-        :mod:`liqnet.analysis` provides them, amplification ratios and convergence index.
-    """
-    row = _base_row(config)
-    try:
-        if config.override_error:
-            raise ScenarioError(config.override_error)
-        scenario = validate(config.scenario, config.origin)
-        # An unknown policy or a missing checkpoint raises a ScenarioError here.
-        result = run(scenario, seed=config.seed, steps=config.steps)
-    except Exception as err:  # one bad run is recorded, never fatal to the sweep
-        row.update(status="failed", error=_message(err))
-        return row
-    metrics: dict[str, Any] = {}
-    _flatten("", result.summary, metrics)
-    metrics.update(analysis_columns(scenario, config, result))
-    for key, value in metrics.items():
-        row[key if key not in row else f"summary.{key}"] = value
-    if artifacts is not None:
-        result.save(artifacts, figure=config.figures)
-        _graph_snapshot(result, Path(artifacts))
-    return row
-
-
-def _graph_snapshot(result: RunResult, folder: Path) -> None:
-    """The final contagion graph as node-link JSON."""
-    try:
-        to_node_link_json(contagion_graph(result), folder / "graph.json")
-    except Exception as err:  # a missing snapshot is no reason to lose the run
-        log.warning("graph snapshot of %s skipped: %s", folder.name, _message(err))
-
-
-def _task(
-    config: RunConfig, registrations: Registrations | None = None
-) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The Ray task: the row and the artifact files' bytes (the driver writes them)."""
-    apply_registrations(registrations or {})
-    with tempfile.TemporaryDirectory(prefix="liqnet-run-") as tmp:
-        row = run_one(config, tmp)
-        files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    return row, files
+WINDOW_EVERY_S = 10.0  # how often the runs-in-flight window follows the cluster's CPUs
 
 
 # -- Ray -----------------------------------------------------------------------------------
@@ -182,21 +86,21 @@ def _check_run(config: RunConfig, registrations: Registrations) -> str | None:
     return None
 
 
-def preflight(todo: list[RunConfig], registrations: Registrations) -> None:
+def preflight(firsts: list[RunConfig], registrations: Registrations) -> None:
     """Fail at submission, once, on what would fail every run on the workers only.
 
-    The first run of every policy mix is checked here and in a Ray task: a protocol type
-    added with ``register()`` in this process, a plugin installed only here, a relative
-    checkpoint path that exists only here all pass on the driver and fail on a worker.
-    A run that fails here too (a bad value) is the run's own failure and is left to it.
+    ``firsts`` is the first run of every policy mix (:meth:`SweepPlan.first_of_each_mix`);
+    each is checked here and in a Ray task: a protocol type added with ``register()`` in
+    this process, a plugin installed only here, a relative checkpoint path that exists only
+    here all pass on the driver and fail on a worker. A run that fails here too (a bad
+    value) is the run's own failure and is left to it.
 
     Raises:
         SweepError: Naming the worker's error and how to ship what is missing.
     """
     import ray
 
-    firsts = {c.policy_mix: c for c in reversed(todo)}
-    local_ok = [c for c in firsts.values() if _check_run(c, {}) is None]
+    local_ok = [c for c in firsts if _check_run(c, {}) is None]
     if not local_ok:
         return
     check = ray.remote(num_cpus=1, max_retries=1)(_check_run)
@@ -234,12 +138,18 @@ def sweep(
 ) -> pd.DataFrame:
     """Run a sweep on Ray and return its table (also written to ``out/sweep.parquet``).
 
-    Runs whose ``runs/<run_id>/row.json`` exists are read back, never recomputed; with
+    Runs are planned lazily (:class:`~liqnet.scenarios.sweep_plan.SweepPlan`): each is
+    built when there is room to submit it, so the progress bar shows from the start and
+    planning memory does not grow with the runs. Runs whose ``runs/<run_id>/row.json``
+    exists are read back as the plan reaches them, never recomputed; with
     ``retry_failed``, those recorded as failed are run again (a run whose task was lost
-    has no ``row.json`` and always runs again). Before submitting, :func:`preflight`
-    checks that the workers can build the runs. On
-    Ctrl-C, outstanding tasks are cancelled, the table is written and the interrupt is
-    raised again; running the same sweep into the same directory finishes the rest.
+    has no ``row.json`` and always runs again). Ray starts only once a run is left to
+    compute. Before submitting, :func:`preflight` checks that the workers can build the
+    runs. On
+    Ctrl-C, outstanding tasks are cancelled, the table is written (with the runs the plan
+    had reached: finished runs further on are in ``runs/`` and join the table when the
+    plan reaches them) and the interrupt is raised again; running the same sweep into
+    the same directory finishes the rest.
 
     Args:
         spec_or_path: Built-in sweep name, ``.toml`` path, raw table or :class:`SweepSpec`.
@@ -265,7 +175,7 @@ def sweep(
     if max_parallel is not None and max_parallel < 1:
         raise SweepError(f"max_parallel = {max_parallel}: must be at least 1")
     spec = load_sweep(spec_or_path)
-    configs = plan(spec)
+    planned = SweepPlan(spec)  # builds no run yet: each is built as it is submitted
     out = Path(out) if out is not None else Path("sweeps") / spec.name
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -277,14 +187,12 @@ def sweep(
             stale_file.unlink(missing_ok=True)
         text = spec.model_dump_json(indent=2, by_alias=True)
         atomic_write(out / "sweep.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
-        rows = {c.run_id: r for c in configs if (r := read_row(runs, c.run_id)) is not None}
-        retried = [k for k, r in rows.items() if r.get("status") != "done"] if retry_failed else []
-        for run_id in retried:
-            del rows[run_id]
-        counts = {"computed": 0, "skipped": len(rows), "failed": 0, "retried": len(retried)}
+        order: list[str] = []  # run ids in plan order: the table's row order
+        rows: dict[str, dict[str, Any]] = {}
+        counts = {"computed": 0, "skipped": 0, "failed": 0, "retried": 0}
 
         def current() -> pd.DataFrame:
-            df = table([rows[c.run_id] for c in configs if c.run_id in rows], spec)
+            df = table([rows[run_id] for run_id in order if run_id in rows], spec)
             df.attrs.update(counts, out=str(out))
             return df
 
@@ -292,61 +200,110 @@ def sweep(
             df = current()
             atomic_write(out / TABLE, lambda p: df.to_parquet(p, index=False))
 
-        todo = [c for c in configs if c.run_id not in rows]
         console = console or Console(stderr=True)
-        bar = SweepProgress(spec.name, len(todo), len(rows), progress, console)
+        bar = SweepProgress(spec.name, len(planned), progress, console)
+
+        def todo() -> Iterator[RunConfig]:
+            """The runs to compute, in plan order; finished ones are read back (a row.json
+            exists) as the plan reaches them, and counted."""
+            for config in planned:
+                order.append(config.run_id)
+                row = read_row(runs, config.run_id)
+                if row is not None and retry_failed and row.get("status") != "done":
+                    counts["retried"] += 1
+                    row = None
+                if row is None:
+                    yield config
+                    continue
+                rows[config.run_id] = row
+                counts["skipped"] += 1
+                bar.skip()
+
         job_env = {**(spec.runtime_env or {}), **(runtime_env or {})} or None
-        session = ray_session(address, max_parallel, job_env) if todo else nullcontext(False)
         last_table = time.monotonic()
         try:
-            with (
-                bar.bar,
-                session as local,
-                # A local instance has max_parallel CPUs, so Ray itself caps the runs at
-                # once; queueing them all keeps workers busy while the driver writes.
-                closing(
-                    _results(spec, todo, runs, None if local else max_parallel, cancel=not local)
-                ) as results,
-            ):
-                for config, row in results:
-                    rows[config.run_id] = row
-                    counts["computed"] += 1
-                    counts["failed"] += row["status"] != "done"
-                    bar.advance(failed=row["status"] != "done")
-                    if time.monotonic() - last_table > TABLE_EVERY_S:
-                        save_table()
-                        last_table = time.monotonic()
+            with bar.bar:
+                pending = todo()
+                first = next(pending, None)  # Ray starts only if there is a run to compute
+                if first is None:
+                    return current()
+                with (
+                    ray_session(address, max_parallel, job_env) as local,
+                    closing(
+                        _results(
+                            spec,
+                            planned,
+                            itertools.chain([first], pending),
+                            runs,
+                            max_parallel,
+                            local,
+                        )
+                    ) as results,
+                ):
+                    for config, row in results:
+                        rows[config.run_id] = row
+                        counts["computed"] += 1
+                        counts["failed"] += row["status"] != "done"
+                        bar.advance(failed=row["status"] != "done")
+                        if time.monotonic() - last_table > TABLE_EVERY_S:
+                            save_table()
+                            last_table = time.monotonic()
         finally:
             save_table()
         return current()
 
 
+def _window(max_parallel: int | None, local: bool) -> int:
+    """Runs in flight at once: ``max_parallel`` on a cluster (a cap on tasks in flight);
+    else twice the CPUs Ray has (a local instance has ``max_parallel`` CPUs, so Ray itself
+    caps the runs at once; a second run queued per CPU keeps workers busy while the driver
+    writes), read again every :data:`WINDOW_EVERY_S` (a cluster may grow)."""
+    import ray
+
+    if max_parallel is not None and not local:
+        return max_parallel
+    return max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+
+
 def _results(
-    spec: SweepSpec, todo: list[RunConfig], runs: Path, window: int | None, cancel: bool
+    spec: SweepSpec,
+    planned: SweepPlan,
+    todo: Iterator[RunConfig],
+    runs: Path,
+    max_parallel: int | None,
+    local: bool,
 ) -> Generator[tuple[RunConfig, dict[str, Any]], None, None]:
     """Check the runs on a worker (:func:`preflight`), then submit them as Ray tasks with
-    this process's registrations, at most ``window`` in flight; yield each row once its
-    directory is written. Interrupted, it cancels the tasks still outstanding if
-    ``cancel`` (a Ray that keeps running); a local instance stops its workers itself."""
-    if not todo:
-        return
+    this process's registrations, taking each from ``todo`` only when there is room in the
+    window (:func:`_window`); yield each row once its directory is written. Interrupted, it
+    cancels the tasks still outstanding where Ray keeps running (not ``local``: a local
+    instance stops its workers itself)."""
     import ray
 
     # Passed by value (small: usually empty, classes by reference), so Ray inlines it in
     # each task: a ray.put copy would live on one node and be lost with it.
-    registrations = driver_registrations(todo)
-    preflight(todo, registrations)
+    registrations = driver_registrations(planned.named_values())
+    preflight(planned.first_of_each_mix(), registrations)
     # max_retries: Ray resubmits a task whose worker or node died. A run's own errors are
     # caught in run_one, so retrying exceptions would only repeat them.
     task = ray.remote(max_retries=spec.max_retries, retry_exceptions=False)(_task)
-    queue: deque[RunConfig] = deque(todo)
+    again: deque[RunConfig] = deque()  # runs lost with a node, submitted again first
     pending: dict[Any, RunConfig] = {}
     resubmitted: dict[str, int] = {}
+    window, window_read = _window(max_parallel, local), time.monotonic()
+    exhausted = False
     try:
-        while queue or pending:
-            while queue and (window is None or len(pending) < window):
-                config = queue.popleft()
+        while True:
+            if time.monotonic() - window_read > WINDOW_EVERY_S:
+                window, window_read = _window(max_parallel, local), time.monotonic()
+            while len(pending) < window and (again or not exhausted):
+                config = again.popleft() if again else next(todo, None)
+                if config is None:
+                    exhausted = True
+                    break
                 pending[task.remote(config, registrations)] = config
+            if not pending:
+                return
             ready, rest = ray.wait(list(pending), num_returns=1, timeout=0.5)
             if ready and rest:  # take everything else that has finished too
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
@@ -360,7 +317,7 @@ def _results(
                     # the driver submits the run again, up to max_retries times.
                     resubmitted[config.run_id] = resubmitted.get(config.run_id, 0) + 1
                     if resubmitted[config.run_id] <= spec.max_retries:
-                        queue.appendleft(config)
+                        again.append(config)
                         continue
                     # Retries exhausted: failed in this table, but no row.json, so the
                     # next run of the sweep tries it again.
@@ -374,6 +331,6 @@ def _results(
         # where Ray keeps running: on a local instance that shuts down next, a cancel that
         # races a finishing task can abort the driver inside Ray ("Tried to complete task
         # that was not pending", the race of ray-project/ray#54798), losing the exit code.
-        for ref in pending if cancel else ():
+        for ref in pending if not local else ():
             with suppress(Exception):  # already finished, or Ray is going down
                 ray.cancel(ref, force=True)

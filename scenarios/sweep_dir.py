@@ -87,9 +87,13 @@ def lock(out: Path) -> Iterator[None]:
 
 
 class SweepProgress:
-    """Rich progress bar: runs done, failed, remaining, elapsed and estimated time left."""
+    """Rich progress bar: runs done, failed, remaining, elapsed and estimated time left.
 
-    def __init__(self, name: str, total: int, skipped: int, enabled: bool, console: Console):
+    It shows from the start: ``total`` is the plan's length, known before any run is built;
+    a run found already done as the plan reaches it leaves the total (:meth:`skip`), so the
+    estimate of time left counts only runs computed."""
+
+    def __init__(self, name: str, total: int, enabled: bool, console: Console):
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -101,10 +105,21 @@ class SweepProgress:
             console=console,
             disable=not enabled,
         )
-        label = f"{name}" + (f" ({skipped} already done)" if skipped else "")
-        self.task = self.bar.add_task(label, total=total, done=0, failed=0, remaining=total)
-        self.done = self.failed = 0
+        self.name = name
+        self.task = self.bar.add_task(name, total=total, done=0, failed=0, remaining=total)
+        self.done = self.failed = self.skipped = 0
         self.total = total
+
+    def skip(self) -> None:
+        """Count one run found already done: it leaves the total."""
+        self.skipped += 1
+        self.total -= 1
+        self.bar.update(
+            self.task,
+            total=self.total,
+            description=f"{self.name} ({self.skipped} already done)",
+            remaining=self.total - self.done - self.failed,
+        )
 
     def advance(self, failed: bool) -> None:
         """Count one finished run."""

@@ -6,10 +6,10 @@ policies and mechanisms a user registered in the driver travel with every task.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from liqnet.core.registry import Registry
-from liqnet.scenarios.sweep_schema import RunConfig
 
 Registrations = dict[str, dict[str, Any]]
 """Per registry (``protocols``, ``policies``, ``mechanisms``): names registered at run time."""
@@ -23,15 +23,18 @@ def _registries() -> dict[str, Registry[Any]]:
     return {"protocols": PROTOCOLS, "policies": POLICIES, "mechanisms": MECHANISMS}
 
 
-def driver_registrations(configs: list[RunConfig]) -> Registrations:
-    """What this process added with ``register()`` and ``configs`` name: sent with every
+def driver_registrations(values: Iterable[Any]) -> Registrations:
+    """What this process added with ``register()`` and ``values`` name: sent with every
     task, since a worker process starts with only the built-ins and installed entry
-    points. A class travels by reference (its module must import on the workers:
-    installed, or shipped with the runtime_env's ``py_modules``), one defined in
-    ``__main__`` by value. Entries the runs do not name stay here."""
+    points. ``values`` are what the runs' scenarios are made of (a sweep passes
+    :meth:`SweepPlan.named_values`: the base table, the mixes' settings, the grid values
+    and the choices, so no run needs to be built to find them). A class travels by
+    reference (its module must import on the workers: installed, or shipped with the
+    runtime_env's ``py_modules``), one defined in ``__main__`` by value. Entries no value
+    names stay here."""
     named: set[str] = set()
-    for config in configs:
-        _names(config.scenario, named)
+    for value in values:
+        _names(value, named)
     found = {
         key: {k: v for k, v in registry.registered_here().items() if k in named}
         for key, registry in _registries().items()

@@ -1,5 +1,5 @@
-"""Sweep files: their pydantic models, loading, the runs they name (:func:`plan`) and the
-layout of the sweep table (:func:`table`).
+"""Sweep files: their pydantic models, loading and the layout of the sweep table
+(:func:`table`); the runs they name are :mod:`liqnet.scenarios.sweep_plan`'s.
 
 A sweep names a base scenario and the runs to make from it: fixed ``overrides``, a
 ``grid`` and/or ``random`` samples over dotted overrides, ``seeds`` and ``policy_mixes``
@@ -10,12 +10,8 @@ errors, and every error names the field, its value and what is allowed.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
-import itertools
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,8 +22,21 @@ import tomllib
 from pydantic import Field
 
 from liqnet.core.schema import NAME_PATTERN, StrictModel
-from liqnet.scenarios.loader import ScenarioError, apply_overrides, resolve_raw, validate
+from liqnet.scenarios.loader import ScenarioError, apply_overrides, validate
 from liqnet.scenarios.ray_connect import resolve_runtime_env
+from liqnet.scenarios.sweep_plan import RunConfig, SweepPlan, base_raw, iter_plan, plan
+
+__all__ = [
+    "RunConfig",
+    "SweepError",
+    "SweepPlan",
+    "SweepSpec",
+    "base_raw",
+    "iter_plan",
+    "load_sweep",
+    "plan",
+    "table",
+]
 
 BUILTIN_PACKAGE = "liqnet.scenarios.builtin.sweeps"
 
@@ -58,16 +67,22 @@ class Distribution(StrictModel):
             raise ValueError(f'low = {self.low}: dist = "loguniform" needs low > 0')
         return self
 
-    def draw(self, rng: np.random.Generator, n: int) -> list[Any]:
-        """``n`` values from this distribution, as plain Python values."""
+    def draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` draws: the values (``uniform``, ``loguniform``) or indices into ``values``
+        (``choice``); :meth:`value` turns one into the plain Python value."""
         if self.dist == "choice":
             assert self.values is not None
-            return [self.values[int(i)] for i in rng.integers(len(self.values), size=n)]
+            return rng.integers(len(self.values), size=n)
         assert self.low is not None and self.high is not None
         if self.dist == "uniform":
-            return [float(x) for x in rng.uniform(self.low, self.high, size=n)]
-        logs = rng.uniform(math.log(self.low), math.log(self.high), size=n)
-        return [float(x) for x in np.exp(logs)]
+            return rng.uniform(self.low, self.high, size=n)
+        return np.exp(rng.uniform(math.log(self.low), math.log(self.high), size=n))
+
+    def value(self, draw: Any) -> Any:
+        """The plain Python value of one of :meth:`draws`."""
+        if self.values is not None:
+            return self.values[int(draw)]
+        return float(draw)
 
     def example(self) -> Any:
         """One value it can produce (used to check that its key addresses a field)."""
@@ -75,18 +90,12 @@ class Distribution(StrictModel):
 
 
 class RandomSpec(StrictModel):
-    """``samples`` random points, drawn reproducibly from ``seed``."""
+    """``samples`` random points, drawn reproducibly from ``seed`` (one column of draws per
+    parameter, in sorted key order: see :mod:`liqnet.scenarios.sweep_plan`)."""
 
     samples: int = Field(ge=1, le=100_000)
     seed: int = Field(0, ge=0)
     params: dict[str, Distribution] = Field(min_length=1)
-
-    def points(self) -> list[dict[str, Any]]:
-        """The sampled points, each ``{dotted key: value}``, the same for the same seed."""
-        rng = np.random.default_rng(self.seed)
-        # One draw per parameter in sorted key order, so reordering the file changes nothing.
-        columns = {key: self.params[key].draw(rng, self.samples) for key in sorted(self.params)}
-        return [{key: values[i] for key, values in columns.items()} for i in range(self.samples)]
 
 
 class PolicyMix(StrictModel):
@@ -97,8 +106,10 @@ class PolicyMix(StrictModel):
 
 
 MAX_RUNS = 100_000
-"""Most runs one sweep may plan (counted before planning, which holds every run's config in
-memory: a 1e6-sample or 1e10-point sweep is refused at once instead of exhausting memory)."""
+"""Most runs one sweep may have, counted before planning. Planning is lazy (runs are built as
+they are submitted, :mod:`liqnet.scenarios.sweep_plan`), but the sweep table holds a row per
+run and resuming reads every run's ``row.json``: a 1e6-sample or 1e10-point sweep is refused
+at once instead of running for ever."""
 
 
 class SweepSpec(StrictModel):
@@ -220,12 +231,6 @@ def parse_spec(data: dict[str, Any], origin: str = "sweep") -> SweepSpec:
     return spec
 
 
-def base_raw(spec: SweepSpec) -> tuple[dict[str, Any], str]:
-    """The base scenario's raw table with the sweep's fixed overrides applied."""
-    raw, scenario_origin = resolve_raw(spec.base)
-    return apply_overrides(raw, spec.overrides), scenario_origin
-
-
 def check_against_base(spec: SweepSpec, origin: str) -> None:
     """Fail early on what would make every run fail: a bad base or a key naming no field.
 
@@ -321,77 +326,6 @@ def load_sweep(
             data["runtime_env"], folder, f"{origin}: runtime_env"
         )
     return parse_spec(data, origin)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One run of a sweep, fully resolved: all a worker needs, and what its id hashes.
-
-    Attributes:
-        scenario: The scenario's raw table with every override applied (not yet validated,
-            so bad parameters fail in the run, where they are recorded).
-        origin: Where the base scenario came from (for error messages).
-        seed: The run's seed.
-        policy_mix: Name of the policy mix (``"scenario"`` when the sweep lists none).
-        params: The varied override values, ``{dotted key: value}``: the row's columns.
-        steps: Horizon override, or None for the scenario's own.
-        feedback_twin: Whether to also run the no-feedback twin (amplification).
-        figures: Whether to write ``run.png``.
-        override_error: Why the overrides could not be applied (the run fails with it).
-    """
-
-    scenario: dict[str, Any]
-    origin: str
-    seed: int
-    policy_mix: str
-    params: dict[str, Any] = field(default_factory=dict)
-    steps: int | None = None
-    feedback_twin: bool = False
-    figures: bool = False
-    override_error: str | None = None
-
-    @property
-    def run_id(self) -> str:
-        """Hash of everything that decides the run's result (not of file locations)."""
-        payload = {
-            "scenario": self.scenario,
-            "seed": self.seed,
-            "policy_mix": self.policy_mix,
-            "params": self.params,
-            "steps": self.steps,
-            "feedback_twin": self.feedback_twin,
-        }
-        text = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def plan(spec: SweepSpec) -> list[RunConfig]:
-    """Every run of a sweep, in a stable order: grid x random x policy mix x seed.
-
-    Overrides apply in the order fixed ``overrides``, policy mix, varied values, so a
-    grid key can override what a mix sets. Identical runs are listed once.
-    """
-    raw, origin = base_raw(spec)
-    grid = [
-        dict(zip(spec.grid, values, strict=True))
-        for values in itertools.product(*spec.grid.values())
-    ]
-    samples = spec.random.points() if spec.random else [{}]
-    mixes = [(m.name, m.set_) for m in spec.policy_mixes] or [("scenario", {})]
-    configs: dict[str, RunConfig] = {}
-    for point, sample, (mix, assignments), seed in itertools.product(
-        grid, samples, mixes, spec.seeds
-    ):
-        params, error = {**point, **sample}, None
-        try:
-            scenario = apply_overrides(apply_overrides(raw, assignments), params)
-        except ScenarioError as err:  # e.g. a value that replaced a table: fails its run
-            scenario, error = raw, str(err)
-        config = RunConfig(
-            scenario, origin, seed, mix, params, spec.steps, spec.feedback_twin, spec.figures, error
-        )
-        configs.setdefault(config.run_id, config)
-    return list(configs.values())
 
 
 ID_COLUMNS = ["run_id", "seed", "policy_mix"]

@@ -9,8 +9,9 @@ market, once calm and once through an ETH crash, and checks that
   numbers, features named in ``FEATURE_NAMES``, finite and in a sane range, well-formed
   liquidation offers;
 - the same seed gives the same time series twice;
-- out-of-range parameters are refused with a :class:`~liqnet.core.ScenarioError` naming
-  the field.
+- every number of its ``Params`` is bounded on both sides (``Field(ge=, le=)``), as the
+  built-ins' are, and out-of-range parameters are refused with a
+  :class:`~liqnet.core.ScenarioError` naming the field.
 
 It lives in ``liqnet.scenarios`` because it builds worlds from scenario tables: protocols
 import only ``liqnet.core`` (docs/architecture.md), so there is no
@@ -103,6 +104,7 @@ def check_protocol(
         cls, type_name = protocol, protocol.type_name
         register(type_name, cls)
     params = dict(params or {})
+    _check_bounded(cls)
     report = CheckReport(type_name)
     for name, crash in (("calm", False), ("crash", True)):
         try:
@@ -258,6 +260,31 @@ def _same(first: Any, second: Any, what: str) -> None:
                 "only from world.rng_for(...) or the rng passed to act_users"
             )
     raise ProtocolCheckError(f"{what}: not deterministic: the time series differ")
+
+
+def _check_bounded(cls: type[Protocol]) -> None:
+    """Every number of ``cls.Params`` has a lower and an upper bound.
+
+    An unbounded amount lets a scenario file put 1e308 into the world, which overflows to
+    NaN within a step (issue 19: deposits of 1e308 wrote NaN into summary.json); the
+    built-ins bound every number with the limits of :mod:`liqnet.core.schema`.
+    """
+    for name, info in cls.Params.model_fields.items():
+        if info.annotation not in (float, int):
+            continue
+        lower = any(isinstance(b, annotated_types.Gt | annotated_types.Ge) for b in info.metadata)
+        upper = any(isinstance(b, annotated_types.Lt | annotated_types.Le) for b in info.metadata)
+        if not (lower and upper):
+            missing = (
+                "a lower and an upper"
+                if not (lower or upper)
+                else ("an upper" if lower else "a lower")
+            )
+            raise ProtocolCheckError(
+                f"{cls.Params.__name__}.{info.alias or name}: a number without {missing} "
+                "bound; give it Field(ge=..., le=...) (liqnet.core.schema has MAX_USD, "
+                "MIN_USD, MAX_MULTIPLIER, MAX_POSITIONS for amounts, multipliers, counts)"
+            )
 
 
 def _check_bad_params(cls: type[Protocol], type_name: str, params: dict[str, Any]) -> int:

@@ -73,7 +73,12 @@ def test_price_impact_amplifies_a_crash(small: Small) -> None:
     with_feedback = run(scenario, steps=STEPS)
     result = amplification(scenario, result=with_feedback)
     assert result.channels == ("price_impact",)
-    assert result.drawdown > 1.0 and result.liquidated > 1.0
+    # Impact deepens the drawdown and the bad debt. The liquidated volume of this
+    # 300-position world is within 2% of its twin's either way (seeds 0-3 and 7: 0.98 to
+    # 1.007 when liquidators sold all-or-nothing entries below cost, 0.986 to 1.006 since
+    # they leave them on offer, issue 19), so its ratio is no sign of amplification.
+    assert result.drawdown > 1.0 and result.bad_debt > 1.0
+    assert 0.95 < result.liquidated < 1.05
     assert result.with_feedback["drawdown"] == with_feedback.summary["max_drawdown"]
     assert result.to_dict()["channels"] == ["price_impact"]
 

@@ -13,7 +13,10 @@ from liqnet.analysis import (
     lever_actions,
     linear_cka,
     policy_similarity,
+    response_similarity,
+    structural_similarity,
 )
+from liqnet.analysis.similarity import ModelCard
 from liqnet.scenarios import run
 from tests.helpers.worlds import Small
 
@@ -36,8 +39,9 @@ def test_cka_identical_orthogonal_and_scaled() -> None:
 
 def test_cka_constants_and_errors() -> None:
     x = RNG.normal(size=(10, 3))
-    assert linear_cka(np.ones((10, 2)), np.zeros((10, 4))) == 1.0
-    assert linear_cka(np.ones((10, 2)), x) == 0.0
+    # A constant representation has nothing to align: undefined, not identical.
+    assert np.isnan(linear_cka(np.ones((10, 2)), np.zeros((10, 4))))
+    assert np.isnan(linear_cka(np.ones((10, 2)), x))
     with pytest.raises(ValueError, match="same >= 2 probes"):
         linear_cka(x, x[:5])
     with pytest.raises(ValueError, match="finite"):
@@ -83,9 +87,12 @@ def test_identical_lever_series_are_fully_synchronous() -> None:
     assert sync.eigenvalue_share == pytest.approx(1.0)
     assert sync.graph.number_of_edges() == 3
     assert convergence_index(sync) == pytest.approx(1.0)
-    # Identical constant levers (static policies) are identical series too.
+    # Identical constant levers (static policies) are not "converged": undefined.
     still = action_synchrony({"a": np.zeros((20, 6)), "b": np.zeros((20, 6))})
-    assert still.mean_correlation == 1.0 and all(still.static.values())
+    assert all(still.static.values())
+    assert np.isnan(still.mean_correlation) and np.isnan(still.eigenvalue_share)
+    assert np.isnan(convergence_index(still))
+    assert still.graph.number_of_edges() == 0
 
 
 def test_unrelated_and_opposed_agents() -> None:
@@ -99,9 +106,13 @@ def test_unrelated_and_opposed_agents() -> None:
     parts = convergence_components(sync)
     assert parts["correlation"] == 0.0  # negative mean clipped
     assert 0.0 <= convergence_index(sync) <= 1.0
-    # A constant agent is unrelated to a moving one.
-    mixed = action_synchrony({"a": a, "still": np.ones((400, 2))})
-    assert mixed.correlation.loc["a", "still"] == 0.0
+    # A constant agent's correlation is undefined; summaries use the defined pairs.
+    mixed = action_synchrony({"a": a, "c": -a, "still": np.ones((400, 2))})
+    assert np.isnan(mixed.correlation.loc["a", "still"])
+    assert mixed.correlation.loc["still", "still"] == 1.0
+    assert mixed.mean_correlation == pytest.approx(-1.0)  # the one defined pair, a / c
+    assert mixed.static == {"a": False, "c": False, "still": True}
+    assert mixed.graph.nodes["still"]["static"] is True
 
 
 def test_convergence_index_combines_actions_and_policies() -> None:
@@ -129,5 +140,49 @@ def test_synchrony_of_a_run_uses_the_applied_levers(small: Small) -> None:
     assert actions["aave"].shape == (12, 6)
     assert actions["aave"]["lend"].eq(1.0).all()
     sync = action_synchrony(result)
-    # Static, different levers: no co-movement at all.
-    assert sync.mean_correlation == 0.0 and convergence_index(result) == 0.0
+    # Static levers: no agent's response varies, so convergence is undefined (the issue's
+    # finding: all-static policies used to score 1.000, "fully converged").
+    assert all(sync.static.values())
+    assert np.isnan(sync.mean_correlation) and np.isnan(convergence_index(result))
+
+
+def test_response_similarity_on_probes_is_behaviour_not_identity() -> None:
+    probes = RNG.normal(size=(200, 5))
+    w = RNG.normal(size=(5, 6))
+    policies = {
+        "linear": lambda obs: np.tanh(obs @ w),
+        "scaled": lambda obs: 0.5 * np.tanh(obs @ w),  # same behaviour, other magnitude
+        "opposed": lambda obs: -np.tanh(obs @ w),
+        "static": lambda obs: np.zeros(6),  # answers every state the same way
+    }
+    sync = response_similarity(policies, probes)
+    corr = sync.correlation
+    assert corr.loc["linear", "scaled"] == pytest.approx(1.0)
+    assert corr.loc["linear", "opposed"] == pytest.approx(-1.0)
+    assert np.isnan(corr.loc["linear", "static"]) and sync.static["static"]
+    assert sync.graph.has_edge("linear", "scaled")
+    assert not sync.graph.has_edge("linear", "static")
+    only_static = response_similarity([lambda o: np.ones(6), lambda o: np.ones(6)], probes)
+    assert np.isnan(convergence_index(only_static))
+
+
+def test_structural_similarity_counts_shared_traits() -> None:
+    shared = ModelCard("sha:aa", "mappo-actor[64,64]", "crash-mix/seed 1")
+    cards = {
+        "aave": shared,
+        "compound": shared,
+        "dydx": ModelCard("sha:bb", "mappo-actor[64,64]", "crash-mix/seed 2"),
+        "lyra": ModelCard("static:0", "static", ""),
+    }
+    sim = structural_similarity(cards)
+    # 6 pairs: aave/compound share all three; aave,compound x dydx share the architecture.
+    assert sim == {
+        "same_model": pytest.approx(1 / 6),
+        "same_architecture": pytest.approx(3 / 6),
+        "same_training": pytest.approx(1 / 6),
+    }
+    assert structural_similarity({"a": shared, "b": shared}) == dict.fromkeys(
+        ("same_model", "same_architecture", "same_training"), 1.0
+    )
+    with pytest.raises(ValueError, match="at least two"):
+        structural_similarity({"a": shared})

@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,11 +95,19 @@ def test_convergence_panel_only_when_the_index_varies(
     grid_sweep: Path, report: Path, tmp_path: Path
 ) -> None:
     runs = pd.read_parquet(grid_sweep / "sweep.parquet")
-    assert runs["convergence_index"].nunique() == 1  # static levers: a constant index
+    # Static levers: no agent's response varies, so the index is undefined in every run.
+    assert runs["convergence_index"].isna().all()
     html = (report / "report.html").read_text(encoding="utf-8")
     assert not (report / "figures" / "sweep.png").exists()
     assert "sweep.png" not in html
-    assert f"is {runs['convergence_index'].iloc[0]:.2f} in all {len(runs)} runs" in html
+    assert "The convergence index is undefined in every run" in html
+    constant = tmp_path / "constant"
+    shutil.copytree(grid_sweep, constant)
+    half = [0.4 if k % 2 else np.nan for k in range(len(runs))]
+    runs.assign(convergence_index=half).to_parquet(constant / "sweep.parquet", index=False)
+    html = write_sweep_report(constant).read_text(encoding="utf-8")
+    assert f"is 0.40 in all {len(runs) // 2} runs with a defined index" in html
+    assert f"In {len(runs) - len(runs) // 2} runs it is undefined" in html
     varied = tmp_path / "varied"
     shutil.copytree(grid_sweep, varied)
     spread = runs.assign(convergence_index=[0.1 * k for k in range(len(runs))])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liqnet.market import MarketModel
+from liqnet.market import MarketModel, cascade
 from liqnet.market.cascade import run_cascade
+from liqnet.scenarios import load
 from tests.helpers.worlds import Small
 
 
@@ -34,3 +35,34 @@ def test_a_loan_larger_than_any_capital_is_liquidated_in_part(small: Small) -> N
     assert model.total_cash() == pytest.approx(cash, abs=1e-3)
     for asset, total in model.total_units().items():
         assert total == pytest.approx(units[asset], abs=1e-6)
+
+
+@pytest.mark.parametrize("world", ["flash_crash", "bank_run"])
+def test_no_liquidator_sells_below_cost(world: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every unit a liquidator sells fetches at least what it cost (issue 19): before, an
+    all-or-nothing entry whose whole sale paid was sold whole, its last units below their
+    cost (seed 0: flash_crash 7 entries, up to 35 ETH each beyond what the pool absorbed
+    at their cost; bank_run 13)."""
+    below: list[float] = []
+    sold = [0]
+    execute = cascade._execute_fill
+
+    def watched(model, liquidator, filled, round_index, stats, flows) -> None:  # type: ignore[no-untyped-def]
+        pool = model.pools[filled.asset]
+        units = filled.seize_units
+        cost = (filled.repay_usd - filled.reward_usd) / np.where(units > 0, units, 1.0)
+        priced = (units > 0) & (cost > 0)  # without a cost any price pays
+        # Units the pool buys above each entry's cost, less the sales before it.
+        room = np.full(units.shape, np.inf)
+        room[priced] = pool.units_sellable_above(cost[priced]) - (np.cumsum(units) - units)[priced]
+        over = priced & (units > room * (1 + 1e-9) + 1e-12)
+        below.extend((units[over] - room[over]).tolist())
+        sold[0] += int((units > 0).sum())
+        execute(model, liquidator, filled, round_index, stats, flows)
+
+    monkeypatch.setattr(cascade, "_execute_fill", watched)
+    model = MarketModel(load(world, {"seed": 0}))
+    while model.running:
+        model.step()
+    assert sold[0] > 500  # the crash liquidates and sells
+    assert below == []

@@ -166,6 +166,29 @@ def test_a_loan_too_large_for_the_pool_is_sold_only_while_it_pays(model: MarketM
     assert profit >= 1.0
 
 
+def test_an_indivisible_sale_the_pool_cannot_absorb_at_its_cost_waits(
+    model: MarketModel,
+) -> None:
+    # Issue 19: an all-or-nothing entry was taken whenever its whole sale paid, so its
+    # last units went below their cost: 5 ETH for $14,000 ($2,800 per unit) on a 100 ETH
+    # pool pays ~$14,245 in all, but the pool pays $2,800 or more only for the first ~3.4.
+    thin = pool(100.0, 300_000.0)
+    rich = Liquidator(model, 1e7, 5.0, 1.0)
+    assert proceeds(100.0, 300_000.0, [5.0])[0] - 14_000.0 - 5.0 > 200.0
+    absorbed = thin.units_sellable_above(2_800.0)
+    assert 3.3 < absorbed < 3.45
+    assert rich.choose(offer(model, [5.0], [14_000.0]), thin).tolist() == [0.0]
+    # Behind a sale it fits, it waits too; alone on a pool ten times deeper it is taken.
+    both = offer(model, [1.0, 5.0], [2_000.0, 14_000.0])
+    assert proceeds(1_000.0, 3e6, [1.0, 5.0])[1] - 14_000.0 - 5.0 > 1.0
+    assert rich.choose(both, thin).tolist() == [1.0, 0.0]
+    assert rich.choose(both, pool()).tolist() == [1.0, 1.0]
+    # Divisible, the same entry is cut to what the pool absorbs at its cost.
+    divisible = offer(model, [5.0], [14_000.0])
+    divisible.partial_cap = np.ones(1)
+    assert rich.choose(divisible, thin)[0] * 5.0 == pytest.approx(absorbed, rel=1e-9)
+
+
 def test_higher_gas_multiplier_refuses_more(model: MarketModel) -> None:
     liquidator = Liquidator(model, 1e7, 5.0, 1.0)
     bonuses = np.array([5.0, 60.0, 120.0, 250.0, 500.0, 1_000.0])

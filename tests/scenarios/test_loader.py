@@ -19,6 +19,7 @@ BUILTINS = [
     "baseline",
     "black_thursday",
     "credit_crunch",
+    "ecosystem",
     "flash_crash",
     "vol_crush",
     "vol_regime",

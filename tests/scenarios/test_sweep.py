@@ -9,6 +9,7 @@ enough to be interrupted.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -164,7 +165,13 @@ def test_failed_runs_are_rows_not_exceptions() -> None:
     # Its actions differ (the convergence index), and so does the balance sheet it acts
     # for (compound's; with realistic depth aave's 24-step equity is the static run's).
     static = rows[(100e6, "static")]
+    # All static: undefined (NaN), not "converged"; one Bayesian manager moves, but a
+    # single moving agent still has no partner to correlate with.
+    assert math.isnan(static["convergence_index"])
     assert bayes["convergence_index"] != static["convergence_index"]
+    # Structure: static protocols share the architecture; a Bayesian one does not.
+    assert static["structure_same_architecture"] == 1.0
+    assert bayes["structure_same_architecture"] == pytest.approx(1 / 3)
     assert bayes["equity_change_usd.compound"] != static["equity_change_usd.compound"]
 
 

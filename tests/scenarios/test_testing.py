@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import Field
 
 from liqnet.core import ConservationError
 from liqnet.market import MarketModel
@@ -17,7 +18,7 @@ from liqnet.scenarios.testing import ProtocolCheckError, check_protocol
 # The example plugin is a separate distribution; the suite imports it from its folder
 # instead of installing it (tests install nothing).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples/liqnet-fixed-rate-desk"))
-from fixed_rate_desk import FixedRateDesk
+from fixed_rate_desk import FixedRateDesk, FixedRateDeskParams
 
 
 @pytest.mark.parametrize(
@@ -122,3 +123,28 @@ def test_world_view_is_read_only() -> None:
 def test_bad_check_parameters_name_the_field() -> None:
     with pytest.raises(ProtocolCheckError, match=r"protocols\.1\.params\.loan_rate = -5"):
         check_protocol(FixedRateDesk, {"loan_rate": -5})
+
+
+class UnboundedDeskParams(FixedRateDeskParams):
+    """The desk's parameters plus a USD amount with no upper bound."""
+
+    reserve_usd: float = Field(0.0, ge=0.0)
+
+
+class UnboundedDesk(FixedRateDesk):
+    """A desk whose parameters let a scenario file set 1e308 USD."""
+
+    type_name = "unbounded_desk"
+    Params = UnboundedDeskParams
+
+
+def test_every_number_of_a_plugin_is_bounded() -> None:
+    # Issue 19: the example plugin's USD amounts had no upper bound, so deposits_usd =
+    # 1e308 was accepted; the kit checked only the bounds a field had.
+    with pytest.raises(ProtocolCheckError, match=r"protocols\.1\.params\.deposits_usd = 1e\+308"):
+        check_protocol(FixedRateDesk, {"deposits_usd": 1e308})
+    message = r"UnboundedDeskParams\.reserve_usd: a number without an upper bound"
+    with pytest.raises(ProtocolCheckError, match=message):
+        check_protocol(UnboundedDesk)
+    # Both bounds of each of the desk's 11 numbers are checked: 22 refusals.
+    assert "bad parameters: 22 refused naming the field" in str(check_protocol(FixedRateDesk))

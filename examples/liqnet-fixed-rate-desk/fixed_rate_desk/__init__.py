@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from liqnet.core.schema import MAX_USD, MIN_USD
 from liqnet.protocols.base import (
     LiquidationOffer,
     LiquidationOutcome,
@@ -26,9 +27,11 @@ __all__ = ["FixedRateDesk", "FixedRateDeskParams"]
 class FixedRateDeskParams(ProtocolParams):
     """Parameters of a :class:`FixedRateDesk` (scenario table ``protocols.params``)."""
 
-    deposits_usd: float = Field(20e6, gt=0.0, description="initial USD deposits")
-    capital_usd: float = Field(1e6, ge=0.0, description="owners' equity")
-    loans_usd: float = Field(12e6, ge=0.0, description="initial loans outstanding")
+    # USD amounts within the built-ins' physical bounds (liqnet.core.schema: $1 to $1e13),
+    # so no scenario file can put 1e308 into the world (the plugin kit checks them).
+    deposits_usd: float = Field(20e6, ge=MIN_USD, le=MAX_USD, description="initial USD deposits")
+    capital_usd: float = Field(1e6, ge=0.0, le=MAX_USD, description="owners' equity")
+    loans_usd: float = Field(12e6, ge=0.0, le=MAX_USD, description="initial loans outstanding")
     loan_rate: float = Field(0.08, ge=0.0, le=1.0, description="annual rate borrowers pay")
     deposit_rate: float = Field(0.04, ge=0.0, le=1.0, description="annual rate paid")
     max_utilization: float = Field(0.9, gt=0.0, lt=1.0, description="loans / deposits cap")
