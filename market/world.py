@@ -243,7 +243,7 @@ class MarketWorld:
         model = self._model
         cash = (
             [p.cash for p in model.protocols.values()]
-            + [a.cash for a in (*model.liquidators, *model.arbitrageurs)]
+            + [a.cash for a in (*model.liquidators, *model.arbitrageurs, *model.keepers)]
             + [pool.usd for pool in model.pools.values()]
             + list(model.external_cash.values())
         )
@@ -252,6 +252,7 @@ class MarketWorld:
         for asset in model.asset_names:
             parts = [model.pools[asset].units, model.external_units[asset]]
             parts += [h.get(asset, 0.0) for h in held]
+            parts += [k.units.get(asset, 0.0) for k in model.keepers]
             units[asset] = math.fsum(parts)
             gross_units[asset] = math.fsum(abs(x) for x in parts)
         return math.fsum(cash), units, math.fsum(abs(x) for x in cash), gross_units
