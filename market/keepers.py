@@ -164,12 +164,11 @@ def run_auctions(model: MarketModel) -> AuctionStats:
             step.stats.kicks += kicked
             step.stats.kicks_by_protocol[protocol.protocol_id] = kicked
             _record(model, protocol, "auction_kick", np.arange(before, len(book)), book)
-        for a in book.open_ids():
-            if book.english:
-                _english(step, int(a))
-            else:
-                _dutch(step, int(a))
-        _settle(step)
+        exchange: dict[str, float] = {}
+        if book.open.any() or len(book) > 0:
+            model.world.call(protocol, "auctions", _protocol_step, step, exchange, units=exchange)
+        for asset, units in step.fills.returned.items():
+            model.external_units[asset] += units  # the vault owners' ("borrowers")
         _merge(total, step.stats)
     _sell_winnings(model, keepers)
     return total
@@ -195,62 +194,71 @@ def _english(step: _Step, a: int) -> None:
 
 
 def _tend(step: _Step, a: int, bidders: np.ndarray) -> None:
-    """One ascending round on the whole lot: the best keeper bids just over its rival."""
+    """One ascending round on the whole lot among the landing keepers (the standing
+    winner included if it lands): the best ends just above its best rival, capped by its
+    value, its means and the tab; a lone keeper bids the minimum."""
     book, beg = step.book, step.book.params.beg  # type: ignore[union-attr]
     tab, bid, winner = book.tab[a], book.bid[a], int(book.winner[a])
     asset = book.assets[book.asset[a]]
-    values = step.unit_values(asset, book.lot[a]) * book.lot[a]
-    cap = np.minimum(values, step.spendable())
+    cap = np.minimum(step.unit_values(asset, book.lot[a]) * book.lot[a], step.spendable())
     floor = tab if bid * (1 + beg) >= tab else max(bid * (1 + beg), MIN_BID)
-    others = bidders.copy()
+    able = bidders & (cap >= floor)
     if winner >= 0:
-        others[winner] = False
-    able = others & (cap >= floor)
-    if not able.any():
-        return
-    top = int(np.argmax(np.where(able, cap, -np.inf)))
-    rivals = np.where(able, cap, -np.inf)
-    rivals[top] = -np.inf
-    standing = cap[winner] if winner >= 0 and bidders[winner] else bid
-    rival = max(float(rivals.max()), float(standing), 0.0)
-    if winner >= 0 and rival >= cap[top]:
-        return  # the standing bidder would outbid it
-    price = min(float(cap[top]), tab, max(floor, rival * (1 + beg) if rival > 0 else floor))
+        able[winner] = bool(bidders[winner])  # it may raise its own bid when challenged
+    challengers = able.copy()
+    if winner >= 0:
+        challengers[winner] = False
+    if not challengers.any():
+        return  # nobody but the standing winner: its bid stands
+    order = np.argsort(-np.where(able, cap, -np.inf), kind="stable")
+    best = int(order[0])
+    rival = float(cap[order[1]]) if able.sum() >= 2 else 0.0
+    if winner >= 0 and not bidders[winner]:
+        rival = max(rival, bid)  # a standing bid still has to be beaten
+    price = min(float(cap[best]), tab, max(floor, rival * (1 + beg)))
     if price >= tab * (1 - 1e-12):
         price = tab
-    step.pay(top, price)
-    if winner >= 0:
-        step.receive(winner, step.stable, bid)  # the outbid keeper gets its bid back
+    if best == winner:
+        step.pay(best, price - bid)  # raises its own bid by the difference
+    else:
+        step.pay(best, price)
+        if winner >= 0:
+            step.receive(winner, step.stable, bid)  # the outbid keeper gets its bid back
     step.fills.stable_in += price - bid
-    book.bid[a], book.winner[a] = price, top
+    book.bid[a], book.winner[a] = price, best
     book.tic[a] = step.now + step.book.params.ttl_hours  # type: ignore[union-attr]
     step.stats.bids += 1
     _record(step.model, step.protocol, "auction_bid", np.array([a]), book)
 
 
 def _dent(step: _Step, a: int, bidders: np.ndarray) -> None:
-    """One round on less collateral for the whole tab; the rest returns to the owner."""
+    """One round on less collateral for the whole tab (the standing winner included if
+    it lands): the lot falls to just below the best rival's; the rest returns to the
+    owner."""
     book, beg = step.book, step.book.params.beg  # type: ignore[union-attr]
     tab, lot, winner = book.tab[a], book.lot[a], int(book.winner[a])
     asset = book.assets[book.asset[a]]
     per_unit = step.unit_values(asset, lot)
     need = np.divide(tab, per_unit, out=np.full_like(per_unit, np.inf), where=per_unit > 0)
     able = bidders & (step.spendable() >= tab) & (need <= lot / (1 + beg))
-    able[winner] = False
-    if not able.any():
+    able[winner] = bool(bidders[winner]) and need[winner] <= lot / (1 + beg)
+    challengers = able.copy()
+    challengers[winner] = False
+    if not challengers.any():
         return
-    top = int(np.argmin(np.where(able, need, np.inf)))
-    rivals = np.where(able, need, np.inf)
-    rivals[top] = np.inf
-    standing = need[winner] if bidders[winner] else lot
-    rival = min(float(rivals.min()), float(standing))
-    if rival <= need[top]:
-        return
-    new_lot = max(float(need[top]), min(lot / (1 + beg), rival / (1 + beg)))
-    step.pay(top, tab)
-    step.receive(winner, step.stable, tab)
+    order = np.argsort(np.where(able, need, np.inf), kind="stable")
+    best = int(order[0])
+    rival = float(need[order[1]]) if able.sum() >= 2 else lot
+    if not bidders[winner]:
+        rival = min(rival, lot)
+    new_lot = max(float(need[best]), min(lot / (1 + beg), rival / (1 + beg)))
+    if best == winner:
+        step.gas(best)
+    else:
+        step.pay(best, tab)
+        step.receive(winner, step.stable, tab)
     step.fills.add(step.fills.returned, asset, lot - new_lot)
-    book.lot[a], book.winner[a] = new_lot, top
+    book.lot[a], book.winner[a] = new_lot, best
     book.tic[a] = step.now + step.book.params.ttl_hours  # type: ignore[union-attr]
     step.stats.bids += 1
     _record(step.model, step.protocol, "auction_bid", np.array([a]), book)
@@ -316,20 +324,23 @@ def _dutch(step: _Step, a: int) -> None:
             step.fills.close(book, np.array([a]))
 
 
-def _settle(step: _Step) -> None:
-    """Hand the fills to the protocol (checked) and move owners' returned collateral."""
-    fills, model = step.fills, step.model
-    exchange = {step.stable: fills.stable_in - fills.incentives}
-    for asset in {*fills.collateral_out, *fills.returned}:
-        out = fills.collateral_out.get(asset, 0.0) + fills.returned.get(asset, 0.0)
-        exchange[asset] = exchange.get(asset, 0.0) - out
-    nothing = not fills.closed.size and not any(exchange.values())
-    if nothing:
-        return
-    protocol = step.protocol
-    model.world.call(protocol, "settle_auctions", protocol.settle_auctions, fills, units=exchange)
-    for asset, units in fills.returned.items():
-        model.external_units[asset] += units  # the vault owners' ("borrowers")
+def _protocol_step(step: _Step, exchange: dict[str, float]) -> None:
+    """Every open auction of one protocol, then its ``settle_auctions``: one checked call,
+    so the book's changes and the protocol's booking are checked together against
+    ``exchange`` (stablecoin in, collateral out), filled here as the step goes."""
+    book = step.book
+    for a in book.open_ids():
+        if book.english:
+            _english(step, int(a))
+        else:
+            _dutch(step, int(a))
+    fills = step.fills
+    exchange[step.stable] = exchange.get(step.stable, 0.0) + fills.stable_in - fills.incentives
+    for bucket in (fills.collateral_out, fills.returned):
+        for asset, units in bucket.items():
+            exchange[asset] = exchange.get(asset, 0.0) - units
+    if fills.closed.size or any(exchange.values()):
+        step.protocol.settle_auctions(fills)
 
 
 def _sell_winnings(model: MarketModel, keepers: list[Keeper]) -> None:

@@ -159,14 +159,17 @@ class MarketWorld:
         protocol in this call (a liquidator's repayment net of its reward, a hedge fill,
         a credit payment): the protocol books them, everything else must be a transfer.
         ``units`` may instead map several assets to units (an auction step: stablecoin
-        in, collateral out), ``asset`` then unused.
+        in, collateral out), ``asset`` then unused; a ``dict`` is read after the call, so
+        the world may fill it while the call runs (the keeper phase does, bid by bid).
 
         Raises:
             ConservationError: ``cash`` or ``held_units()`` moved by more than that.
         """
         cash_before = protocol.cash
         units_before = protocol.held_units()
-        if isinstance(units, Mapping):
+        if isinstance(units, dict):
+            exchanged = units  # the same object: filled during the call
+        elif isinstance(units, Mapping):
             exchanged = {a: float(u) for a, u in units.items() if u}
         else:
             exchanged = {asset: units} if units else {}
