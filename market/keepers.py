@@ -157,7 +157,7 @@ def run_auctions(model: MarketModel) -> AuctionStats:
     for protocol in auctioneers:
         book = protocol.auction_book
         assert book is not None
-        step = _Step(model, protocol, book, protocol.params.stablecoin, keepers, lands, now)  # type: ignore[attr-defined]
+        step = _Step(model, protocol, book, protocol.params.stablecoin, keepers, lands, now)
         if lands.any():
             before = len(book)
             kicked = int(model.world.call(protocol, "bark", protocol.bark))
@@ -345,7 +345,7 @@ def _protocol_step(step: _Step, exchange: dict[str, float]) -> None:
 
 def _sell_winnings(model: MarketModel, keepers: list[Keeper]) -> None:
     """Keepers sell won collateral on its pool (forced flow); stablecoins they keep."""
-    stables = {p.params.stablecoin for p in model.protocols.values() if p.auction_book is not None}  # type: ignore[attr-defined]
+    stables = {p.params.stablecoin for p in model.protocols.values() if p.auction_book is not None}
     for keeper in keepers:
         for asset, units in keeper.units.items():
             if asset in stables or units <= 0.0:

@@ -130,9 +130,9 @@ class MarketModel(mesa.Model):
         self.auction_history: list[AuctionStats] = []
         for agent in (*self.liquidators, *self.arbitrageurs, *self.keepers):
             self.external_cash["owners"] -= agent.cash
-        for spec in scenario.keepers:
-            if spec.stable_units and spec.stablecoin:
-                self.external_units[spec.stablecoin] -= spec.stable_units
+        for keeper in scenario.keepers:
+            if keeper.stable_units and keeper.stablecoin:
+                self.external_units[keeper.stablecoin] -= keeper.stable_units
 
         self.world = MarketWorld(self)
         """What protocols see of this market, the transfer API and conservation checks."""
