@@ -367,6 +367,24 @@ NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
 (``runs/NAME-seedN``), so nothing else is allowed (no separators, dots, NUL or spaces)."""
 
 
+class KeeperSpec(StrictModel):
+    """A keeper bidding in collateral auctions (``liqnet.market.keepers``).
+
+    Each step its transactions land with probability ``1 / (1 + (gas /
+    gas_tolerance)^4)`` (half at ``gas = gas_tolerance``: congestion outbids its gas-price
+    cap), and an English bid also needs its latency, ``latency_hours x gas``, within the
+    auction's bid duration ``ttl``.
+    """
+
+    capital_usd: float = Field(ge=MIN_USD, le=MAX_USD, description="cash to source stablecoin")
+    stable_units: float = Field(0.0, ge=0.0, le=MAX_USD, description="stablecoin held at start")
+    stablecoin: str | None = Field(None, description="market asset of that inventory")
+    gas_cost_usd: float = Field(20.0, ge=0.0, le=1e6, description="USD per transaction at gas 1")
+    gas_tolerance: float = Field(3.0, gt=0.0, le=MAX_MULTIPLIER, description="half fail here")
+    latency_hours: float = Field(1.0 / 60.0, ge=0.0, le=24.0, description="tx landing time")
+    min_profit: float = Field(0.05, ge=0.0, lt=1.0, description="margin kept of resale value")
+
+
 class Scenario(StrictModel):
     """A complete, validated scenario."""
 
@@ -381,6 +399,7 @@ class Scenario(StrictModel):
     protocols: list[ProtocolSpec] = Field(min_length=1)
     liquidators: list[AgentSpec] = Field(min_length=1, max_length=1000)
     arbitrageurs: list[AgentSpec] = Field(default_factory=list, max_length=1000)
+    keepers: list[KeeperSpec] = Field(default_factory=list, max_length=1000)
     shocks: list[ShockSpec] = Field(default_factory=list, max_length=10_000)
     gas_spikes: list[GasSpikeSpec] = Field(default_factory=list, max_length=1000)
     negotiation: NegotiationSpec = Field(default_factory=NegotiationSpec)
@@ -399,6 +418,12 @@ class Scenario(StrictModel):
             if shock.step > self.steps:
                 raise ValueError(
                     f"shocks[{k}].step = {shock.step}: must be <= steps ({self.steps})"
+                )
+        for k, keeper in enumerate(self.keepers):
+            if keeper.stable_units and keeper.stablecoin not in self.market.assets:
+                raise ValueError(
+                    f"keepers[{k}].stablecoin = {keeper.stablecoin!r}: its stable_units need a "
+                    f"market asset; allowed {list(self.market.assets)}"
                 )
         for k, spike in enumerate(self.gas_spikes):
             if spike.step > self.steps:

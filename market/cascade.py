@@ -53,7 +53,7 @@ def run_cascade(model: MarketModel) -> list[RoundStats]:
         rounds.append(stats)
         if model.feedback:
             for asset, flow_usd in flows.items():
-                _apply_impact(model, asset, flow_usd)
+                apply_impact(model, asset, flow_usd)
         model.poll_oracles()
     return rounds
 
@@ -172,7 +172,7 @@ def _execute_hedges(model: MarketModel, round_index: int, stats, flows) -> None:
             stats.hedged_usd += abs(usd)
 
 
-def _apply_impact(model: MarketModel, asset: str, flow_usd: float) -> None:
+def apply_impact(model: MarketModel, asset: str, flow_usd: float) -> None:
     """Move the reference price by the permanent impact of ``flow_usd`` (``FlowImpact``).
 
     Square-root law, Toth et al. (2011) / Bouchaud et al. (2018): peak impact

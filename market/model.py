@@ -15,8 +15,9 @@ from mesa.agent import AgentSet
 from liqnet.core.schema import MAX_MULTIPLIER
 from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.amm import ConstantProductPool
-from liqnet.market.cascade import RoundStats, run_cascade
+from liqnet.market.cascade import RoundStats, apply_impact, run_cascade
 from liqnet.market.events import EventLog
+from liqnet.market.keepers import AuctionStats, Keeper, run_auctions
 from liqnet.market.ledger import CreditLedger
 from liqnet.market.negotiation import get_mechanism
 from liqnet.market.oracle import Oracle
@@ -121,8 +122,17 @@ class MarketModel(mesa.Model):
         )
         self.liquidation_hurdle_usd = self._liquidation_hurdle()
         """Smallest liquidation value some liquidator takes (refreshed every step)."""
-        for agent in (*self.liquidators, *self.arbitrageurs):
+        # Keepers bid in collateral auctions (step 7b); their stablecoin inventory comes
+        # from outside the world like the pools' reserves.
+        self.keepers = AgentSet([Keeper(self, s) for s in scenario.keepers], random=self.random)
+        self.keeper_rng = self.rng_for("keepers")
+        self.keeper_flows: dict[str, float] = {}  # this step's forced flow of keepers, USD
+        self.auction_history: list[AuctionStats] = []
+        for agent in (*self.liquidators, *self.arbitrageurs, *self.keepers):
             self.external_cash["owners"] -= agent.cash
+        for keeper in scenario.keepers:
+            if keeper.stable_units and keeper.stablecoin:
+                self.external_units[keeper.stablecoin] -= keeper.stable_units
 
         self.world = MarketWorld(self)
         """What protocols see of this market, the transfer API and conservation checks."""
@@ -189,7 +199,7 @@ class MarketModel(mesa.Model):
         """USD held by everyone, modelled or external: constant by construction."""
         holders = (
             [p.cash for p in self.protocols.values()]
-            + [a.cash for a in (*self.liquidators, *self.arbitrageurs)]
+            + [a.cash for a in (*self.liquidators, *self.arbitrageurs, *self.keepers)]
             + [pool.usd for pool in self.pools.values()]
             + list(self.external_cash.values())
         )
@@ -201,6 +211,7 @@ class MarketModel(mesa.Model):
         for asset in self.asset_names:
             parts = [self.pools[asset].units, self.external_units[asset]]
             parts += [p.held_units().get(asset, 0.0) for p in self.protocols.values()]
+            parts += [k.units.get(asset, 0.0) for k in self.keepers]
             totals[asset] = math.fsum(parts)
         return totals
 
@@ -297,6 +308,11 @@ class MarketModel(mesa.Model):
         self.cascade_history.append(run_cascade(self))
         if phases:
             held = self.world.check_phase("cascade (liquidations, sales, hedges)", held)
+        # 7b. Auctions: keepers bark, bid, take and deal (protocols with an auction book).
+        if self.keepers or any(p.auction_book is not None for p in self.protocols.values()):
+            self._auctions()
+            if phases:
+                held = self.world.check_phase("auctions (keepers)", held)
         # 8. Settlement: maturities, defaults, clearing and loss passing.
         settle(self)
         self.world.check_phase(
@@ -307,6 +323,16 @@ class MarketModel(mesa.Model):
         self.collect()
         # Mesa's batch_run and user loops stop at the scenario's horizon.
         self.running = self.step_index < self.scenario.steps
+
+    def _auctions(self) -> None:
+        """Step 7b: the keeper phase, then the impact of its forced flow and an oracle poll."""
+        self.keeper_flows = {}
+        self.auction_history.append(run_auctions(self))
+        if self.feedback:
+            for asset, flow_usd in self.keeper_flows.items():
+                apply_impact(self, asset, flow_usd)
+        if self.keeper_flows:
+            self.poll_oracles()
 
     # -- data collection ---------------------------------------------------------------
     def _column_names(self) -> list[str]:

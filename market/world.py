@@ -159,14 +159,17 @@ class MarketWorld:
         protocol in this call (a liquidator's repayment net of its reward, a hedge fill,
         a credit payment): the protocol books them, everything else must be a transfer.
         ``units`` may instead map several assets to units (an auction step: stablecoin
-        in, collateral out), ``asset`` then unused.
+        in, collateral out), ``asset`` then unused; a ``dict`` is read after the call, so
+        the world may fill it while the call runs (the keeper phase does, bid by bid).
 
         Raises:
             ConservationError: ``cash`` or ``held_units()`` moved by more than that.
         """
         cash_before = protocol.cash
         units_before = protocol.held_units()
-        if isinstance(units, Mapping):
+        if isinstance(units, dict):
+            exchanged = units  # the same object: filled during the call
+        elif isinstance(units, Mapping):
             exchanged = {a: float(u) for a, u in units.items() if u}
         else:
             exchanged = {asset: units} if units else {}
@@ -243,7 +246,7 @@ class MarketWorld:
         model = self._model
         cash = (
             [p.cash for p in model.protocols.values()]
-            + [a.cash for a in (*model.liquidators, *model.arbitrageurs)]
+            + [a.cash for a in (*model.liquidators, *model.arbitrageurs, *model.keepers)]
             + [pool.usd for pool in model.pools.values()]
             + list(model.external_cash.values())
         )
@@ -252,6 +255,7 @@ class MarketWorld:
         for asset in model.asset_names:
             parts = [model.pools[asset].units, model.external_units[asset]]
             parts += [h.get(asset, 0.0) for h in held]
+            parts += [k.units.get(asset, 0.0) for k in model.keepers]
             units[asset] = math.fsum(parts)
             gross_units[asset] = math.fsum(abs(x) for x in parts)
         return math.fsum(cash), units, math.fsum(abs(x) for x in cash), gross_units

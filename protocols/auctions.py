@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from liqnet.protocols.base import ProtocolParams
 
@@ -81,8 +81,18 @@ class DutchAuctionParams(ProtocolParams):
     chip: float = Field(0.001, ge=0.0, le=0.1, description="keeper reward share of tab")
 
 
-AuctionParams = Annotated[EnglishAuctionParams | DutchAuctionParams, Field(discriminator="kind")]
-"""Auction settings of a protocol: ``kind = "english"`` or ``"dutch"``."""
+def _auction_kind(value: object) -> str:
+    """The union's tag: ``kind``, English when a table leaves it out."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "english"))
+    return str(getattr(value, "kind", "english"))
+
+
+AuctionParams = Annotated[
+    Annotated[EnglishAuctionParams, Tag("english")] | Annotated[DutchAuctionParams, Tag("dutch")],
+    Discriminator(_auction_kind),
+]
+"""Auction settings of a protocol: ``kind = "english"`` (the default) or ``"dutch"``."""
 
 
 def dutch_price(params: DutchAuctionParams, top: np.ndarray, elapsed: np.ndarray) -> np.ndarray:

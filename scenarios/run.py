@@ -65,6 +65,19 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         },
         # Claims depositors/LPs of defaulted protocols gave up in the pro-rata wind-down.
         "haircut_usd": {pid: p.haircut_usd for pid, p in model.protocols.items()},
+        # Liquidations per protocol: cascade liquidations plus auctions kicked (barks).
+        "liquidations_by_protocol": {
+            pid: int((liquidations["protocol"] == pid).sum())
+            + sum(a.kicks_by_protocol.get(pid, 0) for a in model.auction_history)
+            for pid in model.protocols
+        },
+        # Collateral sold for (about) nothing: deals whose winning bid was < 1e-6 of the
+        # tab, valued at the oracle price when dealt (Black Thursday's zero bids).
+        "zero_bid_collateral_usd": sum(a.zero_bid_collateral_usd for a in model.auction_history),
+        "auctions": {
+            name: sum(getattr(a, name) for a in model.auction_history)
+            for name in ("kicks", "bids", "deals", "takes", "restarts", "zero_bid_deals")
+        },
     }
 
 

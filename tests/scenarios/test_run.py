@@ -34,6 +34,9 @@ SAVED_FILES = {
 }
 SUMMARY_KEYS = {
     "steps",
+    "liquidations_by_protocol",
+    "zero_bid_collateral_usd",
+    "auctions",
     "bad_debt_usd",
     "realised_bad_debt_usd",
     "unrealised_bad_debt_usd",
