@@ -34,7 +34,8 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
-from liqnet.core.units import HOURS_PER_YEAR
+from liqnet.protocols import cdp_liquidation
+from liqnet.protocols.auctions import AuctionBook, AuctionFills
 from liqnet.protocols.base import LiquidationOffer, LiquidationOutcome, Protocol, bounded_step
 from liqnet.protocols.cdp_params import CdpParams
 from liqnet.protocols.cdp_vaults import VaultBook
@@ -70,6 +71,7 @@ class CdpProtocol(Protocol[CdpParams]):
         self.stable = p.stablecoin
         self.books = {a: VaultBook(a, c) for a, c in p.collateral.items()}
         self.vow = Vow(p.flop, p.surplus_usd, p.hump_usd)
+        self.auction_book = AuctionBook(tuple(self.books), p.auction)
         self.outstanding = 0.0  # stablecoin held by others (minus held_units()[stable])
         self.ratios = p.ratios()
         self._ratio_scale = 1.0
@@ -80,6 +82,10 @@ class CdpProtocol(Protocol[CdpParams]):
         self.top_ups = 0  # awake owners who added collateral
         self.repays = 0  # awake owners who repaid debt
         self.fees = 0.0
+        self.barked = 0  # vaults sent to auction
+        self.auction_sold: dict[str, float] = {}  # collateral units paid to keepers
+        self.auction_returned: dict[str, float] = {}  # collateral units back to owners
+        self.incentives = 0.0  # keeper incentives minted (Dutch tip + chip)
         self.stable_bought = 0.0  # stablecoin repayers bought on its pool (cumulative)
         self._to_buy = 0.0  # stablecoin repaid this step that repayers still mean to buy
         self._seed_vaults(self.world.rng_for(f"protocol:{protocol_id}:init"))
@@ -156,9 +162,28 @@ class CdpProtocol(Protocol[CdpParams]):
         prices = self.world.oracle_prices
         return sum(b.underwater_shortfall(prices[a]) for a, b in self.books.items())
 
+    def auction_receivable(self) -> float:
+        """Debt in open auctions not yet raised (English: beyond the standing bids)."""
+        book = self.auction_book
+        assert book is not None
+        got = book.bid if book.english else book.raised
+        return float((book.debt[book.open] - got[book.open]).sum())
+
+    def auction_shortfall(self) -> float:
+        """Debt in open auctions beyond the value of their lots at the oracle."""
+        book = self.auction_book
+        assert book is not None
+        rows = book.open
+        if not rows.any():
+            return 0.0
+        got = book.bid if book.english else book.raised
+        prices = np.array([self.world.oracle_prices[a] for a in book.assets])
+        value = book.lot[rows] * prices[book.asset[rows]]
+        return float(np.maximum(book.debt[rows] - got[rows] - value, 0.0).sum())
+
     def unrealised_losses(self) -> float:
-        """Underwater vault shortfall (losses carried, not yet written off)."""
-        return self.underwater_shortfall()
+        """Underwater vault shortfall and open auctions' shortfall (not yet written off)."""
+        return self.underwater_shortfall() + self.auction_shortfall()
 
     def losses(self) -> float:
         """Bad debt not yet covered plus the losses carried (stable units)."""
@@ -179,19 +204,23 @@ class CdpProtocol(Protocol[CdpParams]):
         return self.cash + self.vow.surplus - self.losses() + self.backstop_cover()
 
     def total_assets(self) -> float:
-        """Cash, vault debt at face value and the surplus."""
-        return self.cash + self.vault_debt() + self.vow.surplus
+        """Cash, vault debt and debt in auctions at face value, and the surplus."""
+        return self.cash + self.vault_debt() + self.auction_receivable() + self.vow.surplus
 
     def held_units(self) -> dict[str, float]:
         """Vault collateral per asset; minus the stablecoin others hold."""
-        held = {a: b.total_ink for a, b in self.books.items()}
+        book = self.auction_book
+        assert book is not None
+        locked = book.locked_units()
+        held = {a: b.total_ink + locked[a] for a, b in self.books.items()}
         held[self.stable] = -self.outstanding
         return held
 
     def asset_exposures(self) -> dict[str, float]:
         """USD of collateral locked and of stablecoin owed (at par: Maker's accounting)."""
         prices = self.world.oracle_prices
-        exposures = {a: b.total_ink * prices[a] for a, b in self.books.items()}
+        held = self.held_units()
+        exposures = {a: held[a] * prices[a] for a in self.books}
         exposures[self.stable] = -self.outstanding
         return exposures
 
@@ -229,7 +258,7 @@ class CdpProtocol(Protocol[CdpParams]):
 
     def now_hours(self) -> float:
         """Market time elapsed, hours (the clock of auctions and the debt queue)."""
-        return self.world.time_years * HOURS_PER_YEAR
+        return self.world.step_index * self.world.dt_hours
 
     def run_vow(self) -> None:
         """Release queued bad debt, heal it from the surplus, then debt auctions; flap."""
@@ -370,6 +399,14 @@ class CdpProtocol(Protocol[CdpParams]):
         self.stable_bought += units
 
     # -- liquidations --------------------------------------------------------------------
+    def bark(self) -> int:
+        """Send unsafe vaults to auction (``protocols.cdp_liquidation.bark``)."""
+        return cdp_liquidation.bark(self)
+
+    def settle_auctions(self, fills: AuctionFills) -> None:
+        """Book the keepers' fills (``protocols.cdp_liquidation.settle``)."""
+        cdp_liquidation.settle(self, fills)
+
     def liquidation_candidates(self) -> list[LiquidationOffer]:
         """None: vaults are liquidated by auctions (``bark``), not the cascade's sale."""
         return []

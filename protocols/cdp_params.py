@@ -12,6 +12,7 @@ import pydantic
 from pydantic import Field
 
 from liqnet.core.schema import MAX_MULTIPLIER, MAX_POSITIONS, MAX_USD, MIN_USD
+from liqnet.protocols.auctions import AuctionParams, EnglishAuctionParams
 from liqnet.protocols.base import ProtocolParams
 from liqnet.protocols.distributions import AnyDistribution, Distribution, Lognormal, check_range
 
@@ -150,6 +151,9 @@ class CdpParams(ProtocolParams):
         None, gt=0.0, le=MAX_USD, description="dog.sol Hole: most tab in all open auctions"
     )
     flop: FlopParams = Field(default_factory=FlopParams)
+    # Collateral auctions: English (flip.sol, ETH-A of March 2020) by default, or Dutch
+    # (clip.sol, Liquidations 2.0): liqnet.protocols.auctions.
+    auction: AuctionParams = Field(default_factory=EnglishAuctionParams)
     risk_step: float = Field(0.01, ge=0.0, le=1.0, description="max liquidation ratio move")
     price_step: float = Field(0.005, ge=0.0, le=1.0, description="max stability fee move")
     liquidation_ratio_bounds: tuple[float, float] = (1.1, 3.0)

@@ -13,6 +13,7 @@ from liqnet.market.model import MarketModel
 from liqnet.protocols.cdp import CdpProtocol
 from liqnet.protocols.cdp_params import SECONDS_PER_YEAR, FlopParams
 from liqnet.protocols.cdp_vow import Vow, supply_after_lots
+from liqnet.scenarios import load
 from liqnet.scenarios.loader import resolve_raw, validate
 from liqnet.scenarios.testing import STABLE_ASSET, check_protocol
 
@@ -41,8 +42,9 @@ def _model(
 
 
 def _invariant(cdp: CdpProtocol) -> float:
-    """outstanding + surplus - (vault debt + bad debt): 0 (vat.sol's debt identity)."""
-    return cdp.outstanding + cdp.vow.surplus - (cdp.vault_debt() + cdp.vow.sin)
+    """outstanding + surplus - (vault debt + debt in auctions + bad debt): 0 (vat.sol)."""
+    debt = cdp.vault_debt() + cdp.auction_receivable() + cdp.vow.sin
+    return cdp.outstanding + cdp.vow.surplus - debt
 
 
 def _rpow(x: int, n: int) -> int:
@@ -247,3 +249,71 @@ def test_repayers_buy_the_stablecoin_on_its_pool_up_to_their_price() -> None:
     assert cdp.stable_bought <= cdp.burned  # they buy at most what they repaid
     assert max(pools) > 1.01 and max(pools) <= 1.10 * 1.003  # (the pool keeps its fee)
     assert model.reference_prices["DAI"] > 1.0  # forced flow moved the reference too
+
+
+@pytest.mark.parametrize("lump", [None, 20.0])
+def test_bark_at_the_liquidation_ratio(lump: float | None) -> None:
+    """Vaults below mat (and only they) go to auction whole, in lots of at most lump."""
+    model, cdp = _model({"collateral": {"ETH": {"lump_units": lump}}, "asleep_share": 1.0})
+    book = cdp.books["ETH"]
+    columns = book.positions.columns
+    active = book.positions.active_slots()
+    model.oracle_prices["ETH"] *= 0.7
+    price = model.oracle_prices["ETH"]
+    ratio = columns["ink"][active] * price / (columns["art"][active] * book.rate)
+    unsafe = active[ratio < 1.5]
+    assert unsafe.size > 20 and unsafe.size < active.size
+    ink, debt = columns["ink"][unsafe].sum(), columns["art"][unsafe].sum() * book.rate
+    held = cdp.held_units()
+    barked = model.world.call(cdp, "bark", cdp.bark)  # no units leave the protocol
+    assert barked == unsafe.size and cdp.barked == unsafe.size
+    assert cdp.held_units() == pytest.approx(held)
+    auctions = cdp.auction_book
+    assert auctions is not None
+    assert set(auctions.slot.tolist()) == set(unsafe.tolist())
+    assert not book.positions.active[unsafe].any()  # bitten whole: closed
+    assert auctions.lot.sum() == pytest.approx(ink) and auctions.debt.sum() == pytest.approx(debt)
+    np.testing.assert_allclose(auctions.tab, auctions.debt * 1.13)
+    if lump is not None:
+        assert auctions.lot.max() <= lump + 1e-9 and len(auctions) > unsafe.size
+    assert book.unsafe(price).size == 0
+    assert _invariant(cdp) == pytest.approx(0.0, abs=1e-6 * cdp.outstanding)
+
+
+def test_hole_limits_the_tab_in_auctions() -> None:
+    """dog.sol hole: at most hole of tab is kicked; the vault at the edge is cut."""
+    model, cdp = _model({"collateral": {"ETH": {"hole_usd": 1e6}}, "asleep_share": 1.0})
+    model.oracle_prices["ETH"] *= 0.7
+    model.world.call(cdp, "bark", cdp.bark)
+    auctions = cdp.auction_book
+    assert auctions is not None
+    assert auctions.tab.sum() == pytest.approx(1e6)
+    assert cdp.books["ETH"].unsafe(model.oracle_prices["ETH"]).size > 0  # the rest waits
+    assert _invariant(cdp) == pytest.approx(0.0, abs=1e-6 * cdp.outstanding)
+
+
+def test_black_thursday_end_to_end_with_keepers() -> None:
+    """Auctions, zero bids, bad debt healed from the surplus: conserved, identity holds."""
+    # (No debt queue wait: the surplus and the debt auctions act within the run.)
+    overrides = {
+        "protocols.0.params.vaults": 600,
+        "protocols.0.params.flop.wait_hours": 0.0,
+        "steps": 40,
+    }
+    model = MarketModel(load("black_thursday", overrides))
+    model.check_phases = True
+    cdp = model.protocols["maker"]
+    assert isinstance(cdp, CdpProtocol)
+    units = model.total_units()
+    for _ in range(40):
+        model.step()
+    stats = model.auction_history
+    assert cdp.barked > 20 and sum(s.deals for s in stats) > 20
+    assert sum(s.zero_bid_deals for s in stats) > 0  # gas x6: lone keepers bid ~0
+    assert cdp.realised_bad_debt > 0.0 and cdp.vow.healed > 0.0  # the surplus went first
+    assert cdp.vow.flop_lots > 0 and cdp.vow.mkr_supply > 1e6  # then MKR was minted
+    assert cdp.auction_sold["ETH"] > 0.0
+    for asset, total in model.total_units().items():
+        assert total == pytest.approx(units[asset], rel=1e-9, abs=1e-3)
+    assert _invariant(cdp) == pytest.approx(0.0, abs=1e-6 * cdp.outstanding)
+    assert max(model.timeseries()["DAI.reference"]) > 1.01  # the scramble for DAI
