@@ -14,8 +14,11 @@ Reads top to bottom, as the experiment runs:
    Each member is a Ray task (a local Ray by default, a cluster with ``address``).
 3. **Similarity levels.** Each protocol gets one member: ``identical`` (all run the base
    member: one model), ``seeds`` / ``architectures`` / ``data`` (a different member each,
-   differing in that factor only); controls ``static`` (standing levers) and
-   ``untrained`` (the base member's starting weights: what training itself added).
+   differing in that factor only); controls ``static`` (standing levers), ``bayesian``
+   (the rule-based Bayesian risk manager) and ``untrained`` (the base member's starting
+   weights: what training itself added). The ``identical`` level against the controls is
+   also the generalisation test: one policy trained on the crash distribution, met with
+   held-out crashes and seeds.
    Each level's similarity is measured, not assumed: behaviour (mean response
    correlation on a common probe set of held-out crash states), representations (mean
    linear CKA of the first hidden layer) and structure (share of pairs running the same
@@ -171,9 +174,11 @@ def population(cfg: ExperimentConfig) -> list[Member]:
 
 
 def levels(cfg: ExperimentConfig, n_protocols: int) -> dict[str, list[str]]:
-    """Similarity level -> the member each protocol runs (``"static"``, ``"untrained"``)."""
+    """Similarity level -> the member each protocol runs; the controls ``static``,
+    ``bayesian`` (each protocol its own online Bayesian risk manager) and ``untrained``."""
     out: dict[str, list[str]] = {
         "static": ["static"] * n_protocols,
+        "bayesian": ["bayesian"] * n_protocols,
         "untrained": ["untrained"] * n_protocols,
     }
     by_reward = {r: [m for m in population(cfg) if m.reward == r] for r in cfg.rewards}

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Member", "evaluate_level", "level_similarity", "save_untrained", "train_member"]
 
+RULES = ("static", "bayesian")
+"""Controls that are policy specs themselves, not trained members."""
+
 TRACE_WINDOW = 12
 """Steps after the crash over which the mechanism trace is measured."""
 
@@ -113,7 +116,7 @@ def save_untrained(cfg: ExperimentConfig, root: str | Path, shock: tuple[float, 
 
 def _specs(scenario_ids: list[str], members: list[str], checkpoints: dict[str, str]) -> dict:
     return {
-        pid: "static" if m == "static" else f"mappo:{checkpoints[m]}"
+        pid: m if m in RULES else f"mappo:{checkpoints[m]}"
         for pid, m in zip(scenario_ids, members, strict=True)
     }
 
@@ -217,7 +220,9 @@ def level_similarity(
         model_cards(assign(scenario, _specs(ids, members, checkpoints)))
     )
     out = {"similarity_structure": structure["same_model"]}
-    if all(m == "static" for m in members):
+    if any(m in RULES for m in members):
+        # Static levers do not respond to states; a Bayesian manager responds to its own
+        # history, not to a probe: neither has a response function to compare.
         return out | {"similarity_behaviour": math.nan, "similarity_cka": math.nan}
     worlds = [load(cfg.scenario, o) for o in eval_variants.values()]
     probes = probe_states(worlds, cfg.probes, seed=cfg.eval_seed_base, worlds=2)

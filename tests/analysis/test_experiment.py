@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from liqnet.analysis.experiment import OUTCOMES, TRACE, bootstrap_ci, effect_table, level_table
+from liqnet.analysis.experiment import (
+    OUTCOMES,
+    TRACE,
+    bootstrap_ci,
+    effect_table,
+    generalisation_table,
+    level_table,
+)
 
 
 def _runs(slope: float, noise: float, seed: int = 0) -> pd.DataFrame:
@@ -60,3 +67,13 @@ def test_level_table_has_cis_and_keeps_undefined_similarity() -> None:
     assert static["similarity_behaviour"].isna().all() and (static["family"] == "control").all()
     row = table.iloc[0]
     assert row["losses_usd_lo"] <= row["losses_usd"] <= row["losses_usd_hi"]
+
+
+def test_generalisation_table_compares_with_static() -> None:
+    table = generalisation_table(level_table(_runs(slope=1e6, noise=1e4), 200))
+    assert set(table["level"]) == {"equity/identical", "static", "untrained"}
+    static = table[table["level"] == "static"]
+    assert np.allclose(static["losses_usd_vs_static_pct"], 0.0)
+    identical = table[(table["level"] == "equity/identical") & (table["shock"] == -0.2)].iloc[0]
+    # identical: similarity 1, so losses are 1e6 above static's (similarity undefined -> 0).
+    assert identical["losses_usd_vs_static_pct"] == pytest.approx(100.0, rel=0.05)

@@ -36,6 +36,7 @@ def test_population_varies_one_factor_at_a_time() -> None:
     assert assignment["equity/identical"] == ["equity-base"] * 3
     assert assignment["team/seeds"] == ["team-base", "team-seed1", "team-seed2"]
     assert assignment["static"] == ["static"] * 3
+    assert assignment["bayesian"] == ["bayesian"] * 3
     assert cfg.seed_list[0] == HELD_OUT_SEEDS_FROM  # evaluation seeds are held out
 
 
@@ -66,8 +67,13 @@ def test_experiment_runs_end_to_end(tmp_path: Path, no_ray_address: None) -> Non
     out = tmp_path / "exp"
     assert main(["experiment", "convergence", "--out", str(out), *TINY]) == 0
     runs = pd.read_parquet(out / "runs.parquet")
-    # 2 controls + 4 similarity levels, x 2 crashes x 2 seeds: nothing failed or dropped.
-    assert len(runs) == 6 * 2 * 2 and runs["losses_usd"].notna().all()
+    # 3 controls + 4 similarity levels, x 2 crashes x 2 seeds: nothing failed or dropped.
+    assert len(runs) == 7 * 2 * 2 and runs["losses_usd"].notna().all()
+    assert np.isnan(
+        pd.read_csv(out / "similarity.csv")
+        .set_index("level")
+        .loc["bayesian", "similarity_behaviour"]
+    )
     similarity = pd.read_csv(out / "similarity.csv").set_index("level")
     assert np.isnan(similarity.loc["static", "similarity_behaviour"])  # undefined, not 1
     assert similarity.loc["equity/identical", "similarity_behaviour"] == pytest.approx(1.0)
@@ -82,6 +88,7 @@ def test_experiment_runs_end_to_end(tmp_path: Path, no_ray_address: None) -> Non
     assert set(effects["family"]) == {"equity"} and effects["reading"].notna().all()
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Effect of similarity on losses" in html and "Mechanism trace" in html
+    assert "Generalisation: one trained policy against the controls" in html
     settings = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
     assert settings["rewards"] == ["equity"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
