@@ -383,6 +383,9 @@ class KeeperSpec(StrictModel):
     gas_tolerance: float = Field(3.0, gt=0.0, le=MAX_MULTIPLIER, description="half fail here")
     latency_hours: float = Field(1.0 / 60.0, ge=0.0, le=24.0, description="tx landing time")
     min_profit: float = Field(0.05, ge=0.0, lt=1.0, description="margin kept of resale value")
+    max_stable_price: float = Field(
+        1.10, ge=1.0, le=10.0, description="most USD it pays per stablecoin on the pool"
+    )
 
 
 class Scenario(StrictModel):

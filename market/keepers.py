@@ -63,6 +63,7 @@ class Keeper(mesa.Agent):
         self.gas_tolerance = spec.gas_tolerance
         self.latency_hours = spec.latency_hours
         self.min_profit = spec.min_profit
+        self.max_stable_price = spec.max_stable_price
 
     def landing(self, gas: float) -> float:
         """Probability its transactions land at gas multiplier ``gas``."""
@@ -102,11 +103,17 @@ class _Step:
         return self.model.pools[self.stable].price
 
     def spendable(self) -> np.ndarray:
-        """Stable units each keeper can pay now: inventory plus what its cash buys."""
+        """Stable units each keeper can pay now: inventory plus what its cash buys on the
+        pool before the pool's price passes the keeper's ``max_stable_price`` (a keeper
+        does not pay $2 for a dollar to bid)."""
         pool = self.model.pools[self.stable]
         have = np.array([k.units.get(self.stable, 0.0) for k in self.keepers])
         cash = np.maximum(np.array([k.cash for k in self.keepers]), 0.0) * (1.0 - pool.fee)
-        return have + pool.units * cash / (pool.usd + cash) * (1.0 - 1e-9)
+        affordable = pool.units * cash / (pool.usd + cash)
+        cap = np.array([k.max_stable_price for k in self.keepers])
+        # Constant product: the price reaches cap once the pool holds sqrt(k / cap) units.
+        below_cap = np.maximum(pool.units - np.sqrt(pool.units * pool.usd / cap), 0.0)
+        return have + np.minimum(affordable, below_cap) * (1.0 - 1e-9)
 
     def unit_values(self, asset: str, lot: float) -> np.ndarray:
         """Stable units per collateral unit each keeper would pay for ``lot``."""
@@ -160,7 +167,8 @@ def run_auctions(model: MarketModel) -> AuctionStats:
         step = _Step(model, protocol, book, protocol.params.stablecoin, keepers, lands, now)
         if lands.any():
             before = len(book)
-            kicked = int(model.world.call(protocol, "bark", protocol.bark))
+            model.world.call(protocol, "bark", protocol.bark)
+            kicked = len(book) - before  # auctions kicked (a vault may give several lots)
             step.stats.kicks += kicked
             step.stats.kicks_by_protocol[protocol.protocol_id] = kicked
             _record(model, protocol, "auction_kick", np.arange(before, len(book)), book)
