@@ -16,6 +16,7 @@ import numpy as np
 from liqnet.analysis.convergence import response_similarity
 from liqnet.analysis.graphs import contagion_graph, debtrank_by_protocol
 from liqnet.analysis.similarity import policy_similarity, structural_similarity
+from liqnet.core.io import atomic_write
 from liqnet.core.result import RunResult
 from liqnet.scenarios.evaluate import assign, run_metrics
 from liqnet.scenarios.loader import load
@@ -57,11 +58,12 @@ def variant_file(root: Path, scenario: str, shock: float, step: int, steps: int,
     path = root / "variants" / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     base = str(Path(scenario).resolve()) if Path(scenario).suffix == ".toml" else scenario
-    path.write_text(
+    text = (
         f'name = "{name}"\nbase = "{base}"\nsteps = {steps}\n\n'
-        f'[[shocks]]\nstep = {step}\nasset = "{asset}"\nreturn = {shock!r}\n',
-        encoding="utf-8",
+        f'[[shocks]]\nstep = {step}\nasset = "{asset}"\nreturn = {shock!r}\n'
     )
+    # Atomic: members training at once write the same file while others read it.
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
     return str(path)
 
 

@@ -149,8 +149,9 @@ def test_the_next_local_start_stops_what_a_killed_sweep_left(
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
         left = orphans()
-        names = {Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] for pid in left}
-        assert {b"ray::DashboardAgent", b"ray::RuntimeEnvAgent"} & names, names
+        # Usually the dashboard and runtime-env agents; under load other processes of the
+        # killed instance (a worker) may be what is left when we look.
+        assert left, "the killed driver's instance left processes behind"
 
         with ray_connection(num_cpus=1):  # the next sweep or training run starts here
             assert not _running(dict(left)), "the orphans are stopped"
