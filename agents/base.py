@@ -39,7 +39,7 @@ class PolicyContext:
         standing_levers: Each agent's standing lever vector (the scenario's ``levers``,
             ``LEVER_NAMES`` order); rule-based policies keep the levers they do not
             set at these values. Empty when unknown (policies then use the schema's
-            defaults: no lending, no borrowing).
+            defaults: the treasury rule lends and borrows).
     """
 
     agent_ids: tuple[str, ...]

@@ -5,7 +5,7 @@ Where the standing levers come from, first match wins:
 1. the ``levers`` given to the constructor (per agent);
 2. ``PolicyContext.standing_levers`` (the scenario's ``levers``; the scenario runner
    :func:`liqnet.scenarios.policies.resolve_policies` fills it in);
-3. :data:`DEFAULT_STANDING_LEVERS` (risk 0, price 0, no lending, no borrowing).
+3. :data:`DEFAULT_STANDING_LEVERS` (risk 0, price 0, the treasury rule for credit).
 
 Rule-based policies (:mod:`liqnet.agents.rules`, :mod:`liqnet.agents.bayesian`, the
 forecaster) set only the risk lever and take the other levers from the same place, via

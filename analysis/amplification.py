@@ -143,9 +143,9 @@ def feedback_channels(scenario: Scenario) -> tuple[str, ...]:
       forced sales move the reference price by the square-root law (with either 0 the
       impact term adds exactly 0.0 to the log price).
     * ``"credit"``: a credit line can open, so defaults can pass losses to lenders.
-      Lines need a protocol offering (``lend`` lever above -1) and another requesting
-      (``borrow`` above -1); a protocol whose ``policy`` is not ``"static"`` may set any
-      lever, so it counts as both.
+      Lines need negotiation enabled, a protocol offering (``lend`` lever above -1: the
+      treasury rule at 0 lends) and another requesting (``borrow`` above -1); a protocol
+      whose ``policy`` is not ``"static"`` may set any lever, so it counts as both.
 
     Args:
         scenario: A validated scenario.
@@ -156,6 +156,8 @@ def feedback_channels(scenario: Scenario) -> tuple[str, ...]:
     channels = []
     if scenario.market.permanent_impact > 0.0 and scenario.market.impact_y > 0.0:
         channels.append("price_impact")
+    if not scenario.negotiation.enabled:
+        return tuple(channels)
     lenders, borrowers = set(), set()
     for spec in scenario.protocols:
         dynamic = spec.policy != "static"

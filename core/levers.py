@@ -8,12 +8,13 @@ LEVER_NAMES: tuple[str, ...] = ("risk", "price", "lend", "lend_rate", "borrow", 
 DEFAULT_LEVERS: dict[str, float] = {
     "risk": 0.0,
     "price": 0.0,
-    "lend": -1.0,
+    "lend": 0.0,
     "lend_rate": 0.0,
-    "borrow": -1.0,
+    "borrow": 0.0,
     "borrow_rate": 0.0,
 }
-"""Levers of a protocol no agent acts for: parameters stay, no lending, no borrowing."""
+"""Levers of a protocol no agent acts for: parameters stay, and its treasury rule lends
+idle cash and borrows for its projected need (``liqnet.market.treasury``)."""
 
 DEFAULT_STANDING_LEVERS: tuple[float, ...] = tuple(DEFAULT_LEVERS[n] for n in LEVER_NAMES)
 """:data:`DEFAULT_LEVERS` as a vector in :data:`LEVER_NAMES` order."""

@@ -37,6 +37,7 @@ class CreditLedger:
                 "opened",
                 "maturity",
                 "rolls",
+                "collateral",
             )
         )
         self._next_uid = 0  # slots are reused; uids name a line for its whole life
@@ -44,8 +45,18 @@ class CreditLedger:
         self._events: list[tuple] = []
 
     # -- changes -------------------------------------------------------------------------
-    def open(self, matches: Matches, step: int, maturity_steps: int) -> np.ndarray:
-        """Record matches as new lines; returns their slots. Cash moves with the caller."""
+    def open(
+        self,
+        matches: Matches,
+        step: int,
+        maturity_steps: int,
+        collateral: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Record matches as new lines; returns their slots. Cash moves with the caller.
+
+        ``collateral`` (USD per match, 0 = unsecured) is the value of the borrower's
+        assets pledged to the lender: a senior claim on them if the borrower defaults.
+        """
         if len(matches) == 0:
             return np.empty(0, dtype=np.int64)
         uids = np.arange(self._next_uid, self._next_uid + len(matches), dtype=float)
@@ -59,6 +70,7 @@ class CreditLedger:
             rate=matches.rate,
             opened=float(step),
             maturity=float(step + maturity_steps),
+            collateral=np.zeros(len(matches)) if collateral is None else collateral,
         )
         if self.in_resolution.shape[0] < self.lines.capacity:
             grown = np.zeros(self.lines.capacity, dtype=bool)
@@ -136,6 +148,34 @@ class CreditLedger:
         active = self.active_slots()
         mature = self.lines["maturity"][active] <= step
         return active[mature & ~self.in_resolution[active]]
+
+    def maturing(self, step: int) -> np.ndarray:
+        """Per borrower: owed on performing lines falling due by ``step`` (n,)."""
+        active = self.active_slots()
+        hit = active[(self.lines["maturity"][active] <= step) & ~self.in_resolution[active]]
+        borrower = self.lines["borrower"][hit].astype(np.int64)
+        return np.bincount(borrower, self.lines["owed"][hit], minlength=self.n)
+
+    def pledged(self) -> np.ndarray:
+        """Per borrower: USD of assets pledged on open lines (n,)."""
+        active = self.active_slots()
+        borrower = self.lines["borrower"][active].astype(np.int64)
+        return np.bincount(borrower, self.lines["collateral"][active], minlength=self.n)
+
+    def secured_claims(self, slots: np.ndarray) -> np.ndarray:
+        """The senior part of each line: what is owed, up to its collateral."""
+        return np.minimum(self.lines["owed"][slots], self.lines["collateral"][slots])
+
+    def unsecured_exposure(self) -> np.ndarray:
+        """``E[i, j]``: lender i's claims on borrower j beyond their collateral (n x n)."""
+        matrix = np.zeros((self.n, self.n))
+        active = self.active_slots()
+        if active.size:
+            lender = self.lines["lender"][active].astype(np.int64)
+            borrower = self.lines["borrower"][active].astype(np.int64)
+            bare = self.lines["owed"][active] - self.secured_claims(active)
+            np.add.at(matrix, (lender, borrower), bare)
+        return matrix
 
     def liabilities(self) -> np.ndarray:
         """``L[i, j]`` = what protocol i owes protocol j on open lines (n x n)."""

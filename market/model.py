@@ -24,6 +24,7 @@ from liqnet.market.oracle import Oracle
 from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.market.prices import AssetDynamics, FlowImpact, PriceProcess
 from liqnet.market.settlement import negotiate, settle, sync_credit
+from liqnet.market.treasury import CreditBook
 from liqnet.market.world import MarketWorld
 from liqnet.protocols.base import LEVER_NAMES, Protocol
 from liqnet.protocols.registry import get_protocol_class
@@ -161,6 +162,8 @@ class MarketModel(mesa.Model):
             scenario.negotiation.mechanism, **scenario.negotiation.params
         )
         self.negotiation_rng = self.rng_for("negotiation")
+        self.credit_book = CreditBook()
+        """What agents see of the credit market (last rate, volume, best quotes)."""
         self.credit_losses = dict.fromkeys(self.protocols, 0.0)
         self.events = EventLog()
         self.cascade_history: list[list[RoundStats]] = []

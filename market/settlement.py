@@ -1,7 +1,9 @@
 """Negotiation (step 2) and settlement (step 8) of inter-protocol credit.
 
-Negotiation turns each protocol's ``lend``/``lend_rate`` and ``borrow``/``borrow_rate``
-levers into orders, clears them with the scenario's mechanism and opens credit lines.
+Negotiation (``liqnet.market.treasury``) turns each protocol's treasury rule, moved by
+its ``lend``/``borrow`` levers, into rounds of orders, clears them with the scenario's
+mechanism under the lenders' credit limits and opens credit lines (secured ones carry
+collateral: a senior claim on the borrower's assets if it defaults).
 Settlement repays or rolls over maturing lines, recognises defaults (negative equity or
 a missed repayment) and, with feedback on, clears the credit network with Eisenberg-Noe:
 claims on defaulted borrowers are written down to what the clearing vector pays, so
@@ -15,20 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from liqnet.market.clearing import eisenberg_noe
-from liqnet.market.negotiation import LiquidityOrders
+from liqnet.market.treasury import MIN_ORDER_USD, remember_equity, run_rounds, treasury_quotes
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
     from liqnet.protocols.base import Protocol
 
-LEND, LEND_RATE, BORROW, BORROW_RATE = 2, 3, 4, 5  # positions in the lever vector
-_MIN_ORDER_USD = 1.0
 _INSOLVENCY_TOLERANCE = 1e-9
-
-
-def lever_share(lever: float) -> float:
-    """Map a lever in [-1, 1] to a share in [0, 1] (-1 = nothing, +1 = everything)."""
-    return min(1.0, max(0.0, 0.5 * (float(lever) + 1.0)))
 
 
 def sync_credit(model: MarketModel) -> None:
@@ -54,52 +49,23 @@ def _receive(model: MarketModel, protocol: Protocol, amount: float) -> None:
     model.world.call(protocol, "receive_cash", protocol.receive_cash, amount, usd=amount)
 
 
-def _orders(
-    model: MarketModel, levers: dict[str, np.ndarray]
-) -> tuple[LiquidityOrders, LiquidityOrders] | None:
-    spec = model.scenario.negotiation
-    span = spec.max_rate - spec.min_rate
-    # Columns (agent index, amount, rate) of each side, filled per protocol; the agent
-    # column becomes int64 below.
-    offer: tuple[list[float], list[float], list[float]] = ([], [], [])
-    request: tuple[list[float], list[float], list[float]] = ([], [], [])
-    for i, (pid, protocol) in enumerate(model.protocols.items()):
-        if protocol.defaulted:
-            continue
-        lever = levers[pid]
-        # A zero share (lever at -1, the default) needs no balance-sheet look-up.
-        lend_share = lever_share(lever[LEND])
-        lend = lend_share * protocol.idle_liquidity() if lend_share > 0.0 else 0.0
-        if lend >= _MIN_ORDER_USD:
-            for column, value in zip(
-                offer, (i, lend, spec.min_rate + span * lever_share(lever[LEND_RATE])), strict=True
-            ):
-                column.append(value)
-        borrow_share = lever_share(lever[BORROW])
-        borrow = borrow_share * protocol.liquidity_need() if borrow_share > 0.0 else 0.0
-        if borrow >= _MIN_ORDER_USD:
-            bid = spec.min_rate + span * lever_share(lever[BORROW_RATE])
-            for column, value in zip(request, (i, borrow, bid), strict=True):
-                column.append(value)
-    if not offer[0] or not request[0]:
-        return None  # nothing can match: skip building (and validating) the books
-    return (
-        LiquidityOrders(np.array(offer[0], dtype=np.int64), np.array(offer[1]), np.array(offer[2])),
-        LiquidityOrders(
-            np.array(request[0], dtype=np.int64), np.array(request[1]), np.array(request[2])
-        ),
-    )
-
-
 def negotiate(model: MarketModel, levers: dict[str, np.ndarray]) -> None:
-    """Clear this step's liquidity orders and open the matched credit lines."""
-    books = _orders(model, levers)
-    if books is None:
+    """Step 2: treasury quotes, rounds of clearing under credit limits, new credit lines."""
+    book = model.credit_book
+    remember_equity(model, book)
+    book.volume_usd = book.secured_usd = book.capped_usd = 0.0
+    if not model.scenario.negotiation.enabled:
         return
-    offers, requests = books
-    matches = model.mechanism.clear(offers, requests, model.negotiation_rng)
+    quotes = treasury_quotes(model, levers)
+    if not (quotes.lend >= MIN_ORDER_USD).any() or not (quotes.borrow >= MIN_ORDER_USD).any():
+        book.best_ask = book.best_bid = None
+        book.unmatched_need_usd = float(quotes.borrow[quotes.borrow >= MIN_ORDER_USD].sum())
+        return  # nothing can match: skip building (and validating) the books
+    matches, collateral = run_rounds(model, quotes, book)
     if len(matches) == 0:
         return
+    book.volume_usd = matches.total
+    book.last_rate = float(np.average(matches.rate, weights=matches.amount))
     protocols = list(model.protocols.values())
     paid = np.bincount(matches.lender, matches.amount, minlength=len(protocols))
     received = np.bincount(matches.borrower, matches.amount, minlength=len(protocols))
@@ -108,7 +74,9 @@ def negotiate(model: MarketModel, levers: dict[str, np.ndarray]) -> None:
             _pay(model, protocol, float(paid[i]))
         if received[i] > 0:
             _receive(model, protocol, float(received[i]))
-    model.ledger.open(matches, model.step_index, model.scenario.negotiation.maturity_steps)
+    model.ledger.open(
+        matches, model.step_index, model.scenario.negotiation.maturity_steps, collateral
+    )
     sync_credit(model)
 
 
@@ -134,12 +102,15 @@ def _repay_or_roll(model: MarketModel) -> set[int]:
 
 
 def _collect_recoveries(model: MarketModel) -> None:
-    """Pay lenders what defaulted borrowers can on lines in resolution, pro rata.
+    """Pay lenders what defaulted borrowers can on lines in resolution.
 
-    A winding-down borrower pays, every step, what its cash allows but no more than its
-    net worth left for other protocols (assets beyond its depositors' senior claims,
-    Elsinger 2009), shared across its lines in proportion to what each is owed
-    (Eisenberg-Noe's proportional rule), so no lender is paid first.
+    Secured claims (what is owed up to the collateral) come first and out of all the
+    borrower's cash, as a repo lender takes its collateral ahead of other claimants
+    (the US Bankruptcy Code's safe harbour, 11 U.S.C. 559). The rest is paid every step
+    as far as the cash allows but no further than the borrower's net worth left for
+    other protocols (assets beyond its depositors' senior claims, Elsinger 2009), shared
+    across its lines in proportion to what each is owed (Eisenberg-Noe's proportional
+    rule), so no unsecured lender is paid first.
     """
     ledger, protocols = model.ledger, list(model.protocols.values())
     active = ledger.active_slots()
@@ -148,44 +119,77 @@ def _collect_recoveries(model: MarketModel) -> None:
     slots, owed = slots[owed > 0], owed[owed > 0]
     if slots.size == 0:
         return
+    senior = ledger.secured_claims(slots)
     borrowers = ledger.lines["borrower"][slots].astype(np.int64)
-    total = np.bincount(borrowers, owed, minlength=len(protocols))
-    share = np.zeros(len(protocols))
-    for i in np.flatnonzero(total):
+    n = len(protocols)
+    total_senior = np.bincount(borrowers, senior, minlength=n)
+    total_junior = np.bincount(borrowers, owed - senior, minlength=n)
+    senior_share, junior_share = np.zeros(n), np.zeros(n)
+    for i in np.flatnonzero(total_senior + total_junior):
         borrower = protocols[i]
-        junior = borrower.own_equity() + borrower.credit_lent  # net worth before credit
-        amount = min(float(total[i]), max(0.0, borrower.available_cash()), max(0.0, junior))
-        if amount > 0:
-            _pay(model, borrower, amount)
-            share[i] = amount / float(total[i])
-    if not share.any():
+        cash = max(0.0, borrower.available_cash())
+        secured = min(float(total_senior[i]), cash)
+        # Net worth before credit, less what the secured lenders just took.
+        junior_cap = max(0.0, borrower.own_equity() + borrower.credit_lent - secured)
+        unsecured = min(float(total_junior[i]), cash - secured, junior_cap)
+        if secured + unsecured > 0:
+            _pay(model, borrower, secured + unsecured)
+        if total_senior[i] > 0:
+            senior_share[i] = secured / float(total_senior[i])
+        if total_junior[i] > 0:
+            junior_share[i] = unsecured / float(total_junior[i])
+    amounts = senior * senior_share[borrowers] + (owed - senior) * junior_share[borrowers]
+    if not amounts.any():
         return
-    amounts = owed * share[borrowers]
     lenders = ledger.lines["lender"][slots].astype(np.int64)
-    received = np.bincount(lenders, amounts, minlength=len(protocols))
+    received = np.bincount(lenders, amounts, minlength=n)
     for j in np.flatnonzero(received):
         _receive(model, protocols[j], float(received[j]))
     ledger.collect(slots, amounts, model.step_index)
 
 
 def _clear_network(model: MarketModel) -> set[int]:
-    """Eisenberg-Noe over all protocols; write down claims; returns clearing defaults."""
+    """Eisenberg-Noe over all protocols; write down claims; returns clearing defaults.
+
+    Secured claims are valued first and in full as far as the borrower's assets reach
+    (pro rata among its secured lenders when they do not): the lender's collateral is
+    senior even to the borrower's depositors, as it is when the pool pays it out of cash
+    (``_collect_recoveries``). What they receive adds to the lenders' own assets and
+    comes off the borrower's net worth; the unsecured rest of every line is then cleared
+    by Eisenberg-Noe.
+    """
     protocols = list(model.protocols.values())
-    liabilities = model.ledger.liabilities()
-    own = np.array([p.own_equity() for p in protocols])
-    result = eisenberg_noe(liabilities, np.maximum(own, 0.0), np.maximum(-own, 0.0))
-    obligations = liabilities.sum(axis=1)
     ledger = model.ledger
+    n = len(protocols)
     active = ledger.active_slots()
     borrowers = ledger.lines["borrower"][active].astype(np.int64)
+    lenders = ledger.lines["lender"][active].astype(np.int64)
+    owed = ledger.lines["owed"][active]
+    senior = ledger.secured_claims(active)
+    own = np.array([p.own_equity() for p in protocols])
+    assets = np.array([max(p.total_assets(), 0.0) for p in protocols])
+    total_senior = np.bincount(borrowers, senior, minlength=n)
+    covered = np.divide(
+        np.minimum(total_senior, assets),
+        total_senior,
+        out=np.ones(n),
+        where=total_senior > 0,
+    )
+    senior_paid = senior * covered[borrowers]
+    own = own - np.bincount(borrowers, senior_paid, minlength=n)
+    own += np.bincount(lenders, senior_paid, minlength=n)
+    liabilities = np.zeros((n, n))
+    np.add.at(liabilities, (borrowers, lenders), owed - senior)
+    result = eisenberg_noe(liabilities, np.maximum(own, 0.0), np.maximum(-own, 0.0))
+    obligations = liabilities.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(obligations > 0, result.payments / obligations, 1.0)
-    short = ratio[borrowers] < 1.0 - 1e-12
+    recovered = senior_paid + (owed - senior) * ratio[borrowers]
+    short = recovered < owed * (1.0 - 1e-12)
     if short.any():
         slots = active[short]
-        losses = ledger.write_down(slots, ratio[borrowers[short]], model.step_index)
-        lenders = ledger.lines["lender"][slots].astype(np.int64)
-        for lender, loss in zip(lenders, losses, strict=True):
+        losses = ledger.write_down(slots, recovered[short] / owed[short], model.step_index)
+        for lender, loss in zip(lenders[short], losses, strict=True):
             model.credit_losses[protocols[lender].protocol_id] += float(loss)
     return set(np.flatnonzero(result.defaulted).tolist())
 

@@ -8,6 +8,7 @@ never sees the environment, Ray or learners.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
@@ -17,6 +18,7 @@ import pydantic
 
 from liqnet.core.levers import FEATURE_NAMES, LEVER_NAMES
 from liqnet.core.schema import reject_bool_numbers
+from liqnet.protocols.flows import FlowOutlook
 from liqnet.protocols.world import World
 
 if TYPE_CHECKING:
@@ -189,6 +191,8 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
         self.defaulted = False
         self.haircut_usd = 0.0  # claims depositors/LPs gave up in a wind-down (their loss)
         self.perceived_risk = 0.0  # users' smoothed fear of losses, drives runs
+        # Latest flow state of each user account (run_flows writes it), for projections.
+        self.flow_outlook: dict[str, FlowOutlook] = {}
         self._churn_days = 0.0
 
     def churn_days(self, days: float, interval_hours: float) -> float:
@@ -314,6 +318,48 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
     def liquidity_need(self) -> float:
         """USD of obligations the protocol could not meet from its cash (unmet outflows)."""
         return self.liquidity_shortfall
+
+    def liquidity_buffer_usd(self) -> float:
+        """Cash the protocol aims to keep for its own users (its buffer target, USD).
+
+        Built-ins set it from a parameter: ``liquidity_buffer`` (share of deposits) for
+        lending pools, ``liquidity_buffer_days`` of user turnover for perps and vaults.
+        """
+        return 0.0
+
+    def projected_outflows(self, days: float) -> float:
+        """Expected net USD users take out over ``days`` at today's fear (runs included).
+
+        Read from the flow state every :func:`~liqnet.protocols.flows.run_flows` call
+        leaves in ``flow_outlook``, so a plug-in that uses ``run_flows`` gets it for free.
+        """
+        return math.fsum(o.net_outflow(days) for o in self.flow_outlook.values())
+
+    def projected_need(self, days: float, maturing_usd: float = 0.0) -> float:
+        """USD the protocol needs over the next ``days``, before it bites.
+
+        Unmet outflows now, plus what restoring the buffer after the expected outflows
+        and the credit falling due (``maturing_usd``, from the market's ledger) would
+        take beyond today's cash.
+        """
+        wanted = self.liquidity_buffer_usd() + self.projected_outflows(days) + maturing_usd
+        return self.liquidity_shortfall + max(0.0, wanted - self.available_cash())
+
+    def lendable(self, days: float, maturing_usd: float = 0.0) -> float:
+        """Idle cash left after the expected outflows and maturing credit of ``days``."""
+        return max(0.0, self.idle_liquidity() - self.projected_outflows(days) - maturing_usd)
+
+    def pledgeable_assets(self) -> float:
+        """USD of assets the protocol can pledge as collateral: all but its cash."""
+        return max(0.0, self.total_assets() - self.available_cash())
+
+    def funding_rate(self) -> float:
+        """Annual rate the protocol pays for its marginal cash (its cost of funds).
+
+        The treasury rule lends above it and borrows when the need is worth more. The
+        default is 0: cash that earns its owners nothing (a perp vault's idle USD).
+        """
+        return 0.0
 
     @abc.abstractmethod
     def idle_liquidity(self) -> float:

@@ -14,10 +14,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from liqnet.protocols.base import Protocol
+
+
+class FlowOutlook(NamedTuple):
+    """The latest flow state of one account: its balance and its daily rates at today's fear."""
+
+    balance: float
+    """USD balance of the account (deposits, LP NAV, vault shares)."""
+    withdrawal_share_per_day: float
+    """Share of the balance users want back per day (turnover plus run)."""
+    inflow_usd_per_day: float
+    """USD per day flowing in at today's fear."""
+
+    def net_outflow(self, days: float) -> float:
+        """Expected USD leaving over ``days`` if the fear stays where it is (>= 0)."""
+        out = self.balance * min(1.0, days * self.withdrawal_share_per_day)
+        return max(0.0, out - days * self.inflow_usd_per_day)
 
 
 def recovery_ratio(claim: float, assets: float) -> float:
@@ -70,6 +86,15 @@ def run_flows(
         inflow = 0.0  # nobody puts new money into a defaulted protocol
     share = days * (turnover_per_day + run_sensitivity * protocol.perceived_risk)
     wanted = balance * min(1.0, share)
+    # What the same fear would make users do over the coming days (the protocol's own
+    # projection of its outflows, read by negotiation: Protocol.projected_outflows).
+    protocol.flow_outlook[account] = (
+        FlowOutlook(
+            balance, turnover_per_day + run_sensitivity * protocol.perceived_risk, inflow / days
+        )
+        if days > 0
+        else FlowOutlook(balance, 0.0, 0.0)
+    )
     recovery = min(1.0, max(0.0, recovery)) if winding_down else 1.0
     world = protocol.world
     world.transfer(account, protocol, usd=inflow)

@@ -169,9 +169,22 @@ class LendingPool(Protocol[LendingParams]):
         """Collateral held (borrowers' and the treasury's), per asset."""
         return {a: b.total_collateral + b.treasury_units for a, b in self.books.items()}
 
+    def liquidity_buffer_usd(self) -> float:
+        """``liquidity_buffer`` x deposits: the cash kept for withdrawals."""
+        return self.params.liquidity_buffer * self.deposits
+
     def idle_liquidity(self) -> float:
         """Cash above the liquidity buffer kept for depositors."""
-        return max(0.0, self.cash - self.params.liquidity_buffer * self.deposits)
+        return max(0.0, self.cash - self.liquidity_buffer_usd())
+
+    def supply_rate(self) -> float:
+        """Annual rate depositors earn now: borrow rate x utilization x (1 - reserve factor)."""
+        u = self.utilization()
+        return self.rate_model.borrow_rate(u) * u * (1.0 - self.params.reserve_factor)
+
+    def funding_rate(self) -> float:
+        """What the pool pays for cash: its depositors' supply rate."""
+        return self.supply_rate()
 
     # -- levers ------------------------------------------------------------------------
     def apply_levers(self, levers: np.ndarray) -> None:

@@ -277,9 +277,22 @@ class PerpExchange(Protocol[PerpParams]):
         self.cash -= amount
         self.vault_cash -= amount
 
+    def liquidity_buffer_usd(self) -> float:
+        """``liquidity_buffer_days`` of LP turnover on the vault's cash."""
+        p = self.params
+        return p.liquidity_buffer_days * p.lp_turnover_per_day * max(self.vault_cash, 0.0)
+
+    def pledgeable_assets(self) -> float:
+        """The insurance fund and treasury: the exchange's own cash outside the LP vault.
+
+        Traders' margins and the vault cash reserved for their profits are theirs, so
+        they are never pledged.
+        """
+        return max(0.0, self.insurance_fund + self.treasury)
+
     def idle_liquidity(self) -> float:
-        """Free vault cash beyond what LPs may ask back within a day."""
-        return max(0.0, self.vault_free_cash() - self.params.lp_turnover_per_day * self.vault_cash)
+        """Free vault cash beyond the buffer kept for LP withdrawals."""
+        return max(0.0, self.vault_free_cash() - self.liquidity_buffer_usd())
 
     # -- levers and accrual ------------------------------------------------------------
     def apply_levers(self, levers: np.ndarray) -> None:

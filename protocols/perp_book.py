@@ -87,6 +87,9 @@ class PerpParams(ProtocolParams):
     )
     lp_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     lp_run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)
+    liquidity_buffer_days: float = Field(
+        1.0, ge=0.0, le=30.0, description="cash kept back: days of user turnover"
+    )
     risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)
     vault_reserve_ratio: float = Field(0.1, ge=0.0, le=1.0, description="of OI kept back")
     risk_step: float = Field(0.002, ge=0.0, le=0.05, description="max margin move per step")

@@ -201,10 +201,25 @@ class OptionVault(Protocol[OptionVaultParams]):
         spare = min(self.cash - self.marks().margins, self.equity() - self.required_capital())
         return max(0.0, spare)
 
+    def liquidity_buffer_usd(self) -> float:
+        """``liquidity_buffer_days`` of depositor turnover on the vault's equity."""
+        p = self.params
+        return p.liquidity_buffer_days * p.deposit_turnover_per_day * max(self.equity(), 0.0)
+
+    def projected_need(self, days: float, maturing_usd: float = 0.0) -> float:
+        """The base projection, or 0 while capital binds: borrowed cash adds a debt as
+        large as the cash, so it cannot lift ``available_cash`` above its capital cap."""
+        if self.equity() - self.required_capital() < self.cash - self.marks().margins:
+            return 0.0
+        return super().projected_need(days, maturing_usd)
+
+    def pledgeable_assets(self) -> float:
+        """The long hedge inventory at spot (accounts' margins are theirs, not pledged)."""
+        return max(self.units, 0.0) * self.spot
+
     def idle_liquidity(self) -> float:
-        """Free cash beyond what depositors may ask back within a day."""
-        reserve = self.params.deposit_turnover_per_day * max(self.equity(), 0.0)
-        return max(0.0, self.available_cash() - reserve)
+        """Free cash beyond the buffer kept for depositor withdrawals."""
+        return max(0.0, self.available_cash() - self.liquidity_buffer_usd())
 
     # -- levers and accrual ------------------------------------------------------------
     def apply_levers(self, levers: np.ndarray) -> None:

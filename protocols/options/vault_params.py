@@ -61,6 +61,9 @@ class OptionVaultParams(ProtocolParams):
     initial_hedge: bool = True
     deposit_turnover_per_day: float = Field(0.02, ge=0.0, le=1.0)
     run_sensitivity: float = Field(3.0, ge=0.0, le=100.0)
+    liquidity_buffer_days: float = Field(
+        1.0, ge=0.0, le=30.0, description="cash kept back: days of user turnover"
+    )
     risk_memory_days: float = Field(0.5, gt=0.0, le=30.0)
     vol_memory_hours: float = Field(48.0, gt=0.0, le=8760.0, description="realised-vol EWMA memory")
     realised_vol_weight: float = Field(0.5, ge=0.0, le=1.0)

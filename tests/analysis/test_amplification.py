@@ -25,34 +25,40 @@ def test_ratio_conventions() -> None:
 
 
 def test_feedback_channels(small: Small) -> None:
-    assert feedback_channels(small("flash_crash")) == ("price_impact",)
-    assert feedback_channels(small("credit_crunch")) == ("price_impact", "credit")
-    assert feedback_channels(small("flash_crash", market__permanent_impact=0.0)) == ()
-    # One protocol willing to lend and another to borrow opens the credit channel.
-    lend = small("flash_crash", market__permanent_impact=0.0, protocols__aave__levers__lend=0.0)
+    # The treasury rule (levers 0) lends and borrows, so credit is open by default.
+    assert feedback_channels(small("flash_crash")) == ("price_impact", "credit")
+    assert feedback_channels(small("flash_crash", negotiation__enabled=False)) == ("price_impact",)
+    no_impact = {"market__permanent_impact": 0.0}
+    assert feedback_channels(small("flash_crash", **no_impact)) == ("credit",)
+    # With every lever at "no order", one protocol willing to lend is not enough...
+    none = {"lend": -1.0, "borrow": -1.0}
+    quiet = {f"protocols__{k}__levers": none for k in range(3)}
+    lend = small("flash_crash", **no_impact, **quiet | {"protocols__0__levers": {"borrow": -1.0}})
     assert feedback_channels(lend) == ()
+    # ...another willing to borrow opens the credit channel.
     both = small(
         "flash_crash",
-        market__permanent_impact=0.0,
-        protocols__aave__levers__lend=0.0,
-        protocols__dydx__levers__borrow=0.0,
+        **no_impact,
+        **quiet
+        | {"protocols__0__levers": {"borrow": -1.0}, "protocols__2__levers": {"lend": -1.0}},
     )
     assert feedback_channels(both) == ("credit",)
     # A learner may set any lever, but a line still needs a counterpart.
-    alone = small("flash_crash", market__permanent_impact=0.0, protocols__aave__policy="mappo")
+    alone = small("flash_crash", **no_impact, **quiet, protocols__0__policy="mappo")
     assert feedback_channels(alone) == ()
     pair = small(
         "flash_crash",
-        market__permanent_impact=0.0,
-        protocols__aave__policy="mappo",
-        protocols__dydx__policy="mappo",
+        **no_impact,
+        **quiet,
+        protocols__0__policy="mappo",
+        protocols__2__policy="mappo",
     )
     assert feedback_channels(pair) == ("credit",)
 
 
 def test_amplification_is_exactly_one_without_feedback_channels(small: Small) -> None:
     # No permanent impact and no credit line: feedback=False changes nothing at all.
-    scenario = small("flash_crash", market__permanent_impact=0.0)
+    scenario = small("flash_crash", market__permanent_impact=0.0, negotiation__enabled=False)
     assert feedback_channels(scenario) == ()
     result = amplification(scenario, steps=STEPS)
     assert result.channels == ()
@@ -72,7 +78,7 @@ def test_price_impact_amplifies_a_crash(small: Small) -> None:
     scenario = small("flash_crash")
     with_feedback = run(scenario, steps=STEPS)
     result = amplification(scenario, result=with_feedback)
-    assert result.channels == ("price_impact",)
+    assert result.channels == ("price_impact", "credit")  # no line opens in this world
     # Impact deepens the drawdown and the bad debt. The liquidated volume of this
     # 300-position world is within 2% of its twin's either way (seeds 0-3 and 7: 0.98 to
     # 1.007 when liquidators sold all-or-nothing entries below cost, 0.986 to 1.006 since
@@ -80,7 +86,7 @@ def test_price_impact_amplifies_a_crash(small: Small) -> None:
     assert result.drawdown > 1.0 and result.bad_debt > 1.0
     assert 0.95 < result.liquidated < 1.05
     assert result.with_feedback["drawdown"] == with_feedback.summary["max_drawdown"]
-    assert result.to_dict()["channels"] == ["price_impact"]
+    assert result.to_dict()["channels"] == ["price_impact", "credit"]
 
 
 def test_amplification_from_results_checks_twins(small: Small) -> None:

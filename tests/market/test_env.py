@@ -156,11 +156,11 @@ def test_market_block_tracks_returns_and_rolling_realised_volatility(
     assert obs[names.index("stressed_regime")] == float(stressed)
 
 
-def test_reward_is_scaled_equity_change_minus_shortfall_penalty(
-    env_for: Callable[..., LiquidityEnv],
-) -> None:
+def test_reward_is_scaled_equity_change_minus_shortfall_penalty(small: Small) -> None:
     # vol_regime, seed 0: the perp's LPs ask for more than its free cash from step ~130.
-    env = env_for("vol_regime", horizon=None, shortfall_penalty=0.5, insolvency_penalty=0.0)
+    # Negotiation is off, else the lending pools' credit would meet the shortfall.
+    scenario = small("vol_regime", positions=POSITIONS, negotiation__enabled=False)
+    env = LiquidityEnv(scenario, horizon=None, shortfall_penalty=0.5, insolvency_penalty=0.0)
     _, infos = env.reset(seed=0)
     scale = {a: env.model.protocols[a].total_assets() for a in env.agents}
     equity = {a: infos[a]["equity"] for a in env.agents}
