@@ -211,7 +211,8 @@ class MAPPOPolicy(Policy):
             diff = sorted(set(names) ^ set(ckpt.observation_names)) or "order differs"
             raise CheckpointError(
                 f"checkpoint {self.path}: field 'observation_names' does not match the "
-                f"environment ({diff})"
+                f"environment (names in only one of them: {diff}); it was trained on "
+                "another observation layout: train it again with `liqnet train`"
             )
         if context.observation_space.shape != (ckpt.net.obs_dim,):
             raise CheckpointError(

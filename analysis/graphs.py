@@ -37,6 +37,7 @@ __all__ = [
     "debtrank_ready",
     "edge_table",
     "node_table",
+    "peak_credit_debtrank",
 ]
 
 CREDIT = "credit"
@@ -202,3 +203,19 @@ def edge_table(graph: nx.DiGraph, extra: Mapping[str, object] | None = None) -> 
     """The edges of a graph and their attributes (columns ``source``, ``target``, ...)."""
     rows = [{"source": u, "target": v, **d, **(extra or {})} for u, v, d in graph.edges(data=True)]
     return pd.DataFrame(rows)
+
+
+def peak_credit_debtrank(result: RunResult) -> float:
+    """The largest DebtRank of one protocol's default on the credit network at its peak.
+
+    The network is taken at the step when the most credit is outstanding (the sum of
+    every protocol's ``credit_lent``); 0.0 when no line was ever open (no credit
+    network, no contagion through it).
+    """
+    ts = result.timeseries
+    lent = ts[[f"{p}.credit_lent" for p in protocol_ids(result)]].sum(axis=1)
+    if not (lent > 0).any():
+        return 0.0
+    step = int(ts["step"].iloc[int(lent.to_numpy().argmax())])
+    ranks = debtrank_by_protocol(contagion_graph(result, step))
+    return float(ranks["debtrank"].max())

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from liqnet.analysis.ablation import paired_sections
 from liqnet.analysis.amplification import METRICS, twin_amplification
 from liqnet.analysis.convergence import convergence_index
 from liqnet.analysis.htmlpage import page, section, write_table
@@ -177,7 +178,9 @@ def write_sweep_report(
 
     Sections: per varied parameter, bad debt, liquidations, drawdown, defaults and
     amplification against it (mean and spread over seeds, a line per value of the next
-    varied parameter); heat maps over the first two parameters; the runs table keyed by
+    varied parameter); heat maps over the first two parameters; for a True/False
+    parameter, its paired effect over seeds with confidence intervals
+    (:mod:`liqnet.analysis.ablation`); the runs table keyed by
     the varied parameters; the convergence panel when the index is not constant.
 
     Args:
@@ -232,6 +235,7 @@ def write_sweep_report(
                 [],
             )
         )
+    sections += paired_sections(table, params, tables)
     points = points_table(table, params)
     write_table(points, tables, "sweep_points")
     runs_keep = [*params, *(c for c in ("seed", "policy_mix") if c in table and c not in params)]

@@ -28,6 +28,7 @@ exceeds is lent secured against the borrower's pledgeable assets with
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -242,3 +243,49 @@ def remember_equity(model: MarketModel, book: CreditBook) -> None:
     """Keep each protocol's equity of the last horizon of steps (for the loss signal)."""
     book.equity_history.append(np.array([p.equity() for p in model.protocols.values()]))
     del book.equity_history[: -horizon_steps(model)]
+
+
+MARKET_CREDIT_FEATURES = ("credit.last_rate", "credit.best_bid", "credit.best_ask", "credit.volume")
+"""What every agent sees of the credit market (rates annual, 0 where there was none;
+volume as a share of the world's total assets at reset)."""
+OWN_CREDIT_FEATURES = ("credit.projected_need", "credit.counterparty_health")
+"""Each agent's own view: its projected need over the horizon (share of its assets at
+reset) and the exposure-weighted health of the protocols it lent to (1 when none)."""
+
+
+def credit_observation(
+    model: MarketModel, scale: Sequence[float]
+) -> tuple[list[float], list[list[float]]]:
+    """The credit-market part of every agent's observation, as plain floats.
+
+    Returns the market features (:data:`MARKET_CREDIT_FEATURES`) and, per protocol, its
+    own (:data:`OWN_CREDIT_FEATURES`), ``scale`` being each protocol's assets at reset.
+    Health is a borrower's equity ratio over ``limits.healthy_equity_ratio``, in [0, 1],
+    as the lenders' limits read it.
+    """
+    book, spec = model.credit_book, model.scenario.negotiation
+    market = [
+        book.last_rate or 0.0,
+        book.best_bid or 0.0,
+        book.best_ask or 0.0,
+        book.volume_usd / max(math.fsum(scale), 1.0),
+    ]
+    protocols = list(model.protocols.values())
+    days = spec.horizon_hours / 24.0
+    if model.ledger.lines.count:
+        maturing = model.ledger.maturing(model.step_index + horizon_steps(model)).tolist()
+        claims = model.ledger.liabilities().T  # claims[i, j]: what j owes lender i
+        health = (
+            np.array([p.equity() / max(p.total_assets(), 1.0) for p in protocols])
+            / spec.limits.healthy_equity_ratio
+        )
+        lent = claims.sum(axis=1)
+        weighted = claims @ np.clip(health, 0.0, 1.0)
+        counterparty = np.where(lent > 0, weighted / np.where(lent > 0, lent, 1.0), 1.0).tolist()
+    else:
+        maturing, counterparty = [0.0] * len(protocols), [1.0] * len(protocols)
+    own = [
+        [p.projected_need(days, m) / max(s, 1.0), c]
+        for p, m, c, s in zip(protocols, maturing, counterparty, scale, strict=True)
+    ]
+    return market, own

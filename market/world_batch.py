@@ -24,6 +24,10 @@ Observation (float32, ``D`` per agent, names in :attr:`observation_names`):
   ``reference / oracle - 1`` and pool deviation ``pool / reference - 1``;
 * the gas multiplier and a stressed-regime flag (current volatility regime above the
   calmest one);
+* the credit market (:data:`~liqnet.market.treasury.MARKET_CREDIT_FEATURES`: last
+  clearing rate, best unmatched bid and ask, volume) and the agent's own credit view
+  (:data:`~liqnet.market.treasury.OWN_CREDIT_FEATURES`: its projected need, its
+  borrowers' health), so a learner can bargain;
 * a one-hot of the protocol's type over the built-in types plus the scenario's own types
   (sorted), so the layout does not depend on what else is registered.
 
@@ -49,6 +53,7 @@ import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.model import MarketModel
+from liqnet.market.treasury import MARKET_CREDIT_FEATURES, OWN_CREDIT_FEATURES, credit_observation
 from liqnet.protocols.base import FEATURE_NAMES, Protocol
 from liqnet.protocols.registry import BUILTIN_TYPES
 
@@ -128,15 +133,16 @@ class WorldBatch:
         )
         self.observation_names: tuple[str, ...] = (
             *FEATURE_NAMES,
+            *OWN_CREDIT_FEATURES,
             *(f"{a}.{f}" for a in self.asset_names for f in MARKET_FEATURES),
             "gas_multiplier",
             "stressed_regime",
+            *MARKET_CREDIT_FEATURES,
             *(f"type.{t}" for t in self.protocol_types),
         )
         n, a = len(self.possible_agents), len(self.asset_names)
         self.num_agents, self.obs_dim = n, len(self.observation_names)
-        self._features_end = len(FEATURE_NAMES)
-        self._market_end = self._features_end + 4 * a + 2
+        self._features_end = len(FEATURE_NAMES) + len(OWN_CREDIT_FEATURES)
         onehot = np.zeros((n, len(self.protocol_types)), dtype=np.float32)
         for i, spec in enumerate(scenario.protocols):
             onehot[i, self.protocol_types.index(spec.type)] = 1.0
@@ -261,8 +267,10 @@ class WorldBatch:
         rows: list[list[float]] = []
         for b in worlds:
             market = self._market_features(b, new_prices)
-            for protocol, is_live, onehot in zip(
-                self._protocols[b], live[b].tolist(), self._onehot_rows, strict=True
+            credit, own_credit = credit_observation(self.model(b), self.scale[b].tolist())
+            market += credit
+            for protocol, is_live, onehot, own in zip(
+                self._protocols[b], live[b].tolist(), self._onehot_rows, own_credit, strict=True
             ):
                 sheets.append(
                     (
@@ -272,7 +280,7 @@ class WorldBatch:
                         protocol.defaulted,
                     )
                 )
-                rows.append((protocol.feature_list() if is_live else zeros) + market + onehot)
+                rows.append((protocol.feature_list() + own if is_live else zeros) + market + onehot)
         # Basic indexing (views, no copies) when every world is read, as in most steps.
         index: slice | np.ndarray = (
             slice(None) if k == self.num_worlds else np.asarray(worlds, dtype=np.int64)

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from liqnet.core import __version__
+from liqnet.core.errors import InputError
 from liqnet.scenarios import cli_args
 from liqnet.scenarios.cli_args import HelpFormatter
 from liqnet.scenarios.experiment_command import add_experiment_command
@@ -374,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         return args.handler(args, console)
-    except ScenarioError as err:
+    except InputError as err:  # scenario files, flags, checkpoints: one line, exit 2
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         return 2
 

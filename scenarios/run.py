@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,7 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         "oracle_updates": sum(o.updates for o in model.oracles.values()),
         "credit_opened_usd": float(credit.loc[credit["kind"] == "open", "amount_usd"].sum()),
         "credit_losses_usd": dict(model.credit_losses),
+        "credit_losses_total_usd": math.fsum(model.credit_losses.values()),
         "revenue_usd": {pid: p.revenue for pid, p in model.protocols.items()},
         # Winners' profit taken by auto-deleveraging, per perp exchange.
         "adl_usd": {
@@ -65,6 +67,7 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         },
         # Claims depositors/LPs of defaulted protocols gave up in the pro-rata wind-down.
         "haircut_usd": {pid: p.haircut_usd for pid, p in model.protocols.items()},
+        "haircut_total_usd": math.fsum(p.haircut_usd for p in model.protocols.values()),
         # Liquidations per protocol: cascade liquidations plus auctions kicked (barks).
         "liquidations_by_protocol": {
             pid: int((liquidations["protocol"] == pid).sum())

@@ -14,7 +14,7 @@ import numpy as np
 
 from liqnet.analysis.convergence import convergence_index
 from liqnet.analysis.export import to_node_link_json
-from liqnet.analysis.graphs import contagion_graph
+from liqnet.analysis.graphs import contagion_graph, peak_credit_debtrank
 from liqnet.analysis.similarity import structural_similarity
 from liqnet.core.result import RunResult
 from liqnet.core.schema import Scenario
@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 def analysis_columns(scenario: Scenario, config: RunConfig, result: RunResult) -> dict[str, Any]:
     """Amplification ratios (with ``feedback_twin``), the convergence index (NaN when it is
-    undefined: no two agents' levers move) and the structural similarity of the run's
-    models (``structure_same_model``, ``_architecture``, ``_training``)."""
+    undefined: no two agents' levers move), the DebtRank of the credit network at its
+    peak (``credit_debtrank``) and the structural similarity of the run's models
+    (``structure_same_model``, ``_architecture``, ``_training``)."""
     columns: dict[str, Any] = {}
     problems = []
     if config.feedback_twin:
@@ -47,6 +48,10 @@ def analysis_columns(scenario: Scenario, config: RunConfig, result: RunResult) -
         columns["convergence_index"] = float(convergence_index(result))
     except Exception as err:
         problems.append(f"convergence_index: {_message(err)}")
+    try:
+        columns["credit_debtrank"] = peak_credit_debtrank(result)
+    except Exception as err:
+        problems.append(f"credit_debtrank: {_message(err)}")
     if len(scenario.protocols) >= 2:
         cards = model_cards(scenario)
         columns.update({f"structure_{k}": v for k, v in structural_similarity(cards).items()})

@@ -9,6 +9,7 @@ import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from liqnet.market.env import LiquidityEnv
+from liqnet.market.treasury import MARKET_CREDIT_FEATURES, OWN_CREDIT_FEATURES, horizon_steps
 from liqnet.protocols.base import FEATURE_NAMES, LEVER_NAMES
 from liqnet.scenarios import ScenarioError, builtin_names, load
 from liqnet.scenarios.envs import make_env
@@ -135,6 +136,41 @@ def test_observation_layout_type_one_hot_and_market_block(
     )
     assert obs[names.index("ETH.realised_vol")] > 0.0
     assert obs[names.index("gas_multiplier")] == pytest.approx(model.gas_multiplier)
+
+
+def test_credit_block_shows_the_book_own_need_and_borrowers_health(
+    env_for: Callable[..., LiquidityEnv],
+) -> None:
+    env = env_for("bank_run", horizon=None)
+    env.reset(seed=0)
+    names, model = env.observation_names, env.model
+    column = {n: names.index(n) for n in (*OWN_CREDIT_FEATURES, *MARKET_CREDIT_FEATURES)}
+    spec = model.scenario.negotiation
+    scale = {a: model.protocols[a].total_assets() for a in env.agents}
+    traded = False
+    while env.agents and not traded:
+        levers = {a: np.zeros(len(LEVER_NAMES), dtype=np.float32) for a in env.agents}
+        observations = env.step(levers)[0]
+        book = model.credit_book
+        traded = book.volume_usd > 0
+    assert traded, "the treasury rule lends to the pool that is run on"
+    obs = observations["aave"]
+    assert obs[column["credit.last_rate"]] == pytest.approx(book.last_rate, rel=1e-5)
+    total = sum(scale.values())
+    assert obs[column["credit.volume"]] == pytest.approx(book.volume_usd / total, rel=1e-5)
+    aave = model.protocols["aave"]
+    maturing = model.ledger.maturing(model.step_index + horizon_steps(model))[0]
+    need = aave.projected_need(spec.horizon_hours / 24.0, float(maturing))
+    assert obs[column["credit.projected_need"]] == pytest.approx(need / scale["aave"], rel=1e-4)
+    # A lender sees the health of its one borrower, aave (equity ratio over the limit's).
+    owed_by_aave = model.ledger.liabilities()[0]
+    lender = next(
+        a for j, a in enumerate(env.possible_agents) if owed_by_aave[j] > 0 and a in observations
+    )
+    health = observations[lender][column["credit.counterparty_health"]]
+    equity_ratio = aave.equity() / aave.total_assets()
+    expected = min(1.0, max(0.0, equity_ratio / spec.limits.healthy_equity_ratio))
+    assert health == pytest.approx(expected, rel=1e-4)
 
 
 def test_market_block_tracks_returns_and_rolling_realised_volatility(

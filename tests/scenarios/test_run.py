@@ -56,9 +56,11 @@ SUMMARY_KEYS = {
     "oracle_updates",
     "credit_opened_usd",
     "credit_losses_usd",
+    "credit_losses_total_usd",
     "revenue_usd",
     "adl_usd",
     "haircut_usd",
+    "haircut_total_usd",
 }
 CRASH_STEPS = 40  # past the crash (steps 20-23) and into the recovery
 
@@ -233,6 +235,10 @@ def test_summary_keys_and_consistency(crash: RunResult) -> None:
     assert set(summary["equity_change_usd"]) == set(summary["min_equity_usd"]) == ids
     for pid in ids:
         assert summary["min_equity_usd"][pid] == pytest.approx(ts[f"{pid}.equity"].min())
+    assert summary["credit_losses_total_usd"] == pytest.approx(
+        sum(summary["credit_losses_usd"].values())
+    )
+    assert summary["haircut_total_usd"] == pytest.approx(sum(summary["haircut_usd"].values()))
 
 
 def test_summary_of_a_quiet_run_has_no_liquidations() -> None:

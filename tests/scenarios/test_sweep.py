@@ -65,7 +65,10 @@ def test_plan_is_the_product_of_grid_random_mixes_and_seeds() -> None:
 
 
 def test_builtin_sweeps_load() -> None:
-    assert builtin_sweeps() == ["convergence", "shock_grid"]
+    assert builtin_sweeps() == ["convergence", "negotiation_value", "shock_grid"]
+    ablation = load_sweep("negotiation_value")
+    assert ablation.grid["negotiation.enabled"] == [True, False]
+    assert len(plan(ablation)) == 2 * 3 * 10
     shock_grid = load_sweep("shock_grid")
     assert len(plan(shock_grid)) == 4 * 3 * 3 * 3
     assert shock_grid.feedback_twin
