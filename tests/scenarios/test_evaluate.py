@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -94,3 +96,27 @@ def test_evaluate_command_rejects_an_unknown_policy_naming_the_allowed_ones(
     for name in ("bayesian", "forecaster", "static", "vol_target"):
         assert name in printed
     assert not out.exists()  # checked before anything ran or was written
+
+
+@pytest.mark.parametrize("name", ["flash_crash", "bank_run", "credit_crunch"])
+def test_the_readme_checkpoints_fit_todays_observation_layout(name: str, small: Small) -> None:
+    # The README evaluates these; a changed observation must come with retrained ones
+    # (benchmarks/train_throughput.py writes them).
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "mappo" / name
+    result = evaluate(small(name), [f"mappo:{path}"], seeds=[0], steps=2)
+    assert len(result.runs) == 1
+
+
+def test_a_stale_checkpoint_is_a_clear_error_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = Path(__file__).parents[2] / "benchmarks" / "results" / "mappo" / "bank_run"
+    stale = tmp_path / "stale"
+    shutil.copytree(source, stale)
+    config = json.loads((stale / "config.json").read_text())
+    config["observation_names"] = [*config["observation_names"][:-1], "type.retired"]
+    (stale / "config.json").write_text(json.dumps(config))
+    code = main(["evaluate", "bank_run", "--policies", f"mappo:{stale}", "--seeds", "0"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "observation_names" in out and "type.retired" in out and "liqnet train" in out
