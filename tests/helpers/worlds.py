@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from liqnet.market.negotiation import Matches
+from liqnet.market.settlement import sync_credit
 from liqnet.protocols.base import Protocol
 from liqnet.protocols.perp import PerpExchange
 from liqnet.scenarios import Scenario, load
+
+if TYPE_CHECKING:
+    from liqnet.market import MarketModel
 
 #: The type of the ``small`` fixture: ``small(name, positions, **overrides) -> Scenario``.
 Small = Callable[..., Scenario]
@@ -38,3 +46,19 @@ def drain(protocol: Protocol, beyond_equity: float = 1e6) -> float:
         protocol.vault_cash -= usd
     protocol.world.transfer(protocol, "owners", usd=usd)
     return usd
+
+
+def lines_to_compound(model: MarketModel, collateral: np.ndarray | None = None) -> None:
+    """aave lends compound 3M and dydx lends it 1M, for 100 steps at 10%.
+
+    Cash moves as negotiation moves it; ``collateral`` (USD per line) secures them.
+    """
+    matches = Matches(
+        lender=np.array([0, 2]), borrower=np.array([1, 1]), amount=[3e6, 1e6], rate=[0.1, 0.1]
+    )
+    aave, compound, dydx = model.protocols.values()
+    for payer, usd in ((aave, 3e6), (dydx, 1e6)):
+        model.world.call(payer, "pay_cash", payer.pay_cash, usd, usd=-usd)
+    model.world.call(compound, "receive_cash", compound.receive_cash, 4e6, usd=4e6)
+    model.ledger.open(matches, model.step_index, 100, collateral=collateral)
+    sync_credit(model)

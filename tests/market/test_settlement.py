@@ -8,9 +8,9 @@ import pytest
 from liqnet.market import MarketModel
 from liqnet.market.ledger import CreditLedger
 from liqnet.market.negotiation import Matches
-from liqnet.market.settlement import settle, sync_credit
+from liqnet.market.settlement import settle
 from liqnet.scenarios import load, run
-from tests.helpers.worlds import Small, drain
+from tests.helpers.worlds import Small, drain, lines_to_compound
 
 
 @pytest.fixture
@@ -188,26 +188,13 @@ def test_bad_negotiation_spec_is_a_clear_error() -> None:
         load("baseline", {"protocols.0.levers": {"lent": 1.0}})
 
 
-def _lines_to_compound(model: MarketModel) -> None:
-    """aave lends compound 3M and dydx lends it 1M (cash moves as negotiation moves it)."""
-    matches = Matches(
-        lender=np.array([0, 2]), borrower=np.array([1, 1]), amount=[3e6, 1e6], rate=[0.1, 0.1]
-    )
-    aave, compound, dydx = model.protocols.values()
-    for payer, usd in ((aave, 3e6), (dydx, 1e6)):
-        model.world.call(payer, "pay_cash", payer.pay_cash, usd, usd=-usd)
-    model.world.call(compound, "receive_cash", compound.receive_cash, 4e6, usd=4e6)
-    model.ledger.open(matches, model.step_index, maturity_steps=100)
-    sync_credit(model)
-
-
 @pytest.mark.parametrize("feedback", [True, False])
 def test_a_defaulted_borrower_repays_its_lenders_pro_rata_as_it_winds_down(
     feedback: bool, small: Small
 ) -> None:
     model = MarketModel(small(), feedback=feedback)
     compound = model.protocols["compound"]
-    _lines_to_compound(model)
+    lines_to_compound(model)
     # An exploit leaves compound 2M of net worth against the 4M it owes: it defaults.
     drain(compound, beyond_equity=compound.credit_borrowed - 2e6)
     assert compound.own_equity() == pytest.approx(2e6)

@@ -8,9 +8,9 @@ import pytest
 from liqnet.core.levers import DEFAULT_STANDING_LEVERS
 from liqnet.market import MarketModel
 from liqnet.market.negotiation import Matches
-from liqnet.market.settlement import settle, sync_credit
+from liqnet.market.settlement import settle
 from liqnet.market.treasury import CreditBook, credit_limits, treasury_quotes
-from tests.helpers.worlds import Small, drain
+from tests.helpers.worlds import Small, drain, lines_to_compound
 
 
 def _only_aave_lends_only_dydx_borrows(small: Small, **overrides: object) -> MarketModel:
@@ -124,26 +124,14 @@ def test_unsecured_claims_stay_within_limits_and_the_excess_is_secured(
     assert model.total_cash() == pytest.approx(cash, abs=1e-6)
 
 
-def _secured_and_unsecured_lines_to_compound(model: MarketModel) -> None:
-    """aave lends compound 3M secured by 4M of its loans; dydx lends it 1M unsecured."""
-    matches = Matches(
-        lender=np.array([0, 2]), borrower=np.array([1, 1]), amount=[3e6, 1e6], rate=[0.1, 0.1]
-    )
-    aave, compound, dydx = model.protocols.values()
-    for payer, usd in ((aave, 3e6), (dydx, 1e6)):
-        model.world.call(payer, "pay_cash", payer.pay_cash, usd, usd=-usd)
-    model.world.call(compound, "receive_cash", compound.receive_cash, 4e6, usd=4e6)
-    model.ledger.open(matches, model.step_index, 100, collateral=np.array([4e6, 0.0]))
-    sync_credit(model)
-
-
 @pytest.mark.parametrize("feedback", [True, False])
 def test_a_secured_lender_is_paid_before_unsecured_ones_in_a_default(
     feedback: bool, small: Small
 ) -> None:
     model = MarketModel(small(), feedback=feedback)
     compound = model.protocols["compound"]
-    _secured_and_unsecured_lines_to_compound(model)
+    # aave's 3M is secured by 4M of compound's loans; dydx's 1M is unsecured.
+    lines_to_compound(model, collateral=np.array([4e6, 0.0]))
     # An exploit leaves compound 2M of net worth against the 4M it owes: it defaults.
     drain(compound, beyond_equity=compound.credit_borrowed - 2e6)
     total = model.total_cash()
