@@ -208,9 +208,8 @@ class LendingPool(Protocol[LendingParams]):
     # -- accrual and users -------------------------------------------------------------
     def accrue(self, dt_years: float) -> None:
         """Grow debt at the borrow rate and deposits at the supply rate."""
-        u = self.utilization()
-        borrow_rate = self.rate_model.borrow_rate(u)
-        supply_rate = borrow_rate * u * (1.0 - self.params.reserve_factor)
+        borrow_rate = self.rate_model.borrow_rate(self.utilization())
+        supply_rate = self.supply_rate()
         debt_before = self.total_debt()
         deposits_before = self.deposits
         self.borrow_index *= 1.0 + borrow_rate * dt_years
