@@ -34,12 +34,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from liqnet.core.levers import LEVER_NAMES
 from liqnet.market.negotiation import LiquidityOrders, Matches
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
 
-LEND, LEND_RATE, BORROW, BORROW_RATE = 2, 3, 4, 5  # positions in the lever vector
+# Positions of the credit levers in the lever vector.
+LEND, LEND_RATE, BORROW, BORROW_RATE = (
+    LEVER_NAMES.index(name) for name in ("lend", "lend_rate", "borrow", "borrow_rate")
+)
 MIN_ORDER_USD = 1.0
 """Orders below one dollar are not placed (round-off of netting and capping)."""
 
@@ -89,12 +93,8 @@ def treasury_quotes(model: MarketModel, levers: dict[str, np.ndarray]) -> Quotes
     """The treasury rule of every protocol, moved by its levers (see the module docstring)."""
     spec = model.scenario.negotiation
     half_span = 0.5 * (spec.max_rate - spec.min_rate)
-    days = spec.horizon_hours / 24.0
-    maturing = (
-        model.ledger.maturing(model.step_index + horizon_steps(model))
-        if model.ledger.lines.count
-        else np.zeros(len(model.protocols))
-    )
+    days = horizon_days(model)
+    maturing = maturing_within_horizon(model)
     n = len(model.protocols)
     lend, ask, borrow, bid = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     for i, (pid, protocol) in enumerate(model.protocols.items()):
@@ -122,13 +122,30 @@ def treasury_quotes(model: MarketModel, levers: dict[str, np.ndarray]) -> Quotes
     )
 
 
+def horizon_days(model: MarketModel) -> float:
+    """The negotiation horizon in days (what the treasuries project over)."""
+    return model.scenario.negotiation.horizon_hours / 24.0
+
+
+def maturing_within_horizon(model: MarketModel) -> np.ndarray:
+    """Per protocol: owed on its performing lines falling due within the horizon."""
+    if not model.ledger.lines.count:
+        return np.zeros(len(model.protocols))
+    return model.ledger.maturing(model.step_index + horizon_steps(model))
+
+
+def borrower_health(model: MarketModel) -> np.ndarray:
+    """Each protocol's equity ratio over ``limits.healthy_equity_ratio``, in [0, 1]."""
+    protocols = model.protocols.values()
+    ratio = np.array([p.equity() / max(p.total_assets(), 1.0) for p in protocols])
+    return np.clip(ratio / model.scenario.negotiation.limits.healthy_equity_ratio, 0.0, 1.0)
+
+
 def credit_limits(model: MarketModel, book: CreditBook) -> np.ndarray:
     """``limit[i, j]``: more unsecured USD lender i gives borrower j (n x n, >= 0)."""
     limits = model.scenario.negotiation.limits
-    protocols = list(model.protocols.values())
-    equity = np.array([p.equity() for p in protocols])
-    assets = np.array([max(p.total_assets(), 1.0) for p in protocols])
-    health = np.clip(equity / assets / limits.healthy_equity_ratio, 0.0, 1.0)
+    equity = np.array([p.equity() for p in model.protocols.values()])
+    health = borrower_health(model)
     if book.equity_history:
         peak = np.max(np.vstack(book.equity_history), axis=0)
         loss = np.where(peak > 0, np.clip(1.0 - equity / np.where(peak > 0, peak, 1.0), 0, 1), 1)
@@ -263,7 +280,7 @@ def credit_observation(
     Health is a borrower's equity ratio over ``limits.healthy_equity_ratio``, in [0, 1],
     as the lenders' limits read it.
     """
-    book, spec = model.credit_book, model.scenario.negotiation
+    book = model.credit_book
     market = [
         book.last_rate or 0.0,
         book.best_bid or 0.0,
@@ -271,19 +288,15 @@ def credit_observation(
         book.volume_usd / max(math.fsum(scale), 1.0),
     ]
     protocols = list(model.protocols.values())
-    days = spec.horizon_hours / 24.0
+    days = horizon_days(model)
+    maturing = maturing_within_horizon(model).tolist()
     if model.ledger.lines.count:
-        maturing = model.ledger.maturing(model.step_index + horizon_steps(model)).tolist()
         claims = model.ledger.liabilities().T  # claims[i, j]: what j owes lender i
-        health = (
-            np.array([p.equity() / max(p.total_assets(), 1.0) for p in protocols])
-            / spec.limits.healthy_equity_ratio
-        )
         lent = claims.sum(axis=1)
-        weighted = claims @ np.clip(health, 0.0, 1.0)
+        weighted = claims @ borrower_health(model)
         counterparty = np.where(lent > 0, weighted / np.where(lent > 0, lent, 1.0), 1.0).tolist()
     else:
-        maturing, counterparty = [0.0] * len(protocols), [1.0] * len(protocols)
+        counterparty = [1.0] * len(protocols)
     own = [
         [p.projected_need(days, m) / max(s, 1.0), c]
         for p, m, c, s in zip(protocols, maturing, counterparty, scale, strict=True)

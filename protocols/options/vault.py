@@ -196,10 +196,13 @@ class OptionVault(Protocol[OptionVaultParams]):
         """``margin_multiplier`` x the stress margin of the whole book."""
         return self.margin_multiplier * self.stress().margin
 
+    def _spare(self) -> tuple[float, float]:
+        """Cash beyond accounts' margins, and equity beyond the required capital."""
+        return self.cash - self.marks().margins, self.equity() - self.required_capital()
+
     def available_cash(self) -> float:
         """Cash that is neither accounts' margin nor needed to back the stress margin."""
-        spare = min(self.cash - self.marks().margins, self.equity() - self.required_capital())
-        return max(0.0, spare)
+        return max(0.0, min(self._spare()))
 
     def liquidity_buffer_usd(self) -> float:
         """``liquidity_buffer_days`` of depositor turnover on the vault's equity."""
@@ -209,7 +212,8 @@ class OptionVault(Protocol[OptionVaultParams]):
     def projected_need(self, days: float, maturing_usd: float = 0.0) -> float:
         """The base projection, or 0 while capital binds: borrowed cash adds a debt as
         large as the cash, so it cannot lift ``available_cash`` above its capital cap."""
-        if self.equity() - self.required_capital() < self.cash - self.marks().margins:
+        cash, capital = self._spare()
+        if capital < cash:
             return 0.0
         return super().projected_need(days, maturing_usd)
 
