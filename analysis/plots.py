@@ -135,7 +135,8 @@ def plot_contagion(panels: list[tuple[str, nx.DiGraph]], path: str | Path) -> Pa
                 ax.scatter(
                     [x], [y], s=900, marker="s", color="#DDDDDD", edgecolor="black", zorder=3
                 )
-                label = f"{d.get('label', node)}\ndrawdown {d.get('drawdown', 0.0):.0%}"
+                # Short: three or more asset squares sit close in the circle's centre.
+                label = f"{d.get('label', node)}\n-{d.get('drawdown', 0.0):.0%}"
                 ax.annotate(
                     label,
                     (x, y),

@@ -94,7 +94,7 @@ def write_run_report(
             "Contagion graph",
             plot_contagion(panels, figures / "contagion.png"),
             f"Snapshot at step {snap} ({why}). Protocols (circles, area ~ equity lost "
-            "since the start) and assets (squares). "
+            "since the start) and assets (squares, with their largest drawdown). "
             + ("Red arrows: credit lines from lender to borrower; " if credit_lines else "")
             + "grey dashed: USD exposure to an asset, through which fire sales reach "
             "every holder.",

@@ -4,13 +4,18 @@ Keepers (Mesa agents) bid in the collateral auctions of protocols that liquidate
 auction (``Protocol.auction_book``; ``liqnet.protocols.auctions`` has the rules). Each
 step:
 
-1. **Who lands.** A keeper's transactions land with probability ``1 / (1 + (gas /
-   gas_tolerance)^4)`` (drawn from the world's ``"keepers"`` stream): on Black Thursday
-   gas rose ~6x and keepers whose bots capped their gas price could not get bids in.
-   An English bid also needs the keeper's latency, ``latency_hours x gas``, within the
-   bid duration ``ttl``.
-2. **Bark.** If any keeper lands, every auctioning protocol barks its unsafe positions
-   (someone must send the transaction).
+1. **Who lands.** Each transaction a keeper sends lands with probability ``1 / (1 +
+   (gas / gas_tolerance)^4)`` (drawn from the world's ``"keepers"`` stream): on Black
+   Thursday gas rose ~6x and keepers whose bots capped their gas price could not get
+   bids in. The draw is per transaction -- one for the step's bark, then one per keeper
+   per auction -- because a congested chain drops transactions, not whole bots: over a
+   step's many auctions a keeper gets some bids in and misses others, so an auction is
+   left to a lone bidder with the chance that its rivals all miss it (not all-or-nothing
+   per step, which made a run's zero bids hinge on one or two draws). An English bid
+   also needs the keeper's latency, ``latency_hours x gas``, within the bid duration
+   ``ttl``.
+2. **Bark.** If any keeper's bark transaction lands, every auctioning protocol barks
+   its unsafe positions (someone must send it).
 3. **Per auction, oldest first** (keepers' capital is shared across auctions in that
    order, so the loop is over auctions, never over positions):
    English: ``deal`` an expired bid, ``tick`` an unbid auction past its end, then one
@@ -81,6 +86,7 @@ class AuctionStats:
     restarts: int = 0
     zero_bid_deals: int = 0
     zero_bid_collateral_usd: float = 0.0
+    sold_collateral_usd: float = 0.0  # all collateral keepers won, at the oracle price
     kicks_by_protocol: dict[str, int] = field(default_factory=dict)
 
 
@@ -93,10 +99,15 @@ class _Step:
     book: AuctionBook
     stable: str
     keepers: list[Keeper]
-    lands: np.ndarray
+    chance: np.ndarray  # each keeper's landing probability this step
+    lands: np.ndarray  # whose transaction lands, drawn afresh for each auction
     now: float
     fills: AuctionFills = field(default_factory=AuctionFills)
     stats: AuctionStats = field(default_factory=AuctionStats)
+
+    def draw_landing(self) -> None:
+        """Draw whose transactions land for the next auction (one per keeper)."""
+        self.lands = self.model.keeper_rng.random(len(self.keepers)) < self.chance
 
     @property
     def stable_price(self) -> float:
@@ -164,7 +175,8 @@ def run_auctions(model: MarketModel) -> AuctionStats:
     for protocol in auctioneers:
         book = protocol.auction_book
         assert book is not None
-        step = _Step(model, protocol, book, protocol.params.stablecoin, keepers, lands, now)
+        stable = protocol.params.stablecoin
+        step = _Step(model, protocol, book, stable, keepers, chance, lands, now)
         if lands.any():
             before = len(book)
             model.world.call(protocol, "bark", protocol.bark)
@@ -278,9 +290,10 @@ def _deal(step: _Step, a: int) -> None:
     step.receive(int(book.winner[a]), asset, book.lot[a])
     step.fills.add(step.fills.collateral_out, asset, book.lot[a])
     book.raised[a] = book.bid[a]
+    value = book.lot[a] * step.model.oracle_prices[asset]
+    step.stats.sold_collateral_usd += value
     if book.bid[a] < ZERO_BID_SHARE * book.tab[a]:
         step.stats.zero_bid_deals += 1
-        value = book.lot[a] * step.model.oracle_prices[asset]
         step.stats.zero_bid_collateral_usd += value
     step.stats.deals += 1
     _record(step.model, step.protocol, "auction_deal", np.array([a]), book)
@@ -322,6 +335,7 @@ def _dutch(step: _Step, a: int) -> None:
         step.receive(k, asset, amount)
         step.fills.stable_in += owe
         step.fills.add(step.fills.collateral_out, asset, amount)
+        step.stats.sold_collateral_usd += amount * step.model.oracle_prices[asset]
         book.lot[a] -= amount
         book.raised[a] += owe
         step.stats.takes += 1
@@ -338,6 +352,7 @@ def _protocol_step(step: _Step, exchange: dict[str, float]) -> None:
     ``exchange`` (stablecoin in, collateral out), filled here as the step goes."""
     book = step.book
     for a in book.open_ids():
+        step.draw_landing()
         if book.english:
             _english(step, int(a))
         else:
@@ -395,4 +410,5 @@ def _merge(total: AuctionStats, part: AuctionStats) -> None:
     for name in ("kicks", "bids", "deals", "takes", "restarts", "zero_bid_deals"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     total.zero_bid_collateral_usd += part.zero_bid_collateral_usd
+    total.sold_collateral_usd += part.sold_collateral_usd
     total.kicks_by_protocol.update(part.kicks_by_protocol)

@@ -77,6 +77,8 @@ def summarise(model: MarketModel, timeseries: pd.DataFrame, events: pd.DataFrame
         # Collateral sold for (about) nothing: deals whose winning bid was < 1e-6 of the
         # tab, valued at the oracle price when dealt (Black Thursday's zero bids).
         "zero_bid_collateral_usd": sum(a.zero_bid_collateral_usd for a in model.auction_history),
+        # All collateral keepers won in auctions, valued the same way (zero bids included).
+        "auctioned_collateral_usd": sum(a.sold_collateral_usd for a in model.auction_history),
         "auctions": {
             name: sum(getattr(a, name) for a in model.auction_history)
             for name in ("kicks", "bids", "deals", "takes", "restarts", "zero_bid_deals")

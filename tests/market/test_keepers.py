@@ -145,3 +145,20 @@ def test_same_seed_same_auctions(tmp_path: Path) -> None:
         runs.append((book.raised.copy(), book.winner.copy()))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_keepers_land_per_transaction_so_lone_bidders_win_a_share_of_lots(
+    tmp_path: Path,
+) -> None:
+    """At gas = tolerance each bid lands with probability 1/2, drawn per keeper per
+    auction: a lot goes to a lone bidder (a zero bid) when exactly one of two keepers
+    lands, 1/2 of the time, and waits when neither does, so about 2/3 of deals are zero
+    bids -- neither none nor all, as a per-step draw for every auction at once gave."""
+    rich = {**KEEPER, "capital_usd": 1e9}
+    model = _world(tmp_path, [rich, {**rich, "min_profit": 0.06}], gas=3.0, vaults=400)
+    _run(model, 12)
+    stats = model.auction_history
+    deals = sum(s.deals for s in stats)
+    zero = sum(s.zero_bid_deals for s in stats)
+    assert deals >= 300
+    assert 0.55 < zero / deals < 0.78

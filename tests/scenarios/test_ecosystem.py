@@ -1,5 +1,6 @@
-"""The ``ecosystem`` built-in: fifteen protocols sized from one DefiLlama snapshot, sharing
-assets, whose run has a contagion graph with credit lines between them."""
+"""The ``ecosystem`` built-in: sixteen protocols sized from one DefiLlama snapshot (and,
+for Maker's ETH book, one article of the same week), sharing assets, whose run has a
+contagion graph with credit lines between them and Dutch auctions in the CDP."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ LENDING_SNAPSHOT = {
 }
 PERP_TVL = {"gmx_arbitrum": 550.4, "gmx_avalanche": 76.8, "dydx": 357.1}
 OPTIONS_TVL = {"ribbon": 24.4, "lyra": 17.7, "dopex": 22.8}
+# The Defiant, late June 2023: collateral ~$8.4B, of which ETH 11.4% and stETH 9.8%.
+MAKER_ETH_COLLATERAL_USD = (0.114 + 0.098) * 8.4e9
 
 
 @pytest.fixture(scope="module")
@@ -37,28 +40,30 @@ def ecosystem() -> Scenario:
 def short_run() -> RunResult:
     """50 steps (the crash is at 24-26, the first credit line about step 45) with 300
     positions per protocol instead of up to 5,000: the same world, a smaller book."""
-    scenario = load("ecosystem", {f"protocols.{k}.params.positions": 300 for k in range(15)})
+    smaller = {f"protocols.{k}.params.positions": 300 for k in range(15)}
+    scenario = load("ecosystem", {**smaller, "protocols.maker.params.vaults": 300})
     return run(scenario, steps=50)
 
 
 def test_at_least_twelve_protocols_of_four_types_share_the_assets(ecosystem: Scenario) -> None:
     protocols = ecosystem.protocols
-    assert len(protocols) == 15
-    assert {p.type for p in protocols} == {"lending", "comet", "perp", "options"}
-    assert list(ecosystem.market.assets) == ["ETH", "BTC"]
+    assert len(protocols) == 16
+    assert {p.type for p in protocols} == {"lending", "comet", "perp", "options", "cdp"}
+    assert list(ecosystem.market.assets) == ["ETH", "BTC", "DAI"]
     uses = {
         p.id: get_protocol_class(p.type).Params.model_validate(p.params).referenced_assets()
         for p in protocols
     }
     users = {a: [p for p in protocols if a in uses[p.id]] for a in ("ETH", "BTC")}
-    assert len(users["ETH"]) == 15  # every protocol is exposed to ETH
+    assert len(users["ETH"]) == 16  # every protocol is exposed to ETH
     assert len(users["BTC"]) == 10
     assert {p.type for p in users["BTC"]} >= {"lending", "perp"}
 
 
 def test_sizes_are_the_snapshots_figures(ecosystem: Scenario) -> None:
     by_id = {p.id: p.params for p in ecosystem.protocols}
-    assert set(by_id) == set(LENDING_SNAPSHOT) | set(PERP_TVL) | set(OPTIONS_TVL)
+    assert set(by_id) == set(LENDING_SNAPSHOT) | set(PERP_TVL) | set(OPTIONS_TVL) | {"maker"}
+    assert by_id["maker"]["collateral_usd"] == pytest.approx(MAKER_ETH_COLLATERAL_USD, rel=1e-4)
     for pid, (tvl, borrowed) in LENDING_SNAPSHOT.items():
         # DefiLlama's lending TVL is net of borrows: supplied = TVL + borrowed.
         assert by_id[pid]["deposits_usd"] == pytest.approx((tvl + borrowed) * 1e6, rel=1e-9)
@@ -77,7 +82,7 @@ def test_a_short_run_has_a_contagion_graph_with_credit_between_types(
 ) -> None:
     graph = contagion_graph(short_run)
     protocols = [n for n, d in graph.nodes(data=True) if d["kind"] == "protocol"]
-    assert len(protocols) == 15 and graph.number_of_nodes() == 17  # + ETH, BTC
+    assert len(protocols) == 16 and graph.number_of_nodes() == 19  # + ETH, BTC, DAI
     credit = [(u, v) for u, v, d in graph.edges(data=True) if d["channel"] == "credit"]
     collateral = [(u, v) for u, v, d in graph.edges(data=True) if d["channel"] == "collateral"]
     assert len(collateral) >= 15  # each protocol is exposed to at least one asset
@@ -86,3 +91,12 @@ def test_a_short_run_has_a_contagion_graph_with_credit_between_types(
     assert {types[u] for u, _ in credit} <= {"lending", "comet"}
     assert {types[v] for _, v in credit} <= {"perp", "options"}
     assert sum(graph.edges[e]["weight"] for e in credit) > 0.0
+
+
+def test_the_crash_liquidates_maker_vaults_in_dutch_auctions(short_run: RunResult) -> None:
+    auctions = short_run.summary["auctions"]
+    assert auctions["kicks"] > 0 and auctions["takes"] > 0  # keepers took the lots
+    assert auctions["deals"] == 0  # clip.sol: no English deals
+    assert short_run.summary["auctioned_collateral_usd"] > 0.0
+    kicks = short_run.events[short_run.events["kind"] == "auction_kick"]
+    assert (kicks["step"] >= 24).all()  # the -30% on day 2 did it, not the calm day

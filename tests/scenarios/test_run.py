@@ -36,6 +36,7 @@ SUMMARY_KEYS = {
     "steps",
     "liquidations_by_protocol",
     "zero_bid_collateral_usd",
+    "auctioned_collateral_usd",
     "auctions",
     "bad_debt_usd",
     "realised_bad_debt_usd",
