@@ -27,10 +27,11 @@ Three parts, written to one JSON file:
 Also (``--rollout-only``, and in the default and ``--throughput-only`` reports): **rollout
 sampling**, env samples/s of one :class:`~liqnet.scenarios.rollout.RolloutWorker`'s
 ``sample`` on a block of ``--rollout-envs`` environments of one training world
-(``--rollout-scenario`` with ``--positions`` positions, the env's own ``"equity"``
-reward: the array engine runs worlds without reward wrappers) through the vector engine
-(:class:`~liqnet.scenarios.train.EnvFactory` has ``vector``, so the block is one
-:class:`~liqnet.market.vector_env.VectorLiquidityEnv`) against the same factory behind a
+(``--rollout-scenario`` with ``--positions`` positions and the ``--rollout-reward``
+training reward: the env's own ``"equity"``, or ``"system"`` through the vector reward
+wrapper) through the vector engine (:class:`~liqnet.scenarios.train.EnvFactory` has
+``vector``, so the block is one :class:`~liqnet.market.vector_env.VectorLiquidityEnv`,
+wrapped) against the same factory behind a
 plain callable without ``vector`` (the block is the envs stepped one after another in
 :class:`~liqnet.market.vector_env.ParallelEnvBatch`, as before the engine). Same seeds,
 same actor, blocks alternating; every pair of batches is checked equal, key by key. The
@@ -240,7 +241,7 @@ class PerEnvFactory:
 
 
 def rollout_sampling(
-    scenario: str, overrides: dict, n_envs: int, steps: int, blocks: int
+    scenario: str, overrides: dict, n_envs: int, steps: int, blocks: int, reward: str = "equity"
 ) -> dict[str, Any]:
     """Env samples/s of ``RolloutWorker.sample``: vector engine vs per-env loop.
 
@@ -249,7 +250,7 @@ def rollout_sampling(
     batches must be equal on every key (a correctness check, not a timing one).
     """
     group = 2 if CONFIG.antithetic_pairs else 1
-    factory = EnvFactory((scenario,), tuple(sorted(overrides.items())), group=group)
+    factory = EnvFactory((scenario,), tuple(sorted(overrides.items())), group=group, reward=reward)
     # net_kwargs as scenarios/train.py builds them, from a probe env.
     probe = factory(0)
     agent_ids = tuple(probe.possible_agents)
@@ -268,7 +269,8 @@ def rollout_sampling(
         "per_env": RolloutWorker(PerEnvFactory(factory), indices, CONFIG.seed, net_kwargs),
     }
     engines = {label: type(w.envs).__name__ for label, w in workers.items()}
-    assert engines == {"vector": "VectorLiquidityEnv", "per_env": "ParallelEnvBatch"}, engines
+    inner = type(getattr(workers["vector"].envs, "unwrapped", None)).__name__
+    assert inner == "VectorLiquidityEnv" and engines["per_env"] == "ParallelEnvBatch", engines
     seconds: dict[str, list[float]] = {label: [] for label in workers}
     for block in range(blocks + 1):  # block 0: warm-up, checked but not timed
         batches = {}
@@ -286,7 +288,7 @@ def rollout_sampling(
     ratio = rates["vector"] / rates["per_env"]
     met = ratio >= ROLLOUT_BAR
     print(
-        f"rollout sampling, {scenario} ({overrides}), one worker, {n_envs} envs, "
+        f"rollout sampling, {scenario} ({overrides}, reward {reward}), one worker, {n_envs} envs, "
         f"{steps} steps x {blocks} blocks"
     )
     for label, rate in rates.items():
@@ -343,12 +345,23 @@ def main() -> None:
     parser.add_argument("--rollout-envs", type=int, default=16, help="envs in the worker")
     parser.add_argument("--rollout-steps", type=int, default=CONFIG.rollout_steps)
     parser.add_argument("--rollout-blocks", type=int, default=4)
+    parser.add_argument(
+        "--rollout-reward",
+        choices=("equity", "system"),
+        default="equity",
+        help="training reward of the sampled worlds (system: the vector reward wrapper)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     overrides = positions_overrides(args.positions)
     out = Path(args.out)
     sampling = rollout_sampling(
-        args.rollout_scenario, overrides, args.rollout_envs, args.rollout_steps, args.rollout_blocks
+        args.rollout_scenario,
+        overrides,
+        args.rollout_envs,
+        args.rollout_steps,
+        args.rollout_blocks,
+        args.rollout_reward,
     )
     if args.rollout_only:
         previous = json.loads(out.read_text()) if out.exists() else {}

@@ -26,6 +26,7 @@ from torch.distributions import Normal
 
 from liqnet.agents.mappo import ActorCritic, MAPPOConfig
 from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
+from liqnet.market.vector_wrappers import VectorRewardWrapper
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
@@ -127,7 +128,7 @@ class RolloutWorker:
         self.env_indices = list(env_indices)
         self.seed = seed
         vector = getattr(env_fn, "vector", None)
-        self.envs: VectorLiquidityEnv | ParallelEnvBatch = (
+        self.envs: VectorLiquidityEnv | VectorRewardWrapper | ParallelEnvBatch = (
             vector(self.env_indices)
             if vector is not None
             else ParallelEnvBatch([env_fn(i) for i in self.env_indices])

@@ -32,6 +32,7 @@ from pettingzoo import ParallelEnv
 
 from liqnet.agents.wrappers import TeamMixReward
 from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
+from liqnet.market.vector_wrappers import VectorRewardWrapper, VectorSystemReward, VectorTeamMix
 from liqnet.market.wrappers import SystemRewardWrapper
 from liqnet.scenarios.envs import make_env, resolve_scenario
 
@@ -85,15 +86,26 @@ class EnvFactory:
             chain.append(partial(TeamMixReward, team_weight=self.team_weight))
         return chain
 
-    def vector(self, indices: Sequence[int]) -> VectorLiquidityEnv | ParallelEnvBatch:
+    def vector(
+        self, indices: Sequence[int]
+    ) -> VectorLiquidityEnv | VectorRewardWrapper | ParallelEnvBatch:
         """Environments ``indices`` as one vector env: the array engine
-        (:class:`VectorLiquidityEnv`, no autoreset) when they run one scenario and no
-        reward wrapper, else the wrapped envs behind :class:`ParallelEnvBatch`."""
+        (:class:`VectorLiquidityEnv`, no autoreset, inside the vector forms of the reward
+        wrappers) when they run one scenario, else the wrapped envs behind
+        :class:`ParallelEnvBatch`."""
         names = {self.scenarios[i // self.group % len(self.scenarios)] for i in indices}
-        if len(names) == 1 and not self.wrappers():
-            scenario = resolve_scenario(names.pop(), dict(self.overrides))
-            return VectorLiquidityEnv(scenario, len(indices), horizon=self.horizon, autoreset=False)
-        return ParallelEnvBatch([self(i) for i in indices])
+        if len(names) != 1:
+            return ParallelEnvBatch([self(i) for i in indices])
+        scenario = resolve_scenario(names.pop(), dict(self.overrides))
+        env: VectorLiquidityEnv | VectorRewardWrapper = VectorLiquidityEnv(
+            scenario, len(indices), horizon=self.horizon, autoreset=False
+        )
+        # The same chain, in the same order, as wrappers() gives each scalar env.
+        if self.reward == "system":
+            env = VectorSystemReward(env, revenue_weight=self.revenue_weight)
+        if self.team_weight > 0.0:
+            env = VectorTeamMix(env, team_weight=self.team_weight)
+        return env
 
     def __call__(self, index: int) -> ParallelEnv:
         """Environment number ``index``."""

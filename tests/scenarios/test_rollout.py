@@ -139,6 +139,38 @@ class PerEnv:
         return self.factory(index)
 
 
+@pytest.mark.parametrize(
+    ("reward", "team_weight", "inner"),
+    [("system", 0.0, "VectorSystemReward"), ("equity", 0.5, "VectorTeamMix"), ("system", 1.0, "")],
+)
+def test_reward_wrappers_keep_the_array_engine_and_its_batch(
+    reward: str, team_weight: float, inner: str
+) -> None:
+    """The system reward and team mixes run as vector wrappers of the engine, and the
+    batch equals the per-env loop's (the scalar wrappers), bit for bit."""
+    factory = EnvFactory(
+        ("bank_run",),
+        tuple(positions_overrides(200).items()),
+        horizon=30,
+        reward=reward,
+        team_weight=team_weight,
+    )
+    learner, kwargs = setup()
+    params = learner.actor_params()
+    engine = LocalRollouts(factory, 4, 1, CONFIG.seed, kwargs)
+    per_env = LocalRollouts(PerEnv(factory), 4, 1, CONFIG.seed, kwargs)
+    envs = engine.workers[0].envs
+    assert type(envs.unwrapped).__name__ == "VectorLiquidityEnv"
+    assert type(envs).__name__ == (inner or "VectorTeamMix")
+    if not inner:  # both: the team mix outside the system reward, as wrappers() stacks them
+        assert type(envs.env).__name__ == "VectorSystemReward"
+    for _ in range(2):
+        expected, got = per_env.sample(params, 40), engine.sample(params, 40)
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    assert np.abs(got["rewards"]).sum() > 0.0
+
+
 @pytest.mark.parametrize("name", ["flash_crash", "bank_run"])
 def test_array_engine_workers_give_the_per_env_batch(name: str) -> None:
     """One scenario and no reward wrapper: the worker steps its block through
