@@ -116,6 +116,11 @@ class VectorLiquidityEnv:
         return self.batch.obs
 
     @property
+    def unwrapped(self) -> VectorLiquidityEnv:
+        """This env (Gymnasium's convention; wrappers return the innermost env)."""
+        return self
+
+    @property
     def models(self) -> list[MarketModel | None]:
         """The world of each slot (``MarketModel``; ``None`` before the first reset)."""
         return self.batch.models

@@ -40,8 +40,7 @@ class VectorRewardWrapper:
     @property
     def unwrapped(self) -> VectorLiquidityEnv:
         """The innermost :class:`VectorLiquidityEnv`."""
-        env = self.env
-        return env.unwrapped if isinstance(env, VectorRewardWrapper) else env
+        return self.env.unwrapped
 
     def reward(self, rewards: np.ndarray, acting: np.ndarray) -> np.ndarray:
         """The transformed ``(B, n_agents)`` rewards of one step; ``acting`` marks the
