@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from liqnet.market.accounting import system_losses, system_revenue
 from liqnet.market.vector_env import VecStep, VectorLiquidityEnv
+from liqnet.market.wrappers import system_net, system_scale
 
 __all__ = ["VectorRewardWrapper", "VectorSystemReward", "VectorTeamMix"]
 
@@ -100,13 +100,13 @@ class VectorSystemReward(VectorRewardWrapper):
     def _net(self, world: int) -> float:
         model = self.unwrapped.models[world]
         assert model is not None
-        return self.revenue_weight * system_revenue(model) - system_losses(model)
+        return system_net(model, self.revenue_weight)
 
     def on_reset(self, world: int) -> None:
         """Record world ``world``'s starting assets and net result."""
         model = self.unwrapped.models[world]
         assert model is not None
-        self.scale[world] = max(sum(p.total_assets() for p in model.protocols.values()), 1.0)
+        self.scale[world] = system_scale(model)
         self._last_net[world] = self._net(world)
 
     def reward(self, rewards: np.ndarray, acting: np.ndarray) -> np.ndarray:

@@ -18,6 +18,17 @@ from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from liqnet.market.accounting import system_losses, system_revenue
 from liqnet.market.env import LiquidityEnv, StepResult
+from liqnet.market.model import MarketModel
+
+
+def system_net(model: MarketModel, revenue_weight: float) -> float:
+    """The system's net result so far: ``revenue_weight * revenue - losses`` (USD)."""
+    return revenue_weight * system_revenue(model) - system_losses(model)
+
+
+def system_scale(model: MarketModel) -> float:
+    """USD per unit of system reward: the protocols' total assets (at least 1)."""
+    return max(sum(p.total_assets() for p in model.protocols.values()), 1.0)
 
 
 class SystemRewardWrapper(BaseParallelWrapper[str, np.ndarray, np.ndarray]):
@@ -53,16 +64,14 @@ class SystemRewardWrapper(BaseParallelWrapper[str, np.ndarray, np.ndarray]):
         self._last_net = 0.0
 
     def _net(self) -> float:
-        model = self.env.unwrapped.model
-        return self.revenue_weight * system_revenue(model) - system_losses(model)
+        return system_net(self.env.unwrapped.model, self.revenue_weight)
 
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
         """Reset the env; record the system's starting assets and net result."""
         out = self.env.reset(seed=seed, options=options)
-        protocols = self.env.unwrapped.model.protocols.values()
-        self.scale = max(sum(p.total_assets() for p in protocols), 1.0)
+        self.scale = system_scale(self.env.unwrapped.model)
         self._last_net = self._net()
         return out
 
