@@ -2,6 +2,7 @@
 
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.env import LiquidityEnv
+from liqnet.market.gym_vector import GymVectorEnv
 from liqnet.market.model import MarketModel
 from liqnet.market.oracle import Oracle
 from liqnet.market.participants import Arbitrageur, Liquidator
@@ -12,6 +13,7 @@ __all__ = [
     "Arbitrageur",
     "AssetDynamics",
     "ConstantProductPool",
+    "GymVectorEnv",
     "Liquidator",
     "LiquidityEnv",
     "MarketModel",
