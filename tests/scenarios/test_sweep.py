@@ -65,10 +65,20 @@ def test_plan_is_the_product_of_grid_random_mixes_and_seeds() -> None:
 
 
 def test_builtin_sweeps_load() -> None:
-    assert builtin_sweeps() == ["convergence", "negotiation_value", "shock_grid"]
+    assert builtin_sweeps() == [
+        "convergence",
+        "negotiation_value",
+        "negotiation_value_credit_crunch",
+        "negotiation_value_vol_regime",
+        "shock_grid",
+    ]
     ablation = load_sweep("negotiation_value")
     assert ablation.grid["negotiation.enabled"] == [True, False]
     assert len(plan(ablation)) == 2 * 3 * 10
+    for world in ("credit_crunch", "vol_regime"):
+        twin = load_sweep(f"negotiation_value_{world}")
+        assert twin.base == world and twin.grid == {"negotiation.enabled": [True, False]}
+        assert len(plan(twin)) == 2 * 20
     shock_grid = load_sweep("shock_grid")
     assert len(plan(shock_grid)) == 4 * 3 * 3 * 3
     assert shock_grid.feedback_twin
