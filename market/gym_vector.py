@@ -80,7 +80,10 @@ class GymVectorEnv(VectorEnv):
                 levers are not finite (names world and agent).
         """
         shape = self.action_space.shape
-        levers = np.asarray(actions, dtype=np.float64)
+        try:
+            levers = np.asarray(actions, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"actions: expected a {shape} array of levers") from None
         if levers.shape != shape:
             raise ValueError(f"actions: expected shape {shape}, got {levers.shape}")
         obs, rewards, _, truncations, infos = self.env.step(

@@ -91,6 +91,8 @@ def test_bad_actions_and_an_env_without_autoreset_are_refused(small: Small) -> N
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"actions: expected shape \(2, 18\), got \(2, 3, 6\)"):
         env.step(np.zeros((2, 3, 6)))
+    with pytest.raises(ValueError, match=r"actions: expected a \(2, 18\) array of levers"):
+        env.step("all levers up")
     bad = np.zeros((2, 18))
     bad[1, 7] = np.nan
     with pytest.raises(ValueError, match=r"actions\[1, 1\] \(world 1, agent 'compound'\)"):
