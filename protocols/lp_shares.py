@@ -69,10 +69,16 @@ class LPShares:
         return drawdown(value, self.peak)
 
     def fear(self, usage: float, nav: float | None = None) -> float:
-        """The LPs' run signal: losses per unit beyond the tolerance, and excess usage."""
+        """The LPs' run signal, in [0, 1]: losses per unit beyond the tolerance, and excess usage.
+
+        Capped at 1, the fear of a wind-down (:func:`run_flows`): usage is exposure over
+        NAV, so it grows without bound as NAV nears 0, and an uncapped signal (millions,
+        seen in vol_regime) left the LPs' remembered fear so high that no money came back
+        for days after the NAV recovered.
+        """
         fall = self.drawdown(nav)
         losses = min(1.0, 5.0 * max(0.0, fall - self.fall_tolerance))
-        return losses + self.usage_weight * max(0.0, usage - self.usage_limit)
+        return min(1.0, losses + self.usage_weight * max(0.0, usage - self.usage_limit))
 
     def _booker(self, nav: float) -> Callable[[float], None]:
         """Mint (+ USD) or burn (- USD) units at ``nav``'s value per unit, then book."""

@@ -106,3 +106,16 @@ def test_a_loss_per_unit_still_makes_option_depositors_run(small: Small) -> None
     steps(model, 24)
     assert vault.perceived_risk > 0.3
     assert vault.equity() < 0.8 * after_loss
+
+
+def test_lp_fear_is_capped_at_one_when_nav_nears_zero(small: Small) -> None:
+    # Usage is open interest over NAV: a vault whose NAV is nearly gone read a fear of
+    # millions (vol_regime, seed 4), and its LPs stayed away for a week after recovering.
+    model, perp = calm_perp(small)
+    loss = perp.lp_nav() - 1.0  # NAV of 1 USD under the whole open interest
+    perp.world.transfer(perp, "traders", usd=loss)
+    perp.vault_cash -= loss
+    assert perp.open_interest() / max(perp.lp_nav(), 1.0) > 1e6
+    assert perp.lp.fear(perp.open_interest() / max(perp.lp_nav(), 1.0)) == 1.0
+    steps(model, 24)
+    assert 0.5 < perp.perceived_risk <= 1.0
