@@ -13,7 +13,8 @@ compound-finance/comet ``contracts/Comet.sol``:
   reserves. Reserves (``getReserves``: base held minus supplied plus borrowed) fall by
   ``max(debt, credit)``. The absorber gets no bonus: ``absorb`` only records liquidator
   points (gas spent) for governance to reimburse; here that refund is paid in cash, the
-  smallest amount some liquidator accepts (its gas plus its minimum profit).
+  smallest amount some liquidator accepts (its gas plus its minimum profit), and only
+  as many absorbs are offered as the market's cash can refund (most underwater first).
 - ``buyCollateral`` / ``quoteCollateral``: while reserves are below ``targetReserves``
   anyone may buy the absorbed collateral at the oracle price times
   ``1 - storeFrontPriceFactor x (1 - liquidationFactor)``; each sale adds its price to
@@ -148,16 +149,27 @@ class CometPool(LendingPool):
     def liquidation_candidates(self) -> list[LiquidationOffer]:
         """Absorbable accounts (keeper work for a gas refund), then the store front."""
         offers = []
-        refund = self.world.liquidation_hurdle_usd
+        # (The margin keeps round-off from refusing a refund equal to the hurdle.)
+        refund = self.world.liquidation_hurdle_usd * (1.0 + 1e-9) + 1e-9
+        # The refunds are paid from cash: a market its depositors have emptied cannot pay
+        # for more absorbs than its cash covers (a pool's cash never goes negative), and
+        # the most underwater accounts, whose losses grow fastest, go first.
+        budget = max(self.cash, 0.0)
         for asset, book in self.books.items():
             price = self.world.oracle_prices[asset]
             slots = book.index.select(
                 price * book.liquidation_threshold / self.borrow_index, above=True
             )
-            if slots.size and math.isfinite(refund):
-                zeros = np.zeros(slots.size)
-                # (The margin keeps round-off from refusing a refund equal to the hurdle.)
-                reward = np.full(slots.size, refund * (1.0 + 1e-9) + 1e-9)
+            if not (slots.size and math.isfinite(refund)):
+                continue
+            affordable = min(slots.size, int(budget // refund))
+            if affordable < slots.size:
+                keys = book.index.key(slots)
+                slots = slots[np.argsort(-keys, kind="stable")[:affordable]]
+            if affordable:
+                budget -= affordable * refund
+                zeros = np.zeros(affordable)
+                reward = np.full(affordable, refund)
                 offers.append(LiquidationOffer(self, asset, asset, slots, zeros, zeros, reward))
         offers.extend(o for a in self.books if (o := self._store_offer(a)) is not None)
         return offers

@@ -118,6 +118,21 @@ def test_absorb_wipes_debt_takes_collateral_and_charges_reserves(world: MarketMo
     assert not [o for o in pool.liquidation_candidates() if o.book == "ETH"]
 
 
+def test_absorbs_are_offered_only_as_far_as_cash_pays_their_refunds(world: MarketModel) -> None:
+    # bank_run: depositors emptied the market and absorbs drove its cash to -$37,755.
+    pool = _comet(world)
+    chosen = _place_accounts(world)
+    refund = world.liquidation_hurdle_usd
+    assert 0.0 < refund < 1e4
+    world.world.transfer(pool, "depositors", usd=pool.cash - 1.5 * refund)
+    absorb = [o for o in pool.liquidation_candidates() if o.book == "ETH"]
+    assert len(absorb) == 1 and len(absorb[0]) == 1  # cash for one refund, not three
+    assert absorb[0].slots.tolist() == [chosen["deep_underwater"]]  # the worst goes first
+    pool.execute_liquidations(absorb[0], np.ones(1, dtype=bool))
+    assert 0.0 <= pool.cash < refund
+    assert not [o for o in pool.liquidation_candidates() if o.book == "ETH"]
+
+
 def test_store_front_price_is_comets_quote(world: MarketModel) -> None:
     pool = _comet(world)
     world.oracle_prices["ETH"] = PRICE
