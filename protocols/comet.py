@@ -163,14 +163,15 @@ class CometPool(LendingPool):
             if not (slots.size and math.isfinite(refund)):
                 continue
             affordable = min(slots.size, int(budget // refund))
+            if not affordable:
+                continue
             if affordable < slots.size:
                 keys = book.index.key(slots)
                 slots = slots[np.argsort(-keys, kind="stable")[:affordable]]
-            if affordable:
-                budget -= affordable * refund
-                zeros = np.zeros(affordable)
-                reward = np.full(affordable, refund)
-                offers.append(LiquidationOffer(self, asset, asset, slots, zeros, zeros, reward))
+            budget -= affordable * refund
+            zeros = np.zeros(affordable)
+            reward = np.full(affordable, refund)
+            offers.append(LiquidationOffer(self, asset, asset, slots, zeros, zeros, reward))
         offers.extend(o for a in self.books if (o := self._store_offer(a)) is not None)
         return offers
 
