@@ -69,13 +69,14 @@ def test_builtin_sweeps_load() -> None:
         "convergence",
         "negotiation_value",
         "negotiation_value_credit_crunch",
+        "negotiation_value_ecosystem",
         "negotiation_value_vol_regime",
         "shock_grid",
     ]
     ablation = load_sweep("negotiation_value")
     assert ablation.grid["negotiation.enabled"] == [True, False]
     assert len(plan(ablation)) == 2 * 3 * 10
-    for world in ("credit_crunch", "vol_regime"):
+    for world in ("credit_crunch", "ecosystem", "vol_regime"):
         twin = load_sweep(f"negotiation_value_{world}")
         assert twin.base == world and twin.grid == {"negotiation.enabled": [True, False]}
         assert len(plan(twin)) == 2 * 20
