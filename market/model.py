@@ -129,7 +129,14 @@ class MarketModel(mesa.Model):
         self.keeper_rng = self.rng_for("keepers")
         self.keeper_flows: dict[str, float] = {}  # this step's forced flow of keepers, USD
         self.auction_history: list[AuctionStats] = []
-        for agent in (*self.liquidators, *self.arbitrageurs, *self.keepers):
+        # The agents once more as tuples: the conservation checks read them twice a step,
+        # and iterating the AgentSets (weak references) each time cost a tenth of a small
+        # world's step.
+        self.keeper_agents = tuple(self.keepers)
+        """The keepers, in scenario order."""
+        self.market_agents = (*self.liquidators, *self.arbitrageurs, *self.keeper_agents)
+        """Every liquidator, arbitrageur and keeper, in that order."""
+        for agent in self.market_agents:
             self.external_cash["owners"] -= agent.cash
         for keeper in scenario.keepers:
             if keeper.stable_units and keeper.stablecoin:
@@ -202,7 +209,7 @@ class MarketModel(mesa.Model):
         """USD held by everyone, modelled or external: constant by construction."""
         holders = (
             [p.cash for p in self.protocols.values()]
-            + [a.cash for a in (*self.liquidators, *self.arbitrageurs, *self.keepers)]
+            + [a.cash for a in self.market_agents]
             + [pool.usd for pool in self.pools.values()]
             + list(self.external_cash.values())
         )
@@ -214,7 +221,7 @@ class MarketModel(mesa.Model):
         for asset in self.asset_names:
             parts = [self.pools[asset].units, self.external_units[asset]]
             parts += [p.held_units().get(asset, 0.0) for p in self.protocols.values()]
-            parts += [k.units.get(asset, 0.0) for k in self.keepers]
+            parts += [k.units.get(asset, 0.0) for k in self.keeper_agents]
             totals[asset] = math.fsum(parts)
         return totals
 

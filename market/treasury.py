@@ -97,10 +97,13 @@ def treasury_quotes(model: MarketModel, levers: dict[str, np.ndarray]) -> Quotes
     maturing = maturing_within_horizon(model)
     n = len(model.protocols)
     lend, ask, borrow, bid = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-    for i, (pid, protocol) in enumerate(model.protocols.items()):
+    # Every protocol's levers clipped in one call, as floats (a clip per protocol cost
+    # more than the rule itself).
+    clipped = np.clip(np.array([levers[pid] for pid in model.protocols]), -1.0, 1.0).tolist()
+    for i, protocol in enumerate(model.protocols.values()):
         if protocol.defaulted:
             continue
-        lever = np.clip(levers[pid], -1.0, 1.0)
+        lever = clipped[i]
         reservation = protocol.funding_rate() + spec.lender_spread
         lendable = protocol.lendable(days, float(maturing[i]))
         if lever[LEND] <= 0.0:

@@ -246,7 +246,7 @@ class MarketWorld:
         model = self._model
         cash = (
             [p.cash for p in model.protocols.values()]
-            + [a.cash for a in (*model.liquidators, *model.arbitrageurs, *model.keepers)]
+            + [a.cash for a in model.market_agents]
             + [pool.usd for pool in model.pools.values()]
             + list(model.external_cash.values())
         )
@@ -255,10 +255,10 @@ class MarketWorld:
         for asset in model.asset_names:
             parts = [model.pools[asset].units, model.external_units[asset]]
             parts += [h.get(asset, 0.0) for h in held]
-            parts += [k.units.get(asset, 0.0) for k in model.keepers]
+            parts += [k.units.get(asset, 0.0) for k in model.keeper_agents]
             units[asset] = math.fsum(parts)
-            gross_units[asset] = math.fsum(abs(x) for x in parts)
-        return math.fsum(cash), units, math.fsum(abs(x) for x in cash), gross_units
+            gross_units[asset] = math.fsum(map(abs, parts))
+        return math.fsum(cash), units, math.fsum(map(abs, cash)), gross_units
 
     def check_phase(
         self, phase: str, before: tuple[float, dict[str, float], float, dict[str, float]]

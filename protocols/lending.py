@@ -59,9 +59,12 @@ class LendingPool(Protocol[LendingParams]):
         self.liquidity_index = 1.0
         self.scaled_deposits = p.deposits_usd
         self.reserves = p.reserves_usd
-        self._shortfall_key: tuple = ()
+        self._shortfall_key: list[float] = []
         self._shortfall = 0.0
         self.books = {a: LendingBook(a, c) for a, c in p.collateral.items()}
+        # The books in order, as a tuple: the balance-sheet sums below run many times a
+        # step, and iterating a tuple beats a dict view plus a generator.
+        self._book_items = tuple(self.books.items())
         self.reference_rate = self.rate_model.borrow_rate(p.utilization)
         self.health_factors = p.health_factors()  # opening health factors' distribution
         self._seed_positions(self.world.rng_for(f"protocol:{protocol_id}:init"))
@@ -116,7 +119,10 @@ class LendingPool(Protocol[LendingParams]):
 
     def total_debt(self) -> float:
         """USD owed by borrowers (face value)."""
-        return self.borrow_index * sum(b.total_scaled_debt for b in self.books.values())
+        scaled = 0.0
+        for _, book in self._book_items:
+            scaled += book.total_scaled_debt
+        return self.borrow_index * scaled
 
     def utilization(self) -> float:
         """Borrowed / deposits, in [0, 1]."""
@@ -129,11 +135,10 @@ class LendingPool(Protocol[LendingParams]):
         Cached on (prices, borrow index, book versions): the world asks for equity
         several times a step and nothing changes in between.
         """
-        cache_key = (
-            self.borrow_index,
-            *(self.world.oracle_prices[a] for a in self.books),
-            *(b.index.version for b in self.books.values()),
-        )
+        prices = self.world.oracle_prices
+        cache_key = [self.borrow_index]
+        for asset, book in self._book_items:
+            cache_key += (prices[asset], book.index.version)
         if cache_key != self._shortfall_key:
             self._shortfall_key = cache_key
             self._shortfall = self._compute_shortfall()
@@ -154,7 +159,10 @@ class LendingPool(Protocol[LendingParams]):
     def treasury_value(self) -> float:
         """USD value of the collateral the pool owns (liquidation protocol fees)."""
         prices = self.world.oracle_prices
-        return sum(b.treasury_units * prices[a] for a, b in self.books.items())
+        value = 0.0
+        for asset, book in self._book_items:
+            value += book.treasury_units * prices[asset]
+        return value
 
     def own_equity(self) -> float:
         """Cash + loans (capped by collateral) + treasury collateral - deposits."""

@@ -205,19 +205,30 @@ class PerpExchange(Protocol[PerpParams]):
     # -- balance sheet -----------------------------------------------------------------
     def traders_pnl(self) -> float:
         """Unrealised PnL of all traders at oracle prices (the vault's liability)."""
+        # PerpSide.pnl(None, ...) inlined: the balance sheet asks for this ~10 times a
+        # step per exchange, and the calls cost more than the arithmetic.
+        prices = self.world.oracle_prices
         total = 0.0
         for market in self.markets.values():
-            price = self.world.oracle_prices[market.asset]
+            price, funding = prices[market.asset], market.funding_index
             for side in market.sides.values():
-                total += side.pnl(None, price, market.funding_index)
+                sums = side.sums
+                size = sums["size"]
+                price_pnl = price * size - sums["size_entry"]
+                funding_pnl = funding * size - sums["size_funding"]
+                total += side.sign * (price_pnl - funding_pnl)
         return total
 
     def open_interest(self) -> float:
         """Total notional of open positions at oracle prices."""
-        return sum(
-            self.world.oracle_prices[m.asset] * sum(s.sums["size"] for s in m.sides.values())
-            for m in self.markets.values()
-        )
+        prices = self.world.oracle_prices
+        total = 0.0
+        for market in self.markets.values():
+            size = 0.0
+            for side in market.sides.values():
+                size += side.sums["size"]
+            total += prices[market.asset] * size
+        return total
 
     def vault_nav(self) -> float:
         """LP vault net asset value: its cash minus what it owes traders."""

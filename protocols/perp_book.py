@@ -151,6 +151,8 @@ class PerpSide:
 
     def __init__(self, is_long: bool) -> None:
         self.is_long = is_long
+        self.sign = 1.0 if is_long else -1.0
+        """+1 for longs, -1 for shorts: the sign of a price move's PnL."""
         # ``edge``: the trader's expected return on notional over the holding horizon
         # (perp_funding); last, so blocks keep size, entry, margin, funding_entry first.
         self.positions = PositionArrays(("size", "entry", "margin", "funding_entry", "edge"))
@@ -240,7 +242,7 @@ class PerpSide:
             s = self.sums
             price_pnl = price * s["size"] - s["size_entry"]
             funding_pnl = funding * s["size"] - s["size_funding"]
-            return (1.0 if self.is_long else -1.0) * (price_pnl - funding_pnl)
+            return self.sign * (price_pnl - funding_pnl)
         return self.block_pnl(self.positions.block(slots), price, funding)
 
     def block_pnl(self, block: np.ndarray, price: float, funding: float) -> np.ndarray:
@@ -248,7 +250,7 @@ class PerpSide:
         size, entry, _, funding_entry = block[:4]
         price_pnl = size * (price - entry)
         funding_pnl = size * (funding - funding_entry)
-        return (1.0 if self.is_long else -1.0) * (price_pnl - funding_pnl)
+        return self.sign * (price_pnl - funding_pnl)
 
 
 class PerpMarket:
