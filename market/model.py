@@ -78,7 +78,6 @@ class MarketModel(mesa.Model):
         assets = scenario.market.assets
         self.asset_names: tuple[str, ...] = tuple(assets)
         self.external_units = dict.fromkeys(self.asset_names, 0.0)
-        self.user_rng = self.rng_for("users")
 
         self.price_process = PriceProcess(
             {name: AssetDynamics.of(a) for name, a in assets.items()},
@@ -149,6 +148,12 @@ class MarketModel(mesa.Model):
             cls = get_protocol_class(spec.type)
             params = cls.Params.model_validate(spec.params)
             self.protocols[spec.id] = self.world.construct(cls, spec.id, params)
+        # Each protocol's users draw from a stream of their own, not one shared in protocol
+        # order: adding, removing or reordering a protocol leaves the others' user draws as
+        # they were (paired comparisons between scenario variants), and protocols of one
+        # type can be stepped as array rows, each with its own stream (docs/architecture.md,
+        # "Stacked protocols").
+        self.user_rngs = {pid: self.rng_for(f"protocol:{pid}:users") for pid in self.protocols}
 
         # Protocols that trade on the pools themselves (delta hedgers), found once.
         self.hedgers = [
@@ -306,9 +311,10 @@ class MarketModel(mesa.Model):
         # defaulted protocol opens nothing new but accrues, and its users repay, close
         # and withdraw what is left pro rata (protocols.flows.run_flows).
         call = self.world.call
-        for protocol in self.protocols.values():
+        user_rngs = self.user_rngs
+        for protocol_id, protocol in self.protocols.items():
             call(protocol, "accrue", protocol.accrue, self.dt_years)
-            call(protocol, "act_users", protocol.act_users, self.dt_years, self.user_rng)
+            call(protocol, "act_users", protocol.act_users, self.dt_years, user_rngs[protocol_id])
         if self.ledger.lines.count:
             self.ledger.accrue(self.dt_years)
             sync_credit(self)
