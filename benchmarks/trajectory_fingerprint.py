@@ -34,21 +34,20 @@ from liqnet.scenarios.loader import builtin_names
 DEFAULT_OUT = Path(__file__).parent / "results" / "trajectory_fingerprints.json"
 
 
-def digest(frame: pd.DataFrame) -> str:
-    """A short hash of a frame's column names and values (floats by their bytes)."""
-    hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
-    names = "\x1f".join(map(str, frame.columns)).encode()
-    return hashlib.sha256(names + hashed.tobytes()).hexdigest()[:20]
-
-
 def column_digests(frame: pd.DataFrame) -> dict[str, str]:
-    """One hash per column, so a check can name the first column that moved."""
+    """One hash per column (values by their bytes, with the index), so a check can name
+    the first column that moved."""
     return {
         str(c): hashlib.sha256(
             pd.util.hash_pandas_object(frame[c]).to_numpy().tobytes()
         ).hexdigest()[:12]
         for c in frame.columns
     }
+
+
+def digest(columns: dict[str, str]) -> str:
+    """One hash of a frame, from its column names and column hashes in order."""
+    return hashlib.sha256(json.dumps(list(columns.items())).encode()).hexdigest()[:20]
 
 
 def fingerprints(seeds: list[int], steps: int) -> dict[str, dict[str, Any]]:
@@ -58,12 +57,14 @@ def fingerprints(seeds: list[int], steps: int) -> dict[str, dict[str, Any]]:
         scenario = load(name)
         for seed in seeds:
             result = run(scenario, seed=seed, steps=min(scenario.steps, steps))
-            out[f"{name}/{seed}"] = {
-                "timeseries": digest(result.timeseries),
-                "events": digest(result.events),
-                "columns": column_digests(result.timeseries),
+            columns = column_digests(result.timeseries)
+            key = f"{name}/{seed}"
+            out[key] = {
+                "timeseries": digest(columns),
+                "events": digest(column_digests(result.events)),
+                "columns": columns,
             }
-            print(f"{name:>16} seed {seed}: {out[f'{name}/{seed}']['timeseries']}", flush=True)
+            print(f"{name:>16} seed {seed}: {out[key]['timeseries']}", flush=True)
     return out
 
 
