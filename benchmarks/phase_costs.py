@@ -42,7 +42,12 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from world_throughput import PROTOCOLS_BAR, protocols_world  # noqa: E402
+from world_throughput import (  # noqa: E402
+    PROTOCOLS_BAR,
+    WARMUP_STEPS,
+    protocols_world,
+    time_steps,
+)
 
 import liqnet.market.model as model_module  # noqa: E402
 from liqnet.market import MarketModel  # noqa: E402
@@ -79,23 +84,16 @@ class PhaseTimer:
         return wrapper
 
 
-def per_step_costs(build: Callable[[], MarketModel], steps: int, warmup: int = 30) -> dict:
+def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:
     """Seconds per step by phase (exclusive), the timed total and the untimed total.
 
     Two worlds from ``build`` (one seed, so one trajectory) run the same steps, one
     untimed and one timed: a cascade in some steps and not in others would otherwise
     pass for timer cost.
     """
+    untimed = time_steps(build(), steps, blocks=1)["median_s"]
     model = build()
-    for _ in range(warmup):
-        model.step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.step()
-    untimed = (time.perf_counter() - start) / steps
-
-    model = build()
-    for _ in range(warmup):
+    for _ in range(WARMUP_STEPS):  # as time_steps warms up: the same steps are timed
         model.step()
     timer = PhaseTimer()
     saved = {name: getattr(model_module, name) for name in MARKET_PHASES}

@@ -46,6 +46,8 @@ POSITIONS_BAR = 1.5
 """The issue's bar: a 100k-positions step costs at most 1.5x a 10k-positions step."""
 PROTOCOLS_BAR = 4.0
 """The issue's bar: a 36-protocol step costs at most 4x a 3-protocol step."""
+WARMUP_STEPS = 20
+"""Steps run before timing starts (caches, first index rebuilds)."""
 
 # Balance-sheet sizes scaled with the number of positions, so that the distribution of
 # position sizes (and so the share of dust positions no liquidator will touch) stays the
@@ -95,7 +97,7 @@ def time_alternating(
     """Per model: median, best and per-block seconds per step, blocks of ``steps // blocks`` steps
     taken in turn (model 1, model 2, ..., model 1, ...) so load hits all alike."""
     for model in models.values():
-        for _ in range(20):  # warm-up: caches, first index rebuilds
+        for _ in range(WARMUP_STEPS):
             model.step()
     per_block = max(1, steps // blocks)
     samples: dict[str, list[float]] = {label: [] for label in models}
@@ -126,7 +128,7 @@ def paired_ratio(timings: dict[str, dict[str, Any]], numerator: str, denominator
 
 def time_steps(model: MarketModel, steps: int, blocks: int = 5) -> dict[str, float]:
     """Median and best seconds per step over ``blocks`` blocks of ``steps // blocks``."""
-    for _ in range(20):  # warm-up: caches, first index rebuilds
+    for _ in range(WARMUP_STEPS):
         model.step()
     per_block = max(1, steps // blocks)
     samples = []
