@@ -104,6 +104,11 @@ def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:
         model.world.call = timer.timed(  # type: ignore[method-assign]
             lambda protocol, phase, *_, **__: f"{type(protocol).__name__}.{phase}", world_call
         )
+        # A stacked type's phase is one call for all its protocols: labelled as theirs.
+        model.world.call_together = timer.timed(  # type: ignore[method-assign]
+            lambda protocols, phase, *_: f"{type(protocols[0]).__name__}.{phase}",
+            model.world.call_together,
+        )
         model.collect = timer.timed("collect", model.collect)  # type: ignore[method-assign]
         step = timer.timed(REST, model.step)
         start = time.perf_counter()

@@ -10,13 +10,14 @@ the protocol, e.g. a liquidator's repayment), and afterwards compares. The cost 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from liqnet.protocols.base import Protocol
+from liqnet.protocols.position_stack import PositionStack
 from liqnet.protocols.world import Account, ConservationError
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class MarketWorld:
         # far (keyed by id: hashing an agent goes through Python).
         self._flows: dict[int, list[Any]] = {}
         self._constructing: list[Any] | None = None
+        self._stacks: dict[str, PositionStack] = {}
 
     # -- the read-only view ------------------------------------------------------------
     @property
@@ -96,6 +98,15 @@ class MarketWorld:
     def rng_for(self, stream: str) -> np.random.Generator:
         """An independent generator for a named stream, derived from the world seed."""
         return self._model.rng_for(stream)
+
+    def position_stack(self, kind: str, fields: tuple[str, ...]) -> PositionStack:
+        """The world's shared storage for position books of ``kind`` (made on first ask)."""
+        stack = self._stacks.get(kind)
+        if stack is None:
+            stack = self._stacks[kind] = PositionStack(fields)
+        elif stack.fields != fields:
+            raise ValueError(f"position stack {kind!r} holds {stack.fields}, not {fields}")
+        return stack
 
     # -- moving money ------------------------------------------------------------------
     def transfer(
@@ -186,6 +197,25 @@ class MarketWorld:
             or (protocol.held_units() != units_before)
         ):
             self.check(protocol, phase, cash_before, units_before, flows[0], flows[1])
+        return result
+
+    def call_together(
+        self, protocols: Sequence[Protocol], phase: str, method: Callable[..., Any], *args: Any
+    ) -> Any:
+        """Call ``method(*args)`` once for several protocols (a stacked type's phase) and
+        check each conserved money and units, as :meth:`call` checks one."""
+        before = [(p.cash, p.held_units()) for p in protocols]
+        opened: list[list[Any]] = [[0.0, {}] for _ in protocols]
+        for protocol, flows in zip(protocols, opened, strict=True):
+            self._flows[id(protocol)] = flows
+        try:
+            result = method(*args)
+        finally:
+            for protocol in protocols:
+                del self._flows[id(protocol)]
+        for protocol, (cash, units), flows in zip(protocols, before, opened, strict=True):
+            if protocol.cash - cash != flows[0] or flows[1] or protocol.held_units() != units:
+                self.check(protocol, phase, cash, units, flows[0], flows[1])
         return result
 
     def construct(self, cls: type[Protocol], protocol_id: str, params: Any) -> Protocol:

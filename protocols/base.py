@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
@@ -247,6 +248,26 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
     @abc.abstractmethod
     def act_users(self, dt_years: float, rng: np.random.Generator) -> None:
         """Users (borrowers, depositors, traders, LPs) act: open, repay, withdraw."""
+
+    @classmethod
+    def act_users_stacked(
+        cls, protocols: Sequence[Protocol], dt_years: float, rngs: Sequence[np.random.Generator]
+    ) -> None:
+        """Users of several protocols of this type act, as each one's :meth:`act_users`
+        in turn would (bit for bit), each with its own generator.
+
+        A type that defines this itself is *stacked*: the world calls it once per step for
+        all its protocols of exactly that type (a subclass that does not define it again
+        is stepped per object), so it may do their work as one array program. This
+        default is the per-object loop.
+        """
+        for protocol, rng in zip(protocols, rngs, strict=True):
+            protocol.act_users(dt_years, rng)
+
+    @classmethod
+    def is_stacked(cls) -> bool:
+        """True when this exact type steps its protocols' users together."""
+        return cls is not Protocol and "act_users_stacked" in cls.__dict__
 
     # -- liquidations ------------------------------------------------------------------
     @abc.abstractmethod

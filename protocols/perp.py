@@ -18,11 +18,13 @@ Funding follows the mark (pool) / index (oracle) premium (:mod:`perp_funding`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import mesa
 import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
-from liqnet.protocols import perp_adl, perp_funding
+from liqnet.protocols import perp_adl, perp_churn, perp_funding
 from liqnet.protocols.base import (
     LiquidationOffer,
     LiquidationOutcome,
@@ -30,8 +32,7 @@ from liqnet.protocols.base import (
     bounded_step,
 )
 from liqnet.protocols.lp_shares import LPShares
-from liqnet.protocols.perp_book import PerpMarket, PerpParams, PerpSide
-from liqnet.protocols.positions import NO_SLOTS
+from liqnet.protocols.perp_book import SIDE_FIELDS, PerpMarket, PerpParams, PerpSide
 
 _DAYS_PER_YEAR = 365.0
 
@@ -51,7 +52,8 @@ class PerpExchange(Protocol[PerpParams]):
                 f"protocol {protocol_id!r}: markets {unknown} are not market assets "
                 f"(allowed: {list(assets)})"
             )
-        self.markets = {a: PerpMarket(a, m) for a, m in params.markets.items()}
+        stack = self.world.position_stack("perp.sides", SIDE_FIELDS)
+        self.markets = {a: PerpMarket(a, m, stack) for a, m in params.markets.items()}
         self.leverages = params.leverages()  # opening leverage's distribution
         for market in self.markets.values():  # mark at the index: the interest component
             market.funding_rate_hourly = params.interest_rate_8h / 8.0
@@ -134,64 +136,38 @@ class PerpExchange(Protocol[PerpParams]):
             self._traders_act(churn, rng)
         self._lps_act(days)
 
-    def _traders_act(self, days: float, rng: np.random.Generator) -> None:
-        """Each side's closes and opens are one batch (one index update); new positions
-        reuse the slots just freed."""
-        p = self.params
-        rate = p.trader_turnover_per_day * days
-        market_shares = np.array([m.share for m in p.markets.values()])
-        market_shares = market_shares / market_shares.sum()
-        for market, market_share in zip(self.markets.values(), market_shares, strict=True):
-            price = self.world.oracle_prices[market.asset]
-            for side in market.sides.values():
-                # Each open position closes at the turnover rate; new ones arrive at the
-                # rate that keeps the book at its configured size and split.
-                expected = rate * p.positions * market_share * self._side_share(side)
-                n_close = rng.poisson(rate * side.positions.count)
-                leaving = side.positions.sample_active(rng, n_close)
-                carried = self._out_carried(market, side)
-                if carried.size:
-                    leaving = np.union1d(leaving, carried)
-                closed = self._close_voluntarily(market, side, leaving, price)
-                n_open = rng.poisson(expected)
-                opened = (
-                    self._open(market, side, self._draw_notional(rng, n_open), rng)
-                    if n_open and not self.defaulted  # in wind-down: closes only
-                    else NO_SLOTS
-                )
-                if closed.size or opened.size:
-                    side.index.mark_dirty(np.concatenate((closed, opened)))
+    @classmethod
+    def act_users_stacked(
+        cls,
+        protocols: Sequence[Protocol],
+        dt_years: float,
+        rngs: Sequence[np.random.Generator],
+    ) -> None:
+        """Every exchange's trader churn as one array program, then each one's LPs (as
+        :meth:`act_users` of each in turn)."""
+        days = dt_years * _DAYS_PER_YEAR
+        due = []
+        for exchange, rng in zip(protocols, rngs, strict=True):
+            assert isinstance(exchange, PerpExchange)
+            churn = exchange.churn_days(days, exchange.params.churn_interval_hours)
+            if churn:
+                due.append((exchange, churn, rng))
+        if due:
+            perp_churn.trader_churn(*zip(*due, strict=True))
+        for exchange in protocols:
+            assert isinstance(exchange, PerpExchange)
+            exchange._lps_act(days)
 
-    def _out_carried(self, market: PerpMarket, side: PerpSide) -> np.ndarray:
-        """Positions whose expected funding carry now exceeds their edge (they close)."""
-        carry = perp_funding.expected_carry(self.params, market, side.is_long)
-        if carry <= 0.0:
-            return NO_SLOTS
-        slots = side.positions.active_slots()
-        return slots[perp_funding.out_carried(side.positions.columns["edge"][slots], carry)]
+    def _traders_act(self, days: float, rng: np.random.Generator) -> None:
+        """This exchange's trader churn (:func:`perp_churn.trader_churn` of one)."""
+        perp_churn.trader_churn([self], [days], [rng])
 
     def _close_voluntarily(
-        self, market: PerpMarket, side: PerpSide, slots, price: float
+        self, market: PerpMarket, side: PerpSide, slots: np.ndarray, price: float
     ) -> np.ndarray:
-        """Healthy traders take profit or cut losses; returns the closed (unmarked) slots."""
-        if slots.size == 0:
-            return NO_SLOTS
-        block = side.positions.block(slots)  # one gather: size, entry, margin, funding_entry
-        pnl = side.block_pnl(block, price, market.funding_index)
-        fee = self.params.trading_fee * self.price_multiplier * block[0] * price
-        equity = block[2] + pnl - fee
-        healthy = equity > 0  # an underwater trader waits for liquidation instead
-        if not healthy.all():
-            slots, block = slots[healthy], block[:, healthy]
-            pnl, fee, equity = pnl[healthy], fee[healthy], equity[healthy]
-        if slots.size == 0:
-            return NO_SLOTS
-        side.close(slots, mark=False, block=block)
-        self.vault_cash -= float(pnl.sum())
-        self.treasury += float(fee.sum())
-        self.revenue += float(fee.sum())
-        self.world.transfer(self, "traders", usd=float(equity.sum()))
-        return slots
+        """Healthy traders of ``slots`` close at ``price``; returns the closed (unmarked)
+        slots (the churn's closing, for one side)."""
+        return perp_churn.close_voluntarily(self, market, side, slots, price)
 
     def _lps_act(self, days: float) -> None:
         p = self.params

@@ -20,6 +20,7 @@ from liqnet.core.schema import (
 )
 from liqnet.protocols.base import ProtocolParams
 from liqnet.protocols.distributions import AnyDistribution, Distribution, Lognormal, check_range
+from liqnet.protocols.position_stack import PositionStack
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 
 
@@ -146,16 +147,20 @@ _SUMS_OF_COLUMNS = (
 """Running sums other than ``size``: (sum name, column, weighted by size)."""
 
 
+SIDE_FIELDS = ("size", "entry", "margin", "funding_entry", "edge")
+"""Columns of a side's positions (``edge`` last: blocks keep the first four together)."""
+
+
 class PerpSide:
     """Positions on one side of one market, with running sums for O(1) aggregates."""
 
-    def __init__(self, is_long: bool) -> None:
+    def __init__(self, is_long: bool, stack: PositionStack | None = None) -> None:
         self.is_long = is_long
         self.sign = 1.0 if is_long else -1.0
         """+1 for longs, -1 for shorts: the sign of a price move's PnL."""
         # ``edge``: the trader's expected return on notional over the holding horizon
         # (perp_funding); last, so blocks keep size, entry, margin, funding_entry first.
-        self.positions = PositionArrays(("size", "entry", "margin", "funding_entry", "edge"))
+        self.positions = PositionArrays(SIDE_FIELDS, stack=stack)
         self.sums = {"size": 0.0, "size_entry": 0.0, "size_funding": 0.0, "margin": 0.0}
         self.index = LiquidationIndex(self.positions, self.key)
 
@@ -256,10 +261,14 @@ class PerpSide:
 class PerpMarket:
     """One perpetual market: margins, funding index and both sides."""
 
-    def __init__(self, asset: str, params: PerpMarketParams) -> None:
+    def __init__(
+        self, asset: str, params: PerpMarketParams, stack: PositionStack | None = None
+    ) -> None:
         self.asset = asset
         self.initial_margin = params.initial_margin
         self.maintenance_margin = params.maintenance_margin
         self.funding_index = 0.0
         self.funding_rate_hourly = 0.0
-        self.sides = {"long": PerpSide(True), "short": PerpSide(False)}
+        # Both sides are rows of ``stack`` when given (one per world: every exchange's
+        # books, so the exchanges' trader churn is one array program).
+        self.sides = {"long": PerpSide(True, stack), "short": PerpSide(False, stack)}

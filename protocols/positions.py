@@ -14,8 +14,12 @@ past a fraction of the book, so sorting is amortised over many steps.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from liqnet.protocols.position_stack import PositionStack
 
 _MIN_CAPACITY = 64
 NO_SLOTS = np.empty(0, dtype=np.int64)
@@ -31,30 +35,56 @@ class PositionArrays:
         capacity: Initial number of slots.
     """
 
-    def __init__(self, fields: tuple[str, ...], capacity: int = _MIN_CAPACITY) -> None:
+    def __init__(
+        self,
+        fields: tuple[str, ...],
+        capacity: int = _MIN_CAPACITY,
+        stack: PositionStack | None = None,
+    ) -> None:
         capacity = max(int(capacity), _MIN_CAPACITY)
         self.fields = fields
-        # One 2-D block, one row per field: sums over a set of slots for every field are
-        # then a single gather and a single reduction.
-        self.data = np.zeros((len(fields), capacity))
-        self.columns: dict[str, np.ndarray] = {f: self.data[i] for i, f in enumerate(fields)}
-        self.active = np.zeros(capacity, dtype=bool)
         self.size = 0  # high-water mark: slots [0, size) have been used
         self.count = 0  # number of active positions
-        # Freed slots, reused last-in first-out (a NumPy stack: no Python ints per slot).
-        self._free = np.empty(capacity, dtype=np.int64)
         self._free_count = 0
+        # Slots this book may use: with a stack, its own growth history (the stack's
+        # storage may be wider), so the index rebuilds exactly when a lone book would.
+        self._capacity = capacity
+        self.stack = stack
+        """The stack whose storage this book is a row of (``None``: its own storage)."""
+        self.row = stack.attach(self) if stack is not None else -1
+        """This book's row in :attr:`stack`."""
+        if stack is not None:
+            return
+        # One 2-D block, one row per field: sums over a set of slots for every field are
+        # then a single gather and a single reduction.
+        self.bind(
+            np.zeros((len(fields), capacity)),
+            np.zeros(capacity, dtype=bool),
+            # Freed slots, reused last-in first-out (a NumPy stack: no Python ints per slot).
+            np.empty(capacity, dtype=np.int64),
+        )
+
+    def bind(self, data: np.ndarray, active: np.ndarray, free: np.ndarray) -> None:
+        """Use these arrays (a stack's row views, or storage of its own) as storage."""
+        self.data = data
+        self.columns: dict[str, np.ndarray] = {f: data[i] for i, f in enumerate(self.fields)}
+        self.active = active
+        self._free = free
 
     @property
     def capacity(self) -> int:
         """Number of allocated slots."""
-        return self.active.shape[0]
+        return self._capacity
 
     def __getitem__(self, field: str) -> np.ndarray:
         return self.columns[field]
 
     def _grow(self, needed: int) -> None:
         new_capacity = max(self.capacity * 2, needed)
+        if self.stack is not None:
+            self.stack.reserve(new_capacity)
+            self._capacity = new_capacity
+            return
         data = np.zeros((len(self.fields), new_capacity))
         data[:, : self.capacity] = self.data
         self.data = data
@@ -65,6 +95,7 @@ class PositionArrays:
         free = np.empty(new_capacity, dtype=np.int64)
         free[: self._free_count] = self._free[: self._free_count]
         self._free = free
+        self._capacity = new_capacity
 
     def add(self, **values: np.ndarray | float) -> np.ndarray:
         """Append positions; returns their slot numbers. Freed slots are reused first.

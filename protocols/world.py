@@ -22,6 +22,7 @@ from liqnet.core.errors import ConservationError
 
 if TYPE_CHECKING:
     from liqnet.protocols.base import Protocol as LiqnetProtocol
+    from liqnet.protocols.position_stack import PositionStack
 
 __all__ = ["EXTERNAL_ACCOUNTS", "Account", "ConservationError", "World"]
 
@@ -98,6 +99,14 @@ class World(Protocol):
 
     def rng_for(self, stream: str) -> np.random.Generator:
         """An independent generator for a named stream, derived from the world seed."""
+        ...
+
+    def position_stack(self, kind: str, fields: tuple[str, ...]) -> PositionStack:
+        """The world's shared storage for position books of ``kind`` (made on first ask).
+
+        Books of one kind across the world's protocols are rows of one stack, so a
+        protocol type can edit all of them as one array program (``position_stack``).
+        """
         ...
 
     def transfer(

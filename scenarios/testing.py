@@ -118,6 +118,7 @@ def check_protocol(
             f"  {name} world: {scenario.steps} steps conserved money and units, interface "
             "contract held, same seed gave the same time series"
         )
+    report.lines.append(_check_style(cls, type_name, params, max(steps, 5), seed))
     checked = _check_bad_params(cls, type_name, params)
     report.lines.append(f"  bad parameters: {checked} refused naming the field")
     if verbose:
@@ -142,6 +143,37 @@ def _raw(
         shocks=copy.deepcopy(_CRASH) if crash else [],
     )
     return raw
+
+
+def _check_style(
+    cls: type[Protocol], type_name: str, params: dict[str, Any], steps: int, seed: int
+) -> str:
+    """Name the style; a stacked type must equal itself stepped per object, bit for bit.
+
+    Two copies of the protocol in the crash world, once as the type (one stack) and once
+    as a subclass that does not define ``act_users_stacked`` (so stepped one by one).
+    """
+    if not cls.is_stacked():
+        return "  style: per object (no act_users_stacked of its own): one protocol at a time"
+    alone_name = f"{type_name}__per_object"
+    register(alone_name, type(f"{cls.__name__}PerObject", (cls,), {"type_name": alone_name}))
+    series = {}
+    for name in (type_name, alone_name):
+        raw = _raw(name, params, steps, seed, crash=True)
+        twin = {**copy.deepcopy(raw["protocols"][-1]), "id": "plugin_2"}
+        raw["protocols"].append(twin)
+        series[name] = _run(validate(raw, f"stacked check of {type_name}"), "stacked check")
+    stacked, alone = series[type_name], series[alone_name]
+    if not stacked.equals(alone):
+        moved = [c for c in stacked.columns if not stacked[c].equals(alone[c])]
+        raise ProtocolCheckError(
+            f"{type_name}: act_users_stacked differs from each protocol's act_users in turn "
+            f"(two protocols, crash world): columns {moved[:5]}"
+        )
+    return (
+        "  style: stacked (act_users_stacked): two protocols stepped as one stack equal "
+        "them stepped one by one, bit for bit"
+    )
 
 
 def _named_assets(type_name: str, params: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ from pydantic import Field
 from liqnet.core import ConservationError
 from liqnet.market import MarketModel
 from liqnet.protocols import registry
+from liqnet.protocols.perp import PerpExchange
 from liqnet.scenarios import load
 from liqnet.scenarios.testing import ProtocolCheckError, check_protocol
 
@@ -148,3 +149,23 @@ def test_every_number_of_a_plugin_is_bounded() -> None:
         check_protocol(UnboundedDesk)
     # Both bounds of each of the desk's 11 numbers are checked: 22 refusals.
     assert "bad parameters: 22 refused naming the field" in str(check_protocol(FixedRateDesk))
+
+
+def test_the_report_names_each_types_style() -> None:
+    assert "style: stacked (act_users_stacked)" in str(check_protocol("perp", steps=12))
+    assert "style: per object" in str(check_protocol(FixedRateDesk, steps=12))
+
+
+class SkippingStack(PerpExchange):
+    """A stacked type whose stack forgets every protocol but the first."""
+
+    type_name = "skipping_stack"
+
+    @classmethod
+    def act_users_stacked(cls, protocols, dt_years, rngs) -> None:  # type: ignore[no-untyped-def]
+        protocols[0].act_users(dt_years, rngs[0])
+
+
+def test_a_stack_that_differs_from_its_protocols_one_by_one_fails() -> None:
+    with pytest.raises(ProtocolCheckError, match="act_users_stacked differs"):
+        check_protocol(SkippingStack, steps=12)

@@ -1,0 +1,98 @@
+"""A stack's rows behave bit for bit as lone books, edited one at a time or all at once."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from liqnet.protocols.position_stack import PositionStack
+from liqnet.protocols.positions import LiquidationIndex, PositionArrays
+
+FIELDS = ("size", "margin")
+
+
+def _same_book(stacked: PositionArrays, lone: PositionArrays) -> None:
+    assert (stacked.size, stacked.count, stacked.capacity) == (lone.size, lone.count, lone.capacity)
+    assert np.array_equal(stacked.active[: lone.size], lone.active[: lone.size])
+    assert not stacked.active[lone.size :].any()
+    assert np.array_equal(stacked.data[:, : lone.size], lone.data[:, : lone.size])
+    assert stacked._free_count == lone._free_count
+    assert np.array_equal(stacked._free[: lone._free_count], lone._free[: lone._free_count])
+
+
+def _books(k: int) -> tuple[PositionStack, list[PositionArrays]]:
+    stack = PositionStack(FIELDS)
+    for _ in range(k):
+        stack.new_row()
+    return stack, [PositionArrays(FIELDS) for _ in range(k)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 6), edits=st.integers(1, 25))
+def test_batched_edits_equal_each_books_own_edits(seed: int, k: int, edits: int) -> None:
+    rng = np.random.default_rng(seed)
+    stack, lone = _books(k)
+    # The lone books draw from their own streams; the stack's rows from twins of them.
+    lone_rngs = [np.random.default_rng([seed, i]) for i in range(k)]
+    row_rngs = [np.random.default_rng([seed, i]) for i in range(k)]
+    for _ in range(edits):
+        rows = np.sort(rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False))
+        action = rng.integers(3)
+        if action == 0:  # open: reuses freed slots first, may grow a row past the others
+            counts = rng.integers(0, 150, rows.size)
+            size = rng.uniform(1, 10, int(counts.sum()))
+            margin = rng.uniform(0, 1, int(counts.sum()))
+            got = stack.add(rows, counts, size=size, margin=margin)
+            bounds = np.concatenate(([0], np.cumsum(counts)))
+            for i, row in enumerate(rows):
+                part = slice(bounds[i], bounds[i + 1])
+                want = lone[row].add(size=size[part], margin=margin[part])
+                assert np.array_equal(got[part], want)
+        else:  # pick and close, as a trader churn does
+            drawn = [r for r in rows if lone[r].count]
+            wanted = rng.integers(1, 40, len(drawn))
+            uniforms = [
+                row_rngs[r].random(2 * int(n) + 4) for r, n in zip(drawn, wanted, strict=True)
+            ]
+            picked_rows = np.array(drawn, dtype=np.int64)
+            slots, counts = stack.pick(picked_rows, uniforms, wanted)
+            of_row = np.repeat(picked_rows, counts)
+            for r, n in zip(drawn, wanted, strict=True):
+                want = lone[r].sample_active(lone_rngs[r], int(n))
+                assert np.array_equal(slots[of_row == r], want)
+            if action == 1:
+                stack.close(of_row, slots)
+                for r in drawn:
+                    lone[r].close(slots[of_row == r])
+        for row in range(k):
+            _same_book(stack.rows[row], lone[row])
+
+
+def test_rows_keep_their_own_capacity_and_index_rebuilds() -> None:
+    stack, lone = _books(2)
+    stack.rows[0].add(size=np.ones(500), margin=np.ones(500))
+    lone[0].add(size=np.ones(500), margin=np.ones(500))
+    # Row 1 is as wide as row 0 in storage but as small as its lone twin in capacity.
+    assert stack.width >= 500 and stack.rows[1].capacity == lone[1].capacity == 64
+    index = LiquidationIndex(stack.rows[1], lambda s: stack.rows[1]["size"][s])
+    twin = LiquidationIndex(lone[1], lambda s: lone[1]["size"][s])
+    for book, idx in ((stack.rows[1], index), (lone[1], twin)):
+        idx.mark_dirty(book.add(size=np.arange(1.0, 41.0), margin=np.zeros(40)))
+    assert index.rebuilds == twin.rebuilds
+    assert np.array_equal(index.select(20.0, True), twin.select(20.0, True))
+
+
+def test_per_row_edits_write_the_shared_storage() -> None:
+    stack, _ = _books(3)
+    slots = stack.rows[2].add(size=np.array([1.0, 2.0]), margin=0.5)
+    assert np.array_equal(stack.data[2, 0, slots], [1.0, 2.0])
+    assert stack.active[2, slots].all() and not stack.active[:2].any()
+    stack.rows[0].add(size=np.ones(1000), margin=0.0)  # the stack grows: views rebind
+    stack.rows[2].columns["margin"][slots] = 3.0
+    assert np.array_equal(stack.data[2, 1, slots], [3.0, 3.0])
+
+
+def test_a_book_of_other_fields_is_refused() -> None:
+    stack = PositionStack(FIELDS)
+    with pytest.raises(ValueError, match="fields"):
+        PositionArrays(("size",), stack=stack)
