@@ -162,7 +162,7 @@ class PerpSide:
         # (perp_funding); last, so blocks keep size, entry, margin, funding_entry first.
         self.positions = PositionArrays(SIDE_FIELDS, stack=stack)
         self.sums = {"size": 0.0, "size_entry": 0.0, "size_funding": 0.0, "margin": 0.0}
-        self.index = LiquidationIndex(self.positions, self.key)
+        self.index = LiquidationIndex(self.positions, self.key, stacked=True)
 
     def key(self, slots: np.ndarray) -> np.ndarray:
         """Liquidation key (see the module docstring)."""
@@ -173,6 +173,19 @@ class PerpSide:
         if self.is_long:
             return cols["entry"][slots] - cols["funding_entry"][slots] - per_unit
         return cols["entry"][slots] + per_unit - cols["funding_entry"][slots]
+
+    @staticmethod
+    def stacked_keys(
+        data: np.ndarray, is_long: np.ndarray, rows: np.ndarray, slots: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`key` of ``slots`` of sides stored as ``rows`` of a stack's ``data``
+        (``is_long`` by row), element by element as each side's own key."""
+        size, entry = data[rows, 0, slots], data[rows, 1, slots]
+        margin, funding_entry = data[rows, 2, slots], data[rows, 3, slots]
+        per_unit = np.divide(margin, size, out=np.full(margin.shape, np.inf), where=size != 0)
+        return np.where(
+            is_long[rows], entry - funding_entry - per_unit, entry + per_unit - funding_entry
+        )
 
     def _update_sums(self, block: np.ndarray, sign: float) -> None:
         """Add (``sign=+1``) or remove positions given as a (fields, k) block."""

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from liqnet.protocols import perp_funding
+from liqnet.protocols.perp_book import PerpSide
 from liqnet.protocols.positions import NO_SLOTS
 
 if TYPE_CHECKING:
     from liqnet.protocols.perp import PerpExchange
-    from liqnet.protocols.perp_book import PerpMarket, PerpSide
+    from liqnet.protocols.perp_book import PerpMarket
     from liqnet.protocols.position_stack import PositionStack
 
 
@@ -120,11 +121,27 @@ def trader_churn(
     rows = [row for row, _, _ in drawn]
     closing = _Closes(stack, rows)
     opening = _Opens(stack, rows)
+    edited = []
     for i, row in enumerate(rows):
         shut = closing.book(i, row)
         new = opening.book(i, row)
         if shut.size or new.size:
-            row.side.index.mark_dirty(np.concatenate((shut, new)))
+            edited.append((row, np.concatenate((shut, new))))
+    if edited:
+        _mark(stack, edited)
+
+
+def _mark(stack: PositionStack, edited: list[tuple[_Row, np.ndarray]]) -> None:
+    """Mark every edited row's slots in its liquidation index, all rows at once."""
+    book_rows = np.array([row.side.positions.row for row, _ in edited], dtype=np.int64)
+    is_long = np.zeros(len(stack.rows), dtype=bool)
+    is_long[book_rows] = [row.side.is_long for row, _ in edited]
+    stack.indexes().mark(
+        book_rows,
+        np.concatenate([slots for _, slots in edited]),
+        np.array([slots.size for _, slots in edited], dtype=np.int64),
+        lambda rows, slots: PerpSide.stacked_keys(stack.data, is_long, rows, slots),
+    )
 
 
 def close_voluntarily(

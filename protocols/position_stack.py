@@ -23,9 +23,14 @@ holding stacks is rebuilt from its scenario (as the Ray workers do), never copie
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from liqnet.protocols.positions import NO_SLOTS, PositionArrays
+
+if TYPE_CHECKING:
+    from liqnet.protocols.index_stack import IndexStack
 
 _MIN_CAPACITY = 64
 
@@ -39,7 +44,7 @@ def _first_per_group(keys: np.ndarray) -> np.ndarray:
     return first
 
 
-def _ranks(groups: np.ndarray) -> np.ndarray:
+def ranks(groups: np.ndarray) -> np.ndarray:
     """Each entry's position within its run of equal, contiguous ``groups`` values."""
     if groups.size == 0:
         return groups
@@ -62,6 +67,15 @@ class PositionStack:
         self.data = np.zeros((0, len(fields), _MIN_CAPACITY))
         self.active = np.zeros((0, _MIN_CAPACITY), dtype=bool)
         self.free = np.empty((0, _MIN_CAPACITY), dtype=np.int64)
+        self._indexes: IndexStack | None = None
+
+    def indexes(self) -> IndexStack:
+        """The dirty-set storage of the books' liquidation indexes (made on first ask)."""
+        if self._indexes is None:
+            from liqnet.protocols.index_stack import IndexStack  # (it imports this module)
+
+            self._indexes = IndexStack(self)
+        return self._indexes
 
     def new_row(self, capacity: int = _MIN_CAPACITY) -> PositionArrays:
         """A new, empty book stored as the stack's next row."""
@@ -96,6 +110,8 @@ class PositionStack:
         self.data, self.active, self.free = data, active, free
         for row, book in enumerate(self.rows):
             book.bind(data[row], active[row], free[row])
+        if self._indexes is not None:
+            self._indexes.resize()
 
     # -- one edit for many rows --------------------------------------------------------
     def pick(
@@ -123,7 +139,7 @@ class PositionStack:
         position = np.repeat(np.arange(rows.size), lengths)[live]
         first = _first_per_group(position * self.width + picks)
         position = position[first]
-        keep = _ranks(position) < wanted[position]
+        keep = ranks(position) < wanted[position]
         return picks[first][keep], np.bincount(position[keep], minlength=rows.size)
 
     def close(self, rows: np.ndarray, slots: np.ndarray) -> None:
@@ -139,7 +155,7 @@ class PositionStack:
         # Each row pushes its slots on its own free list, in the order given.
         touched, counts = _run_lengths(rows)
         tops = np.array([self.rows[r]._free_count for r in touched], dtype=np.int64)
-        self.free[rows, np.repeat(tops, counts) + _ranks(rows)] = slots
+        self.free[rows, np.repeat(tops, counts) + ranks(rows)] = slots
         for row, count in zip(touched.tolist(), counts.tolist(), strict=True):
             book = self.rows[row]
             book.count -= count
@@ -161,7 +177,7 @@ class PositionStack:
             if needed > book.capacity:
                 book._grow(needed)  # as a lone book would: its own capacity doubles
         row_of = np.repeat(rows, counts)
-        rank = _ranks(np.repeat(np.arange(rows.size), counts))
+        rank = ranks(np.repeat(np.arange(rows.size), counts))
         # A row's first ``reuse`` slots come off the top of its free list, in list order
         # (as PositionArrays.add takes them); the rest extend its high-water mark.
         from_free = rank < np.repeat(reuse, counts)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from liqnet.protocols.index_stack import IndexStack
     from liqnet.protocols.position_stack import PositionStack
 
 _MIN_CAPACITY = 64
@@ -183,6 +184,8 @@ class LiquidationIndex:
         key: Function returning the current key for an array of slots.
         value_columns: Names of columns whose tail sums :meth:`tail_sums` can return.
         rebuild_fraction: Rebuild once dirty slots exceed this share of the book.
+        stacked: Keep the dirty-set state in the stack of ``arrays`` (when it is a row of
+            one), so :meth:`IndexStack.mark` can mark many books at once.
     """
 
     def __init__(
@@ -191,6 +194,7 @@ class LiquidationIndex:
         key: Callable[[np.ndarray], np.ndarray],
         value_columns: tuple[str, ...] = (),
         rebuild_fraction: float = 1.0 / 4.0,
+        stacked: bool = False,
     ) -> None:
         self.arrays = arrays
         self.key = key
@@ -198,15 +202,35 @@ class LiquidationIndex:
         self.rebuild_fraction = rebuild_fraction
         self.rebuilds = 0
         self.version = 0  # bumped on every change, for owners' caches
-        # Dirty slots, each once, and their current keys (NaN once closed: no comparison
-        # selects them) in growable parallel buffers: an edit costs O(k), not O(dirty).
-        self._dirty_buffer = np.empty(4 * _MIN_CAPACITY, dtype=np.int64)
-        self._dirty_keys = np.empty(4 * _MIN_CAPACITY)
         self._dirty_count = 0
-        # Empty until the first rebuild: a size that never matches the capacity (at least
-        # _MIN_CAPACITY), so rebuild() sorts from scratch and sizes the per-slot flags.
-        self._is_dirty = np.zeros(0, dtype=bool)
+        # None until the first rebuild, so rebuild() sorts from scratch and sizes the
+        # per-slot flags; then the book capacity they were sized for.
+        self._indexed_capacity: int | None = None
+        self.stack: IndexStack | None = (
+            arrays.stack.indexes() if stacked and arrays.stack is not None else None
+        )
+        """The :class:`IndexStack` holding this index's dirty set (``None``: its own)."""
+        if self.stack is not None:
+            self.stack.attach(self)
+        else:
+            # Dirty slots, each once, and their current keys (NaN once closed: no
+            # comparison selects them) in growable parallel buffers: an edit costs O(k),
+            # not O(dirty).
+            self.bind(
+                np.zeros(0, dtype=bool),
+                np.zeros(0, dtype=np.int64),
+                np.empty(4 * _MIN_CAPACITY, dtype=np.int64),
+                np.empty(4 * _MIN_CAPACITY),
+            )
         self.rebuild()
+
+    def bind(
+        self, is_dirty: np.ndarray, position: np.ndarray, buffer: np.ndarray, keys: np.ndarray
+    ) -> None:
+        """Use these arrays (a stack's row views, or its own) for the dirty set: per-slot
+        flags and buffer positions, and the buffer of dirty slots and their keys."""
+        self._is_dirty, self._dirty_position = is_dirty, position
+        self._dirty_buffer, self._dirty_keys = buffer, keys
 
     def rebuild(self, full: bool = False) -> None:
         """Re-sort: merge the dirty slots into the sorted order, or sort from scratch.
@@ -218,15 +242,19 @@ class LiquidationIndex:
         when the storage grows.
         """
         capacity = self.arrays.capacity
-        if full or self._is_dirty.shape[0] != capacity:
+        if full or self._indexed_capacity != capacity:
             slots = self.arrays.active_slots()
             keys = self.key(slots)
             # Quicksort: several times faster than a stable sort, and deterministic; the
             # order of positions with equal keys is of no consequence.
             order = keys.argsort()
             self._slots, self._keys = slots[order], keys[order]
-            self._is_dirty = np.zeros(capacity, dtype=bool)
-            self._dirty_position = np.zeros(capacity, dtype=np.int64)
+            if self.stack is None:
+                self._is_dirty = np.zeros(capacity, dtype=bool)
+                self._dirty_position = np.zeros(capacity, dtype=np.int64)
+            else:
+                self._is_dirty[:] = False  # (positions are only read for dirty slots)
+            self._indexed_capacity = capacity
         else:
             dirty, keys = self._dirty_state()
             live = keys == keys  # closed slots have NaN keys
@@ -255,7 +283,7 @@ class LiquidationIndex:
     def mark_dirty(self, slots: np.ndarray) -> None:
         """Record that these slots' keys or values changed (or they opened or closed)."""
         slots = np.asarray(slots, dtype=np.int64)
-        if self.arrays.capacity != self._is_dirty.shape[0]:
+        if self.arrays.capacity != self._indexed_capacity:
             self.rebuild(full=True)  # storage grew: re-sort everything, new slots included
             return
         fresh = slots[~self._is_dirty[slots]]
@@ -266,8 +294,11 @@ class LiquidationIndex:
         start, end = self._dirty_count, self._dirty_count + fresh.size
         if end > self._dirty_buffer.size:
             size = max(2 * self._dirty_buffer.size, end)
-            self._dirty_buffer = _grown(self._dirty_buffer, start, size)
-            self._dirty_keys = _grown(self._dirty_keys, start, size)
+            if self.stack is not None:
+                self.stack.reserve(size)
+            else:
+                self._dirty_buffer = _grown(self._dirty_buffer, start, size)
+                self._dirty_keys = _grown(self._dirty_keys, start, size)
         self._dirty_buffer[start:end] = fresh
         self._dirty_position[fresh] = np.arange(start, end)
         self._dirty_count = end

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from liqnet.protocols.index_stack import IndexStack
 from liqnet.protocols.position_stack import PositionStack
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 
@@ -96,3 +97,66 @@ def test_a_book_of_other_fields_is_refused() -> None:
     stack = PositionStack(FIELDS)
     with pytest.raises(ValueError, match="fields"):
         PositionArrays(("size",), stack=stack)
+
+
+def _key_of(book: PositionArrays):  # type: ignore[no-untyped-def]
+    return lambda slots: book["margin"][slots] / book["size"][slots]
+
+
+def _same_index(stacked: LiquidationIndex, lone: LiquidationIndex) -> None:
+    assert (stacked.rebuilds, stacked.version, stacked._dirty_count) == (
+        lone.rebuilds,
+        lone.version,
+        lone._dirty_count,
+    )
+    assert (stacked._bounds, stacked._dirty_bounds) == (lone._bounds, lone._dirty_bounds)
+    assert np.array_equal(stacked._dirty_state()[0], lone._dirty_state()[0])
+    assert np.array_equal(stacked._dirty_state()[1], lone._dirty_state()[1], equal_nan=True)
+    for threshold in (0.1, 0.3, 0.5, 0.8):
+        for above in (True, False):
+            assert np.array_equal(stacked.select(threshold, above), lone.select(threshold, above))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 5), edits=st.integers(1, 30))
+def test_marking_many_indexes_at_once_equals_each_index_marked(
+    seed: int, k: int, edits: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    stack, lone = _books(k)
+    stacked = [LiquidationIndex(b, _key_of(b), stacked=True) for b in stack.rows]
+    alone = [LiquidationIndex(b, _key_of(b)) for b in lone]
+    indexes = stack.indexes()
+    assert isinstance(indexes, IndexStack)
+
+    def key(rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        return stack.data[rows, 1, slots] / stack.data[rows, 0, slots]
+
+    for _ in range(edits):
+        rows = np.sort(rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False))
+        # Opens, closes and value edits (partial liquidations), with repeated slots.
+        counts = rng.integers(1, 120, rows.size)
+        size = rng.uniform(1, 10, int(counts.sum()))
+        margin = rng.uniform(0, 1, int(counts.sum()))
+        slots = stack.add(rows, counts, size=size, margin=margin)
+        for i, row in enumerate(rows):
+            part = slice(int(counts[:i].sum()), int(counts[: i + 1].sum()))
+            lone[row].add(size=size[part], margin=margin[part])
+        marked = []
+        for row in rows:
+            book = stack.rows[row]
+            active = book.active_slots()
+            chosen = active[rng.integers(0, active.size, int(rng.integers(1, 30)))]
+            if rng.random() < 0.5:
+                book.columns["margin"][chosen] *= 0.5
+                lone[row].columns["margin"][chosen] *= 0.5
+            else:
+                book.close(np.unique(chosen))
+                lone[row].close(np.unique(chosen))
+            marked.append(np.concatenate((slots[np.repeat(rows, counts) == row], chosen)))
+        indexes.mark(rows, np.concatenate(marked), np.array([m.size for m in marked]), key)
+        for row, chosen in zip(rows, marked, strict=True):
+            alone[row].mark_dirty(chosen)
+        for row in range(k):
+            _same_book(stack.rows[row], lone[row])
+            _same_index(stacked[row], alone[row])
