@@ -95,6 +95,9 @@ class CometPool(LendingPool):
     type_name = "comet"
     Params = CometParams  # type: ignore[assignment]  # strict __init__: collateral type narrows
     params: CometParams
+    # Its borrowers and depositors act as a lending pool's: stacked the same way (its own
+    # stack call, since the world stacks by exact type).
+    act_users_stacked = LendingPool.__dict__["act_users_stacked"]
 
     def __init__(self, model: mesa.Model, protocol_id: str, params: CometParams) -> None:
         super().__init__(model, protocol_id, params)

@@ -84,6 +84,20 @@ class IndexStack:
         for row, index in self.indexes.items():
             index.bind(self.is_dirty[row], self.position[row], self.buffer[row], self.keys[row])
 
+    def mark_edits(
+        self,
+        edits: list[tuple[int, np.ndarray]],
+        key: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> None:
+        """:meth:`mark` of ``(book row, slots)`` pairs (distinct rows, slots non-empty)."""
+        if edits:
+            self.mark(
+                np.array([row for row, _ in edits], dtype=np.int64),
+                np.concatenate([slots for _, slots in edits]),
+                np.array([slots.size for _, slots in edits], dtype=np.int64),
+                key,
+            )
+
     def mark(
         self,
         rows: np.ndarray,

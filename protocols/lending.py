@@ -9,9 +9,12 @@ when its key ``scaled_debt / collateral`` exceeds ``price * LT / index``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import mesa
 import numpy as np
 
+from liqnet.protocols import lending_churn
 from liqnet.protocols.base import (
     LiquidationOffer,
     LiquidationOutcome,
@@ -19,12 +22,11 @@ from liqnet.protocols.base import (
     bounded_step,
 )
 from liqnet.protocols.flows import recovery_ratio, run_flows
-from liqnet.protocols.lending_book import LendingBook
+from liqnet.protocols.lending_book import BOOK_FIELDS, LendingBook
 from liqnet.protocols.lending_liquidation import liquidation_terms
 from liqnet.protocols.lending_params import (
     LendingParams,
 )
-from liqnet.protocols.positions import NO_SLOTS
 from liqnet.protocols.rates import KinkedRateModel
 
 _DAYS_PER_YEAR = 365.0
@@ -61,7 +63,8 @@ class LendingPool(Protocol[LendingParams]):
         self.reserves = p.reserves_usd
         self._shortfall_key: list[float] = []
         self._shortfall = 0.0
-        self.books = {a: LendingBook(a, c) for a, c in p.collateral.items()}
+        stack = self.world.position_stack("lending.books", BOOK_FIELDS)
+        self.books = {a: LendingBook(a, c, stack) for a, c in p.collateral.items()}
         # The books in order, as a tuple: the balance-sheet sums below run many times a
         # step, and iterating a tuple beats a dict view plus a generator.
         self._book_items = tuple(self.books.items())
@@ -234,38 +237,31 @@ class LendingPool(Protocol[LendingParams]):
             self._borrowers_act(churn, rng)
         self._depositors_act(days)
 
+    @classmethod
+    def act_users_stacked(
+        cls,
+        protocols: Sequence[Protocol],
+        dt_years: float,
+        rngs: Sequence[np.random.Generator],
+    ) -> None:
+        """Every pool's borrower churn as one array program, then each one's depositors
+        (as :meth:`act_users` of each in turn)."""
+        days = dt_years * _DAYS_PER_YEAR
+        due = []
+        for pool, rng in zip(protocols, rngs, strict=True):
+            assert isinstance(pool, LendingPool)
+            churn = pool.churn_days(days, pool.params.churn_interval_hours)
+            if churn:
+                due.append((pool, churn, rng))
+        if due:
+            lending_churn.borrower_churn(*zip(*due, strict=True))
+        for pool in protocols:
+            assert isinstance(pool, LendingPool)
+            pool._depositors_act(days)
+
     def _borrowers_act(self, days: float, rng: np.random.Generator) -> None:
-        p = self.params
-        transfer = self.world.transfer
-        rate_ratio = self.reference_rate / max(
-            self.rate_model.borrow_rate(self.utilization()), 1e-9
-        )
-        for asset, book in self.books.items():
-            # Repayments: random active positions repay in full and take their collateral.
-            n_repay = rng.poisson(p.position_turnover_per_day * days * book.positions.count)
-            closed = book.positions.sample_active(rng, n_repay)
-            if closed.size:
-                owed = float(book.positions["scaled_debt"][closed].sum()) * self.borrow_index
-                units = float(book.positions["collateral"][closed].sum())
-                book.close(closed, mark=False)
-                transfer("borrowers", self, usd=owed)
-                transfer(self, "borrowers", asset=asset, units=units)
-            # New loans: fewer when rates are above the reference rate (price lever).
-            share = p.collateral[asset].share / sum(c.share for c in p.collateral.values())
-            expected = p.position_turnover_per_day * days * p.positions * share
-            n_new = rng.poisson(expected * min(2.0, max(0.2, rate_ratio)))
-            opened = NO_SLOTS
-            if n_new and not self.defaulted:  # a pool in wind-down lends no more
-                collateral, debt = self._draw_positions(rng, n_new, None, asset)
-                fits = np.cumsum(debt) <= self.idle_liquidity()
-                collateral, debt = collateral[fits], debt[fits]
-                if debt.size:
-                    opened = book.add(collateral, debt / self.borrow_index, mark=False)
-                    transfer(self, "borrowers", usd=float(debt.sum()))
-                    transfer("borrowers", self, asset=asset, units=float(collateral.sum()))
-            # One index update for the batch (new loans reuse the slots just freed).
-            if closed.size or opened.size:
-                book.index.mark_dirty(np.concatenate((closed, opened)))
+        """This pool's borrower churn (:func:`lending_churn.borrower_churn` of one)."""
+        lending_churn.borrower_churn([self], [days], [rng])
 
     def _depositors_act(self, days: float) -> None:
         p = self.params

@@ -8,13 +8,19 @@ from __future__ import annotations
 import numpy as np
 
 from liqnet.protocols.lending_params import CollateralParams
+from liqnet.protocols.position_stack import PositionStack
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
+
+BOOK_FIELDS = ("collateral", "scaled_debt")
+"""Columns of a collateral book's positions."""
 
 
 class LendingBook:
     """One collateral asset's positions, index and running totals."""
 
-    def __init__(self, asset: str, params: CollateralParams) -> None:
+    def __init__(
+        self, asset: str, params: CollateralParams, stack: PositionStack | None = None
+    ) -> None:
         self.asset = asset
         self.liquidation_threshold = params.liquidation_threshold
         self.ltv = params.ltv
@@ -23,11 +29,13 @@ class LendingBook:
         # Collateral the pool owns itself: liquidation protocol fees (Aave sends them to
         # its treasury as aTokens). Held, marked at the oracle, never a borrower's.
         self.treasury_units = 0.0
-        self.positions = PositionArrays(("collateral", "scaled_debt"))
+        # A row of ``stack`` when given (one per world: every pool's books, so the pools'
+        # borrower churn is one array program).
+        self.positions = PositionArrays(BOOK_FIELDS, stack=stack)
         self.total_collateral = 0.0
         self.total_scaled_debt = 0.0
         self.index = LiquidationIndex(
-            self.positions, self.key, value_columns=("collateral", "scaled_debt")
+            self.positions, self.key, value_columns=BOOK_FIELDS, stacked=True
         )
 
     def key(self, slots: np.ndarray) -> np.ndarray:
@@ -36,6 +44,12 @@ class LendingBook:
         debt = self.positions["scaled_debt"][slots]
         # np.divide with ``where`` instead of np.errstate: the context manager costs more
         # than the division for the handful of slots marked at a time.
+        return np.divide(debt, collateral, out=np.full(debt.shape, np.inf), where=collateral > 0)
+
+    @staticmethod
+    def stacked_keys(data: np.ndarray, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """:meth:`key` of ``slots`` of books stored as ``rows`` of a stack's ``data``."""
+        collateral, debt = data[rows, 0, slots], data[rows, 1, slots]
         return np.divide(debt, collateral, out=np.full(debt.shape, np.inf), where=collateral > 0)
 
     def add(self, collateral: np.ndarray, scaled_debt: np.ndarray, mark: bool = True) -> np.ndarray:

@@ -121,26 +121,17 @@ def trader_churn(
     rows = [row for row, _, _ in drawn]
     closing = _Closes(stack, rows)
     opening = _Opens(stack, rows)
-    edited = []
+    edits = []
     for i, row in enumerate(rows):
         shut = closing.book(i, row)
         new = opening.book(i, row)
         if shut.size or new.size:
-            edited.append((row, np.concatenate((shut, new))))
-    if edited:
-        _mark(stack, edited)
-
-
-def _mark(stack: PositionStack, edited: list[tuple[_Row, np.ndarray]]) -> None:
-    """Mark every edited row's slots in its liquidation index, all rows at once."""
-    book_rows = np.array([row.side.positions.row for row, _ in edited], dtype=np.int64)
+            edits.append((row.side.positions.row, np.concatenate((shut, new))))
+    # Each side's key, vectorised over the books: the sign of a side by its row.
     is_long = np.zeros(len(stack.rows), dtype=bool)
-    is_long[book_rows] = [row.side.is_long for row, _ in edited]
-    stack.indexes().mark(
-        book_rows,
-        np.concatenate([slots for _, slots in edited]),
-        np.array([slots.size for _, slots in edited], dtype=np.int64),
-        lambda rows, slots: PerpSide.stacked_keys(stack.data, is_long, rows, slots),
+    is_long[[row.side.positions.row for row in rows]] = [row.side.is_long for row in rows]
+    stack.indexes().mark_edits(
+        edits, lambda books, slots: PerpSide.stacked_keys(stack.data, is_long, books, slots)
     )
 
 
