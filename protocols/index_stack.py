@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from liqnet.protocols.position_stack import ranks
+from liqnet.protocols.position_stack import FEW_ROWS, ranks
 
 if TYPE_CHECKING:
     from liqnet.protocols.position_stack import PositionStack
@@ -90,7 +90,10 @@ class IndexStack:
         key: Callable[[np.ndarray, np.ndarray], np.ndarray],
     ) -> None:
         """:meth:`mark` of ``(book row, slots)`` pairs (distinct rows, slots non-empty)."""
-        if edits:
+        if len(edits) <= FEW_ROWS:
+            for row, slots in edits:
+                self.indexes[row].mark_dirty(slots)
+        else:
             self.mark(
                 np.array([row for row, _ in edits], dtype=np.int64),
                 np.concatenate([slots for _, slots in edits]),
@@ -111,6 +114,11 @@ class IndexStack:
         ``key(book_rows, slots)`` is the indexes' key for slots of any of these books.
         """
         indexes = [self.indexes[row] for row in rows.tolist()]
+        if rows.size <= FEW_ROWS:
+            ends = np.cumsum(counts).tolist()
+            for index, start, end in zip(indexes, [0, *ends[:-1]], ends, strict=True):
+                index.mark_dirty(slots[start:end])
+            return
         # A book that grew since its index last sorted re-sorts everything instead.
         grown = [ix.arrays.capacity != ix._indexed_capacity for ix in indexes]
         if any(grown):

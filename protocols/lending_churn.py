@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from liqnet.protocols.lending_book import LendingBook
+from liqnet.protocols.position_stack import FEW_ROWS
 from liqnet.protocols.positions import NO_SLOTS
+
+_NONE = np.zeros(0)
 
 if TYPE_CHECKING:
     from liqnet.protocols.lending import LendingPool
@@ -38,9 +41,13 @@ class _Row:
     book: LendingBook
     uniforms: np.ndarray | None  # repayment picks (None: none drawn)
     repaying: int
-    collateral: np.ndarray | None = None  # new loans (None: none drawn)
+    collateral: np.ndarray | None = None  # new loans (None: none drawn, or none fit)
     debt: np.ndarray | None = None
+    new_loans: tuple[np.ndarray, np.ndarray] | None = None  # collateral, scaled debt
     repaid: np.ndarray = field(default_factory=lambda: NO_SLOTS)
+    repaid_collateral: np.ndarray = field(default_factory=lambda: _NONE)
+    repaid_debt: np.ndarray = field(default_factory=lambda: _NONE)
+    opened: np.ndarray = field(default_factory=lambda: NO_SLOTS)
 
 
 def _draw(pool: LendingPool, days: float, rng: np.random.Generator) -> list[_Row]:
@@ -77,14 +84,12 @@ def borrower_churn(
         if rows:
             raise ValueError("borrower_churn needs pools whose books are rows of one stack")
         return
-    repaid_collateral, repaid_debt, bounds = _repaid(stack, rows)
-    opened: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for i, row in enumerate(rows):
+    _repay(stack, rows)
+    for row in rows:
         pool, book, transfer = row.pool, row.book, row.pool.world.transfer
-        start, end = bounds[i], bounds[i + 1]
-        if end > start:  # repayments: in full, the collateral goes back
-            units = float(repaid_collateral[start:end].sum())
-            scaled = float(repaid_debt[start:end].sum())
+        if row.repaid.size:  # repayments: in full, the collateral goes back
+            units = float(row.repaid_collateral.sum())
+            scaled = float(row.repaid_debt.sum())
             book.total_collateral -= units
             book.total_scaled_debt -= scaled
             transfer("borrowers", pool, usd=scaled * pool.borrow_index)
@@ -93,57 +98,62 @@ def borrower_churn(
             fits = np.cumsum(row.debt) <= pool.idle_liquidity()
             collateral, debt = row.collateral[fits], row.debt[fits]  # type: ignore[index]
             if debt.size:
-                scaled_debt = debt / pool.borrow_index
+                row.new_loans = (collateral, debt / pool.borrow_index)
                 book.total_collateral += float(collateral.sum())
-                book.total_scaled_debt += float(scaled_debt.sum())
+                book.total_scaled_debt += float(row.new_loans[1].sum())
                 transfer(pool, "borrowers", usd=float(debt.sum()))
                 transfer("borrowers", pool, asset=row.asset, units=float(collateral.sum()))
-                opened.append((i, collateral, scaled_debt))
-    new = _open(stack, rows, opened)
-    edits = [
-        (row.book.positions.row, np.concatenate((row.repaid, new[i])))
-        for i, row in enumerate(rows)
-        if row.repaid.size or new[i].size
-    ]
+    _open(stack, [row for row in rows if row.new_loans is not None])
     stack.indexes().mark_edits(
-        edits, lambda books, slots: LendingBook.stacked_keys(stack.data, books, slots)
+        [
+            (row.book.positions.row, np.concatenate((row.repaid, row.opened)))
+            for row in rows
+            if row.repaid.size or row.opened.size
+        ],
+        lambda books, slots: LendingBook.stacked_keys(stack.data, books, slots),
     )
 
 
-def _repaid(stack: PositionStack, rows: list[_Row]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Pick every row's repaying loans and close them; returns their collateral and
-    scaled debt (flat, by row) and each row's bounds in them."""
+def _repay(stack: PositionStack, rows: list[_Row]) -> None:
+    """Pick every row's repaying loans, note their collateral and scaled debt, close
+    them (row by row for a few rows, else all at once)."""
     picking = [row for row in rows if row.uniforms is not None]
-    if not picking:
-        return NO_SLOTS.astype(float), NO_SLOTS.astype(float), [0] * (len(rows) + 1)
+    if len(picking) <= FEW_ROWS:
+        for row in picking:
+            positions = row.book.positions
+            row.repaid = slots = positions.pick_from(row.uniforms, row.repaying)  # type: ignore[arg-type]
+            row.repaid_collateral = positions.columns["collateral"][slots]
+            row.repaid_debt = positions.columns["scaled_debt"][slots]
+            positions.close(slots)
+        return
     books = np.array([row.book.positions.row for row in picking], dtype=np.int64)
     wanted = np.array([row.repaying for row in picking], dtype=np.int64)
     slots, picked = stack.pick(books, [row.uniforms for row in picking], wanted)  # type: ignore[misc]
-    ends = np.cumsum(picked).tolist()
-    for row, start, end in zip(picking, [0, *ends[:-1]], ends, strict=True):
-        row.repaid = slots[start:end]
-    counts = np.array([row.repaid.size for row in rows], dtype=np.int64)
     book_rows = np.repeat(books, picked)
     collateral, scaled_debt = stack.data[book_rows, 0, slots], stack.data[book_rows, 1, slots]
+    ends = np.cumsum(picked).tolist()
+    for row, start, end in zip(picking, [0, *ends[:-1]], ends, strict=True):
+        # Contiguous slices: their sums add as separate arrays' would (rule two).
+        row.repaid = slots[start:end]
+        row.repaid_collateral, row.repaid_debt = collateral[start:end], scaled_debt[start:end]
     stack.close(book_rows, slots)
-    return collateral, scaled_debt, np.concatenate(([0], np.cumsum(counts))).tolist()
 
 
-def _open(
-    stack: PositionStack, rows: list[_Row], opened: list[tuple[int, np.ndarray, np.ndarray]]
-) -> list[np.ndarray]:
-    """Allocate the new loans' slots, all rows at once; returns each row's slots."""
-    new = [NO_SLOTS] * len(rows)
-    if not opened:
-        return new
-    counts = np.array([collateral.size for _, collateral, _ in opened], dtype=np.int64)
+def _open(stack: PositionStack, opening: list[_Row]) -> None:
+    """Allocate the new loans' slots (row by row for a few rows, else all at once)."""
+    if len(opening) <= FEW_ROWS:
+        for row in opening:
+            collateral, scaled_debt = row.new_loans  # type: ignore[misc]
+            row.opened = row.book.positions.add(collateral=collateral, scaled_debt=scaled_debt)
+        return
+    loans = [row.new_loans for row in opening if row.new_loans is not None]
+    counts = np.array([scaled.size for _, scaled in loans], dtype=np.int64)
     slots = stack.add(
-        np.array([rows[i].book.positions.row for i, _, _ in opened], dtype=np.int64),
+        np.array([row.book.positions.row for row in opening], dtype=np.int64),
         counts,
-        collateral=np.concatenate([collateral for _, collateral, _ in opened]),
-        scaled_debt=np.concatenate([scaled for _, _, scaled in opened]),
+        collateral=np.concatenate([collateral for collateral, _ in loans]),
+        scaled_debt=np.concatenate([scaled for _, scaled in loans]),
     )
     ends = np.cumsum(counts).tolist()
-    for (i, _, _), start, end in zip(opened, [0, *ends[:-1]], ends, strict=True):
-        new[i] = slots[start:end]
-    return new
+    for row, start, end in zip(opening, [0, *ends[:-1]], ends, strict=True):
+        row.opened = slots[start:end]

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from liqnet.protocols.index_stack import IndexStack
 
 _MIN_CAPACITY = 64
+FEW_ROWS = 4
+"""Up to this many rows an edit calls each row's own method: one row's array program
+costs fewer NumPy calls than the stacked one's fixed set (the results are the same)."""
 
 
 def _first_per_group(keys: np.ndarray) -> np.ndarray:
@@ -126,6 +129,12 @@ class PositionStack:
         """
         if not uniforms:
             return NO_SLOTS, np.zeros(rows.size, dtype=np.int64)
+        if rows.size <= FEW_ROWS:
+            parts = [
+                self.rows[r].pick_from(u, int(n))
+                for r, u, n in zip(rows, uniforms, wanted, strict=True)
+            ]
+            return np.concatenate(parts), np.array([p.size for p in parts], dtype=np.int64)
         lengths = np.array([u.size for u in uniforms], dtype=np.int64)
         row_of = np.repeat(rows, lengths)
         sizes = np.array([self.rows[r].size for r in rows], dtype=np.int64)
@@ -146,6 +155,12 @@ class PositionStack:
         """Deactivate ``slots`` of ``rows`` (parallel arrays, grouped by row), as each
         row's :meth:`PositionArrays.close` called in turn."""
         if slots.size == 0:
+            return
+        touched, counts = _run_lengths(rows)
+        if touched.size <= FEW_ROWS:
+            ends = np.cumsum(counts).tolist()
+            for row, start, end in zip(touched.tolist(), [0, *ends[:-1]], ends, strict=True):
+                self.rows[row].close(slots[start:end])
             return
         live = self.active[rows, slots]
         rows, slots = rows[live], slots[live]
@@ -168,6 +183,14 @@ class PositionStack:
         total = int(counts.sum())
         if total == 0:
             return NO_SLOTS
+        if rows.size <= FEW_ROWS:
+            ends = np.cumsum(counts).tolist()
+            return np.concatenate(
+                [
+                    self.rows[row].add(**{f: v[start:end] for f, v in values.items()})
+                    for row, start, end in zip(rows.tolist(), [0, *ends[:-1]], ends, strict=True)
+                ]
+            )
         free_counts = np.array([self.rows[r]._free_count for r in rows], dtype=np.int64)
         sizes = np.array([self.rows[r].size for r in rows], dtype=np.int64)
         reuse = np.minimum(counts, free_counts)

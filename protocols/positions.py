@@ -146,7 +146,11 @@ class PositionArrays:
         if n <= 0 or self.count == 0:
             return np.empty(0, dtype=np.int64)
         # random() * size is several times cheaper than integers() for small draws.
-        picks = (rng.random(2 * n + 4) * self.size).astype(np.int64)
+        return self.pick_from(rng.random(2 * n + 4), n)
+
+    def pick_from(self, uniforms: np.ndarray, n: int) -> np.ndarray:
+        """:meth:`sample_active`'s picks from its uniform draws (``2 n + 4`` of them)."""
+        picks = (uniforms * self.size).astype(np.int64)
         picks = picks[self.active[picks]]
         if picks.size == 0:
             return NO_SLOTS

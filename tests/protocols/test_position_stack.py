@@ -5,11 +5,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from liqnet.protocols import index_stack, position_stack
 from liqnet.protocols.index_stack import IndexStack
 from liqnet.protocols.position_stack import PositionStack
 from liqnet.protocols.positions import LiquidationIndex, PositionArrays
 
 FIELDS = ("size", "margin")
+
+# Up to FEW_ROWS rows an edit goes row by row, above it as one array program: both ways.
+BOTH_WAYS = pytest.mark.parametrize("few_rows", [0, 3])
+
+
+def _threshold(mp: pytest.MonkeyPatch, few_rows: int) -> None:
+    mp.setattr(position_stack, "FEW_ROWS", few_rows)
+    mp.setattr(index_stack, "FEW_ROWS", few_rows)
 
 
 def _same_book(stacked: PositionArrays, lone: PositionArrays) -> None:
@@ -28,9 +37,18 @@ def _books(k: int) -> tuple[PositionStack, list[PositionArrays]]:
     return stack, [PositionArrays(FIELDS) for _ in range(k)]
 
 
+@BOTH_WAYS
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 6), edits=st.integers(1, 25))
-def test_batched_edits_equal_each_books_own_edits(seed: int, k: int, edits: int) -> None:
+def test_batched_edits_equal_each_books_own_edits(
+    few_rows: int, seed: int, k: int, edits: int
+) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        _threshold(mp, few_rows)
+        _batched_edits(seed, k, edits)
+
+
+def _batched_edits(seed: int, k: int, edits: int) -> None:
     rng = np.random.default_rng(seed)
     stack, lone = _books(k)
     # The lone books draw from their own streams; the stack's rows from twins of them.
@@ -117,11 +135,18 @@ def _same_index(stacked: LiquidationIndex, lone: LiquidationIndex) -> None:
             assert np.array_equal(stacked.select(threshold, above), lone.select(threshold, above))
 
 
+@BOTH_WAYS
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 5), edits=st.integers(1, 30))
 def test_marking_many_indexes_at_once_equals_each_index_marked(
-    seed: int, k: int, edits: int
+    few_rows: int, seed: int, k: int, edits: int
 ) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        _threshold(mp, few_rows)
+        _marking(seed, k, edits)
+
+
+def _marking(seed: int, k: int, edits: int) -> None:
     rng = np.random.default_rng(seed)
     stack, lone = _books(k)
     stacked = [LiquidationIndex(b, _key_of(b), stacked=True) for b in stack.rows]
