@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import mesa
 import numpy as np
@@ -19,6 +19,7 @@ import pydantic
 
 from liqnet.core.levers import FEATURE_NAMES, LEVER_NAMES
 from liqnet.core.schema import reject_bool_numbers
+from liqnet.core.units import DAYS_PER_YEAR
 from liqnet.protocols.flows import FlowOutlook
 from liqnet.protocols.world import World
 
@@ -402,3 +403,27 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
 
     def step(self) -> None:  # mesa.Agent API; the world calls the phases explicitly
         """Not used: ``MarketModel.step`` calls each phase in the map's order."""
+
+
+def churn_then_flows(
+    protocols: Sequence[Any],
+    dt_years: float,
+    rngs: Sequence[np.random.Generator],
+    interval_hours: Callable[[Any], float],
+    churn: Callable[..., None],
+    flows: Callable[[Any, float], None],
+) -> None:
+    """The stacked form of a built-in's ``act_users``: the position churn of every
+    protocol due for one (``churn(protocols, days, rngs)``, one call for all), then each
+    protocol's aggregate flows (``flows(protocol, days)``), as ``act_users`` of each in
+    turn would (each protocol's churn touches only its own books and accounts)."""
+    days = dt_years * DAYS_PER_YEAR
+    due = []
+    for protocol, rng in zip(protocols, rngs, strict=True):
+        batch_days = protocol.churn_days(days, interval_hours(protocol))
+        if batch_days:
+            due.append((protocol, batch_days, rng))
+    if due:
+        churn(*zip(*due, strict=True))
+    for protocol in protocols:
+        flows(protocol, days)

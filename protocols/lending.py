@@ -20,6 +20,7 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
+    churn_then_flows,
 )
 from liqnet.protocols.flows import recovery_ratio, run_flows
 from liqnet.protocols.lending_book import BOOK_FIELDS, LendingBook
@@ -246,18 +247,14 @@ class LendingPool(Protocol[LendingParams]):
     ) -> None:
         """Every pool's borrower churn as one array program, then each one's depositors
         (as :meth:`act_users` of each in turn)."""
-        days = dt_years * _DAYS_PER_YEAR
-        due = []
-        for pool, rng in zip(protocols, rngs, strict=True):
-            assert isinstance(pool, LendingPool)
-            churn = pool.churn_days(days, pool.params.churn_interval_hours)
-            if churn:
-                due.append((pool, churn, rng))
-        if due:
-            lending_churn.borrower_churn(*zip(*due, strict=True))
-        for pool in protocols:
-            assert isinstance(pool, LendingPool)
-            pool._depositors_act(days)
+        churn_then_flows(
+            protocols,
+            dt_years,
+            rngs,
+            lambda pool: pool.params.churn_interval_hours,
+            lending_churn.borrower_churn,
+            lambda pool, days: pool._depositors_act(days),
+        )
 
     def _borrowers_act(self, days: float, rng: np.random.Generator) -> None:
         """This pool's borrower churn (:func:`lending_churn.borrower_churn` of one)."""

@@ -30,6 +30,7 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
+    churn_then_flows,
 )
 from liqnet.protocols.lp_shares import LPShares
 from liqnet.protocols.perp_book import SIDE_FIELDS, PerpMarket, PerpParams, PerpSide
@@ -145,18 +146,14 @@ class PerpExchange(Protocol[PerpParams]):
     ) -> None:
         """Every exchange's trader churn as one array program, then each one's LPs (as
         :meth:`act_users` of each in turn)."""
-        days = dt_years * _DAYS_PER_YEAR
-        due = []
-        for exchange, rng in zip(protocols, rngs, strict=True):
-            assert isinstance(exchange, PerpExchange)
-            churn = exchange.churn_days(days, exchange.params.churn_interval_hours)
-            if churn:
-                due.append((exchange, churn, rng))
-        if due:
-            perp_churn.trader_churn(*zip(*due, strict=True))
-        for exchange in protocols:
-            assert isinstance(exchange, PerpExchange)
-            exchange._lps_act(days)
+        churn_then_flows(
+            protocols,
+            dt_years,
+            rngs,
+            lambda exchange: exchange.params.churn_interval_hours,
+            perp_churn.trader_churn,
+            lambda exchange, days: exchange._lps_act(days),
+        )
 
     def _traders_act(self, days: float, rng: np.random.Generator) -> None:
         """This exchange's trader churn (:func:`perp_churn.trader_churn` of one)."""

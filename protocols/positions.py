@@ -34,6 +34,8 @@ class PositionArrays:
     Args:
         fields: Names of the float64 columns (e.g. ``("collateral", "scaled_debt")``).
         capacity: Initial number of slots.
+        stack: Store the columns, flags and free list as a row of this stack's shared
+            arrays (:mod:`liqnet.protocols.position_stack`); the book behaves the same.
     """
 
     def __init__(
