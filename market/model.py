@@ -25,6 +25,7 @@ from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.market.prices import AssetDynamics, FlowImpact, PriceProcess
 from liqnet.market.settlement import negotiate, settle, sync_credit
 from liqnet.market.treasury import CreditBook
+from liqnet.market.users import UserPhase
 from liqnet.market.world import MarketWorld
 from liqnet.protocols.base import LEVER_NAMES, Protocol
 from liqnet.protocols.registry import get_protocol_class
@@ -148,22 +149,10 @@ class MarketModel(mesa.Model):
             cls = get_protocol_class(spec.type)
             params = cls.Params.model_validate(spec.params)
             self.protocols[spec.id] = self.world.construct(cls, spec.id, params)
-        # Each protocol's users draw from a stream of their own, not one shared in protocol
-        # order: adding, removing or reordering a protocol leaves the others' user draws as
-        # they were (paired comparisons between scenario variants), and protocols of one
-        # type can be stepped as array rows, each with its own stream (docs/architecture.md,
-        # "Stacked protocols").
-        self.user_rngs = {pid: self.rng_for(f"protocol:{pid}:users") for pid in self.protocols}
-        # Protocols of a stacked type (one that defines act_users_stacked itself) act as
-        # one array program per type; the rest one by one. Exact types: a plug-in subclass
-        # of a stacked type is stepped per object.
-        self.user_stacks: dict[type[Protocol], list[Protocol]] = {}
-        for protocol in self.protocols.values():
-            if type(protocol).is_stacked():
-                self.user_stacks.setdefault(type(protocol), []).append(protocol)
-        self._stepped_alone = [
-            (pid, p) for pid, p in self.protocols.items() if type(p) not in self.user_stacks
-        ]
+        self.users = UserPhase(self.world, self.protocols, self.rng_for)
+        """Phase 6, accrual and users (stacked types as one array program each)."""
+        self.user_rngs = self.users.rngs
+        """Each protocol's users' own generator, by id."""
 
         # Protocols that trade on the pools themselves (delta hedgers), found once.
         self.hedgers = [
@@ -320,19 +309,7 @@ class MarketModel(mesa.Model):
         # pool's contracts keep running (Aave and Compound have no default state): a
         # defaulted protocol opens nothing new but accrues, and its users repay, close
         # and withdraw what is left pro rata (protocols.flows.run_flows).
-        # Each protocol's users see only its own state and the prices, so stacked types
-        # acting after the others changes nothing but the order of independent edits.
-        call = self.world.call
-        user_rngs = self.user_rngs
-        for protocol in self.protocols.values():
-            call(protocol, "accrue", protocol.accrue, self.dt_years)
-        for protocol_id, protocol in self._stepped_alone:
-            call(protocol, "act_users", protocol.act_users, self.dt_years, user_rngs[protocol_id])
-        for cls, stack in self.user_stacks.items():
-            rngs = [user_rngs[p.protocol_id] for p in stack]
-            self.world.call_together(
-                stack, "act_users", cls.act_users_stacked, stack, self.dt_years, rngs
-            )
+        self.users.run(self.dt_years)
         if self.ledger.lines.count:
             self.ledger.accrue(self.dt_years)
             sync_credit(self)

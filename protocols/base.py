@@ -406,24 +406,26 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
 
 
 def churn_then_flows(
-    protocols: Sequence[Any],
-    dt_years: float,
-    rngs: Sequence[np.random.Generator],
-    interval_hours: Callable[[Any], float],
-    churn: Callable[..., None],
-    flows: Callable[[Any, float], None],
-) -> None:
-    """The stacked form of a built-in's ``act_users``: the position churn of every
-    protocol due for one (``churn(protocols, days, rngs)``, one call for all), then each
-    protocol's aggregate flows (``flows(protocol, days)``), as ``act_users`` of each in
-    turn would (each protocol's churn touches only its own books and accounts)."""
-    days = dt_years * DAYS_PER_YEAR
-    due = []
-    for protocol, rng in zip(protocols, rngs, strict=True):
-        batch_days = protocol.churn_days(days, interval_hours(protocol))
-        if batch_days:
-            due.append((protocol, batch_days, rng))
-    if due:
-        churn(*zip(*due, strict=True))
-    for protocol in protocols:
-        flows(protocol, days)
+    churn: Callable[..., None], flows: Callable[[Any, float], None]
+) -> classmethod[Any, Any, None]:
+    """An ``act_users_stacked`` for a built-in: the position churn of every protocol due
+    for one (``churn(protocols, days, rngs)``, one call for all), then each protocol's
+    aggregate flows (``flows(protocol, days)``), as ``act_users`` of each in turn would
+    (a protocol's churn touches only its own books and accounts)."""
+
+    def act_users_stacked(
+        cls: type, protocols: Sequence[Any], dt_years: float, rngs: Sequence[np.random.Generator]
+    ) -> None:
+        days = dt_years * DAYS_PER_YEAR
+        due = []
+        for protocol, rng in zip(protocols, rngs, strict=True):
+            batch_days = protocol.churn_days(days, protocol.params.churn_interval_hours)
+            if batch_days:
+                due.append((protocol, batch_days, rng))
+        if due:
+            churn(*zip(*due, strict=True))
+        for protocol in protocols:
+            flows(protocol, days)
+
+    act_users_stacked.__doc__ = churn_then_flows.__doc__
+    return classmethod(act_users_stacked)

@@ -9,8 +9,6 @@ when its key ``scaled_debt / collateral`` exceeds ``price * LT / index``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import mesa
 import numpy as np
 
@@ -238,23 +236,10 @@ class LendingPool(Protocol[LendingParams]):
             self._borrowers_act(churn, rng)
         self._depositors_act(days)
 
-    @classmethod
-    def act_users_stacked(
-        cls,
-        protocols: Sequence[Protocol],
-        dt_years: float,
-        rngs: Sequence[np.random.Generator],
-    ) -> None:
-        """Every pool's borrower churn as one array program, then each one's depositors
-        (as :meth:`act_users` of each in turn)."""
-        churn_then_flows(
-            protocols,
-            dt_years,
-            rngs,
-            lambda pool: pool.params.churn_interval_hours,
-            lending_churn.borrower_churn,
-            lambda pool, days: pool._depositors_act(days),
-        )
+    # Every pool's churn as one array program, then each one's flows.
+    act_users_stacked = churn_then_flows(
+        lending_churn.borrower_churn, lambda pool, days: pool._depositors_act(days)
+    )
 
     def _borrowers_act(self, days: float, rng: np.random.Generator) -> None:
         """This pool's borrower churn (:func:`lending_churn.borrower_churn` of one)."""

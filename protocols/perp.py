@@ -18,8 +18,6 @@ Funding follows the mark (pool) / index (oracle) premium (:mod:`perp_funding`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import mesa
 import numpy as np
 
@@ -137,23 +135,10 @@ class PerpExchange(Protocol[PerpParams]):
             self._traders_act(churn, rng)
         self._lps_act(days)
 
-    @classmethod
-    def act_users_stacked(
-        cls,
-        protocols: Sequence[Protocol],
-        dt_years: float,
-        rngs: Sequence[np.random.Generator],
-    ) -> None:
-        """Every exchange's trader churn as one array program, then each one's LPs (as
-        :meth:`act_users` of each in turn)."""
-        churn_then_flows(
-            protocols,
-            dt_years,
-            rngs,
-            lambda exchange: exchange.params.churn_interval_hours,
-            perp_churn.trader_churn,
-            lambda exchange, days: exchange._lps_act(days),
-        )
+    # Every exchange's churn as one array program, then each one's flows.
+    act_users_stacked = churn_then_flows(
+        perp_churn.trader_churn, lambda exchange, days: exchange._lps_act(days)
+    )
 
     def _traders_act(self, days: float, rng: np.random.Generator) -> None:
         """This exchange's trader churn (:func:`perp_churn.trader_churn` of one)."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from liqnet.protocols.positions import NO_SLOTS, PositionArrays
+from liqnet.protocols.positions import NO_SLOTS, PositionArrays, first_occurrences
 
 if TYPE_CHECKING:
     from liqnet.protocols.index_stack import IndexStack
@@ -38,22 +38,18 @@ FEW_ROWS = 4
 costs fewer NumPy calls than the stacked one's fixed set (the results are the same)."""
 
 
-def _first_per_group(keys: np.ndarray) -> np.ndarray:
-    """Sorted indices of the first occurrence of each distinct key (stable)."""
-    order = keys.argsort(kind="stable")
-    ranked = keys[order]
-    first = order[np.concatenate(([True], ranked[1:] != ranked[:-1]))]
-    first.sort()
-    return first
-
-
 def ranks(groups: np.ndarray) -> np.ndarray:
     """Each entry's position within its run of equal, contiguous ``groups`` values."""
     if groups.size == 0:
         return groups
-    starts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
-    lengths = np.diff(np.append(starts, groups.size))
+    starts, lengths = _runs(groups)
     return np.arange(groups.size) - np.repeat(starts, lengths)
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start indices and lengths of the runs of equal, contiguous entries."""
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    return starts, np.diff(np.append(starts, values.size))
 
 
 class PositionStack:
@@ -146,7 +142,7 @@ class PositionStack:
         # Groups stay in the order of ``rows`` and draws in order within each: the first
         # occurrence of each (row, slot), then each row's first ``n`` of those.
         position = np.repeat(np.arange(rows.size), lengths)[live]
-        first = _first_per_group(position * self.width + picks)
+        first = first_occurrences(position * self.width + picks)
         position = position[first]
         keep = ranks(position) < wanted[position]
         return picks[first][keep], np.bincount(position[keep], minlength=rows.size)
@@ -225,5 +221,5 @@ class PositionStack:
 
 def _run_lengths(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Values of the runs of equal, contiguous entries and the runs' lengths."""
-    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
-    return values[starts], np.diff(np.append(starts, values.size))
+    starts, lengths = _runs(values)
+    return values[starts], lengths

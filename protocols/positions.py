@@ -156,17 +156,22 @@ class PositionArrays:
         picks = picks[self.active[picks]]
         if picks.size == 0:
             return NO_SLOTS
-        # Distinct picks in the order drawn: the first occurrence of each, found by a
-        # stable sort (vectorised; a dict of Python ints cost more from a few dozen on).
-        order = picks.argsort(kind="stable")
-        ranked = picks[order]
-        first = order[np.concatenate(([True], ranked[1:] != ranked[:-1]))]
-        first.sort()
-        return picks[first[:n]]
+        # Distinct picks in the order drawn (a dict of Python ints cost more from a few
+        # dozen on).
+        return picks[first_occurrences(picks)[:n]]
 
     def active_slots(self) -> np.ndarray:
         """Slot numbers of all active positions (O(n); for reports, not the hot path)."""
         return np.flatnonzero(self.active[: self.size])
+
+
+def first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """Sorted indices of the first occurrence of each distinct key (by a stable sort)."""
+    order = keys.argsort(kind="stable")
+    ranked = keys[order]
+    first = order[np.concatenate(([True], ranked[1:] != ranked[:-1]))]
+    first.sort()
+    return first
 
 
 def _grown(buffer: np.ndarray, used: int, size: int) -> np.ndarray:

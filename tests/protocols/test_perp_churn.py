@@ -26,7 +26,7 @@ def test_the_built_in_type_is_stacked_and_a_plain_subclass_is_not() -> None:
     assert PerpExchange.is_stacked()
     assert not registry.get_protocol_class(per_object("perp")).is_stacked()
     model = MarketModel(validate(repeated("baseline", 2, {"perp": _vary}, False), "two"))
-    assert [len(group) for cls, group in model.user_stacks.items() if cls is PerpExchange] == [2]
+    assert [len(group) for cls, group in model.users.stacks.items() if cls is PerpExchange] == [2]
 
 
 @pytest.mark.parametrize(("name", "copies", "seed"), [("flash_crash", 3, 5), ("ecosystem", 1, 11)])

@@ -1,0 +1,63 @@
+"""Phase 6 of a market step: every protocol accrues, then its users act.
+
+Each protocol's users draw from a stream of their own, not one shared in protocol order:
+adding, removing or reordering a protocol leaves the others' user draws as they were
+(paired comparisons between scenario variants), and protocols of one type can be stepped
+as array rows, each with its own stream. Protocols of a *stacked* type (one that defines
+``act_users_stacked`` itself) act as one array program per type, in one checked
+``MarketWorld.call_together``; the rest one by one. Stacking goes by exact type: a
+plug-in subclass of a stacked type is stepped per object (docs/architecture.md,
+"Stacked protocols").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from liqnet.market.world import MarketWorld
+from liqnet.protocols.base import Protocol
+
+
+class UserPhase:
+    """Accrual and users of a world's protocols, in their per-type groups.
+
+    Args:
+        world: The world whose checked calls step them.
+        protocols: The protocols by id, in scenario order.
+        rng_for: The world's named random streams.
+    """
+
+    def __init__(
+        self,
+        world: MarketWorld,
+        protocols: Mapping[str, Protocol],
+        rng_for: Callable[[str], np.random.Generator],
+    ) -> None:
+        self.world = world
+        self.protocols = protocols
+        self.rngs = {pid: rng_for(f"protocol:{pid}:users") for pid in protocols}
+        """Each protocol's users' generator, by id."""
+        self.stacks: dict[type[Protocol], list[Protocol]] = {}
+        """The protocols of each stacked type, in scenario order."""
+        for protocol in protocols.values():
+            if type(protocol).is_stacked():
+                self.stacks.setdefault(type(protocol), []).append(protocol)
+        self._alone = [(pid, p) for pid, p in protocols.items() if type(p) not in self.stacks]
+
+    def run(self, dt_years: float) -> None:
+        """Every protocol accrues, then the per-object types' users act, then each stacked
+        type's. Each protocol's users see only its own state and the prices, so the
+        stacked types acting after the others changes only the order of independent
+        edits (and of additions to the external accounts)."""
+        call = self.world.call
+        for protocol in self.protocols.values():
+            call(protocol, "accrue", protocol.accrue, dt_years)
+        for protocol_id, protocol in self._alone:
+            call(protocol, "act_users", protocol.act_users, dt_years, self.rngs[protocol_id])
+        for cls, stack in self.stacks.items():
+            rngs = [self.rngs[p.protocol_id] for p in stack]
+            self.world.call_together(
+                stack, "act_users", cls.act_users_stacked, stack, dt_years, rngs
+            )
