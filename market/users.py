@@ -47,17 +47,35 @@ class UserPhase:
         self._alone = [(pid, p) for pid, p in protocols.items() if type(p) not in self.stacks]
 
     def run(self, dt_years: float) -> None:
-        """Every protocol accrues, then the per-object types' users act, then each stacked
-        type's. Each protocol's users see only its own state and the prices, so the
-        stacked types acting after the others changes only the order of independent
+        """The per-object types' protocols accrue, then their users act; then each
+        stacked type's protocols accrue and their users act, in one checked call per
+        type. A protocol's accrual and users see only its own state and the prices, so
+        the stacked types going after the others changes only the order of independent
         edits (and of additions to the external accounts)."""
         call = self.world.call
-        for protocol in self.protocols.values():
+        for _, protocol in self._alone:
             call(protocol, "accrue", protocol.accrue, dt_years)
         for protocol_id, protocol in self._alone:
             call(protocol, "act_users", protocol.act_users, dt_years, self.rngs[protocol_id])
         for cls, stack in self.stacks.items():
             rngs = [self.rngs[p.protocol_id] for p in stack]
             self.world.call_together(
-                stack, "act_users", cls.act_users_stacked, stack, dt_years, rngs
+                stack, STACKED_PHASE, _accrue_then_act, cls, stack, dt_years, rngs
             )
+
+
+STACKED_PHASE = "accrue, act_users"
+"""The phase name of a stacked type's checked call (in conservation errors, timings)."""
+
+
+def _accrue_then_act(
+    cls: type[Protocol],
+    protocols: list[Protocol],
+    dt_years: float,
+    rngs: list[np.random.Generator],
+) -> None:
+    """Every protocol of a stacked type accrues, then their users act together (one
+    checked call for both: a check per phase and protocol costs more than accrual)."""
+    for protocol in protocols:
+        protocol.accrue(dt_years)
+    cls.act_users_stacked(protocols, dt_years, rngs)

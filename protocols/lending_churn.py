@@ -25,8 +25,6 @@ from liqnet.protocols.lending_book import LendingBook
 from liqnet.protocols.position_stack import FEW_ROWS
 from liqnet.protocols.positions import NO_SLOTS
 
-_NONE = np.zeros(0)
-
 if TYPE_CHECKING:
     from liqnet.protocols.lending import LendingPool
     from liqnet.protocols.position_stack import PositionStack
@@ -45,8 +43,7 @@ class _Row:
     debt: np.ndarray | None = None
     new_loans: tuple[np.ndarray, np.ndarray] | None = None  # collateral, scaled debt
     repaid: np.ndarray = field(default_factory=lambda: NO_SLOTS)
-    repaid_collateral: np.ndarray = field(default_factory=lambda: _NONE)
-    repaid_debt: np.ndarray = field(default_factory=lambda: _NONE)
+    repaid_sums: tuple[float, float] = (0.0, 0.0)  # collateral units, scaled debt
     opened: np.ndarray = field(default_factory=lambda: NO_SLOTS)
 
 
@@ -88,8 +85,7 @@ def borrower_churn(
     for row in rows:
         pool, book, transfer = row.pool, row.book, row.pool.world.transfer
         if row.repaid.size:  # repayments: in full, the collateral goes back
-            units = float(row.repaid_collateral.sum())
-            scaled = float(row.repaid_debt.sum())
+            units, scaled = row.repaid_sums
             book.total_collateral -= units
             book.total_scaled_debt -= scaled
             transfer("borrowers", pool, usd=scaled * pool.borrow_index)
@@ -99,10 +95,11 @@ def borrower_churn(
             collateral, debt = row.collateral[fits], row.debt[fits]  # type: ignore[index]
             if debt.size:
                 row.new_loans = (collateral, debt / pool.borrow_index)
-                book.total_collateral += float(collateral.sum())
-                book.total_scaled_debt += float(row.new_loans[1].sum())
-                transfer(pool, "borrowers", usd=float(debt.sum()))
-                transfer("borrowers", pool, asset=row.asset, units=float(collateral.sum()))
+                units, scaled, usd = np.array([collateral, row.new_loans[1], debt]).sum(axis=1)
+                book.total_collateral += float(units)
+                book.total_scaled_debt += float(scaled)
+                transfer(pool, "borrowers", usd=float(usd))
+                transfer("borrowers", pool, asset=row.asset, units=float(units))
     _open(stack, [row for row in rows if row.new_loans is not None])
     stack.indexes().mark_edits(
         [
@@ -122,20 +119,22 @@ def _repay(stack: PositionStack, rows: list[_Row]) -> None:
         for row in picking:
             positions = row.book.positions
             row.repaid = slots = positions.pick_from(row.uniforms, row.repaying)  # type: ignore[arg-type]
-            row.repaid_collateral = positions.columns["collateral"][slots]
-            row.repaid_debt = positions.columns["scaled_debt"][slots]
+            columns = positions.columns
+            repaid = np.array([columns["collateral"][slots], columns["scaled_debt"][slots]])
+            row.repaid_sums = tuple(repaid.sum(axis=1).tolist())
             positions.close(slots)
         return
     books = np.array([row.book.positions.row for row in picking], dtype=np.int64)
     wanted = np.array([row.repaying for row in picking], dtype=np.int64)
     slots, picked = stack.pick(books, [row.uniforms for row in picking], wanted)  # type: ignore[misc]
     book_rows = np.repeat(books, picked)
-    collateral, scaled_debt = stack.data[book_rows, 0, slots], stack.data[book_rows, 1, slots]
+    # One field per row: a book's two sums are one sum over its column slice, and each
+    # field's slice adds as a separate array would (rule two).
+    repaid = np.array([stack.data[book_rows, 0, slots], stack.data[book_rows, 1, slots]])
     ends = np.cumsum(picked).tolist()
     for row, start, end in zip(picking, [0, *ends[:-1]], ends, strict=True):
-        # Contiguous slices: their sums add as separate arrays' would (rule two).
         row.repaid = slots[start:end]
-        row.repaid_collateral, row.repaid_debt = collateral[start:end], scaled_debt[start:end]
+        row.repaid_sums = tuple(repaid[:, start:end].sum(axis=1).tolist())
     stack.close(book_rows, slots)
 
 

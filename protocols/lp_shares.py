@@ -97,10 +97,23 @@ class LPShares:
         return book
 
     def act(
-        self, usage: float, days: float, turnover: float, sensitivity: float, memory: float
+        self,
+        usage: float,
+        days: float,
+        turnover: float,
+        sensitivity: float,
+        memory: float,
+        *,
+        nav: float | None = None,
+        available: Callable[[], float] | None = None,
     ) -> tuple[float, float]:
-        """The LPs' inflow and withdrawals this step (:func:`run_flows`); returns both."""
-        nav = self.nav()
+        """The LPs' inflow and withdrawals this step (:func:`run_flows`); returns both.
+
+        ``nav`` (the NAV now) and ``available`` (asked after the inflow) stand in for the
+        vault's own ``nav`` and ``available`` when the caller has them at hand; they
+        must say what those would.
+        """
+        nav = self.nav() if nav is None else nav
         signal = self.fear(usage, nav)
         return run_flows(
             self.vault,
@@ -111,7 +124,7 @@ class LPShares:
             turnover,
             sensitivity,
             memory,
-            self.available,
+            self.available if available is None else available,
             self._booker(nav),
         )
 

@@ -153,8 +153,20 @@ class PerpExchange(Protocol[PerpParams]):
 
     def _lps_act(self, days: float) -> None:
         p = self.params
-        usage = self.open_interest() / max(self.lp_nav(), 1.0)
-        self.lp.act(usage, days, p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days)
+        # Each figure once (the flows move the vault's cash, not the traders' PnL or the
+        # open interest): as lp_nav and vault_free_cash would say at each use.
+        pnl, interest = self.traders_pnl(), self.open_interest()
+        nav = self.lp_nav(pnl)
+        reserved = max(0.0, pnl) + p.vault_reserve_ratio * interest
+        self.lp.act(
+            interest / max(nav, 1.0),
+            days,
+            p.lp_turnover_per_day,
+            p.lp_run_sensitivity,
+            p.risk_memory_days,
+            nav=nav,
+            available=lambda: max(0.0, self.vault_cash - reserved),
+        )
 
     def _book_vault(self, usd: float) -> None:
         """LP money in (+) or out (-) is the vault's."""
@@ -192,13 +204,15 @@ class PerpExchange(Protocol[PerpParams]):
         """LP vault net asset value: its cash minus what it owes traders."""
         return self.vault_cash - self.traders_pnl()
 
-    def lp_nav(self) -> float:
-        """The LPs' claim: vault NAV plus the credit that flows through the vault.
+    def lp_nav(self, traders_pnl: float | None = None) -> float:
+        """The LPs' claim: vault NAV plus the credit that flows through the vault
+        (``traders_pnl``: :meth:`traders_pnl` now, when the caller has it).
 
         LPs are first-loss capital: in a wind-down their claim ranks behind credit owed,
         so it is at most the exchange's equity.
         """
-        claim = self.vault_nav() + self.credit_lent - self.credit_borrowed
+        pnl = self.traders_pnl() if traders_pnl is None else traders_pnl
+        claim = (self.vault_cash - pnl) + self.credit_lent - self.credit_borrowed
         return min(claim, max(0.0, self.equity())) if self.defaulted else claim
 
     def vault_free_cash(self) -> float:

@@ -18,6 +18,7 @@ computes them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,8 +26,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from liqnet.protocols import perp_funding
-from liqnet.protocols.perp_book import PerpSide
+from liqnet.protocols.perp_book import SIDE_FIELDS, PerpSide
 from liqnet.protocols.positions import NO_SLOTS
+
+_EDGE = SIDE_FIELDS.index("edge")
 
 if TYPE_CHECKING:
     from liqnet.protocols.perp import PerpExchange
@@ -42,6 +45,7 @@ class _Row:
     market: PerpMarket
     side: PerpSide
     price: float
+    carry: float = 0.0  # funding carry a position on this side expects (perp_funding)
     leaving: np.ndarray = field(default_factory=lambda: NO_SLOTS)
     notional: np.ndarray | None = None  # new positions (None: none open)
     leverage: np.ndarray | None = None
@@ -66,6 +70,7 @@ def _draw(exchange: PerpExchange, days: float, rng: np.random.Generator) -> list
             # rate that keeps the book at its configured size and split.
             expected = rate * p.positions * share * exchange._side_share(side)
             row = _Row(exchange, market, side, price)
+            row.carry = perp_funding.expected_carry(p, market, side.is_long)
             n_close = rng.poisson(rate * side.positions.count)
             uniforms = None
             if n_close > 0 and side.positions.count:
@@ -74,9 +79,8 @@ def _draw(exchange: PerpExchange, days: float, rng: np.random.Generator) -> list
             if n_open and not exchange.defaulted:  # in wind-down: closes only
                 row.notional = exchange._draw_notional(rng, n_open)
                 row.leverage = exchange.leverages.sample(rng, n_open)
-                carry = perp_funding.expected_carry(p, market, side.is_long)
                 row.edge = perp_funding.draw_edges(
-                    exchange._edge_rng, n_open, carry, p.trader_edge_mean
+                    exchange._edge_rng, n_open, row.carry, p.trader_edge_mean
                 )
             drawn.append((row, uniforms, n_close))
     return drawn
@@ -92,14 +96,20 @@ def _leaving(stack: PositionStack, drawn: list[tuple]) -> None:
         bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
         for (row, _, _), start, end in zip(picking, bounds[:-1], bounds[1:], strict=True):
             row.leaving = slots[start:end]
-    for row, _, _ in drawn:
-        carry = perp_funding.expected_carry(row.exchange.params, row.market, row.side.is_long)
-        if carry > 0.0:
-            positions = row.side.positions
-            active = positions.active_slots()
-            carried = active[perp_funding.out_carried(positions.columns["edge"][active], carry)]
-            if carried.size:
-                row.leaving = np.union1d(row.leaving, carried)
+    # The out-carried scan (perp_funding.out_carried) of every side that pays carry, as
+    # one mask over the rows' storage: slots past a row's own end are never active.
+    carrying = [row for row, _, _ in drawn if row.carry > 0.0 and math.isfinite(row.carry)]
+    if not carrying:
+        return
+    books = np.array([row.side.positions.row for row in carrying], dtype=np.int64)
+    carry = np.array([row.carry for row in carrying])
+    at, carried = np.nonzero(stack.active[books] & (stack.data[books, _EDGE] < carry[:, None]))
+    if not carried.size:
+        return
+    ends = np.cumsum(np.bincount(at, minlength=len(carrying))).tolist()
+    for row, start, end in zip(carrying, [0, *ends[:-1]], ends, strict=True):
+        if end > start:  # the slots of a row come sorted, as active_slots() gives them
+            row.leaving = np.union1d(row.leaving, carried[start:end])
 
 
 def trader_churn(
@@ -149,18 +159,26 @@ def close_voluntarily(
 
 class _Closes:
     """Healthy leaving traders take profit or cut losses (``_close_voluntarily`` of
-    every row at once); an underwater trader waits for liquidation instead."""
+    every row at once); an underwater trader waits for liquidation instead.
+
+    The closing values of all rows are gathered once, so a book row's sums are a
+    column slice of each (rule two): ``money`` (pnl, fee, equity) is C-ordered, one
+    field per row, and its slice's ``sum(axis=1)`` adds each field as a separate array
+    would; ``block`` (size, entry, margin, funding entry) is laid out, strides and all,
+    as the ``positions.block(slots)`` that ``PerpSide.close`` sums and multiplies (a
+    gather along the slot axis comes out Fortran-ordered, and a reduction's order
+    follows the layout).
+    """
 
     def __init__(self, stack: PositionStack, rows: list[_Row]) -> None:
         counts = np.array([row.leaving.size for row in rows], dtype=np.int64)
-        self.bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
-        self.blocks: list[np.ndarray | None] = [None] * len(rows)
+        self.kept_bounds = [0] * (len(rows) + 1)
         if not counts.any():
-            self.kept_bounds = [0] * (len(rows) + 1)
             return
         book_rows = np.repeat([row.side.positions.row for row in rows], counts)
         slots = np.concatenate([row.leaving for row in rows])
-        size, entry, margin, funding_entry = stack.data[book_rows, :4, slots].T
+        gathered = stack.data[book_rows, :4, slots]  # (slots, 4)
+        size, entry, margin, funding_entry = gathered.T
         price = np.repeat([row.price for row in rows], counts)
         funding = np.repeat([row.market.funding_index for row in rows], counts)
         sign = np.repeat([row.side.sign for row in rows], counts)
@@ -171,34 +189,27 @@ class _Closes:
         pnl = sign * (size * (price - entry) - size * (funding - funding_entry))
         fee = fee_rate * size * price
         equity = margin + pnl - fee
-        self.healthy = healthy = equity > 0
+        healthy = equity > 0
         kept = np.concatenate(([0], np.cumsum(healthy)))
-        self.kept_bounds = kept[self.bounds].tolist()
-        self.pnl, self.fee, self.equity = pnl[healthy], fee[healthy], equity[healthy]
-        for i, row in enumerate(rows):
-            if counts[i]:
-                # The running sums' gather and product stay the row's own (rule two).
-                self.blocks[i] = row.side.positions.block(row.leaving)
-        stack.close(book_rows[healthy], slots[healthy])
+        self.kept_bounds = kept[np.concatenate(([0], np.cumsum(counts)))].tolist()
+        self.slots = slots[healthy]
+        self.block = gathered[healthy].T
+        self.money = np.array([pnl[healthy], fee[healthy], equity[healthy]])
+        stack.close(book_rows[healthy], self.slots)
 
     def book(self, i: int, row: _Row) -> np.ndarray:
         """Row ``i``'s money moves and running sums; returns its closed slots."""
-        block = self.blocks[i]
         start, end = self.kept_bounds[i], self.kept_bounds[i + 1]
-        if block is None or start == end:
+        if start == end:
             return NO_SLOTS
-        slots = row.leaving
-        if end - start < slots.size:
-            ok = self.healthy[self.bounds[i] : self.bounds[i + 1]]
-            slots, block = slots[ok], block[:, ok]
+        row.side._update_sums(self.block[:, start:end], -1.0)
+        pnl, fees, equity = self.money[:, start:end].sum(axis=1).tolist()
         ex = row.exchange
-        row.side._update_sums(block, -1.0)
-        ex.vault_cash -= float(self.pnl[start:end].sum())
-        fees = float(self.fee[start:end].sum())
+        ex.vault_cash -= pnl
         ex.treasury += fees
         ex.revenue += fees
-        ex.world.transfer(ex, "traders", usd=float(self.equity[start:end].sum()))
-        return slots
+        ex.world.transfer(ex, "traders", usd=equity)
+        return self.slots[start:end]
 
 
 class _Opens:
@@ -214,19 +225,21 @@ class _Opens:
             self.slots = NO_SLOTS
             return
         opening = [row for row in rows if row.notional is not None]
-        self.notional = notional = np.concatenate([row.notional for row in opening])
+        notional = np.concatenate([row.notional for row in opening])
         leverage = np.concatenate([row.leverage for row in opening])
         price = np.repeat([row.price for row in rows], counts)
         cap = np.repeat([1.0 / row.market.initial_margin for row in rows], counts)
         leverage = np.minimum(np.maximum(leverage, 1.0), cap)
-        self.margin = notional / leverage
-        self.size = notional / price
+        margin = notional / leverage
+        size = notional / price
+        # One field per row, so a book row's three totals are one sum over its slice.
+        self.values = np.array([size, margin, notional])
         self.slots = stack.add(
             np.array([row.side.positions.row for row in rows], dtype=np.int64),
             counts,
-            size=self.size,
+            size=size,
             entry=price,
-            margin=self.margin,
+            margin=margin,
             funding_entry=np.repeat([row.market.funding_index for row in rows], counts),
             edge=np.concatenate([row.edge for row in opening]),
         )
@@ -237,14 +250,13 @@ class _Opens:
         if start == end:
             return NO_SLOTS
         ex, sums = row.exchange, row.side.sums
+        total_size, margin_total, notional = self.values[:, start:end].sum(axis=1).tolist()
         # PerpSide.add's running sums, with one entry price and funding index per batch.
-        total_size = float(self.size[start:end].sum())
-        margin_total = float(self.margin[start:end].sum())
         sums["size_entry"] += float(row.price) * total_size
         sums["margin"] += margin_total
         sums["size_funding"] += float(row.market.funding_index) * total_size
         sums["size"] += total_size
-        fees = ex.params.trading_fee * ex.price_multiplier * float(self.notional[start:end].sum())
+        fees = ex.params.trading_fee * ex.price_multiplier * notional
         ex.world.transfer("traders", ex, usd=margin_total + fees)
         ex.treasury += fees
         ex.revenue += fees
