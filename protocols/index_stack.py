@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from liqnet.protocols.position_stack import FEW_ROWS, ranks
+from liqnet.protocols.position_stack import FEW_ROWS
 
 if TYPE_CHECKING:
     from liqnet.protocols.position_stack import PositionStack
@@ -136,14 +136,18 @@ class IndexStack:
         # New dirty slots, each once, sorted within their book (as mark_dirty's).
         width = self.is_dirty.shape[1]
         fresh = ~self.is_dirty[book_rows, slots]
-        unique = np.unique(at[fresh] * width + slots[fresh])
+        # Sorted and deduplicated (np.unique's result, without its overhead).
+        unique = np.sort(at[fresh] * width + slots[fresh])
+        if unique.size:
+            unique = unique[np.concatenate(([True], unique[1:] != unique[:-1]))]
         fresh_at, fresh_slots = np.divmod(unique, width)
         fresh_rows = rows[fresh_at]
         added = np.bincount(fresh_at, minlength=rows.size)
         starts = np.array([ix._dirty_count for ix in indexes], dtype=np.int64)
         ends = starts + added
         self.reserve(int(ends.max()))
-        where = np.repeat(starts, added) + ranks(fresh_at)
+        # Each fresh slot's place: its book's dirty count, plus its rank in its book.
+        where = np.arange(unique.size) + np.repeat(starts - (np.cumsum(added) - added), added)
         self.buffer[fresh_rows, where] = fresh_slots
         self.position[fresh_rows, fresh_slots] = where
         self.is_dirty[fresh_rows, fresh_slots] = True

@@ -49,7 +49,7 @@ class LendingBook:
     @staticmethod
     def stacked_keys(data: np.ndarray, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """:meth:`key` of ``slots`` of books stored as ``rows`` of a stack's ``data``."""
-        collateral, debt = data[rows, 0, slots], data[rows, 1, slots]
+        collateral, debt = data[rows, :2, slots].T  # one gather for both fields
         return np.divide(debt, collateral, out=np.full(debt.shape, np.inf), where=collateral > 0)
 
     def add(self, collateral: np.ndarray, scaled_debt: np.ndarray, mark: bool = True) -> np.ndarray:

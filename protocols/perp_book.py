@@ -180,8 +180,7 @@ class PerpSide:
     ) -> np.ndarray:
         """:meth:`key` of ``slots`` of sides stored as ``rows`` of a stack's ``data``
         (``is_long`` by row), element by element as each side's own key."""
-        size, entry = data[rows, 0, slots], data[rows, 1, slots]
-        margin, funding_entry = data[rows, 2, slots], data[rows, 3, slots]
+        size, entry, margin, funding_entry = data[rows, :4, slots].T  # one gather
         per_unit = np.divide(margin, size, out=np.full(margin.shape, np.inf), where=size != 0)
         return np.where(
             is_long[rows], entry - funding_entry - per_unit, entry + per_unit - funding_entry
