@@ -64,6 +64,9 @@ class LendingPool(Protocol[LendingParams]):
         self._shortfall = 0.0
         stack = self.world.position_stack("lending.books", BOOK_FIELDS)
         self.books = {a: LendingBook(a, c, stack) for a, c in p.collateral.items()}
+        total_share = sum(c.share for c in p.collateral.values())
+        self.collateral_shares = {a: c.share / total_share for a, c in p.collateral.items()}
+        """Each collateral's share of new loans (its ``share`` normalised), by asset."""
         # The books in order, as a tuple: the balance-sheet sums below run many times a
         # step, and iterating a tuple beats a dict view plus a generator.
         self._book_items = tuple(self.books.items())

@@ -58,8 +58,7 @@ def _draw(pool: LendingPool, days: float, rng: np.random.Generator) -> list[_Row
         uniforms = rng.random(2 * n_repay + 4) if n_repay > 0 and count else None
         row = _Row(pool, asset, book, uniforms, n_repay)
         # New loans: fewer when rates are above the reference rate (price lever).
-        share = p.collateral[asset].share / sum(c.share for c in p.collateral.values())
-        expected = p.position_turnover_per_day * days * p.positions * share
+        expected = p.position_turnover_per_day * days * p.positions * pool.collateral_shares[asset]
         n_new = rng.poisson(expected * min(2.0, max(0.2, rate_ratio)))
         if n_new and not pool.defaulted:  # a pool in wind-down lends no more
             row.collateral, row.debt = pool._draw_positions(rng, n_new, None, asset)

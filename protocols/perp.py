@@ -54,6 +54,9 @@ class PerpExchange(Protocol[PerpParams]):
         stack = self.world.position_stack("perp.sides", SIDE_FIELDS)
         self.markets = {a: PerpMarket(a, m, stack) for a, m in params.markets.items()}
         self.leverages = params.leverages()  # opening leverage's distribution
+        shares = np.array([m.share for m in params.markets.values()])
+        self.market_shares: list[float] = (shares / shares.sum()).tolist()
+        """Each market's share of the book, in market order (its ``share`` normalised)."""
         for market in self.markets.values():  # mark at the index: the interest component
             market.funding_rate_hourly = params.interest_rate_8h / 8.0
         self.vault_cash = params.vault_usd
@@ -113,9 +116,7 @@ class PerpExchange(Protocol[PerpParams]):
 
     def _seed_positions(self, rng: np.random.Generator) -> None:
         p = self.params
-        shares = np.array([m.share for m in p.markets.values()])
-        shares = shares / shares.sum()
-        for market, share in zip(self.markets.values(), shares, strict=True):
+        for market, share in zip(self.markets.values(), self.market_shares, strict=True):
             for side in market.sides.values():
                 n = max(1, round(p.positions * share * self._side_share(side)))
                 notional = self._draw_notional(rng, n)
