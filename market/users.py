@@ -4,8 +4,8 @@ Each protocol's users draw from a stream of their own, not one shared in protoco
 adding, removing or reordering a protocol leaves the others' user draws as they were
 (paired comparisons between scenario variants), and protocols of one type can be stepped
 as array rows, each with its own stream. Protocols of a *stacked* type (one that defines
-``act_users_stacked`` itself) act as one array program per type, in one checked
-``MarketWorld.call_together``; the rest one by one. Stacking goes by exact type: a
+``act_users_stacked`` itself) accrue and act as one array program per type, in one
+checked ``MarketWorld.call_together``; the rest one by one. Stacking goes by exact type: a
 plug-in subclass of a stacked type is stepped per object (docs/architecture.md,
 "Stacked protocols").
 """
