@@ -18,6 +18,8 @@ Funding follows the mark (pool) / index (oracle) premium (:mod:`perp_funding`).
 
 from __future__ import annotations
 
+import functools
+
 import mesa
 import numpy as np
 
@@ -154,6 +156,12 @@ class PerpExchange(Protocol[PerpParams]):
 
     def _lps_act(self, days: float) -> None:
         p = self.params
+        if not _reads_as_built(type(self)):  # a subclass's own reads, each time asked
+            usage = self.open_interest() / max(self.lp_nav(), 1.0)
+            self.lp.act(
+                usage, days, p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days
+            )
+            return
         # Each figure once (the flows move the vault's cash, not the traders' PnL or the
         # open interest): as lp_nav and vault_free_cash would say at each use.
         pnl, interest = self.traders_pnl(), self.open_interest()
@@ -212,8 +220,8 @@ class PerpExchange(Protocol[PerpParams]):
         LPs are first-loss capital: in a wind-down their claim ranks behind credit owed,
         so it is at most the exchange's equity.
         """
-        pnl = self.traders_pnl() if traders_pnl is None else traders_pnl
-        claim = (self.vault_cash - pnl) + self.credit_lent - self.credit_borrowed
+        vault = self.vault_nav() if traders_pnl is None else self.vault_cash - traders_pnl
+        claim = vault + self.credit_lent - self.credit_borrowed
         return min(claim, max(0.0, self.equity())) if self.defaulted else claim
 
     def vault_free_cash(self) -> float:
@@ -396,3 +404,13 @@ class PerpExchange(Protocol[PerpParams]):
             "credit_lent_to_assets": self.credit_lent / assets,
             "credit_borrowed_to_assets": self.credit_borrowed / assets,
         }
+
+
+_BALANCE_SHEET_READS = ("traders_pnl", "open_interest", "vault_nav", "lp_nav", "vault_free_cash")
+
+
+@functools.cache
+def _reads_as_built(cls: type[PerpExchange]) -> bool:
+    """True when ``cls`` keeps PerpExchange's own balance-sheet reads, so the LP flows
+    may read each figure once; a plug-in subclass that overrides one is asked each time."""
+    return all(getattr(cls, name) is getattr(PerpExchange, name) for name in _BALANCE_SHEET_READS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from liqnet.market import MarketModel
+from liqnet.protocols import registry
 from liqnet.protocols.options import OptionVault
 from liqnet.protocols.perp import PerpExchange
 from tests.helpers.worlds import Small
@@ -120,3 +121,32 @@ def test_lp_fear_is_capped_at_one_when_nav_nears_zero(small: Small) -> None:
     assert perp.lp.fear(usage) == 1.0
     steps(model, 24)
     assert 0.5 < perp.perceived_risk <= 1.0
+
+
+class _ReservedVault(PerpExchange):
+    """Keeps every dollar of its vault for traders: its LPs can withdraw nothing."""
+
+    type_name = "perp_reserved_vault"
+
+    def vault_free_cash(self) -> float:
+        return 0.0
+
+
+def test_a_subclass_s_own_free_cash_bounds_what_its_lps_withdraw(small: Small) -> None:
+    # The LP flows of the built-in read the traders' PnL and open interest once a step;
+    # a plug-in subclass that overrides a balance-sheet read is asked each time instead.
+    registry.register(_ReservedVault.type_name, _ReservedVault)
+    try:
+        scenario = small(
+            "baseline", positions=200, **CALM, protocols__dydx__type=_ReservedVault.type_name
+        )
+        model = MarketModel(scenario, seed=0)
+        perp = model.protocols["dydx"]
+        assert type(perp) is _ReservedVault
+        perp.perceived_risk = 1.0  # a run: LPs want a large share back
+        cash = perp.vault_cash
+        model.world.call(perp, "act_users", perp._lps_act, 1.0)
+        assert perp.liquidity_shortfall > 0.0  # wanted, not paid
+        assert perp.vault_cash >= cash  # inflows only, no withdrawal
+    finally:
+        registry.PROTOCOLS.unregister(_ReservedVault.type_name)
