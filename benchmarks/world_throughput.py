@@ -9,7 +9,9 @@ positions each) on one core, then:
 * **protocols scaling**: baseline's three protocol specs repeated 12 times (36
   protocols, unique ids, 10,000 positions each; market, liquidators and arbitrageurs as
   in baseline) against baseline itself, timed in alternating blocks; the issue's bar is
-  a 36 / 3 protocols step-cost ratio <= 4.
+  a 36 / 3 protocols step-cost ratio <= 4. Beside it, both worlds' Python calls per
+  step (cProfile), a figure the machine's load does not move (it varies by under 1%
+  between runs: string hashing differs per process).
 
 The two worlds of a comparison run in alternating blocks in one process; each verdict is
 the median of the per-block ratios (a block of one world against the block of the other
@@ -29,8 +31,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import cProfile  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import pstats  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -140,6 +144,23 @@ def time_steps(model: MarketModel, steps: int, blocks: int = 5) -> dict[str, flo
     return {"median_s": statistics.median(samples), "best_s": min(samples)}
 
 
+def calls_per_step(model: MarketModel, steps: int = 100) -> float:
+    """Python function calls per step (cProfile's count, after the warm-up steps).
+
+    Unlike wall time it does not move with the machine's load (under 1% between runs),
+    so it shows progress on the interpreter overhead the protocols-scaling bar is
+    mostly about.
+    """
+    for _ in range(WARMUP_STEPS):
+        model.step()
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(steps):
+        model.step()
+    profile.disable()
+    return pstats.Stats(profile).total_calls / steps
+
+
 def time_liquidation_search(model: MarketModel, repeats: int = 2000) -> float:
     """Seconds for one full liquidation search (every protocol, every book)."""
     protocols = list(model.protocols.values())
@@ -208,6 +229,8 @@ def main() -> None:
         max(100, args.steps // 8),
         args.blocks,
     )
+    calls = {"3 protocols": calls_per_step(protocols_world(1))}
+    calls[many] = calls_per_step(protocols_world(copies))
     few_s = protocol_timings["3 protocols"]["median_s"]
     protocols_paired = paired_ratio(protocol_timings, many, "3 protocols")
     protocols_ratio = protocols_paired["median"]
@@ -222,6 +245,11 @@ def main() -> None:
         f"{3 * copies} / 3 protocols step cost: {protocols_ratio:.2f}x, median of paired "
         f"blocks ({protocols_paired['min']:.2f}-{protocols_paired['max']:.2f}) "
         f"(bar <= {PROTOCOLS_BAR:.0f}): {'met' if protocols_met else 'NOT met'}"
+    )
+    calls_ratio = calls[many] / calls["3 protocols"]
+    print(
+        f"Python calls per step: {calls['3 protocols']:,.0f} (3 protocols), "
+        f"{calls[many]:,.0f} ({many}), {calls_ratio:.2f}x (cProfile, load-independent)"
     )
 
     result = {
@@ -239,6 +267,8 @@ def main() -> None:
             "timings": protocol_timings,
             "ratio": protocols_ratio,
             "ratio_blocks": protocols_paired,
+            "python_calls_per_step": calls,
+            "python_calls_ratio": calls_ratio,
             "bar": PROTOCOLS_BAR,
             "met": protocols_met,
         },
