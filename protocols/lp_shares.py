@@ -105,13 +105,10 @@ class LPShares:
         memory: float,
         *,
         nav: float | None = None,
-        available: Callable[[], float] | None = None,
     ) -> tuple[float, float]:
         """The LPs' inflow and withdrawals this step (:func:`run_flows`); returns both.
 
-        ``nav`` (the NAV now) and ``available`` (asked after the inflow) stand in for the
-        vault's own ``nav`` and ``available`` when the caller has them at hand; they
-        must say what those would.
+        ``nav`` is the vault's NAV now, when the caller already asked for it.
         """
         nav = self.nav() if nav is None else nav
         signal = self.fear(usage, nav)
@@ -124,7 +121,7 @@ class LPShares:
             turnover,
             sensitivity,
             memory,
-            self.available if available is None else available,
+            self.available,
             self._booker(nav),
         )
 

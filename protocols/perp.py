@@ -18,8 +18,6 @@ Funding follows the mark (pool) / index (oracle) premium (:mod:`perp_funding`).
 
 from __future__ import annotations
 
-import functools
-
 import mesa
 import numpy as np
 
@@ -156,25 +154,14 @@ class PerpExchange(Protocol[PerpParams]):
 
     def _lps_act(self, days: float) -> None:
         p = self.params
-        if not _reads_as_built(type(self)):  # a subclass's own reads, each time asked
-            usage = self.open_interest() / max(self.lp_nav(), 1.0)
-            self.lp.act(
-                usage, days, p.lp_turnover_per_day, p.lp_run_sensitivity, p.risk_memory_days
-            )
-            return
-        # Each figure once (the flows move the vault's cash, not the traders' PnL or the
-        # open interest): as lp_nav and vault_free_cash would say at each use.
-        pnl, interest = self.traders_pnl(), self.open_interest()
-        nav = self.lp_nav(pnl)
-        reserved = max(0.0, pnl) + p.vault_reserve_ratio * interest
+        nav = self.lp_nav()  # once: LPShares.act would ask for it again
         self.lp.act(
-            interest / max(nav, 1.0),
+            self.open_interest() / max(nav, 1.0),
             days,
             p.lp_turnover_per_day,
             p.lp_run_sensitivity,
             p.risk_memory_days,
             nav=nav,
-            available=lambda: max(0.0, self.vault_cash - reserved),
         )
 
     def _book_vault(self, usd: float) -> None:
@@ -213,15 +200,13 @@ class PerpExchange(Protocol[PerpParams]):
         """LP vault net asset value: its cash minus what it owes traders."""
         return self.vault_cash - self.traders_pnl()
 
-    def lp_nav(self, traders_pnl: float | None = None) -> float:
-        """The LPs' claim: vault NAV plus the credit that flows through the vault
-        (``traders_pnl``: :meth:`traders_pnl` now, when the caller has it).
+    def lp_nav(self) -> float:
+        """The LPs' claim: vault NAV plus the credit that flows through the vault.
 
         LPs are first-loss capital: in a wind-down their claim ranks behind credit owed,
         so it is at most the exchange's equity.
         """
-        vault = self.vault_nav() if traders_pnl is None else self.vault_cash - traders_pnl
-        claim = vault + self.credit_lent - self.credit_borrowed
+        claim = self.vault_nav() + self.credit_lent - self.credit_borrowed
         return min(claim, max(0.0, self.equity())) if self.defaulted else claim
 
     def vault_free_cash(self) -> float:
@@ -404,13 +389,3 @@ class PerpExchange(Protocol[PerpParams]):
             "credit_lent_to_assets": self.credit_lent / assets,
             "credit_borrowed_to_assets": self.credit_borrowed / assets,
         }
-
-
-_BALANCE_SHEET_READS = ("traders_pnl", "open_interest", "vault_nav", "lp_nav", "vault_free_cash")
-
-
-@functools.cache
-def _reads_as_built(cls: type[PerpExchange]) -> bool:
-    """True when ``cls`` keeps PerpExchange's own balance-sheet reads, so the LP flows
-    may read each figure once; a plug-in subclass that overrides one is asked each time."""
-    return all(getattr(cls, name) is getattr(PerpExchange, name) for name in _BALANCE_SHEET_READS)

@@ -133,8 +133,7 @@ class _ReservedVault(PerpExchange):
 
 
 def test_a_subclass_s_own_free_cash_bounds_what_its_lps_withdraw(small: Small) -> None:
-    # The LP flows of the built-in read the traders' PnL and open interest once a step;
-    # a plug-in subclass that overrides a balance-sheet read is asked each time instead.
+    # What the LPs can take out is the exchange's free cash, as its own type says it.
     registry.register(_ReservedVault.type_name, _ReservedVault)
     try:
         scenario = small(
