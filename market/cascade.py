@@ -70,6 +70,11 @@ def _execute_offer(model: MarketModel, offer, round_index: int, stats, flows) ->
         if not len(rest):
             break
         shares = liquidator.choose(rest, pool)
+        if rest.partial_cap is None and np.equal(shares, 1.0).all():
+            # It took everything whole (a perp's keeper work, usually): the offer is the
+            # fill, and nothing is left for the next liquidator (take() would copy it).
+            _execute_fill(model, liquidator, rest, round_index, stats, flows)
+            break
         taken = np.flatnonzero(shares > 0)
         if not taken.size:
             continue

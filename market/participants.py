@@ -83,6 +83,8 @@ class Liquidator(mesa.Agent):
 
     def sale_proceeds(self, pool: ConstantProductPool, units: np.ndarray) -> np.ndarray:
         """USD from selling each entry in turn (each sale moves the pool for the next)."""
+        if not units.any():
+            return np.zeros(units.size)  # keeper work: nothing sold (the quote of 0 is 0)
         cumulative = pool.quote_sell(np.cumsum(units))
         return np.diff(np.concatenate(([0.0], cumulative)))
 
