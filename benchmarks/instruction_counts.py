@@ -86,7 +86,9 @@ def _count(process: subprocess.Popen, signals: Path, steps: int) -> float:
         if process.poll() is not None:
             raise RuntimeError((signals / "valgrind.log").read_text()[-2000:])
         time.sleep(0.2)
-    subprocess.run(["callgrind_control", "-i", "on", str(process.pid)], check=True, capture_output=True)
+    subprocess.run(
+        ["callgrind_control", "-i", "on", str(process.pid)], check=True, capture_output=True
+    )
     (signals / "go").touch()
     if process.wait() != 0:
         raise RuntimeError((signals / "valgrind.log").read_text()[-2000:])
@@ -102,9 +104,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="counted steps per world")
     parser.add_argument("--warmup", type=int, default=30, help="uncounted steps first")
     parser.add_argument("--copies", type=int, default=12, help="copies of baseline's specs")
-    parser.add_argument(
-        "--out", type=Path, default=HERE / "results" / "instruction_counts.json"
-    )
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "instruction_counts.json")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("instruction_counts.py needs valgrind (Debian package 'valgrind') on PATH")

@@ -92,23 +92,24 @@ def _execute_fill(model: MarketModel, liquidator, filled, round_index: int, stat
     # The liquidator pays the repayment and takes the collateral and its reward: the
     # protocol books that exchange itself, everything else it moves by transfers.
     protocol = filled.protocol
+    # (ufunc reductions directly: ndarray.sum adds a Python wrapper per call.)
+    repaid, rewarded, sold = (float(np.add.reduce(a)) for a in (repay, reward, units))
     outcome = model.world.call(
         protocol,
         "execute_liquidations",
         protocol.execute_liquidations,
         filled,
         accepted,
-        usd=float(repay.sum()) - float(reward.sum()),
+        usd=repaid - rewarded,
         asset=filled.asset,
-        units=-float(units.sum()),
+        units=-sold,
     )
     # Sell one by one: the pool's cumulative quote.
     proceeds = liquidator.sale_proceeds(pool, units)
-    sold = float(units.sum())
     if sold > 0:
         pool.sell(sold)
     gas = liquidator.gas_cost_usd * model.gas_multiplier * len(filled)
-    liquidator.cash += float(proceeds.sum() + reward.sum() - repay.sum()) - gas
+    liquidator.cash += (float(np.add.reduce(proceeds)) + rewarded - repaid) - gas
     model.external_cash["gas"] += gas
     # Forced flow at market value: the liquidators' sales, and the units the protocol's
     # own liquidation engine trades on its venue (perp closes).
@@ -132,8 +133,8 @@ def _execute_fill(model: MarketModel, liquidator, filled, round_index: int, stat
         oracle_price=model.oracle_prices[filled.asset],
     )
     stats.liquidations += len(filled)
-    stats.repaid_usd += float(repay.sum())
-    stats.bad_debt_usd += float(outcome.bad_debt_usd.sum())
+    stats.repaid_usd += repaid
+    stats.bad_debt_usd += float(np.add.reduce(outcome.bad_debt_usd))
 
 
 def _execute_hedges(model: MarketModel, round_index: int, stats, flows) -> None:

@@ -351,20 +351,23 @@ class PerpExchange(Protocol[PerpParams]):
         payout = np.maximum(equity - penalty, 0.0)
         deficit = np.maximum(-equity, 0.0)
         side.close(slots, block=block)
-        self.vault_cash -= float(pnl.sum())
-        self.insurance_fund += float(penalty.sum())
-        self.revenue += float(penalty.sum())
-        self.world.transfer(self, "traders", usd=float(payout.sum()))
-        rewards = float(offer.reward_usd[accepted].sum())
+        # (ufunc reductions directly: ndarray.sum adds a Python wrapper per call.)
+        total = np.add.reduce
+        penalties = float(total(penalty))
+        self.vault_cash -= float(total(pnl))
+        self.insurance_fund += penalties
+        self.revenue += penalties
+        self.world.transfer(self, "traders", usd=float(total(payout)))
+        rewards = float(total(offer.reward_usd[accepted]))
         from_insurance = min(rewards, self.insurance_fund)
         self.insurance_fund -= from_insurance
         self.vault_cash -= rewards - from_insurance
         self.cash -= rewards
-        self.liquidated_usd_step += float((size * price).sum())
+        self.liquidated_usd_step += float(total(size * price))
         bad_debt = perp_adl.cover_deficit(self, market, side_name, deficit, price)
         # Most liquidation flow is absorbed on the exchange's own book and by the vault;
         # the rest reaches the spot market (hedging, cross-venue arbitrage).
-        sold = self.params.spot_flow_share * float(size.sum())
+        sold = self.params.spot_flow_share * float(total(size))
         return LiquidationOutcome(
             bad_debt_usd=bad_debt, impact_units=sold if side.is_long else -sold
         )

@@ -123,7 +123,7 @@ def cover_deficit(
     Hyperliquid deleverage once the insurance fund and the backstop vault are spent).
     Returns each position's share of what the vault bore.
     """
-    total = float(deficit.sum())
+    total = float(np.add.reduce(deficit))  # (no ndarray.sum wrapper: once per fill)
     if total <= 0.0:
         return np.zeros_like(deficit)
     from_insurance = min(total, exchange.insurance_fund)

@@ -334,17 +334,12 @@ class LiquidationIndex:
         """Dirty slots and their current keys (NaN for closed ones), as views."""
         return self._dirty_buffer[: self._dirty_count], self._dirty_keys[: self._dirty_count]
 
-    def _empty_beyond(self, threshold: float, above: bool) -> bool:
-        """True when no key can lie beyond ``threshold`` (O(1)).
-
-        The bounds include stale sorted entries, so they may be loose but never wrong;
-        in a calm market almost every query ends here.
-        """
-        return self._bounds[1] <= threshold if above else self._bounds[0] >= threshold
-
     def select(self, threshold: float, above: bool) -> np.ndarray:
         """Active slots whose current key is strictly above (or below) ``threshold``."""
-        if self._empty_beyond(threshold, above):
+        # No key beyond the threshold: O(1), and inline, as the cascade asks every book
+        # each round. The bounds include stale sorted entries, so they may be loose but
+        # never wrong; in a calm market almost every query ends here.
+        if (self._bounds[1] <= threshold) if above else (self._bounds[0] >= threshold):
             return NO_SLOTS
         if above:
             candidates = self._slots[self._keys.searchsorted(threshold, "right") :]
