@@ -15,10 +15,15 @@ counted. The two worlds run as two processes at once (a count does not depend on
 An instruction is not a fixed time (NumPy's inner loops run more of them per cycle than
 the interpreter does), so the 36 / 3 ratio of counts runs above the wall-clock ratio
 (8.7 against about 6.3 at the end of stop 34); it is for comparing code, while the
-issue's bar stays the wall-clock ratio. Needs ``valgrind`` (Debian package) on PATH;
-without it the script says so and exits 2.
+issue's bar stays the wall-clock ratio.
 
-    python benchmarks/instruction_counts.py [--steps 100] [--copies 12] [--out ...]
+``--against REV`` counts the same two worlds on the code of git revision ``REV`` too
+(its packages extracted to a temporary directory and put first on ``PYTHONPATH``; the
+worlds are built by this checkout's ``world_throughput.py``) and prints the change. Needs
+``valgrind`` (Debian package) on PATH; without it the script says so and exits 2.
+
+    python benchmarks/instruction_counts.py [--steps 100] [--copies 12] [--against REV]
+        [--out ...]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
@@ -38,8 +44,12 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LAYERS = ("core", "market", "protocols", "agents", "scenarios", "analysis")
+"""The repository's top-level directories that make up the ``liqnet`` package."""
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
@@ -51,6 +61,10 @@ def _child(copies: int, warmup: int, steps: int, signals: Path) -> None:
     model = protocols_world(copies)
     for _ in range(warmup):
         model.step()
+    # Objects alive now (the imports' and the world's) leave the collector's view: else a
+    # full collection's cost depends on what else was imported, not on the code measured.
+    gc.collect()
+    gc.freeze()
     (signals / "ready").touch()
     while not (signals / "go").exists():
         time.sleep(0.02)
@@ -59,7 +73,25 @@ def _child(copies: int, warmup: int, steps: int, signals: Path) -> None:
     os._exit(0)  # no interpreter teardown: it would be counted
 
 
-def _start(copies: int, warmup: int, steps: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
+def _package_of(rev: str, workdir: Path) -> Path:
+    """A directory holding revision ``rev``'s ``liqnet`` package (for ``PYTHONPATH``)."""
+    source, shim = workdir / "source", workdir / "path"
+    source.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, *LAYERS], check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    package = shim / "liqnet"
+    package.mkdir(parents=True)
+    shutil.copy(source / "core" / "_root" / "__init__.py", package / "__init__.py")
+    for layer in LAYERS:
+        (package / layer).symlink_to(source / layer)
+    return shim
+
+
+def _start(
+    copies: int, warmup: int, steps: int, workdir: Path, path: Path | None = None
+) -> tuple[subprocess.Popen, Path]:
     signals = workdir / f"copies{copies}"
     signals.mkdir()
     command = [
@@ -76,6 +108,8 @@ def _start(copies: int, warmup: int, steps: int, workdir: Path) -> tuple[subproc
         str(signals),
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # string hashing: the same per run
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(path), env.get("PYTHONPATH"))))
     log = (signals / "valgrind.log").open("w")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), signals
 
@@ -98,36 +132,61 @@ def _count(process: subprocess.Popen, signals: Path, steps: int) -> float:
     return int(match.group(1)) / steps
 
 
+def _counts(args: argparse.Namespace, workdir: Path, path: Path | None) -> dict[int, float]:
+    """Instructions per step of both worlds (3 protocols, and ``args.copies`` times that)."""
+    workdir.mkdir(parents=True)
+    runs = {c: _start(c, args.warmup, args.steps, workdir, path) for c in (1, args.copies)}
+    return {c: _count(p, s, args.steps) for c, (p, s) in runs.items()}
+
+
+def _summary(counts: dict[int, float], copies: int) -> dict[str, Any]:
+    small, large = counts[1], counts[copies]
+    return {
+        "instructions_per_step": {str(3 * c): n for c, n in counts.items()},
+        "per_added_protocol": (large - small) / (3 * (copies - 1)),
+        "ratio": large / small,
+    }
+
+
 def main() -> None:
-    """Count both worlds, print the counts and their ratio, write JSON."""
+    """Count both worlds (and on ``--against``'s code), print the counts, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="counted steps per world")
     parser.add_argument("--warmup", type=int, default=30, help="uncounted steps first")
     parser.add_argument("--copies", type=int, default=12, help="copies of baseline's specs")
+    parser.add_argument("--against", metavar="REV", help="also count git revision REV")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "instruction_counts.json")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("instruction_counts.py needs valgrind (Debian package 'valgrind') on PATH")
         raise SystemExit(2)
+    results: dict[str, Any] = {"steps": args.steps, "warmup": args.warmup}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {c: _start(c, args.warmup, args.steps, Path(tmp)) for c in (1, args.copies)}
-        counts = {c: _count(p, s, args.steps) for c, (p, s) in runs.items()}
-    small, large = counts[1], counts[args.copies]
-    added = (large - small) / (3 * (args.copies - 1))
-    ratio = large / small
+        if args.against:
+            path = _package_of(args.against, Path(tmp) / "against")
+            results["against"] = {"rev": args.against} | _summary(
+                _counts(args, Path(tmp) / "against" / "runs", path), args.copies
+            )
+        results["this"] = _summary(_counts(args, Path(tmp) / "this", None), args.copies)
+    n = 3 * args.copies
     print(f"instructions per step, {args.steps} steps after {args.warmup} uncounted:")
-    print(f"  3 protocols:   {small / 1e6:8.3f} M")
-    print(f"  {3 * args.copies} protocols: {large / 1e6:8.3f} M")
-    print(f"  per added protocol: {added / 1e3:.0f} k;  {3 * args.copies} / 3 ratio: {ratio:.3f}")
+    print(f"{'code':>14} {'3 protocols':>12} {f'{n} protocols':>13} {'per added':>10} {'ratio':>7}")
+    for row in (results.get("against"), results["this"]):
+        if row is None:
+            continue
+        per_step = row["instructions_per_step"]
+        name = row.get("rev", "working tree")[:14]
+        print(
+            f"{name:>14} {per_step['3'] / 1e6:11.3f}M {per_step[str(n)] / 1e6:12.3f}M "
+            f"{row['per_added_protocol'] / 1e3:9.0f}k {row['ratio']:7.3f}"
+        )
+    if "against" in results:
+        before, after = results["against"], results["this"]
+        for key in ("3", str(n)):
+            change = after["instructions_per_step"][key] / before["instructions_per_step"][key] - 1
+            print(f"  {key} protocols: {100 * change:+.1f}%")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "instructions_per_step": {str(3 * c): n for c, n in counts.items()},
-        "per_added_protocol": added,
-        "ratio": ratio,
-    }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
