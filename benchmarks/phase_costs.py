@@ -1,10 +1,11 @@
 """Where a world step's time goes, by phase and protocol type, and what one more protocol costs.
 
 The protocols-scaling bar of ``world_throughput.py`` (a 36-protocol step at most 4x a
-3-protocol one) allows each protocol added of a type already in the world about 20 us
-per step on this kind of machine. This benchmark says which phases spend the marginal
-protocol's time, so that stacking work (docs/architecture.md, "Stacked protocols") can
-start where it pays.
+3-protocol one) allows each protocol added of a type already in the world
+``3 x (3-protocol step) / 33`` per step, about 80 us on this kind of machine (the table's
+last line prints it). This benchmark says which phases spend the marginal protocol's
+time, so that stacking work (docs/architecture.md, "Stacked protocols") can start where
+it pays.
 
 It steps baseline (3 protocols) and baseline's specs repeated ``--copies`` times, with
 timers around the world's own seams: every checked protocol call (``MarketWorld.call``,
@@ -16,8 +17,11 @@ move, arbitrage, oracles, conservation checks).
 
 The timers cost a few percent of a step; the untimed step cost is printed beside the
 timed one. Both worlds run in turn for ``--rounds`` rounds and every figure is the
-median over rounds (a shared machine's load comes and goes). Prints a table and writes
-JSON.
+median over rounds (a shared machine's load comes and goes). Beside the times, each
+phase's *calls* per step (Python functions and C functions called from Python, counted
+by a profile hook in one more run of each world, attributed to the innermost seam as
+time is): a figure the load does not move, for telling a small saving from noise.
+Prints a table and writes JSON.
 
     python benchmarks/phase_costs.py [--copies 12] [--steps 200] [--rounds 3] [--out ...]
 """
@@ -84,6 +88,56 @@ class PhaseTimer:
         return wrapper
 
 
+class CallCounter:
+    """Calls per label (Python and C), to the innermost wrapped seam; ``timed`` as
+    :class:`PhaseTimer`'s, so the same seams are wrapped. Its own wrappers and labels
+    are not counted."""
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._labels: list[str] = []
+        self._own: set[Any] = set()  # code objects of the wrappers and label functions
+
+    def timed(self, label: str | Callable[..., str], function: Callable[..., Any]) -> Any:
+        """``function`` wrapped so the calls made inside it count under its label."""
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self._labels.append(label(*args) if callable(label) else label)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._labels.pop()
+
+        self._own.add(wrapper.__code__)
+        if callable(label):
+            self._own.add(label.__code__)  # type: ignore[attr-defined]
+        return wrapper
+
+    def profile(self, frame: Any, event: str, _arg: Any) -> None:
+        """The ``sys.setprofile`` hook: count a call under the current label."""
+        if event in ("call", "c_call") and frame.f_code not in self._own:
+            self.calls[self._labels[-1] if self._labels else REST] += 1
+
+
+def _instrumented(model: MarketModel, seams: PhaseTimer | CallCounter) -> Callable[[], None]:
+    """Wrap ``model``'s seams (market phases, checked calls, collection) with ``seams``;
+    returns the wrapped step. The market phases are module functions: the caller
+    restores them (:data:`MARKET_PHASES`)."""
+    for name in MARKET_PHASES:
+        setattr(model_module, name, seams.timed(name, getattr(model_module, name)))
+    model.world.call = seams.timed(  # type: ignore[method-assign]
+        lambda protocol, phase, *_, **__: f"{type(protocol).__name__}.{phase}",
+        model.world.call,
+    )
+    # A stacked type's phase is one call for all its protocols: labelled as theirs.
+    model.world.call_together = seams.timed(  # type: ignore[method-assign]
+        lambda protocols, phase, *_: f"{type(protocols[0]).__name__}.{phase}",
+        model.world.call_together,
+    )
+    model.collect = seams.timed("collect", model.collect)  # type: ignore[method-assign]
+    return seams.timed(REST, model.step)
+
+
 def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:
     """Seconds per step by phase (exclusive), the timed total and the untimed total.
 
@@ -97,20 +151,8 @@ def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:
         model.step()
     timer = PhaseTimer()
     saved = {name: getattr(model_module, name) for name in MARKET_PHASES}
-    world_call = model.world.call
     try:
-        for name, function in saved.items():
-            setattr(model_module, name, timer.timed(name, function))
-        model.world.call = timer.timed(  # type: ignore[method-assign]
-            lambda protocol, phase, *_, **__: f"{type(protocol).__name__}.{phase}", world_call
-        )
-        # A stacked type's phase is one call for all its protocols: labelled as theirs.
-        model.world.call_together = timer.timed(  # type: ignore[method-assign]
-            lambda protocols, phase, *_: f"{type(protocols[0]).__name__}.{phase}",
-            model.world.call_together,
-        )
-        model.collect = timer.timed("collect", model.collect)  # type: ignore[method-assign]
-        step = timer.timed(REST, model.step)
+        step = _instrumented(model, timer)
         start = time.perf_counter()
         for _ in range(steps):
             step()
@@ -120,6 +162,27 @@ def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:
             setattr(model_module, name, function)
     phases = {label: seconds / steps for label, seconds in timer.seconds.most_common()}
     return {"untimed_s": untimed, "timed_s": timed, "phases_s": phases}
+
+
+def per_step_calls(build: Callable[[], MarketModel], steps: int) -> dict[str, float]:
+    """Calls per step by phase (:class:`CallCounter`), over the steps that are timed."""
+    model = build()
+    for _ in range(WARMUP_STEPS):
+        model.step()
+    counter = CallCounter()
+    saved = {name: getattr(model_module, name) for name in MARKET_PHASES}
+    try:
+        step = _instrumented(model, counter)
+        sys.setprofile(counter.profile)
+        try:
+            for _ in range(steps):
+                step()
+        finally:
+            sys.setprofile(None)
+    finally:
+        for name, function in saved.items():
+            setattr(model_module, name, function)
+    return {label: n / steps for label, n in counter.calls.most_common()}
 
 
 def median_costs(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,33 +215,55 @@ def main() -> None:
         few_rounds.append(per_step_costs(lambda: protocols_world(1), args.steps))
         many_rounds.append(per_step_costs(lambda: protocols_world(args.copies), args.steps))
     few, many = median_costs(few_rounds), median_costs(many_rounds)
+    # Counts do not depend on load: one run of each world.
+    few["calls"] = per_step_calls(lambda: protocols_world(1), args.steps)
+    many["calls"] = per_step_calls(lambda: protocols_world(args.copies), args.steps)
     added = 3 * (args.copies - 1)
     labels = sorted(
-        set(few["phases_s"]) | set(many["phases_s"]),
+        set(few["phases_s"]) | set(many["phases_s"]) | set(few["calls"]) | set(many["calls"]),
         key=lambda label: -many["phases_s"].get(label, 0.0),
     )
     rows = []
     # "us/added": per protocol added, all types together (what the bar's budget is in);
     # "per own type": a protocol call per protocol added of that type (what its stack
-    # would save), blank for the market's phases.
+    # would save), blank for the market's phases; "calls/added": calls per step per
+    # protocol added.
     print(
         f"{'phase':<34} {'3 prot. us':>10} {f'{3 * args.copies} prot. us':>11} "
-        f"{'us/added':>9} {'per own type':>13}"
+        f"{'us/added':>9} {'per own type':>13} {'calls/added':>12}"
     )
     for label in labels:
         a, b = few["phases_s"].get(label, 0.0), many["phases_s"].get(label, 0.0)
         marginal = (b - a) / added
         # Each baseline type is one of the 3 specs: copies - 1 of it are added.
         own = (b - a) / (args.copies - 1) if "." in label else None
+        calls = (many["calls"].get(label, 0.0) - few["calls"].get(label, 0.0)) / added
         rows.append(
-            {"phase": label, "few_s": a, "many_s": b, "marginal_s": marginal, "own_type_s": own}
+            {
+                "phase": label,
+                "few_s": a,
+                "many_s": b,
+                "marginal_s": marginal,
+                "own_type_s": own,
+                "marginal_calls": calls,
+            }
         )
-        own_text = f"{1e6 * own:>13.1f}" if own is not None else ""
-        print(f"{label:<34} {1e6 * a:>10.0f} {1e6 * b:>11.0f} {1e6 * marginal:>9.1f} {own_text}")
+        own_text = f"{1e6 * own:>13.1f}" if own is not None else " " * 13
+        print(
+            f"{label:<34} {1e6 * a:>10.0f} {1e6 * b:>11.0f} {1e6 * marginal:>9.1f} {own_text} "
+            f"{calls:>12.1f}"
+        )
     for kind in ("timed", "untimed"):
         a, b = few[f"{kind}_s"], many[f"{kind}_s"]
         marginal = (b - a) / added
-        print(f"{f'step ({kind})':<34} {1e6 * a:>10.0f} {1e6 * b:>11.0f} {1e6 * marginal:>9.1f}")
+        calls_text = ""
+        if kind == "timed":
+            total_calls = sum(many["calls"].values()) - sum(few["calls"].values())
+            calls_text = f"{'':>13} {total_calls / added:>12.1f}"
+        print(
+            f"{f'step ({kind})':<34} {1e6 * a:>10.0f} {1e6 * b:>11.0f} {1e6 * marginal:>9.1f} "
+            f"{calls_text}"
+        )
     # T_N <= bar x T_3 with T_N = T_3 + (N - 3) c: each added protocol may cost at most
     # c = (bar - 1) T_3 / (N - 3). Both from the timed runs (one instrument).
     marginal_total = (many["timed_s"] - few["timed_s"]) / added
