@@ -3,8 +3,10 @@
 The wall-clock ratios of ``world_throughput.py`` move by 1.2x between runs of the same
 code on a shared machine, which hides any change worth less than that. Callgrind counts
 the instructions the CPU runs instead: the same code and seed give the same count
-within ~0.1%, whatever else the machine is doing, so a before/after comparison of one
-commit needs one run of each, not a dozen paired blocks.
+within ~0.1% run to run, whatever else the machine is doing, and within ~0.5% between
+the working tree and the same code loaded by ``--against`` (module paths differ), so
+a before/after comparison needs one run of each side, not a dozen paired blocks; a
+change under ~0.5% is not resolved.
 
 It builds ``world_throughput.protocols_world(1)`` (baseline, 3 protocols) and
 ``protocols_world(copies)`` (36 by default), steps each ``--warmup`` steps uninstrumented,

@@ -94,7 +94,9 @@ def borrower_churn(
             collateral, debt = row.collateral[fits], row.debt[fits]  # type: ignore[index]
             if debt.size:
                 row.new_loans = (collateral, debt / pool.borrow_index)
-                units, scaled, usd = np.array([collateral, row.new_loans[1], debt]).sum(axis=1)
+                units, scaled, usd = np.add.reduce(
+                    np.array([collateral, row.new_loans[1], debt]), axis=1
+                )
                 book.total_collateral += float(units)
                 book.total_scaled_debt += float(scaled)
                 transfer(pool, "borrowers", usd=float(usd))
@@ -120,7 +122,7 @@ def _repay(stack: PositionStack, rows: list[_Row]) -> None:
             row.repaid = slots = positions.pick_from(row.uniforms, row.repaying)  # type: ignore[arg-type]
             columns = positions.columns
             repaid = np.array([columns["collateral"][slots], columns["scaled_debt"][slots]])
-            row.repaid_sums = tuple(repaid.sum(axis=1).tolist())
+            row.repaid_sums = tuple(np.add.reduce(repaid, axis=1).tolist())
             positions.close(slots)
         return
     books = np.array([row.book.positions.row for row in picking], dtype=np.int64)
@@ -133,7 +135,7 @@ def _repay(stack: PositionStack, rows: list[_Row]) -> None:
     ends = np.cumsum(picked).tolist()
     for row, start, end in zip(picking, [0, *ends[:-1]], ends, strict=True):
         row.repaid = slots[start:end]
-        row.repaid_sums = tuple(repaid[:, start:end].sum(axis=1).tolist())
+        row.repaid_sums = tuple(np.add.reduce(repaid[:, start:end], axis=1).tolist())
     stack.close(book_rows, slots)
 
 

@@ -189,7 +189,7 @@ class PerpSide:
     def _update_sums(self, block: np.ndarray, sign: float) -> None:
         """Add (``sign=+1``) or remove positions given as a (fields, k) block."""
         block = block[:4]  # rows: size, entry, margin, funding_entry (not edge)
-        totals = block.sum(axis=1)
+        totals = np.add.reduce(block, axis=1)  # (no ndarray.sum wrapper: a hot path)
         weighted = block @ block[0]
         self.sums["size"] += sign * float(totals[0])
         self.sums["size_entry"] += sign * float(weighted[1])
@@ -206,12 +206,12 @@ class PerpSide:
         """
         columns.setdefault("edge", np.inf)
         slots = self.positions.add(size=size, **columns)
-        total_size = float(size.sum())
+        total_size = float(np.add.reduce(size))
         for sum_name, name, weighted in _SUMS_OF_COLUMNS:
             value = columns.get(name, 0.0)
             # Scalar columns (one entry price for the whole batch) need no gather or dot.
             if isinstance(value, np.ndarray):
-                total = float(size @ value) if weighted else float(value.sum())
+                total = float(size @ value) if weighted else float(np.add.reduce(value))
             else:
                 total = float(value) * (total_size if weighted else slots.size)
             self.sums[sum_name] += total

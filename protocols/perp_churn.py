@@ -193,7 +193,7 @@ class _Closes:
         if start == end:
             return NO_SLOTS
         row.side._update_sums(self.block[:, start:end], -1.0)
-        pnl, fees, equity = self.money[:, start:end].sum(axis=1).tolist()
+        pnl, fees, equity = np.add.reduce(self.money[:, start:end], axis=1).tolist()
         ex = row.exchange
         ex.vault_cash -= pnl
         ex.treasury += fees
@@ -240,7 +240,9 @@ class _Opens:
         if start == end:
             return NO_SLOTS
         ex, sums = row.exchange, row.side.sums
-        total_size, margin_total, notional = self.values[:, start:end].sum(axis=1).tolist()
+        total_size, margin_total, notional = np.add.reduce(
+            self.values[:, start:end], axis=1
+        ).tolist()
         # PerpSide.add's running sums, with one entry price and funding index per batch.
         sums["size_entry"] += float(row.price) * total_size
         sums["margin"] += margin_total

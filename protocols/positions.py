@@ -162,7 +162,7 @@ class PositionArrays:
 
     def active_slots(self) -> np.ndarray:
         """Slot numbers of all active positions (O(n); for reports, not the hot path)."""
-        return np.flatnonzero(self.active[: self.size])
+        return self.active[: self.size].nonzero()[0]  # (flatnonzero: 4 Python calls more)
 
 
 def first_occurrences(keys: np.ndarray) -> np.ndarray:
