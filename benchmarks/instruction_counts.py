@@ -48,10 +48,10 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import tomllib  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-LAYERS = ("core", "market", "protocols", "agents", "scenarios", "analysis")
-"""The repository's top-level directories that make up the ``liqnet`` package."""
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
@@ -80,14 +80,19 @@ def _package_of(rev: str, workdir: Path) -> Path:
     source, shim = workdir / "source", workdir / "path"
     source.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", rev, *LAYERS], check=True, capture_output=True
+        ["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True
     )
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    # The revision's own package layout (setuptools package-dir): liqnet's __init__ from
+    # one directory, each top-level subpackage from another.
+    layout = tomllib.loads((source / "pyproject.toml").read_text())
+    package_dir = layout["tool"]["setuptools"]["package-dir"]
     package = shim / "liqnet"
     package.mkdir(parents=True)
-    shutil.copy(source / "core" / "_root" / "__init__.py", package / "__init__.py")
-    for layer in LAYERS:
-        (package / layer).symlink_to(source / layer)
+    shutil.copy(source / package_dir["liqnet"] / "__init__.py", package / "__init__.py")
+    for name, directory in package_dir.items():
+        if name.count(".") == 1:  # liqnet.core, liqnet.market, ...: nested ones come along
+            (package / name.split(".")[1]).symlink_to(source / directory)
     return shim
 
 

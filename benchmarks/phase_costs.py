@@ -36,11 +36,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -119,23 +120,34 @@ class CallCounter:
             self.calls[self._labels[-1] if self._labels else REST] += 1
 
 
-def _instrumented(model: MarketModel, seams: PhaseTimer | CallCounter) -> Callable[[], None]:
-    """Wrap ``model``'s seams (market phases, checked calls, collection) with ``seams``;
-    returns the wrapped step. The market phases are module functions: the caller
-    restores them (:data:`MARKET_PHASES`)."""
-    for name in MARKET_PHASES:
-        setattr(model_module, name, seams.timed(name, getattr(model_module, name)))
-    model.world.call = seams.timed(  # type: ignore[method-assign]
-        lambda protocol, phase, *_, **__: f"{type(protocol).__name__}.{phase}",
-        model.world.call,
-    )
-    # A stacked type's phase is one call for all its protocols: labelled as theirs.
-    model.world.call_together = seams.timed(  # type: ignore[method-assign]
-        lambda protocols, phase, *_: f"{type(protocols[0]).__name__}.{phase}",
-        model.world.call_together,
-    )
-    model.collect = seams.timed("collect", model.collect)  # type: ignore[method-assign]
-    return seams.timed(REST, model.step)
+@contextlib.contextmanager
+def _instrumented(
+    build: Callable[[], MarketModel], seams: PhaseTimer | CallCounter
+) -> Iterator[Callable[[], None]]:
+    """A world from ``build``, warmed up as :func:`time_steps` warms up (so the same
+    steps are measured), its seams (market phases, checked calls, collection) wrapped
+    with ``seams``; yields the wrapped step and puts the market phases back after."""
+    model = build()
+    for _ in range(WARMUP_STEPS):
+        model.step()
+    saved = {name: getattr(model_module, name) for name in MARKET_PHASES}
+    try:
+        for name, function in saved.items():
+            setattr(model_module, name, seams.timed(name, function))
+        model.world.call = seams.timed(  # type: ignore[method-assign]
+            lambda protocol, phase, *_, **__: f"{type(protocol).__name__}.{phase}",
+            model.world.call,
+        )
+        # A stacked type's phase is one call for all its protocols: labelled as theirs.
+        model.world.call_together = seams.timed(  # type: ignore[method-assign]
+            lambda protocols, phase, *_: f"{type(protocols[0]).__name__}.{phase}",
+            model.world.call_together,
+        )
+        model.collect = seams.timed("collect", model.collect)  # type: ignore[method-assign]
+        yield seams.timed(REST, model.step)
+    finally:
+        for name, function in saved.items():
+            setattr(model_module, name, function)
 
 
 def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:
@@ -146,42 +158,26 @@ def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:
     pass for timer cost.
     """
     untimed = time_steps(build(), steps, blocks=1)["median_s"]
-    model = build()
-    for _ in range(WARMUP_STEPS):  # as time_steps warms up: the same steps are timed
-        model.step()
     timer = PhaseTimer()
-    saved = {name: getattr(model_module, name) for name in MARKET_PHASES}
-    try:
-        step = _instrumented(model, timer)
+    with _instrumented(build, timer) as step:
         start = time.perf_counter()
         for _ in range(steps):
             step()
         timed = (time.perf_counter() - start) / steps
-    finally:
-        for name, function in saved.items():
-            setattr(model_module, name, function)
     phases = {label: seconds / steps for label, seconds in timer.seconds.most_common()}
     return {"untimed_s": untimed, "timed_s": timed, "phases_s": phases}
 
 
 def per_step_calls(build: Callable[[], MarketModel], steps: int) -> dict[str, float]:
     """Calls per step by phase (:class:`CallCounter`), over the steps that are timed."""
-    model = build()
-    for _ in range(WARMUP_STEPS):
-        model.step()
     counter = CallCounter()
-    saved = {name: getattr(model_module, name) for name in MARKET_PHASES}
-    try:
-        step = _instrumented(model, counter)
+    with _instrumented(build, counter) as step:
         sys.setprofile(counter.profile)
         try:
             for _ in range(steps):
                 step()
         finally:
             sys.setprofile(None)
-    finally:
-        for name, function in saved.items():
-            setattr(model_module, name, function)
     return {label: n / steps for label, n in counter.calls.most_common()}
 
 
