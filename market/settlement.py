@@ -52,7 +52,9 @@ def _receive(model: MarketModel, protocol: Protocol, amount: float) -> None:
 def negotiate(model: MarketModel, levers: dict[str, np.ndarray]) -> None:
     """Step 2: treasury quotes, rounds of clearing under credit limits, new credit lines."""
     book = model.credit_book
-    remember_equity(model, book)
+    # Read before any quote, and nothing moves money until the rounds have run: the
+    # credit limits use the same equity.
+    equity = remember_equity(model, book)
     book.volume_usd = book.secured_usd = book.capped_usd = 0.0
     if not model.scenario.negotiation.enabled:
         return
@@ -61,7 +63,7 @@ def negotiate(model: MarketModel, levers: dict[str, np.ndarray]) -> None:
         book.best_ask = book.best_bid = None
         book.unmatched_need_usd = float(quotes.borrow[quotes.borrow >= MIN_ORDER_USD].sum())
         return  # nothing can match: skip building (and validating) the books
-    matches, collateral = run_rounds(model, quotes, book)
+    matches, collateral = run_rounds(model, quotes, book, equity)
     if len(matches) == 0:
         return
     book.volume_usd = matches.total

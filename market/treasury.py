@@ -104,17 +104,17 @@ def treasury_quotes(model: MarketModel, levers: dict[str, np.ndarray]) -> Quotes
         if protocol.defaulted:
             continue
         lever = clipped[i]
-        reservation = protocol.funding_rate() + spec.lender_spread
-        lendable = protocol.lendable(days, float(maturing[i]))
+        reads = type(protocol).treasury_reader()(protocol, days, float(maturing[i]))
+        reservation = reads.funding_rate + spec.lender_spread
+        lendable = reads.lendable
         if lever[LEND] <= 0.0:
             lend[i] = lendable * (1.0 + lever[LEND])
         else:
-            idle = max(lendable, protocol.idle_liquidity())
+            idle = max(lendable, reads.idle)
             lend[i] = lendable + lever[LEND] * (idle - lendable)
         ask[i] = reservation + lever[LEND_RATE] * half_span
-        need = protocol.projected_need(days, float(maturing[i]))
+        need, cash = reads.need, reads.cash
         borrow[i] = need * (1.0 + lever[BORROW])
-        cash = protocol.available_cash()
         urgency = 1.0 if protocol.liquidity_shortfall > 0 else need / max(need + cash, 1.0)
         bid[i] = reservation + spec.distress_premium * urgency + lever[BORROW_RATE] * half_span
     return Quotes(
@@ -137,18 +137,25 @@ def maturing_within_horizon(model: MarketModel) -> np.ndarray:
     return model.ledger.maturing(model.step_index + horizon_steps(model))
 
 
-def borrower_health(model: MarketModel) -> np.ndarray:
-    """Each protocol's equity ratio over ``limits.healthy_equity_ratio``, in [0, 1]."""
+def borrower_health(model: MarketModel, equity: np.ndarray | None = None) -> np.ndarray:
+    """Each protocol's equity ratio over ``limits.healthy_equity_ratio``, in [0, 1]
+    (``equity``: each protocol's ``equity()`` now, when the caller has read it)."""
     protocols = model.protocols.values()
-    ratio = np.array([p.equity() / max(p.total_assets(), 1.0) for p in protocols])
+    if equity is None:
+        equity = np.array([p.equity() for p in protocols])
+    ratio = equity / np.maximum([p.total_assets() for p in protocols], 1.0)
     return np.clip(ratio / model.scenario.negotiation.limits.healthy_equity_ratio, 0.0, 1.0)
 
 
-def credit_limits(model: MarketModel, book: CreditBook) -> np.ndarray:
-    """``limit[i, j]``: more unsecured USD lender i gives borrower j (n x n, >= 0)."""
+def credit_limits(
+    model: MarketModel, book: CreditBook, equity: np.ndarray | None = None
+) -> np.ndarray:
+    """``limit[i, j]``: more unsecured USD lender i gives borrower j (n x n, >= 0)
+    (``equity``: each protocol's ``equity()`` now, when the caller has read it)."""
     limits = model.scenario.negotiation.limits
-    equity = np.array([p.equity() for p in model.protocols.values()])
-    health = borrower_health(model)
+    if equity is None:
+        equity = np.array([p.equity() for p in model.protocols.values()])
+    health = borrower_health(model, equity)
     if book.equity_history:
         peak = np.max(np.vstack(book.equity_history), axis=0)
         loss = np.where(peak > 0, np.clip(1.0 - equity / np.where(peak > 0, peak, 1.0), 0, 1), 1)
@@ -198,8 +205,12 @@ def _cap(
     return kept, collateral[keep], cut
 
 
-def run_rounds(model: MarketModel, quotes: Quotes, book: CreditBook) -> tuple[Matches, np.ndarray]:
-    """Rounds of quotes, clearing and limits; returns all matches and their collateral."""
+def run_rounds(
+    model: MarketModel, quotes: Quotes, book: CreditBook, equity: np.ndarray
+) -> tuple[Matches, np.ndarray]:
+    """Rounds of quotes, clearing and limits; returns all matches and their collateral.
+
+    ``equity`` is each protocol's ``equity()`` now (:func:`remember_equity`'s)."""
     spec = model.scenario.negotiation
     n = len(model.protocols)
     agents = np.arange(n, dtype=np.int64)
@@ -209,7 +220,7 @@ def run_rounds(model: MarketModel, quotes: Quotes, book: CreditBook) -> tuple[Ma
     shade = 0.25 * (spec.max_rate - spec.min_rate)
     ask = np.minimum(quotes.ask_limit + shade, spec.max_rate)
     bid = np.maximum(quotes.bid_limit - shade, spec.min_rate)
-    limit = credit_limits(model, book)
+    limit = credit_limits(model, book, equity)
     pledgeable = np.array([p.pledgeable_assets() for p in model.protocols.values()])
     if model.ledger.lines.count:
         pledgeable = np.maximum(pledgeable - model.ledger.pledged(), 0.0)
@@ -259,10 +270,13 @@ def run_rounds(model: MarketModel, quotes: Quotes, book: CreditBook) -> tuple[Ma
     )
 
 
-def remember_equity(model: MarketModel, book: CreditBook) -> None:
-    """Keep each protocol's equity of the last horizon of steps (for the loss signal)."""
-    book.equity_history.append(np.array([p.equity() for p in model.protocols.values()]))
+def remember_equity(model: MarketModel, book: CreditBook) -> np.ndarray:
+    """Keep each protocol's equity of the last horizon of steps (for the loss signal);
+    returns the equity now."""
+    equity = np.array([p.equity() for p in model.protocols.values()])
+    book.equity_history.append(equity)
     del book.equity_history[: -horizon_steps(model)]
+    return equity
 
 
 MARKET_CREDIT_FEATURES = ("credit.last_rate", "credit.best_bid", "credit.best_ask", "credit.volume")

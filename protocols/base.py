@@ -11,7 +11,7 @@ import abc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import mesa
 import numpy as np
@@ -19,8 +19,7 @@ import pydantic
 
 from liqnet.core.levers import FEATURE_NAMES, LEVER_NAMES
 from liqnet.core.schema import reject_bool_numbers
-from liqnet.core.units import DAYS_PER_YEAR
-from liqnet.protocols.flows import FlowOutlook
+from liqnet.protocols.flows import FlowOutlook, TreasuryReads, lendable_usd, needed_usd
 from liqnet.protocols.world import World
 
 if TYPE_CHECKING:
@@ -364,12 +363,14 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
         and the credit falling due (``maturing_usd``, from the market's ledger) would
         take beyond today's cash.
         """
-        wanted = self.liquidity_buffer_usd() + self.projected_outflows(days) + maturing_usd
-        return self.liquidity_shortfall + max(0.0, wanted - self.available_cash())
+        buffer, outflows = self.liquidity_buffer_usd(), self.projected_outflows(days)
+        return needed_usd(
+            self.liquidity_shortfall, buffer, outflows, maturing_usd, self.available_cash()
+        )
 
     def lendable(self, days: float, maturing_usd: float = 0.0) -> float:
         """Idle cash left after the expected outflows and maturing credit of ``days``."""
-        return max(0.0, self.idle_liquidity() - self.projected_outflows(days) - maturing_usd)
+        return lendable_usd(self.idle_liquidity(), self.projected_outflows(days), maturing_usd)
 
     def pledgeable_assets(self) -> float:
         """USD of assets the protocol can pledge as collateral: all but its cash."""
@@ -387,6 +388,27 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
     def idle_liquidity(self) -> float:
         """USD the protocol could lend to others without failing its own users."""
 
+    def treasury_reads(self, days: float, maturing_usd: float = 0.0) -> TreasuryReads:
+        """What the treasury rule reads of this protocol over a horizon of ``days``.
+
+        This one asks the methods above, so it follows every override. A type may define
+        its own, each balance-sheet read made once with the same arithmetic; as with
+        ``act_users_stacked``, the world uses it only on protocols of exactly that type
+        (:meth:`treasury_reader`), so a subclass is read through the methods it overrides.
+        """
+        return TreasuryReads(
+            self.funding_rate(),
+            self.lendable(days, maturing_usd),
+            self.idle_liquidity(),
+            self.projected_need(days, maturing_usd),
+            self.available_cash(),
+        )
+
+    @classmethod
+    def treasury_reader(cls) -> Callable[[Protocol, float, float], TreasuryReads]:
+        """The ``treasury_reads`` the world uses on protocols of exactly this type."""
+        return cls.__dict__.get("treasury_reads", Protocol.treasury_reads)
+
     # -- observation -------------------------------------------------------------------
     @abc.abstractmethod
     def feature_values(self) -> dict[str, float]:
@@ -403,29 +425,3 @@ class Protocol(mesa.Agent, abc.ABC, Generic[P]):
 
     def step(self) -> None:  # mesa.Agent API; the world calls the phases explicitly
         """Not used: ``MarketModel.step`` calls each phase in the map's order."""
-
-
-def churn_then_flows(
-    churn: Callable[..., None], flows: Callable[[Any, float], None]
-) -> classmethod[Any, Any, None]:
-    """An ``act_users_stacked`` for a built-in: the position churn of every protocol due
-    for one (``churn(protocols, days, rngs)``, one call for all), then each protocol's
-    aggregate flows (``flows(protocol, days)``), as ``act_users`` of each in turn would
-    (a protocol's churn touches only its own books and accounts)."""
-
-    def act_users_stacked(
-        cls: type, protocols: Sequence[Any], dt_years: float, rngs: Sequence[np.random.Generator]
-    ) -> None:
-        days = dt_years * DAYS_PER_YEAR
-        due = []
-        for protocol, rng in zip(protocols, rngs, strict=True):
-            batch_days = protocol.churn_days(days, protocol.params.churn_interval_hours)
-            if batch_days:
-                due.append((protocol, batch_days, rng))
-        if due:
-            churn(*zip(*due, strict=True))
-        for protocol in protocols:
-            flows(protocol, days)
-
-    act_users_stacked.__doc__ = churn_then_flows.__doc__
-    return classmethod(act_users_stacked)

@@ -98,6 +98,7 @@ class CometPool(LendingPool):
     # Its borrowers and depositors act as a lending pool's: stacked the same way (its own
     # stack call, since the world stacks by exact type).
     act_users_stacked = LendingPool.__dict__["act_users_stacked"]
+    treasury_reads = LendingPool.treasury_reads  # it overrides none of the reads it fuses
 
     def __init__(self, model: mesa.Model, protocol_id: str, params: CometParams) -> None:
         super().__init__(model, protocol_id, params)
@@ -136,9 +137,9 @@ class CometPool(LendingPool):
         prices = self.world.oracle_prices
         return sum(units * prices[a] for a, units in self.inventory.items())
 
-    def own_equity(self) -> float:
+    def _own_equity_at(self, total_debt: float, shortfall: float, deposits: float) -> float:
         """The pool's equity plus the absorbed collateral it holds."""
-        return super().own_equity() + self.inventory_value()
+        return super()._own_equity_at(total_debt, shortfall, deposits) + self.inventory_value()
 
     def total_assets(self) -> float:
         """Cash, loans at face value and absorbed collateral."""

@@ -13,8 +13,12 @@ same share of its claim). Morpho Blue books a pool's bad debt the same way: it c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from liqnet.core.units import DAYS_PER_YEAR
 
 if TYPE_CHECKING:
     from liqnet.protocols.base import Protocol
@@ -34,6 +38,35 @@ class FlowOutlook(NamedTuple):
         """Expected USD leaving over ``days`` if the fear stays where it is (>= 0)."""
         out = self.balance * min(1.0, days * self.withdrawal_share_per_day)
         return max(0.0, out - days * self.inflow_usd_per_day)
+
+
+class TreasuryReads(NamedTuple):
+    """What a protocol's treasury rule reads of it in a step's negotiation, in USD and
+    annual rates (:meth:`~liqnet.protocols.base.Protocol.treasury_reads`)."""
+
+    funding_rate: float
+    """Its cost of funds (``funding_rate()``)."""
+    lendable: float
+    """Idle cash left after the horizon's outflows and maturing credit (``lendable``)."""
+    idle: float
+    """All its idle cash (``idle_liquidity()``)."""
+    need: float
+    """USD it needs over the horizon (``projected_need``)."""
+    cash: float
+    """Cash it can pay out now (``available_cash()``)."""
+
+
+def lendable_usd(idle: float, outflows: float, maturing_usd: float) -> float:
+    """Idle cash left after ``outflows`` and ``maturing_usd`` (``Protocol.lendable``)."""
+    return max(0.0, idle - outflows - maturing_usd)
+
+
+def needed_usd(
+    shortfall: float, buffer: float, outflows: float, maturing_usd: float, cash: float
+) -> float:
+    """Unmet outflows now plus what restoring ``buffer`` after ``outflows`` and
+    ``maturing_usd`` takes beyond ``cash`` (``Protocol.projected_need``)."""
+    return shortfall + max(0.0, buffer + outflows + maturing_usd - cash)
 
 
 def recovery_ratio(claim: float, assets: float) -> float:
@@ -108,3 +141,29 @@ def run_flows(
     protocol.haircut_usd += redeemed - paid
     protocol.liquidity_shortfall = (wanted - redeemed) * recovery
     return inflow, redeemed
+
+
+def churn_then_flows(
+    churn: Callable[..., None], flows: Callable[[Any, float], None]
+) -> classmethod[Any, Any, None]:
+    """An ``act_users_stacked`` for a built-in: the position churn of every protocol due
+    for one (``churn(protocols, days, rngs)``, one call for all), then each protocol's
+    aggregate flows (``flows(protocol, days)``), as ``act_users`` of each in turn would
+    (a protocol's churn touches only its own books and accounts)."""
+
+    def act_users_stacked(
+        cls: type, protocols: Sequence[Any], dt_years: float, rngs: Sequence[np.random.Generator]
+    ) -> None:
+        days = dt_years * DAYS_PER_YEAR
+        due = []
+        for protocol, rng in zip(protocols, rngs, strict=True):
+            batch_days = protocol.churn_days(days, protocol.params.churn_interval_hours)
+            if batch_days:
+                due.append((protocol, batch_days, rng))
+        if due:
+            churn(*zip(*due, strict=True))
+        for protocol in protocols:
+            flows(protocol, days)
+
+    act_users_stacked.__doc__ = churn_then_flows.__doc__
+    return classmethod(act_users_stacked)

@@ -18,9 +18,15 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
-    churn_then_flows,
 )
-from liqnet.protocols.flows import recovery_ratio, run_flows
+from liqnet.protocols.flows import (
+    TreasuryReads,
+    churn_then_flows,
+    lendable_usd,
+    needed_usd,
+    recovery_ratio,
+    run_flows,
+)
 from liqnet.protocols.lending_book import BOOK_FIELDS, LendingBook
 from liqnet.protocols.lending_liquidation import liquidation_terms
 from liqnet.protocols.lending_params import (
@@ -29,6 +35,11 @@ from liqnet.protocols.lending_params import (
 from liqnet.protocols.rates import KinkedRateModel
 
 _DAYS_PER_YEAR = 365.0
+
+
+def _utilization(total_debt: float, deposits: float) -> float:
+    """Borrowed / deposits, in [0, 1] (1 when nothing is deposited)."""
+    return min(1.0, total_debt / deposits) if deposits > 0 else 1.0
 
 
 class LendingPool(Protocol[LendingParams]):
@@ -131,8 +142,7 @@ class LendingPool(Protocol[LendingParams]):
 
     def utilization(self) -> float:
         """Borrowed / deposits, in [0, 1]."""
-        deposits = self.deposits
-        return min(1.0, self.total_debt() / deposits) if deposits > 0 else 1.0
+        return _utilization(self.total_debt(), self.deposits)
 
     def underwater_shortfall(self) -> float:
         """USD by which debt exceeds collateral value, summed over underwater loans.
@@ -171,8 +181,11 @@ class LendingPool(Protocol[LendingParams]):
 
     def own_equity(self) -> float:
         """Cash + loans (capped by collateral) + treasury collateral - deposits."""
-        loans = self.total_debt() - self.underwater_shortfall()
-        return self.cash + loans + self.treasury_value() - self.deposits
+        return self._own_equity_at(self.total_debt(), self.underwater_shortfall(), self.deposits)
+
+    def _own_equity_at(self, total_debt: float, shortfall: float, deposits: float) -> float:
+        """:meth:`own_equity` from the debt, shortfall and deposits the caller has read."""
+        return self.cash + (total_debt - shortfall) + self.treasury_value() - deposits
 
     def total_assets(self) -> float:
         """Cash plus loans at face value plus treasury collateral."""
@@ -192,12 +205,30 @@ class LendingPool(Protocol[LendingParams]):
 
     def supply_rate(self) -> float:
         """Annual rate depositors earn now: borrow rate x utilization x (1 - reserve factor)."""
-        u = self.utilization()
-        return self.rate_model.borrow_rate(u) * u * (1.0 - self.params.reserve_factor)
+        return self._supply_rate_at(self.utilization())
+
+    def _supply_rate_at(self, utilization: float) -> float:
+        rate = self.rate_model.borrow_rate(utilization)
+        return rate * utilization * (1.0 - self.params.reserve_factor)
 
     def funding_rate(self) -> float:
         """What the pool pays for cash: its depositors' supply rate."""
         return self.supply_rate()
+
+    def treasury_reads(self, days: float, maturing_usd: float = 0.0) -> TreasuryReads:
+        """:meth:`Protocol.treasury_reads`, the deposits, debt and outflows read once."""
+        deposits = self.deposits
+        buffer = self.params.liquidity_buffer * deposits
+        idle = max(0.0, self.cash - buffer)
+        outflows = self.projected_outflows(days)
+        cash = max(0.0, self.cash)
+        return TreasuryReads(
+            self._supply_rate_at(_utilization(self.total_debt(), deposits)),
+            lendable_usd(idle, outflows, maturing_usd),
+            idle,
+            needed_usd(self.liquidity_shortfall, buffer, outflows, maturing_usd, cash),
+            cash,
+        )
 
     # -- levers ------------------------------------------------------------------------
     def apply_levers(self, levers: np.ndarray) -> None:
@@ -241,7 +272,7 @@ class LendingPool(Protocol[LendingParams]):
 
     # Every pool's churn as one array program, then each one's flows.
     act_users_stacked = churn_then_flows(
-        lending_churn.borrower_churn, lambda pool, days: pool._depositors_act(days)
+        lending_churn.borrower_churn, lambda pool, days: pool._depositors_act_stacked(days)
     )
 
     def _borrowers_act(self, days: float, rng: np.random.Generator) -> None:
@@ -249,15 +280,33 @@ class LendingPool(Protocol[LendingParams]):
         lending_churn.borrower_churn([self], [days], [rng])
 
     def _depositors_act(self, days: float) -> None:
-        p = self.params
         deposits = self.deposits
         if deposits <= 0:
             return
-        opt = self.rate_model.optimal_utilization
-        stress = max(0.0, self.utilization() - opt) / (1.0 - opt)
-        shortfall = self.underwater_shortfall()
         # equity() (not the pool's own terms) so subclasses' extra assets count too.
-        equity = self.equity()
+        args = (self.utilization(), self.underwater_shortfall(), self.equity())
+        self._serve_depositors(days, deposits, *args)
+
+    def _depositors_act_stacked(self, days: float) -> None:
+        """:meth:`_depositors_act` of a pool of a stacked type (exactly ``LendingPool``
+        or ``CometPool``, so no override to respect): each balance-sheet read made once,
+        with the same arithmetic."""
+        deposits = self.scaled_deposits * self.liquidity_index
+        if deposits <= 0:
+            return
+        total_debt, shortfall = self.total_debt(), self.underwater_shortfall()
+        equity = self._own_equity_at(total_debt, shortfall, deposits)
+        equity = equity + self.credit_lent - self.credit_borrowed
+        self._serve_depositors(
+            days, deposits, _utilization(total_debt, deposits), shortfall, equity
+        )
+
+    def _serve_depositors(
+        self, days: float, deposits: float, utilization: float, shortfall: float, equity: float
+    ) -> None:
+        p = self.params
+        opt = self.rate_model.optimal_utilization
+        stress = max(0.0, utilization - opt) / (1.0 - opt)
         insolvency = (shortfall + max(0.0, -equity)) / deposits
         # Depositors fear losses (insolvency) far more than high utilisation.
         signal = 0.2 * stress + min(1.0, 20.0 * insolvency)

@@ -28,8 +28,8 @@ from liqnet.protocols.base import (
     LiquidationOutcome,
     Protocol,
     bounded_step,
-    churn_then_flows,
 )
+from liqnet.protocols.flows import TreasuryReads, churn_then_flows, lendable_usd, needed_usd
 from liqnet.protocols.lp_shares import LPShares
 from liqnet.protocols.perp_book import SIDE_FIELDS, PerpMarket, PerpParams, PerpSide
 
@@ -211,8 +211,11 @@ class PerpExchange(Protocol[PerpParams]):
 
     def vault_free_cash(self) -> float:
         """Vault cash not reserved for trader profits and open interest."""
-        reserved = max(0.0, self.traders_pnl())
-        reserved += self.params.vault_reserve_ratio * self.open_interest()
+        return self._free_cash(self.traders_pnl(), self.open_interest())
+
+    def _free_cash(self, traders_pnl: float, open_interest: float) -> float:
+        reserved = max(0.0, traders_pnl)
+        reserved += self.params.vault_reserve_ratio * open_interest
         return max(0.0, self.vault_cash - reserved)
 
     def own_equity(self) -> float:
@@ -270,6 +273,21 @@ class PerpExchange(Protocol[PerpParams]):
     def idle_liquidity(self) -> float:
         """Free vault cash beyond the buffer kept for LP withdrawals."""
         return max(0.0, self.vault_free_cash() - self.liquidity_buffer_usd())
+
+    def treasury_reads(self, days: float, maturing_usd: float = 0.0) -> TreasuryReads:
+        """:meth:`Protocol.treasury_reads`, the traders' PnL, open interest and outflows
+        read once (the free vault cash is the available cash)."""
+        free = self._free_cash(self.traders_pnl(), self.open_interest())
+        buffer = self.liquidity_buffer_usd()
+        idle = max(0.0, free - buffer)
+        outflows = self.projected_outflows(days)
+        return TreasuryReads(
+            self.funding_rate(),
+            lendable_usd(idle, outflows, maturing_usd),
+            idle,
+            needed_usd(self.liquidity_shortfall, buffer, outflows, maturing_usd, free),
+            free,
+        )
 
     # -- levers and accrual ------------------------------------------------------------
     def apply_levers(self, levers: np.ndarray) -> None:

@@ -9,7 +9,16 @@ from liqnet.core.levers import DEFAULT_STANDING_LEVERS
 from liqnet.market import MarketModel
 from liqnet.market.negotiation import Matches
 from liqnet.market.settlement import settle
-from liqnet.market.treasury import CreditBook, credit_limits, treasury_quotes
+from liqnet.market.treasury import (
+    CreditBook,
+    credit_limits,
+    maturing_within_horizon,
+    treasury_quotes,
+)
+from liqnet.protocols.base import Protocol
+from liqnet.protocols.comet import CometPool
+from liqnet.protocols.lending import LendingPool
+from liqnet.protocols.perp import PerpExchange
 from tests.helpers.worlds import Small, drain, lines_to_compound
 
 
@@ -168,3 +177,37 @@ def test_the_ledger_reports_maturities_pledges_and_unsecured_exposure() -> None:
     assert exposure[0, 1] == pytest.approx(60.0) and exposure[0, 2] == pytest.approx(50.0)
     assert exposure[2, 1] == pytest.approx(0.0)  # over-collateralised: fully secured
     np.testing.assert_allclose(ledger.secured_claims(ledger.active_slots()), [40.0, 0.0, 30.0])
+
+
+def test_each_built_in_types_own_reads_equal_the_methods_bit_for_bit(small: Small) -> None:
+    """A bank run with comet and perp beside the pools (runs, shortfalls, credit lines):
+    every type that fuses its treasury reads gives exactly what the methods give."""
+    model = MarketModel(small("ecosystem"))
+    fused = {type(p) for p in model.protocols.values()}
+    fused = {cls for cls in fused if cls.treasury_reader() is not Protocol.treasury_reads}
+    assert {LendingPool, CometPool, PerpExchange} <= fused
+    compared = 0
+    for _ in range(model.scenario.steps):
+        model.step()
+        maturing = maturing_within_horizon(model)
+        for i, protocol in enumerate(model.protocols.values()):
+            for days in (0.5, 3.0):
+                own = type(protocol).treasury_reader()(protocol, days, float(maturing[i]) + 1e5)
+                assert own == Protocol.treasury_reads(protocol, days, float(maturing[i]) + 1e5)
+                compared += type(protocol) in fused
+    assert compared > 0 and model.ledger.lines.count  # credit did flow
+
+
+def test_a_subclass_is_read_through_the_methods_it_overrides(small: Small) -> None:
+    class Hoarding(LendingPool):
+        def idle_liquidity(self) -> float:
+            return 0.0
+
+    assert Hoarding.treasury_reader() is Protocol.treasury_reads
+    assert CometPool.treasury_reader() is LendingPool.treasury_reads
+    model = MarketModel(small("baseline"))
+    pool = model.protocols["aave"]
+    pool.__class__ = Hoarding
+    reads = Hoarding.treasury_reader()(pool, 1.0, 0.0)
+    assert (reads.idle, reads.lendable) == (0.0, 0.0)
+    assert LendingPool.treasury_reads(pool, 1.0, 0.0).idle > 0.0
