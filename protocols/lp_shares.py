@@ -105,10 +105,13 @@ class LPShares:
         memory: float,
         *,
         nav: float | None = None,
+        available: Callable[[], float] | None = None,
     ) -> tuple[float, float]:
         """The LPs' inflow and withdrawals this step (:func:`run_flows`); returns both.
 
-        ``nav`` is the vault's NAV now, when the caller already asked for it.
+        ``nav`` is the vault's NAV now, when the caller already asked for it;
+        ``available`` replaces the vault's own ``available`` for this step (a caller
+        that has read what it depends on).
         """
         nav = self.nav() if nav is None else nav
         signal = self.fear(usage, nav)
@@ -121,7 +124,7 @@ class LPShares:
             turnover,
             sensitivity,
             memory,
-            self.available,
+            self.available if available is None else available,
             self._booker(nav),
         )
 

@@ -18,6 +18,8 @@ Funding follows the mark (pool) / index (oracle) premium (:mod:`perp_funding`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mesa
 import numpy as np
 
@@ -138,7 +140,7 @@ class PerpExchange(Protocol[PerpParams]):
 
     # Every exchange's churn as one array program, then each one's flows.
     act_users_stacked = churn_then_flows(
-        perp_churn.trader_churn, lambda exchange, days: exchange._lps_act(days)
+        perp_churn.trader_churn, lambda exchange, days: exchange._lps_act_stacked(days)
     )
 
     def _traders_act(self, days: float, rng: np.random.Generator) -> None:
@@ -153,15 +155,28 @@ class PerpExchange(Protocol[PerpParams]):
         return perp_churn.close_voluntarily(self, market, side, slots, price)
 
     def _lps_act(self, days: float) -> None:
-        p = self.params
         nav = self.lp_nav()  # once: LPShares.act would ask for it again
+        self._serve_lps(days, nav, self.open_interest(), None)
+
+    def _lps_act_stacked(self, days: float) -> None:
+        """:meth:`_lps_act` of an exchange of exactly this type (no override to respect):
+        the traders' PnL and open interest read once, as LP money moves neither."""
+        pnl, open_interest = self.traders_pnl(), self.open_interest()
+        nav = self._lp_claim(self.vault_cash - pnl)
+        self._serve_lps(days, nav, open_interest, lambda: self._free_cash(pnl, open_interest))
+
+    def _serve_lps(
+        self, days: float, nav: float, open_interest: float, available: Callable[[], float] | None
+    ) -> None:
+        p = self.params
         self.lp.act(
-            self.open_interest() / max(nav, 1.0),
+            open_interest / max(nav, 1.0),
             days,
             p.lp_turnover_per_day,
             p.lp_run_sensitivity,
             p.risk_memory_days,
             nav=nav,
+            available=available,
         )
 
     def _book_vault(self, usd: float) -> None:
@@ -206,7 +221,10 @@ class PerpExchange(Protocol[PerpParams]):
         LPs are first-loss capital: in a wind-down their claim ranks behind credit owed,
         so it is at most the exchange's equity.
         """
-        claim = self.vault_nav() + self.credit_lent - self.credit_borrowed
+        return self._lp_claim(self.vault_nav())
+
+    def _lp_claim(self, vault_nav: float) -> float:
+        claim = vault_nav + self.credit_lent - self.credit_borrowed
         return min(claim, max(0.0, self.equity())) if self.defaulted else claim
 
     def vault_free_cash(self) -> float:
