@@ -119,6 +119,8 @@ def check_protocol(
             "contract held, same seed gave the same time series"
         )
     report.lines.append(_check_style(cls, type_name, params, max(steps, 5), seed))
+    if cls.treasury_reader() is not Protocol.treasury_reads:
+        report.lines.append("  treasury reads: its own, equal to its methods' at every step")
     checked = _check_bad_params(cls, type_name, params)
     report.lines.append(f"  bad parameters: {checked} refused naming the field")
     if verbose:
@@ -257,6 +259,18 @@ def _check_contract(protocol: Protocol, where: str) -> None:
         raise ProtocolCheckError(f"{name}: features() has shape {vector.shape}, {vector.dtype}")
     for offer in protocol.liquidation_candidates():
         _check_offer(protocol, offer, name)
+    reader = type(protocol).treasury_reader()
+    if reader is not Protocol.treasury_reads:  # a fused version of the type's own
+        for days, maturing in ((1.0, 0.0), (3.0, 1e5)):
+            own, methods = (
+                reader(protocol, days, maturing),
+                Protocol.treasury_reads(protocol, days, maturing),
+            )
+            if own != methods:
+                raise ProtocolCheckError(
+                    f"{name}: its own treasury_reads({days}, {maturing}) = {own} differs "
+                    f"from what its methods give, {methods}"
+                )
 
 
 def _check_offer(protocol: Protocol, offer: object, name: str) -> None:

@@ -12,6 +12,7 @@ from pydantic import Field
 from liqnet.core import ConservationError
 from liqnet.market import MarketModel
 from liqnet.protocols import registry
+from liqnet.protocols.flows import TreasuryReads
 from liqnet.protocols.perp import PerpExchange
 from liqnet.scenarios import load
 from liqnet.scenarios.testing import ProtocolCheckError, check_protocol
@@ -152,7 +153,9 @@ def test_every_number_of_a_plugin_is_bounded() -> None:
 
 
 def test_the_report_names_each_types_style() -> None:
-    assert "style: stacked (act_users_stacked)" in str(check_protocol("perp", steps=12))
+    report = str(check_protocol("perp", steps=12))
+    assert "style: stacked (act_users_stacked)" in report
+    assert "treasury reads: its own" in report
     assert "style: per object" in str(check_protocol(FixedRateDesk, steps=12))
 
 
@@ -169,3 +172,17 @@ class SkippingStack(PerpExchange):
 def test_a_stack_that_differs_from_its_protocols_one_by_one_fails() -> None:
     with pytest.raises(ProtocolCheckError, match="act_users_stacked differs"):
         check_protocol(SkippingStack, steps=12)
+
+
+class OptimisticReads(PerpExchange):
+    """Fused treasury reads that forget the maturing credit."""
+
+    type_name = "optimistic_reads"
+
+    def treasury_reads(self, days: float, maturing_usd: float = 0.0) -> TreasuryReads:
+        return PerpExchange.treasury_reads(self, days, 0.0)
+
+
+def test_fused_treasury_reads_that_differ_from_the_methods_fail() -> None:
+    with pytest.raises(ProtocolCheckError, match=r"own treasury_reads\(3.0, 100000.0\)"):
+        check_protocol(OptimisticReads, steps=6)
