@@ -291,7 +291,7 @@ class LendingPool(Protocol[LendingParams]):
         """:meth:`_depositors_act` of a pool of a stacked type (exactly ``LendingPool``
         or ``CometPool``, so no override to respect): each balance-sheet read made once,
         with the same arithmetic."""
-        deposits = self.scaled_deposits * self.liquidity_index
+        deposits = self.deposits
         if deposits <= 0:
             return
         total_debt, shortfall = self.total_debt(), self.underwater_shortfall()
