@@ -55,6 +55,7 @@ from world_throughput import (  # noqa: E402
 )
 
 import liqnet.market.model as model_module  # noqa: E402
+import liqnet.market.users as users_module  # noqa: E402
 from liqnet.market import MarketModel  # noqa: E402
 
 MARKET_PHASES = ("negotiate", "run_cascade", "settle", "sync_credit")
@@ -131,6 +132,7 @@ def _instrumented(
     for _ in range(WARMUP_STEPS):
         model.step()
     saved = {name: getattr(model_module, name) for name in MARKET_PHASES}
+    together = users_module.call_together
     try:
         for name, function in saved.items():
             setattr(model_module, name, seams.timed(name, function))
@@ -139,15 +141,16 @@ def _instrumented(
             model.world.call,
         )
         # A stacked type's phase is one call for all its protocols: labelled as theirs.
-        model.world.call_together = seams.timed(  # type: ignore[method-assign]
-            lambda protocols, phase, *_: f"{type(protocols[0]).__name__}.{phase}",
-            model.world.call_together,
+        users_module.call_together = seams.timed(
+            lambda worlds, protocols, phase, *_: f"{type(protocols[0]).__name__}.{phase}",
+            together,
         )
         model.collect = seams.timed("collect", model.collect)  # type: ignore[method-assign]
         yield seams.timed(REST, model.step)
     finally:
         for name, function in saved.items():
             setattr(model_module, name, function)
+        users_module.call_together = together
 
 
 def per_step_costs(build: Callable[[], MarketModel], steps: int) -> dict:

@@ -184,7 +184,8 @@ def profile_vector(
     scenario: str, size: int, steps: int, seed: int, top: int = 12
 ) -> dict[str, Any]:
     """cProfile of ``steps`` vector steps at ``B = size``: top functions by own time and
-    the share of the step spent inside ``MarketModel.step``."""
+    the share of the step spent stepping the worlds (``MarketModel.begin_step``, the
+    batch's users phase, ``finish_step``)."""
     vec = make_vec_env(scenario, num_envs=size, seed=seed)
     loop = VectorLoop(vec, seed)  # no warm-up: the steps cover an episode from its start
     profiler = cProfile.Profile()
@@ -208,7 +209,11 @@ def profile_vector(
             row[3] for key, row in stats.items() if key[0].endswith(path_end) and key[2] == func
         )
 
-    model_step = cumulative("market/model.py", "step")
+    # The world step of a batch: each world's MarketModel.begin_step and finish_step,
+    # and the users phase of all worlds at once between them.
+    users = cumulative("market/users.py", "run_together")
+    model_step = sum(cumulative("market/model.py", f) for f in ("begin_step", "finish_step"))
+    model_step += users
     read = cumulative("market/world_batch.py", "_read_worlds")
     ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
     top_rows = [
@@ -225,14 +230,16 @@ def profile_vector(
     print(f"top {top} together: {sum(r['share'] for r in top_rows):.1%} of the profiled time")
     rest = total - model_step
     print(
-        f"inside MarketModel.step: {model_step / total:.1%}; the rest: {rest / total:.1%} "
-        f"(of which WorldBatch._read_worlds {read / total:.1%}); profiled total {total:.2f} s"
+        f"inside the world step: {model_step / total:.1%} (of which the users phase of all "
+        f"worlds {users / total:.1%}); the rest: {rest / total:.1%} (of which "
+        f"WorldBatch._read_worlds {read / total:.1%}); profiled total {total:.2f} s"
     )
     return {
         "num_envs": size,
         "steps": steps,
         "profiled_s": total,
         "market_model_step_share": model_step / total,
+        "users_phase_share": users / total,
         "read_worlds_share": read / total,
         "top_by_tottime": top_rows,
     }

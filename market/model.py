@@ -28,6 +28,7 @@ from liqnet.market.treasury import CreditBook
 from liqnet.market.users import UserPhase
 from liqnet.market.world import MarketWorld
 from liqnet.protocols.base import LEVER_NAMES, Protocol
+from liqnet.protocols.position_stack import StackRegistry
 from liqnet.protocols.registry import get_protocol_class
 from liqnet.protocols.world import EXTERNAL_ACCOUNTS
 
@@ -47,6 +48,11 @@ class MarketModel(mesa.Model):
         feedback: Overrides the scenario's ``feedback`` switch. ``False`` turns off price
             impact of forced sales and inter-protocol loss passing; the exogenous price
             path is unchanged, so the two runs are counterfactual twins.
+        position_stacks: Where the protocols' position books are stored (default: a
+            registry of this world's own). The worlds of a
+            :class:`~liqnet.market.world_batch.WorldBatch` share one, so that a stacked
+            type steps the books of all of them as one array program; results are the
+            same either way.
     """
 
     check_phases: bool = False
@@ -55,7 +61,11 @@ class MarketModel(mesa.Model):
     and the plugin kit turn it on; runs and training keep the cheaper whole-step check."""
 
     def __init__(
-        self, scenario: Scenario, seed: int | None = None, feedback: bool | None = None
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        feedback: bool | None = None,
+        position_stacks: StackRegistry | None = None,
     ) -> None:
         self.seed_value = scenario.seed if seed is None else int(seed)
         super().__init__(seed=self.seed_value)
@@ -142,13 +152,16 @@ class MarketModel(mesa.Model):
             if keeper.stable_units and keeper.stablecoin:
                 self.external_units[keeper.stablecoin] -= keeper.stable_units
 
+        self.position_stacks = StackRegistry() if position_stacks is None else position_stacks
+        """The registry holding this world's position books (see ``position_stacks``)."""
         self.world = MarketWorld(self)
         """What protocols see of this market, the transfer API and conservation checks."""
         self.protocols: dict[str, Protocol] = {}
-        for spec in scenario.protocols:
-            cls = get_protocol_class(spec.type)
-            params = cls.Params.model_validate(spec.params)
-            self.protocols[spec.id] = self.world.construct(cls, spec.id, params)
+        with self.position_stacks.claim() as self._stack_rows:
+            for spec in scenario.protocols:
+                cls = get_protocol_class(spec.type)
+                params = cls.Params.model_validate(spec.params)
+                self.protocols[spec.id] = self.world.construct(cls, spec.id, params)
         self.users = UserPhase(self.world, self.protocols, self.rng_for)
         """Phase 6, accrual and users (stacked types as one array program each)."""
         self.user_rngs = self.users.rngs
@@ -272,6 +285,24 @@ class MarketModel(mesa.Model):
 
     def step(self) -> None:
         """Advance the world by one step, in the order of the architecture map."""
+        self.begin_step()
+        self.users.run(self.dt_years)
+        self.finish_step()
+
+    def release_positions(self) -> None:
+        """Free this world's rows of a shared :attr:`position_stacks` for the next world
+        (a batch does it when the world's episode ends). The world stays readable, its
+        books holding copies of their storage, but must not be stepped again."""
+        self.position_stacks.release(self._stack_rows)
+        self._stack_rows = {}
+
+    def begin_step(self) -> None:
+        """Phases 1-5 of :meth:`step` (levers to oracles), up to the users phase.
+
+        ``step`` is ``begin_step()``, then phase 6's ``users.run``, then
+        :meth:`finish_step`. A batch of worlds runs the users phase of all of them at
+        once in between (:func:`~liqnet.market.users.run_together`).
+        """
         self.step_index += 1
         for protocol in self.protocols.values():
             protocol.liquidated_usd_step = 0.0
@@ -305,11 +336,16 @@ class MarketModel(mesa.Model):
         for i, name in enumerate(self.asset_names):
             self.oracles[name].record(float(prices[i]))
         self.poll_oracles()
-        # 6. Accrual and users: every protocol, defaulted ones included. An insolvent
-        # pool's contracts keep running (Aave and Compound have no default state): a
-        # defaulted protocol opens nothing new but accrues, and its users repay, close
-        # and withdraw what is left pro rata (protocols.flows.run_flows).
-        self.users.run(self.dt_years)
+        # 6. Accrual and users (UserPhase.run, between the halves): every protocol,
+        # defaulted ones included. An insolvent pool's contracts keep running (Aave and
+        # Compound have no default state): a defaulted protocol opens nothing new but
+        # accrues, and its users repay, close and withdraw what is left pro rata
+        # (protocols.flows.run_flows).
+        self._held = held
+
+    def finish_step(self) -> None:
+        """Phases 6b-9 of :meth:`step` (credit accrual to observation), after the users."""
+        held, phases = self._held, self.check_phases
         if self.ledger.lines.count:
             self.ledger.accrue(self.dt_years)
             sync_credit(self)

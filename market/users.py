@@ -5,18 +5,19 @@ adding, removing or reordering a protocol leaves the others' user draws as they 
 (paired comparisons between scenario variants), and protocols of one type can be stepped
 as array rows, each with its own stream. Protocols of a *stacked* type (one that defines
 ``act_users_stacked`` itself) accrue and act as one array program per type, in one
-checked ``MarketWorld.call_together``; the rest one by one. Stacking goes by exact type: a
+checked ``call_together``, across all the worlds of a batch (:func:`run_together`); the
+rest one by one. Stacking goes by exact type: a
 plug-in subclass of a stacked type is stepped per object (docs/architecture.md,
 "Stacked protocols").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from liqnet.market.world import MarketWorld
+from liqnet.market.world import MarketWorld, call_together
 from liqnet.protocols.base import Protocol
 
 
@@ -47,25 +48,45 @@ class UserPhase:
         self._alone = [(pid, p) for pid, p in protocols.items() if type(p) not in self.stacks]
 
     def run(self, dt_years: float) -> None:
-        """The per-object types' protocols accrue, then their users act; then each
-        stacked type's protocols accrue and their users act, in one checked call per
-        type. A protocol's accrual and users see only its own state and the prices, so
-        the stacked types going after the others changes only the order of independent
-        edits (and of additions to the external accounts)."""
+        """Step this world's phase 6 (:func:`run_together` of this one world)."""
+        run_together([self], dt_years)
+
+    def run_alone(self, dt_years: float) -> None:
+        """The per-object types' protocols accrue, then their users act."""
         call = self.world.call
         for _, protocol in self._alone:
             call(protocol, "accrue", protocol.accrue, dt_years)
         for protocol_id, protocol in self._alone:
             call(protocol, "act_users", protocol.act_users, dt_years, self.rngs[protocol_id])
-        for cls, stack in self.stacks.items():
-            rngs = [self.rngs[p.protocol_id] for p in stack]
-            self.world.call_together(
-                stack, STACKED_PHASE, _accrue_then_act, cls, stack, dt_years, rngs
-            )
 
 
 STACKED_PHASE = "accrue, act_users"
 """The phase name of a stacked type's checked call (in conservation errors, timings)."""
+
+
+def run_together(phases: Sequence[UserPhase], dt_years: float) -> None:
+    """Phase 6 of several worlds of one scenario (a batch; one world for a lone step).
+
+    In each world the per-object types' protocols accrue, then their users act; then
+    each stacked type's protocols of *all* the worlds accrue and their users act, in one
+    checked call per type (each protocol checked in its own world). A protocol's
+    accrual and users see only its own state and the prices, so the stacked types going
+    after the others, and the worlds going together, change only the order of
+    independent edits (and of additions to each world's external accounts): every world
+    ends the phase as it would alone, bit for bit.
+    """
+    for phase in phases:
+        phase.run_alone(dt_years)
+    for cls in phases[0].stacks:
+        worlds: list[MarketWorld] = []
+        stack: list[Protocol] = []
+        rngs: list[np.random.Generator] = []
+        for phase in phases:
+            members = phase.stacks[cls]
+            worlds += [phase.world] * len(members)
+            stack += members
+            rngs += [phase.rngs[p.protocol_id] for p in members]
+        call_together(worlds, stack, STACKED_PHASE, _accrue_then_act, cls, stack, dt_years, rngs)
 
 
 def _accrue_then_act(

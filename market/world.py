@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from liqnet.protocols.base import Protocol
-from liqnet.protocols.position_stack import PositionStack
+from liqnet.protocols.position_stack import PositionStack, StackRegistry
 from liqnet.protocols.world import Account, ConservationError
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class MarketWorld:
         # far (keyed by id: hashing an agent goes through Python).
         self._flows: dict[int, list[Any]] = {}
         self._constructing: list[Any] | None = None
-        self._stacks: dict[str, PositionStack] = {}
+        self.stacks: StackRegistry = model.position_stacks
+        """The position stacks of this world (shared by the worlds of a batch)."""
 
     # -- the read-only view ------------------------------------------------------------
     @property
@@ -101,12 +102,7 @@ class MarketWorld:
 
     def position_stack(self, kind: str, fields: tuple[str, ...]) -> PositionStack:
         """The world's shared storage for position books of ``kind`` (made on first ask)."""
-        stack = self._stacks.get(kind)
-        if stack is None:
-            stack = self._stacks[kind] = PositionStack(fields)
-        elif stack.fields != fields:
-            raise ValueError(f"position stack {kind!r} holds {stack.fields}, not {fields}")
-        return stack
+        return self.stacks.stack(kind, fields)
 
     # -- moving money ------------------------------------------------------------------
     def transfer(
@@ -197,25 +193,6 @@ class MarketWorld:
             or (protocol.held_units() != units_before)
         ):
             self.check(protocol, phase, cash_before, units_before, flows[0], flows[1])
-        return result
-
-    def call_together(
-        self, protocols: Sequence[Protocol], phase: str, method: Callable[..., Any], *args: Any
-    ) -> Any:
-        """Call ``method(*args)`` once for several protocols (a stacked type's phase) and
-        check each conserved money and units, as :meth:`call` checks one."""
-        before = [(p.cash, p.held_units()) for p in protocols]
-        opened: list[list[Any]] = [[0.0, {}] for _ in protocols]
-        for protocol, flows in zip(protocols, opened, strict=True):
-            self._flows[id(protocol)] = flows
-        try:
-            result = method(*args)
-        finally:
-            for protocol in protocols:
-                del self._flows[id(protocol)]
-        for protocol, (cash, units), flows in zip(protocols, before, opened, strict=True):
-            if protocol.cash - cash != flows[0] or flows[1] or protocol.held_units() != units:
-                self.check(protocol, phase, cash, units, flows[0], flows[1])
         return result
 
     def construct(self, cls: type[Protocol], protocol_id: str, params: Any) -> Protocol:
@@ -315,3 +292,31 @@ class MarketWorld:
                     f"by {total - before[1][asset]:+.10g} (of {scale:.4g} in play)"
                 )
         return now
+
+
+def call_together(
+    worlds: Sequence[MarketWorld],
+    protocols: Sequence[Protocol],
+    phase: str,
+    method: Callable[..., Any],
+    *args: Any,
+) -> Any:
+    """Call ``method(*args)`` once for several protocols (a stacked type's phase, of one
+    world or of the worlds of a batch; ``worlds[i]`` is the world of ``protocols[i]``)
+    and check each conserved money and units in its own world, as
+    :meth:`MarketWorld.call` checks one."""
+    before = [(p.cash, p.held_units()) for p in protocols]
+    opened: list[list[Any]] = [[0.0, {}] for _ in protocols]
+    for world, protocol, flows in zip(worlds, protocols, opened, strict=True):
+        world._flows[id(protocol)] = flows
+    try:
+        result = method(*args)
+    finally:
+        for world, protocol in zip(worlds, protocols, strict=True):
+            del world._flows[id(protocol)]
+    for world, protocol, (cash, units), flows in zip(
+        worlds, protocols, before, opened, strict=True
+    ):
+        if protocol.cash - cash != flows[0] or flows[1] or protocol.held_units() != units:
+            world.check(protocol, phase, cash, units, flows[0], flows[1])
+    return result

@@ -10,11 +10,15 @@ Each world is its own seeded :class:`~liqnet.market.model.MarketModel` (its own 
 streams), so world ``b`` seeded ``s`` is exactly a scalar world seeded
 ``s``; worlds whose episode has ended are masked out of a step, not waited for.
 
-What is still one Python pass per world is ``MarketModel.step`` itself and the reads of
-each protocol's features and balance sheet (about 83% and 13% of a vector step on
-``baseline``, ``benchmarks/env_throughput.py``).
-Batching those (protocols of one type stacked as array rows) is the rest of the engine
-work (docs/architecture.md, "Vector environments").
+The worlds share one :class:`~liqnet.protocols.position_stack.StackRegistry`, so the
+position books of one kind in all worlds are rows of one stack, and a step runs the
+users phase (phase 6) of every world at once (:func:`~liqnet.market.users.run_together`)
+between each world's ``begin_step`` and ``finish_step``: a stacked type's churn is one
+array program over the books of all ``B`` worlds. When a world's episode ends, its rows
+go to the next episode's books (:meth:`MarketModel.release_positions`). Still one Python
+pass per world: the other phases, each protocol's flows, and the reads of each
+protocol's features and balance sheet (``benchmarks/env_throughput.py`` profiles it; the
+rest of the engine work is in docs/architecture.md, "Vector environments").
 
 Observation (float32, ``D`` per agent, names in :attr:`observation_names`):
 
@@ -54,7 +58,9 @@ import numpy as np
 from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.model import MarketModel
 from liqnet.market.treasury import MARKET_CREDIT_FEATURES, OWN_CREDIT_FEATURES, credit_observation
+from liqnet.market.users import run_together
 from liqnet.protocols.base import FEATURE_NAMES, Protocol
+from liqnet.protocols.position_stack import StackRegistry
 from liqnet.protocols.registry import BUILTIN_TYPES
 
 if TYPE_CHECKING:
@@ -149,6 +155,9 @@ class WorldBatch:
         self._onehot_rows: list[list[float]] = onehot.tolist()
         self._steps_per_year = HOURS_PER_YEAR / scenario.dt_hours
 
+        self.position_stacks = StackRegistry()
+        """The position stacks all the worlds' books are rows of (one array program per
+        stacked type steps every world's books)."""
         self.models: list[MarketModel | None] = [None] * b
         """The world of each slot (``None`` before its first reset)."""
         self._protocols: list[list[Protocol]] = [[] for _ in range(b)]
@@ -173,7 +182,10 @@ class WorldBatch:
     # -- episodes ----------------------------------------------------------------------
     def reset_world(self, world: int, seed: int) -> None:
         """Give world ``world`` a fresh episode seeded ``seed`` and observe it."""
-        model = MarketModel(self.scenario, seed=seed)
+        old = self.models[world]
+        if old is not None:
+            old.release_positions()  # its rows of the shared stacks go to the new world
+        model = MarketModel(self.scenario, seed=seed, position_stacks=self.position_stacks)
         self.models[world] = model
         self._protocols[world] = [model.protocols[agent] for agent in self.possible_agents]
         self.seeds[world] = seed
@@ -219,13 +231,18 @@ class WorldBatch:
             acting &= mask[:, None]
         apply = acting if given is None else acting & given
         agents = self.possible_agents
-        for b in worlds.tolist():
-            model = self.model(b)
+        models = [self.model(b) for b in worlds.tolist()]
+        for b, model in zip(worlds.tolist(), models, strict=True):
             row = actions[b]
             model.pending_levers.update(
                 {agents[i]: row[i] for i in np.flatnonzero(apply[b]).tolist()}
             )
-            model.step()
+            model.begin_step()
+        # MarketModel.step, with phase 6 of all the worlds at once (stacked types'
+        # books of every world are rows of the batch's stacks).
+        run_together([model.users for model in models], models[0].dt_years)
+        for model in models:
+            model.finish_step()
         previous = self.equity.copy()
         obs = self.obs.copy()
         defaulted = self._read_worlds(worlds.tolist(), acting, obs, new_prices=True)

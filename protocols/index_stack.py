@@ -51,6 +51,21 @@ class IndexStack:
         self.indexes[row] = index
         self.resize()
 
+    def release(self, row: int, capacity: int) -> None:
+        """Detach book row ``row``'s index (its book was released): the index keeps a
+        copy of its dirty set for its first ``capacity`` slots; the row is cleared."""
+        index = self.indexes.pop(row, None)
+        if index is not None:
+            index.stack = None
+            index.bind(
+                self.is_dirty[row, :capacity].copy(),
+                self.position[row, :capacity].copy(),
+                self.buffer[row].copy(),
+                self.keys[row].copy(),
+            )
+        self.is_dirty[row] = False
+        self.position[row] = 0
+
     def resize(self) -> None:
         """Follow the book stack's rows and width (its storage grew); contents kept."""
         rows, width = self.positions.active.shape

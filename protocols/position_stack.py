@@ -23,6 +23,8 @@ holding stacks is rebuilt from its scenario (as the Ray workers do), never copie
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,7 +64,9 @@ class PositionStack:
     def __init__(self, fields: tuple[str, ...]) -> None:
         self.fields = fields
         self.rows: list[PositionArrays] = []
-        """The books, by row."""
+        """The books, by row (a released row holds :attr:`vacant`, an empty lone book)."""
+        self.vacant = PositionArrays(fields)
+        self._vacant: list[int] = []
         self.data = np.zeros((0, len(fields), _MIN_CAPACITY))
         self.active = np.zeros((0, _MIN_CAPACITY), dtype=bool)
         self.free = np.empty((0, _MIN_CAPACITY), dtype=np.int64)
@@ -89,9 +93,48 @@ class PositionStack:
         """Add ``book`` as a row (called by :class:`PositionArrays`); returns its row."""
         if book.fields != self.fields:
             raise ValueError(f"a book with fields {book.fields} in a stack of {self.fields}")
-        self.rows.append(book)
-        self._resize(len(self.rows), max(self.width, book.capacity))
-        return len(self.rows) - 1
+        if not self._vacant:
+            self.rows.append(book)
+            self._resize(len(self.rows), max(self.width, book.capacity))
+            return len(self.rows) - 1
+        # A released row is zeroed, as a new row's storage is: its book starts as a
+        # fresh one would (rule one holds for any row, wherever it lies in the stack).
+        row = self._vacant.pop()
+        self.rows[row] = book
+        if book.capacity > self.width:
+            self._resize(len(self.rows), book.capacity)
+        else:
+            book.bind(self.data[row], self.active[row], self.free[row])
+        return row
+
+    def release(self, rows: list[int]) -> None:
+        """Give ``rows`` back for new books (their world ended).
+
+        Each released book (and its stacked index) keeps a copy of its storage and goes
+        on as a book of its own, so whoever still holds the old world reads it as it
+        was, and nothing it does reaches the rows' next books.
+        """
+        for row in rows:
+            book = self.rows[row]
+            if book is self.vacant:
+                raise ValueError(f"row {row} of the stack is not in use")
+            capacity = book.capacity
+            book.stack, book.row = None, -1
+            book.bind(
+                self.data[row, :, :capacity].copy(),
+                self.active[row, :capacity].copy(),
+                self.free[row, :capacity].copy(),
+            )
+            if self._indexes is not None:
+                self._indexes.release(row, capacity)
+            self.data[row] = 0.0
+            self.active[row] = False
+            self.rows[row] = self.vacant
+            self._vacant.append(row)
+
+    def occupied(self) -> set[int]:
+        """The rows that hold a book."""
+        return {row for row, book in enumerate(self.rows) if book is not self.vacant}
 
     def reserve(self, capacity: int) -> None:
         """Make every row at least ``capacity`` slots wide (a row's book is growing)."""
@@ -108,7 +151,8 @@ class PositionStack:
         free[:old_rows, :old_width] = self.free
         self.data, self.active, self.free = data, active, free
         for row, book in enumerate(self.rows):
-            book.bind(data[row], active[row], free[row])
+            if book is not self.vacant:
+                book.bind(data[row], active[row], free[row])
         if self._indexes is not None:
             self._indexes.resize()
 
@@ -217,6 +261,50 @@ class PositionStack:
             book.size += grown
             book.count += n
         return slots
+
+
+class StackRegistry:
+    """The position stacks of one world, or shared by the worlds of a batch, by kind.
+
+    Worlds of a batch (:class:`~liqnet.market.world_batch.WorldBatch`) share one
+    registry, so the books of one kind across all its worlds are rows of one stack and a
+    stacked type's edit of ``B`` worlds is one array program. A world's rows are those
+    its protocols attach while it is built (:meth:`claim`); when it ends, :meth:`release`
+    frees them for the next world. A book attached later stays until the registry goes.
+    """
+
+    def __init__(self) -> None:
+        self.stacks: dict[str, PositionStack] = {}
+        """Each kind's stack."""
+
+    def stack(self, kind: str, fields: tuple[str, ...]) -> PositionStack:
+        """The stack of ``kind`` (made on first ask).
+
+        Raises:
+            ValueError: ``kind`` already holds books with other fields.
+        """
+        stack = self.stacks.get(kind)
+        if stack is None:
+            stack = self.stacks[kind] = PositionStack(fields)
+        elif stack.fields != fields:
+            raise ValueError(f"position stack {kind!r} holds {stack.fields}, not {fields}")
+        return stack
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[dict[str, list[int]]]:
+        """Within the block, note the rows attached in each stack (filled on exit)."""
+        before = {kind: stack.occupied() for kind, stack in self.stacks.items()}
+        claimed: dict[str, list[int]] = {}
+        yield claimed
+        for kind, stack in self.stacks.items():
+            rows = sorted(stack.occupied() - before.get(kind, set()))
+            if rows:
+                claimed[kind] = rows
+
+    def release(self, claimed: dict[str, list[int]]) -> None:
+        """Free the rows of a :meth:`claim` (see :meth:`PositionStack.release`)."""
+        for kind, rows in claimed.items():
+            self.stacks[kind].release(rows)
 
 
 def _run_lengths(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

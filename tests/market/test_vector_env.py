@@ -124,6 +124,47 @@ def test_autoreset_same_step_keeps_the_final_observation_and_seeds_like_the_scal
     assert vec.metadata["autoreset_mode"].value == "SameStep"
 
 
+def test_episodes_after_autoresets_equal_the_scalar_env_on_reused_stack_rows(
+    small: Small,
+) -> None:
+    """A new episode's books take the ended world's rows of the batch's shared stacks:
+    the stacks do not grow, every observation and reward still equals the scalar env's,
+    and the ended world stays readable as it was."""
+    scenario = small(positions=200)
+    vec = VectorLiquidityEnv(scenario, 2, seed=3, horizon=4)
+    scalar = [LiquidityEnv(scenario, horizon=4) for _ in range(2)]
+    vec.reset()
+    for b, env in enumerate(scalar):
+        env.reset(seed=3 + b)
+    stacks = vec.batch.position_stacks.stacks
+    rows = {kind: len(stack.rows) for kind, stack in stacks.items()}
+    assert rows and all(n > 0 for n in rows.values())
+    rng = np.random.default_rng(2)
+    agents, dim = vec.possible_agents, vec.batch.obs_dim
+    for _ in range(3):  # episodes
+        for t in range(4):
+            actions = actions_for(rng, 2, len(agents))
+            ended = list(vec.models)
+            obs, rewards, _, _, infos = vec.step(actions)
+            for b, env in enumerate(scalar):
+                o, r, _, _, _ = step_scalar(env, actions[b])
+                seen = infos["final_obs"][b] if t == 3 else obs[b]
+                np.testing.assert_allclose(seen, stacked(o, agents, dim), rtol=0, atol=TOLERANCE)
+                assert rewards[b] == pytest.approx([r[a] for a in agents], abs=TOLERANCE)
+                if t == 3:
+                    old, twin = ended[b], env.model
+                    assert old is not None and twin is not None and old is not vec.models[b]
+                    np.testing.assert_array_equal(
+                        old.timeseries().to_numpy(), twin.timeseries().to_numpy()
+                    )
+                    assert [p.equity() for p in old.protocols.values()] == [
+                        p.equity() for p in twin.protocols.values()
+                    ]
+                    first, _ = env.reset()
+                    np.testing.assert_array_equal(obs[b], stacked(first, agents, dim))
+    assert {kind: len(stack.rows) for kind, stack in stacks.items()} == rows
+
+
 def test_without_autoreset_ended_worlds_are_masked_until_reset_world(small: Small) -> None:
     vec = VectorLiquidityEnv(small(positions=200), 2, seed=0, horizon=3, autoreset=False)
     vec.reset()

@@ -185,3 +185,56 @@ def _marking(seed: int, k: int, edits: int) -> None:
         for row in range(k):
             _same_book(stack.rows[row], lone[row])
             _same_index(stacked[row], alone[row])
+
+
+def _filled(stack: PositionStack, n: int, seed: int) -> tuple[PositionArrays, LiquidationIndex]:
+    """A new book of ``stack`` with ``n`` positions, some closed, and a stacked index."""
+    rng = np.random.default_rng(seed)
+    book = stack.new_row()
+    index = LiquidationIndex(book, _key_of(book), stacked=True)
+    slots = book.add(size=rng.uniform(1, 10, n), margin=rng.uniform(0, 1, n))
+    book.close(slots[::3])
+    index.mark_dirty(slots)
+    return book, index
+
+
+def test_a_released_book_keeps_its_contents_and_its_row_serves_a_fresh_book() -> None:
+    stack = PositionStack(FIELDS)
+    old, old_index = _filled(stack, 300, seed=1)
+    neighbour, _ = _filled(stack, 50, seed=2)
+    before = (old.data[:, : old.size].copy(), old.active_slots(), old_index.select(0.1, True))
+    row = old.row
+    stack.release([row])
+    assert old.stack is None and old_index.stack is None
+    assert np.array_equal(old.data[:, : old.size], before[0])
+    assert np.array_equal(old.active_slots(), before[1])
+    assert np.array_equal(old_index.select(0.1, True), before[2])
+    assert not stack.active[row].any() and not stack.data[row].any()
+    assert stack.occupied() == {neighbour.row}
+    # The next book takes the vacant row and behaves as a book of a fresh stack, also
+    # when the released book goes on being edited on its own storage.
+    reused, reused_index = _filled(stack, 120, seed=3)
+    twin, twin_index = _filled(PositionStack(FIELDS), 120, seed=3)
+    old.add(size=np.ones(5), margin=np.ones(5))
+    assert reused.row == row and len(stack.rows) == 2
+    _same_book(reused, twin)
+    _same_index(reused_index, twin_index)
+    with pytest.raises(ValueError, match="not in use"):
+        stack.release([row, row])
+
+
+def test_a_registry_claims_the_rows_a_world_attaches_and_frees_them() -> None:
+    registry = position_stack.StackRegistry()
+    with registry.claim() as first:
+        registry.stack("books", FIELDS).new_row()
+        registry.stack("books", FIELDS).new_row()
+    with registry.claim() as second:
+        registry.stack("books", FIELDS).new_row()
+    assert first == {"books": [0, 1]} and second == {"books": [2]}
+    registry.release(first)
+    with registry.claim() as third:
+        for _ in range(3):
+            registry.stack("books", FIELDS).new_row()
+    assert sorted(third["books"]) == [0, 1, 3]  # the freed rows first, then a new one
+    with pytest.raises(ValueError, match="holds"):
+        registry.stack("books", ("size",))
