@@ -202,7 +202,12 @@ class MarketModel(mesa.Model):
             tables={TIMESERIES_TABLE: columns},
         )
         self._pending_rows: list[list[float]] = []
-        self.collect()
+        self.closing_equity: list[float] = [p.equity() for p in self.protocols.values()]
+        """Every protocol's equity (scenario order) at the end of the last step, as
+        settlement read it (at construction: the opening equity). A step reads each
+        equity once for settlement, data collection and the environments' observations:
+        nothing moves money between those reads."""
+        self.collect(self.closing_equity)
 
     # -- randomness --------------------------------------------------------------------
     def rng_for(self, stream: str) -> np.random.Generator:
@@ -367,7 +372,7 @@ class MarketModel(mesa.Model):
             held,
         )
         # 9. Observe.
-        self.collect()
+        self.collect(self.closing_equity)
         # Mesa's batch_run and user loops stop at the scenario's horizon.
         self.running = self.step_index < self.scenario.steps
 
@@ -406,8 +411,11 @@ class MarketModel(mesa.Model):
             names += [f"{pid}.exposure.{name}" for name in self.asset_names]
         return names
 
-    def _row_values(self) -> list[float]:
-        """This step's time-series row, as values in the order of :meth:`_column_names`."""
+    def _row_values(self, equity: list[float] | None = None) -> list[float]:
+        """This step's time-series row, as values in the order of :meth:`_column_names`
+        (``equity``: every protocol's equity as just read, else read here)."""
+        if equity is None:
+            equity = [protocol.equity() for protocol in self.protocols.values()]
         rounds = self.cascade_history[-1] if self.cascade_history else []
         values = [
             self.step_index,
@@ -422,10 +430,10 @@ class MarketModel(mesa.Model):
                 self.pools[name].price,
                 self.oracle_prices[name],
             ]
-        for pid, protocol in self.protocols.items():
+        for (pid, protocol), protocol_equity in zip(self.protocols.items(), equity, strict=True):
             exposures = protocol.asset_exposures()
             values += [
-                protocol.equity(),
+                protocol_equity,
                 protocol.cash,
                 protocol.realised_bad_debt,
                 protocol.revenue,
@@ -439,14 +447,15 @@ class MarketModel(mesa.Model):
             ]
         return values
 
-    def collect(self) -> None:
+    def collect(self, equity: list[float] | None = None) -> None:
         """Record the current state as one row of the time series.
 
         Rows wait in a list and reach the Mesa table in one go when it is read
         (:attr:`datacollector`): appending ~100 columns one by one every step cost more
-        than the rest of data collection.
+        than the rest of data collection. ``equity``: every protocol's equity as just
+        read (the step passes :attr:`closing_equity`), else read here.
         """
-        self._pending_rows.append(self._row_values())
+        self._pending_rows.append(self._row_values(equity))
 
     @property
     def datacollector(self) -> mesa.DataCollector:

@@ -204,17 +204,28 @@ def settle(model: MarketModel) -> None:
     if ledger.in_resolution.any():
         _collect_recoveries(model)
     sync_credit(model)
+    # Every equity once (defaulted protocols' too), for the insolvency test here and the
+    # step's data collection and observations after it (MarketModel.closing_equity).
+    model.closing_equity = equities = [protocol.equity() for protocol in protocols]
     causes: dict[int, str] = {}
     for i, protocol in enumerate(protocols):
         if protocol.defaulted:
             continue
         # A relative tolerance keeps round-off (equity of -1e-9 USD) from defaulting anyone.
-        if protocol.equity() < -_INSOLVENCY_TOLERANCE * max(protocol.total_assets(), 1.0):
+        if equities[i] < -_INSOLVENCY_TOLERANCE * max(protocol.total_assets(), 1.0):
             causes[i] = "negative equity"
         elif i in missed:
             causes[i] = "missed credit repayment"
     if not causes:
         return
+    _default(model, protocols, causes)
+    # Defaults move credit (accelerated lines, loss passing): read the equities again.
+    model.closing_equity = [protocol.equity() for protocol in protocols]
+
+
+def _default(model: MarketModel, protocols: list[Protocol], causes: dict[int, str]) -> None:
+    """Default the protocols of ``causes`` (by index), with contagion under feedback."""
+    ledger = model.ledger
     for i in causes:
         protocols[i].defaulted = True
     if model.feedback and ledger.lines.count:

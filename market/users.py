@@ -74,10 +74,30 @@ def run_together(phases: Sequence[UserPhase], dt_years: float) -> None:
     after the others, and the worlds going together, change only the order of
     independent edits (and of additions to each world's external accounts): every world
     ends the phase as it would alone, bit for bit.
+
+    Raises:
+        ValueError: The worlds do not share their position stacks, their stacked
+            types differ, or a world's step is not ``dt_years`` long.
     """
+    first = phases[0]
+    for phase in phases:
+        if phase.world.dt_years != dt_years:
+            raise ValueError(
+                f"run_together of {dt_years} years: a world steps {phase.world.dt_years}"
+            )
+        if phase.world.stacks is not first.world.stacks:
+            raise ValueError(
+                "run_together needs worlds that share their position stacks "
+                "(MarketModel(..., position_stacks=one StackRegistry))"
+            )
+        if list(phase.stacks) != list(first.stacks):
+            raise ValueError(
+                "run_together needs worlds with the same stacked types: "
+                f"{[c.__name__ for c in phase.stacks]} against {[c.__name__ for c in first.stacks]}"
+            )
     for phase in phases:
         phase.run_alone(dt_years)
-    for cls in phases[0].stacks:
+    for cls in first.stacks:
         worlds: list[MarketWorld] = []
         stack: list[Protocol] = []
         rngs: list[np.random.Generator] = []

@@ -283,15 +283,22 @@ class WorldBatch:
         sheets: list[tuple[float, float, float, bool]] = []
         rows: list[list[float]] = []
         for b in worlds:
+            model = self.model(b)
             market = self._market_features(b, new_prices)
-            credit, own_credit = credit_observation(self.model(b), self.scale[b].tolist())
+            credit, own_credit = credit_observation(model, self.scale[b].tolist())
             market += credit
-            for protocol, is_live, onehot, own in zip(
-                self._protocols[b], live[b].tolist(), self._onehot_rows, own_credit, strict=True
+            # Equity as settlement read it at the end of the step (nothing moved since).
+            for protocol, equity, is_live, onehot, own in zip(
+                self._protocols[b],
+                model.closing_equity,
+                live[b].tolist(),
+                self._onehot_rows,
+                own_credit,
+                strict=True,
             ):
                 sheets.append(
                     (
-                        protocol.equity(),
+                        equity,
                         protocol.liquidity_need(),
                         protocol.realised_bad_debt,
                         protocol.defaulted,

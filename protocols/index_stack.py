@@ -49,7 +49,10 @@ class IndexStack:
         if row in self.indexes:
             raise ValueError(f"book row {row} already has a stacked index")
         self.indexes[row] = index
-        self.resize()
+        if self.is_dirty.shape == self.positions.active.shape:
+            self._bind_row(row, index)  # a reused row: only the new index binds
+        else:
+            self.resize()
 
     def release(self, row: int, capacity: int) -> None:
         """Detach book row ``row``'s index (its book was released): the index keeps a
@@ -97,7 +100,10 @@ class IndexStack:
 
     def _bind(self) -> None:
         for row, index in self.indexes.items():
-            index.bind(self.is_dirty[row], self.position[row], self.buffer[row], self.keys[row])
+            self._bind_row(row, index)
+
+    def _bind_row(self, row: int, index: LiquidationIndex) -> None:
+        index.bind(self.is_dirty[row], self.position[row], self.buffer[row], self.keys[row])
 
     def mark_edits(
         self,

@@ -217,6 +217,31 @@ def test_a_defaulted_borrower_repays_its_lenders_pro_rata_as_it_winds_down(
     assert set(recovered.lender) == {"aave", "dydx"}
 
 
+@pytest.mark.parametrize("feedback", [True, False])
+def test_closing_equity_is_every_protocols_equity_after_settlement(
+    feedback: bool, small: Small
+) -> None:
+    """What the step's data collection and the envs' rewards read instead of equity():
+    equal to it after a calm settlement and after one that defaults a borrower."""
+    model = MarketModel(small(), feedback=feedback)
+
+    def fresh() -> list[float]:
+        return [p.equity() for p in model.protocols.values()]
+
+    assert model.closing_equity == fresh()  # at construction: the opening equity
+    lines_to_compound(model)
+    settle(model)
+    assert model.closing_equity == fresh() and not model.defaults
+    compound = model.protocols["compound"]
+    drain(compound, beyond_equity=compound.credit_borrowed - 2e6)
+    stale = list(model.closing_equity)
+    settle(model)
+    assert compound.defaulted and model.closing_equity == fresh() != stale
+    model.step()
+    row = model.timeseries().iloc[-1]
+    assert [row[f"{pid}.equity"] for pid in model.protocols] == fresh()
+
+
 def test_negotiation_leaves_out_a_defaulted_lender_and_borrower(
     _lending_world: Callable[..., MarketModel],
 ) -> None:
