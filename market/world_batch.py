@@ -51,6 +51,7 @@ on a calm step (interest margin) and 1e-3..1 when a crash or a run hits the bala
 from __future__ import annotations
 
 import math
+import operator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -172,8 +173,9 @@ class WorldBatch:
         self.need = np.zeros((b, n))
         self.bad_debt = np.zeros((b, n))
         self.initial_prices = np.ones((b, a))
-        # Per world: last reference prices, the ring of log returns, returns seen, and
-        # the calmest regime's multiplier (plain floats, see _market_features).
+        # Per world: last reference prices, the ring of log returns (one list per asset,
+        # so a volatility is one fsum over a list), returns seen, and the calmest
+        # regime's multiplier (plain floats, see _market_features).
         self._prices: list[list[float]] = [[1.0] * a for _ in range(b)]
         self._returns: list[list[list[float]]] = [[] for _ in range(b)]
         self._returns_seen = [0] * b
@@ -193,7 +195,7 @@ class WorldBatch:
         self.alive[world] = True
         self._prices[world] = [model.reference_prices[asset] for asset in self.asset_names]
         self.initial_prices[world] = self._prices[world]
-        self._returns[world] = [[0.0] * len(self.asset_names) for _ in range(self.vol_window)]
+        self._returns[world] = [[0.0] * self.vol_window for _ in self.asset_names]
         self._returns_seen[world] = 0
         self._calm[world] = float(model.price_process.regime_multipliers.min())
         obs = self.obs.copy()
@@ -328,27 +330,27 @@ class WorldBatch:
         model = self.model(world)
         reference = model.reference_prices
         prices = self._prices[world]
+        rings = self._returns[world]
         if new_prices:
-            new = []
+            slot = self._returns_seen[world] % self.vol_window
             for j, asset in enumerate(self.asset_names):
                 price, previous = reference[asset], prices[j]
                 ok = price > 0.0 and previous > 0.0 and math.isfinite(price / previous)
-                new.append(math.log(price / previous) if ok else 0.0)
+                rings[j][slot] = math.log(price / previous) if ok else 0.0
                 prices[j] = price
-            self._returns[world][self._returns_seen[world] % self.vol_window] = new
             self._returns_seen[world] += 1
         seen = min(self._returns_seen[world], self.vol_window)
-        ring = self._returns[world]
-        last = ring[(self._returns_seen[world] - 1) % self.vol_window]
+        last = (self._returns_seen[world] - 1) % self.vol_window
         values: list[float] = []
         for j, asset in enumerate(self.asset_names):
             price, oracle = prices[j], model.oracle_prices[asset]
             pool = model.pools[asset].price
-            squares = math.fsum(r[j] * r[j] for r in ring)  # unfilled slots are 0
+            ring = rings[j]
+            squares = math.fsum(map(operator.mul, ring, ring))  # unfilled slots are 0
             vol = math.sqrt(squares / seen * self._steps_per_year) if seen else 0.0
             oracle_dev = price / oracle - 1.0 if oracle > 0.0 else 0.0
             pool_dev = pool / price - 1.0 if price > 0.0 else 0.0
-            values += (last[j] if seen else 0.0, vol, oracle_dev, pool_dev)
+            values += (ring[last] if seen else 0.0, vol, oracle_dev, pool_dev)
         process = model.price_process
         stressed = process.regime_multipliers[process.regime] > self._calm[world]
         values += (model.gas_multiplier, float(stressed))
