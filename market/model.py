@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import mesa
@@ -16,6 +15,7 @@ from liqnet.core.schema import MAX_MULTIPLIER
 from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.cascade import RoundStats, apply_impact, run_cascade
+from liqnet.market.datacollection import TIMESERIES_TABLE, TimeSeries
 from liqnet.market.events import EventLog
 from liqnet.market.keepers import AuctionStats, Keeper, run_auctions
 from liqnet.market.ledger import CreditLedger
@@ -34,9 +34,6 @@ from liqnet.protocols.world import EXTERNAL_ACCOUNTS
 
 if TYPE_CHECKING:
     from liqnet.core.schema import Scenario
-
-TIMESERIES_TABLE = "world"
-"""Name of the DataCollector table holding the per-step time series."""
 
 
 class MarketModel(mesa.Model):
@@ -192,16 +189,8 @@ class MarketModel(mesa.Model):
         self.events = EventLog()
         self.cascade_history: list[list[RoundStats]] = []
         self.defaults: list[dict[str, Any]] = []
-        # Mesa's own API sees the time series: one model reporter per column (so
-        # ``get_model_vars_dataframe()`` and ``mesa.batch_run`` work) and the same rows as
-        # the table ``"world"``. Rows are built once per step as a list of values, which
-        # is several times cheaper than calling a reporter (and deepcopy) per column.
-        columns = self._column_names()
-        self._datacollector = mesa.DataCollector(
-            model_reporters={name: partial(_row_value, index=i) for i, name in enumerate(columns)},
-            tables={TIMESERIES_TABLE: columns},
-        )
-        self._pending_rows: list[list[float]] = []
+        self.series = TimeSeries(self)
+        """The per-step time series (Mesa's DataCollector underneath)."""
         self.closing_equity: list[float] = [p.equity() for p in self.protocols.values()]
         """Every protocol's equity (scenario order) at the end of the last step, as
         settlement read it (at construction: the opening equity). A step reads each
@@ -386,76 +375,11 @@ class MarketModel(mesa.Model):
         if self.keeper_flows:
             self.poll_oracles()
 
-    # -- data collection ---------------------------------------------------------------
-    def _column_names(self) -> list[str]:
-        """Names of the time-series columns, in the order of :meth:`_row_values`."""
-        names = ["step", "regime", "gas_multiplier", "cascade_rounds", "liquidations"]
-        for name in self.asset_names:
-            names += [f"{name}.reference", f"{name}.pool", f"{name}.oracle"]
-        for pid in self.protocols:
-            names += [
-                f"{pid}.{column}"
-                for column in (
-                    "equity",
-                    "cash",
-                    "bad_debt",
-                    "revenue",
-                    "liquidated",
-                    "shortfall",
-                    "credit_lent",
-                    "credit_borrowed",
-                    "credit_losses",
-                )
-            ]
-            names += [f"{pid}.lever.{lever}" for lever in LEVER_NAMES]
-            names += [f"{pid}.exposure.{name}" for name in self.asset_names]
-        return names
-
-    def _row_values(self, equity: list[float] | None = None) -> list[float]:
-        """This step's time-series row, as values in the order of :meth:`_column_names`
-        (``equity``: every protocol's equity as just read, else read here)."""
-        if equity is None:
-            equity = [protocol.equity() for protocol in self.protocols.values()]
-        rounds = self.cascade_history[-1] if self.cascade_history else []
-        values = [
-            self.step_index,
-            self.price_process.regime,
-            self.gas_multiplier,
-            len(rounds),
-            sum(r.liquidations for r in rounds),
-        ]
-        for name in self.asset_names:
-            values += [
-                self.reference_prices[name],
-                self.pools[name].price,
-                self.oracle_prices[name],
-            ]
-        for (pid, protocol), protocol_equity in zip(self.protocols.items(), equity, strict=True):
-            exposures = protocol.asset_exposures()
-            values += [
-                protocol_equity,
-                protocol.cash,
-                protocol.realised_bad_debt,
-                protocol.revenue,
-                protocol.liquidated_usd_step,
-                protocol.liquidity_shortfall,
-                protocol.credit_lent,
-                protocol.credit_borrowed,
-                self.credit_losses[pid],
-                *self.last_levers[pid].tolist(),
-                *[exposures.get(name, 0.0) for name in self.asset_names],
-            ]
-        return values
-
+    # -- data collection (market.datacollection) --------------------------------------
     def collect(self, equity: list[float] | None = None) -> None:
-        """Record the current state as one row of the time series.
-
-        Rows wait in a list and reach the Mesa table in one go when it is read
-        (:attr:`datacollector`): appending ~100 columns one by one every step cost more
-        than the rest of data collection. ``equity``: every protocol's equity as just
-        read (the step passes :attr:`closing_equity`), else read here.
-        """
-        self._pending_rows.append(self._row_values(equity))
+        """Record the current state as one row of the time series (``equity``: every
+        protocol's equity as just read; the step passes :attr:`closing_equity`)."""
+        self.series.collect(equity)
 
     @property
     def datacollector(self) -> mesa.DataCollector:
@@ -464,21 +388,8 @@ class MarketModel(mesa.Model):
         Its model variables (``get_model_vars_dataframe()``) and its table ``"world"``
         hold the same rows, one per step, the initial state first.
         """
-        if self._pending_rows:
-            collector = self._datacollector
-            table = collector.tables[TIMESERIES_TABLE]
-            by_column = list(zip(*self._pending_rows, strict=True))
-            for name, values in zip(table, by_column, strict=True):
-                table[name].extend(values)
-                collector.model_vars[name].extend(values)
-            self._pending_rows = []
-        return self._datacollector
+        return self.series.datacollector
 
     def timeseries(self) -> pd.DataFrame:
         """The time series so far: one row per step, the initial state first."""
         return self.datacollector.get_table_dataframe(TIMESERIES_TABLE)
-
-
-def _row_value(model: MarketModel, index: int) -> float:
-    """Mesa model reporter of one time-series column (the fast path batches whole rows)."""
-    return model._row_values()[index]
