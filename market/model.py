@@ -154,6 +154,7 @@ class MarketModel(mesa.Model):
         self.world = MarketWorld(self)
         """What protocols see of this market, the transfer API and conservation checks."""
         self.protocols: dict[str, Protocol] = {}
+        self._released = False
         with self.position_stacks.claim() as self._stack_rows:
             for spec in scenario.protocols:
                 cls = get_protocol_class(spec.type)
@@ -286,9 +287,10 @@ class MarketModel(mesa.Model):
     def release_positions(self) -> None:
         """Free this world's rows of a shared :attr:`position_stacks` for the next world
         (a batch does it when the world's episode ends). The world stays readable, its
-        books holding copies of their storage, but must not be stepped again."""
+        books holding copies of their storage; stepping it again raises."""
         self.position_stacks.release(self._stack_rows)
         self._stack_rows = {}
+        self._released = True
 
     def begin_step(self) -> None:
         """Phases 1-5 of :meth:`step` (levers to oracles), up to the users phase.
@@ -296,7 +298,15 @@ class MarketModel(mesa.Model):
         ``step`` is ``begin_step()``, then phase 6's ``users.run``, then
         :meth:`finish_step`. A batch of worlds runs the users phase of all of them at
         once in between (:func:`~liqnet.market.users.run_together`).
+
+        Raises:
+            RuntimeError: The world's positions were released (its episode ended).
         """
+        if self._released:
+            raise RuntimeError(
+                "this world's positions were released when its episode ended "
+                "(release_positions): read it, but step a new world"
+            )
         self.step_index += 1
         for protocol in self.protocols.values():
             protocol.liquidated_usd_step = 0.0

@@ -163,6 +163,8 @@ def test_episodes_after_autoresets_equal_the_scalar_env_on_reused_stack_rows(
                     first, _ = env.reset()
                     np.testing.assert_array_equal(obs[b], stacked(first, agents, dim))
     assert {kind: len(stack.rows) for kind, stack in stacks.items()} == rows
+    with pytest.raises(RuntimeError, match="released"):
+        old.step()  # an ended world is read, not stepped: its rows are another's now
 
 
 def test_without_autoreset_ended_worlds_are_masked_until_reset_world(small: Small) -> None:
