@@ -6,9 +6,8 @@ adding, removing or reordering a protocol leaves the others' user draws as they 
 as array rows, each with its own stream. Protocols of a *stacked* type (one that defines
 ``act_users_stacked`` itself) accrue and act as one array program per type, in one
 checked ``call_together``, across all the worlds of a batch (:func:`run_together`); the
-rest one by one. Stacking goes by exact type: a
-plug-in subclass of a stacked type is stepped per object (docs/architecture.md,
-"Stacked protocols").
+rest one by one. Stacking goes by exact type: a plug-in subclass of a stacked type is
+stepped per object (docs/architecture.md, "Stacked protocols").
 """
 
 from __future__ import annotations

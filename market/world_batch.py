@@ -242,7 +242,8 @@ class WorldBatch:
             model.begin_step()
         # MarketModel.step, with phase 6 of all the worlds at once (stacked types'
         # books of every world are rows of the batch's stacks).
-        run_together([model.users for model in models], models[0].dt_years)
+        if models:
+            run_together([model.users for model in models], models[0].dt_years)
         for model in models:
             model.finish_step()
         previous = self.equity.copy()
