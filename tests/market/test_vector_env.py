@@ -9,7 +9,7 @@ from liqnet.core.levers import LEVER_NAMES
 from liqnet.market.env import LiquidityEnv
 from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
 from liqnet.market.wrappers import SystemRewardWrapper
-from liqnet.scenarios import builtin_names, load, make_vec_env
+from liqnet.scenarios import Scenario, builtin_names, load, make_vec_env
 from tests.helpers.worlds import Small
 
 TOLERANCE = 1e-9
@@ -93,15 +93,22 @@ def test_worlds_of_one_batch_differ_and_each_conserves_money(small: Small) -> No
     assert len(set(prices)) == 3  # own random streams: seeds 0, 1, 2
 
 
+def _reset_twins(
+    scenario: Scenario, seed: int, horizon: int
+) -> tuple[VectorLiquidityEnv, list[LiquidityEnv]]:
+    """A 2-world vector env and two scalar envs, reset alike (world b seeded seed + b)."""
+    vec = VectorLiquidityEnv(scenario, 2, seed=seed, horizon=horizon)
+    scalar = [LiquidityEnv(scenario, horizon=horizon) for _ in range(2)]
+    vec.reset()
+    for b, env in enumerate(scalar):
+        env.reset(seed=seed + b)
+    return vec, scalar
+
+
 def test_autoreset_same_step_keeps_the_final_observation_and_seeds_like_the_scalar_env(
     small: Small,
 ) -> None:
-    scenario = small(positions=200)
-    vec = VectorLiquidityEnv(scenario, 2, seed=7, horizon=5)
-    scalar = [LiquidityEnv(scenario, horizon=5) for _ in range(2)]
-    vec.reset()
-    for b, env in enumerate(scalar):
-        env.reset(seed=7 + b)
+    vec, scalar = _reset_twins(small(positions=200), seed=7, horizon=5)
     rng = np.random.default_rng(1)
     agents, dim = vec.possible_agents, vec.batch.obs_dim
     for _ in range(3):  # episodes
@@ -130,12 +137,7 @@ def test_episodes_after_autoresets_equal_the_scalar_env_on_reused_stack_rows(
     """A new episode's books take the ended world's rows of the batch's shared stacks:
     the stacks do not grow, every observation and reward still equals the scalar env's,
     and the ended world stays readable as it was."""
-    scenario = small(positions=200)
-    vec = VectorLiquidityEnv(scenario, 2, seed=3, horizon=4)
-    scalar = [LiquidityEnv(scenario, horizon=4) for _ in range(2)]
-    vec.reset()
-    for b, env in enumerate(scalar):
-        env.reset(seed=3 + b)
+    vec, scalar = _reset_twins(small(positions=200), seed=3, horizon=4)
     stacks = vec.batch.position_stacks.stacks
     rows = {kind: len(stack.rows) for kind, stack in stacks.items()}
     assert rows and all(n > 0 for n in rows.values())
