@@ -49,6 +49,9 @@ def affordable_shares(
     """
     capital = max(capital, 0.0)
     worth = (margin > 0) & (margin - gas >= min_profit)
+    # Every worthwhile entry taken whole is the most any pass can give; with profits of
+    # at least min_profit >= 0 the cash only grows, so the next pass would repeat it.
+    everything = worth.astype(float) if min_profit >= 0.0 else None
     shares = np.zeros(repay.shape)
     cash = np.full(repay.shape, capital)
     for _ in range(_AFFORD_PASSES):
@@ -57,6 +60,8 @@ def affordable_shares(
         new = np.where(worth & (share > 0) & (share * margin - gas >= min_profit), share, 0.0)
         if np.array_equal(new, shares):
             break
+        if everything is not None and np.array_equal(new, everything):
+            return new  # the capital covers every worthwhile entry (the usual case)
         shares = new
         profit = np.where(shares > 0, shares * margin - gas, 0.0)
         cash = capital + np.cumsum(profit) - profit

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from liqnet.market import MarketModel
+from liqnet.market import MarketModel, participants
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.protocols.base import LiquidationOffer
@@ -126,6 +128,42 @@ def loans(model: MarketModel, repay: list[float], cap: float | None) -> Liquidat
 def deep() -> ConstantProductPool:
     """A $3B ETH pool: a $10M sale slips about 0.3%."""
     return pool(1e6, 3e9)
+
+
+def _every_pass(repay, margin, cap, gas, min_profit, capital):  # type: ignore[no-untyped-def]
+    """affordable_shares's fixed point run pass by pass until it repeats (no shortcut)."""
+    worth = (margin > 0) & (margin - gas >= min_profit)
+    shares, cash = np.zeros(repay.shape), np.full(repay.shape, max(capital, 0.0))
+    for _ in range(participants._AFFORD_PASSES):
+        share = np.minimum(np.divide(cash, repay, out=np.ones(repay.shape), where=repay > 0), 1.0)
+        share = np.where(share < 1.0, np.minimum(share, cap), share)
+        new = np.where(worth & (share > 0) & (share * margin - gas >= min_profit), share, 0.0)
+        if np.array_equal(new, shares):
+            break
+        shares = new
+        profit = np.where(shares > 0, shares * margin - gas, 0.0)
+        cash = max(capital, 0.0) + np.cumsum(profit) - profit
+    return shares
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 30),
+    capital=st.sampled_from([0.0, 1e3, 1e5, 1e7]),
+    min_profit=st.sampled_from([0.0, 1.0, 50.0]),
+)
+def test_affordable_shares_equals_its_fixed_point_pass_by_pass(
+    seed: int, n: int, capital: float, min_profit: float
+) -> None:
+    """Stopping once every worthwhile entry is taken whole changes no share."""
+    rng = np.random.default_rng(seed)
+    repay = rng.uniform(0.0, 2e5, n) * (rng.random(n) < 0.9)
+    margin = rng.normal(500.0, 800.0, n)
+    cap = np.where(rng.random(n) < 0.5, rng.uniform(0.1, 1.0, n), 0.0)
+    gas = float(rng.uniform(0.0, 100.0))
+    got = participants.affordable_shares(repay, margin, cap, gas, min_profit, capital)
+    np.testing.assert_array_equal(got, _every_pass(repay, margin, cap, gas, min_profit, capital))
 
 
 def test_a_large_loan_does_not_block_the_smaller_ones(model: MarketModel) -> None:
