@@ -116,7 +116,7 @@ class LendingPool(Protocol[LendingParams]):
             weights = rng.lognormal(0.0, p.position_size_dispersion, count)
             debt = total_debt * share * weights / weights.sum()
             collateral, debt = self._draw_positions(rng, count, debt, asset)
-            book.add(collateral, debt)  # borrow index starts at 1
+            book.add(collateral, debt, mark=False)  # borrow index starts at 1; sorted below
         world = self.world
         # (In this order the opening cash is (deposits - debt) + reserves, as before.)
         world.transfer("depositors", self, usd=p.deposits_usd)
