@@ -8,8 +8,8 @@ resets, which ``env_throughput.py`` covers), on one core, in one process:
 * **alone**: ``B`` worlds, each with its own stacks, each ``MarketModel.step()`` in turn
   (what the vector env did before stage 3, and what a scalar run does);
 * **batch**: the same ``B`` worlds (same seeds, same levers every step) with one shared
-  ``StackRegistry``, stepped as ``WorldBatch.step`` steps them (``begin_step`` of each,
-  ``users.run_together`` of all, ``finish_step`` of each).
+  ``StackRegistry``, stepped as ``WorldBatch.step`` steps them (``step_together``:
+  ``begin_step`` of each, the users phase of all, ``finish_step`` of each).
 
 Each round builds both and steps them over ``--steps`` steps from the start of an
 episode (the step cost grows along it), alone first, then the batch; the verdict is the
@@ -42,8 +42,7 @@ import numpy as np  # noqa: E402
 
 from liqnet.core.levers import LEVER_NAMES  # noqa: E402
 from liqnet.core.schema import Scenario  # noqa: E402
-from liqnet.market.model import MarketModel  # noqa: E402
-from liqnet.market.users import run_together  # noqa: E402
+from liqnet.market.model import MarketModel, step_together  # noqa: E402
 from liqnet.protocols.position_stack import StackRegistry  # noqa: E402
 from liqnet.scenarios import load  # noqa: E402
 
@@ -72,11 +71,7 @@ def run_worlds(
         for model, row in zip(models, step_levers, strict=True):
             model.pending_levers.update(dict(zip(agents, row, strict=True)))
         if batched:
-            for model in models:
-                model.begin_step()
-            run_together([model.users for model in models], models[0].dt_years)
-            for model in models:
-                model.finish_step()
+            step_together(models)
         else:
             for model in models:
                 model.step()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import mesa
@@ -25,7 +26,7 @@ from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.market.prices import AssetDynamics, FlowImpact, PriceProcess
 from liqnet.market.settlement import negotiate, settle, sync_credit
 from liqnet.market.treasury import CreditBook
-from liqnet.market.users import UserPhase
+from liqnet.market.users import UserPhase, run_together
 from liqnet.market.world import MarketWorld
 from liqnet.protocols.base import LEVER_NAMES, Protocol
 from liqnet.protocols.position_stack import StackRegistry
@@ -280,9 +281,7 @@ class MarketModel(mesa.Model):
 
     def step(self) -> None:
         """Advance the world by one step, in the order of the architecture map."""
-        self.begin_step()
-        self.users.run(self.dt_years)
-        self.finish_step()
+        step_together([self])
 
     def release_positions(self) -> None:
         """Free this world's rows of a shared :attr:`position_stacks` for the next world
@@ -295,9 +294,9 @@ class MarketModel(mesa.Model):
     def begin_step(self) -> None:
         """Phases 1-5 of :meth:`step` (levers to oracles), up to the users phase.
 
-        ``step`` is ``begin_step()``, then phase 6's ``users.run``, then
-        :meth:`finish_step`. A batch of worlds runs the users phase of all of them at
-        once in between (:func:`~liqnet.market.users.run_together`).
+        ``step`` is ``begin_step()``, then phase 6 (:func:`~liqnet.market.users.run_together`),
+        then :meth:`finish_step`; :func:`step_together` runs phase 6 of several worlds at
+        once in between.
 
         Raises:
             RuntimeError: The world's positions were released (its episode ended).
@@ -340,7 +339,7 @@ class MarketModel(mesa.Model):
         for i, name in enumerate(self.asset_names):
             self.oracles[name].record(float(prices[i]))
         self.poll_oracles()
-        # 6. Accrual and users (UserPhase.run, between the halves): every protocol,
+        # 6. Accrual and users (run_together, between the halves): every protocol,
         # defaulted ones included. An insolvent pool's contracts keep running (Aave and
         # Compound have no default state): a defaulted protocol opens nothing new but
         # accrues, and its users repay, close and withdraw what is left pro rata
@@ -403,3 +402,21 @@ class MarketModel(mesa.Model):
     def timeseries(self) -> pd.DataFrame:
         """The time series so far: one row per step, the initial state first."""
         return self.datacollector.get_table_dataframe(TIMESERIES_TABLE)
+
+
+def step_together(models: Sequence[MarketModel]) -> None:
+    """:meth:`MarketModel.step` of several worlds, phase 6 of all of them at once.
+
+    Every world's :meth:`~MarketModel.begin_step`, then the users phase of all of them
+    (:func:`~liqnet.market.users.run_together`: each stacked type's protocols of every
+    world in one call, so the worlds must share one ``position_stacks`` registry unless
+    there is one), then every :meth:`~MarketModel.finish_step`. Each world ends the step
+    as it would alone, bit for bit.
+    """
+    if not models:
+        return
+    for model in models:
+        model.begin_step()
+    run_together([model.users for model in models], models[0].dt_years)
+    for model in models:
+        model.finish_step()

@@ -46,10 +46,6 @@ class UserPhase:
                 self.stacks.setdefault(type(protocol), []).append(protocol)
         self._alone = [(pid, p) for pid, p in protocols.items() if type(p) not in self.stacks]
 
-    def run(self, dt_years: float) -> None:
-        """Step this world's phase 6 (:func:`run_together` of this one world)."""
-        run_together([self], dt_years)
-
     def run_alone(self, dt_years: float) -> None:
         """The per-object types' protocols accrue, then their users act."""
         call = self.world.call

@@ -12,9 +12,9 @@ streams), so world ``b`` seeded ``s`` is exactly a scalar world seeded
 
 The worlds share one :class:`~liqnet.protocols.position_stack.StackRegistry`, so the
 position books of one kind in all worlds are rows of one stack, and a step runs the
-users phase (phase 6) of every world at once (:func:`~liqnet.market.users.run_together`)
-between each world's ``begin_step`` and ``finish_step``: a stacked type's churn is one
-array program over the books of all ``B`` worlds. When a world's episode ends, its rows
+users phase (phase 6) of every world at once
+(:func:`~liqnet.market.model.step_together`): a stacked type's churn is one array
+program over the books of all ``B`` worlds. When a world's episode ends, its rows
 go to the next episode's books (:meth:`MarketModel.release_positions`). Still one Python
 pass per world: the other phases, each protocol's flows, and the reads of each
 protocol's features and balance sheet (``benchmarks/env_throughput.py`` profiles it; the
@@ -57,9 +57,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from liqnet.core.units import HOURS_PER_YEAR
-from liqnet.market.model import MarketModel
+from liqnet.market.model import MarketModel, step_together
 from liqnet.market.treasury import MARKET_CREDIT_FEATURES, OWN_CREDIT_FEATURES, credit_observation
-from liqnet.market.users import run_together
 from liqnet.protocols.base import FEATURE_NAMES, Protocol
 from liqnet.protocols.position_stack import StackRegistry
 from liqnet.protocols.registry import BUILTIN_TYPES
@@ -239,13 +238,8 @@ class WorldBatch:
             model.pending_levers.update(
                 {agents[i]: row[i] for i in np.flatnonzero(apply[b]).tolist()}
             )
-            model.begin_step()
-        # MarketModel.step, with phase 6 of all the worlds at once (stacked types'
-        # books of every world are rows of the batch's stacks).
-        if models:
-            run_together([model.users for model in models], models[0].dt_years)
-        for model in models:
-            model.finish_step()
+        # Phase 6 of all the worlds at once: their books are rows of the batch's stacks.
+        step_together(models)
         previous = self.equity.copy()
         obs = self.obs.copy()
         defaulted = self._read_worlds(worlds.tolist(), acting, obs, new_prices=True)

@@ -5,17 +5,10 @@ from __future__ import annotations
 import pytest
 
 from liqnet.market import MarketModel
+from liqnet.market.model import step_together
 from liqnet.market.users import run_together
 from liqnet.protocols.position_stack import StackRegistry
 from tests.helpers.worlds import Small
-
-
-def _step_together(models: list[MarketModel]) -> None:
-    for model in models:
-        model.begin_step()
-    run_together([model.users for model in models], models[0].dt_years)
-    for model in models:
-        model.finish_step()
 
 
 @pytest.mark.parametrize("name", ["baseline", "ecosystem"])
@@ -27,7 +20,7 @@ def test_worlds_stepped_together_equal_each_world_stepped_alone(name: str, small
     assert together[0].world.stacks is together[2].world.stacks
     assert alone[0].world.stacks is not alone[1].world.stacks
     for _ in range(30):
-        _step_together(together)
+        step_together(together)
         for model in alone:
             model.step()
     for a, b in zip(alone, together, strict=True):
