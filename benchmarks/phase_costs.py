@@ -58,7 +58,7 @@ import liqnet.market.model as model_module  # noqa: E402
 import liqnet.market.users as users_module  # noqa: E402
 from liqnet.market import MarketModel  # noqa: E402
 
-MARKET_PHASES = ("negotiate", "run_cascade", "settle", "sync_credit")
+MARKET_PHASES = ("negotiate", "run_cascades", "settle", "sync_credit")
 """Functions ``MarketModel.step`` calls by module-level name, timed as phases."""
 REST = "rest of step"
 """Label of the step time outside every timed seam."""

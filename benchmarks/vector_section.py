@@ -184,8 +184,8 @@ def profile_vector(
     scenario: str, size: int, steps: int, seed: int, top: int = 12
 ) -> dict[str, Any]:
     """cProfile of ``steps`` vector steps at ``B = size``: top functions by own time and
-    the share of the step spent stepping the worlds (``MarketModel.begin_step``, the
-    batch's users phase, ``finish_step``)."""
+    the share of the step spent stepping the worlds (``step_together``: each world's
+    phases, the batch's users phase and its cascade rounds)."""
     vec = make_vec_env(scenario, num_envs=size, seed=seed)
     loop = VectorLoop(vec, seed)  # no warm-up: the steps cover an episode from its start
     profiler = cProfile.Profile()
@@ -209,11 +209,10 @@ def profile_vector(
             row[3] for key, row in stats.items() if key[0].endswith(path_end) and key[2] == func
         )
 
-    # The world step of a batch: each world's MarketModel.begin_step and finish_step,
-    # and the users phase of all worlds at once between them.
+    # The world step of a batch, and in it the users phase and the cascade of all worlds.
     users = cumulative("market/users.py", "run_together")
-    model_step = sum(cumulative("market/model.py", f) for f in ("begin_step", "finish_step"))
-    model_step += users
+    cascade = cumulative("market/cascade.py", "run_cascades")
+    model_step = cumulative("market/model.py", "step_together")
     read = cumulative("market/world_batch.py", "_read_worlds")
     ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
     top_rows = [
@@ -231,7 +230,8 @@ def profile_vector(
     rest = total - model_step
     print(
         f"inside the world step: {model_step / total:.1%} (of which the users phase of all "
-        f"worlds {users / total:.1%}); the rest: {rest / total:.1%} (of which "
+        f"worlds {users / total:.1%}, their cascade {cascade / total:.1%}); the rest: "
+        f"{rest / total:.1%} (of which "
         f"WorldBatch._read_worlds {read / total:.1%}); profiled total {total:.2f} s"
     )
     return {
@@ -240,6 +240,7 @@ def profile_vector(
         "profiled_s": total,
         "market_model_step_share": model_step / total,
         "users_phase_share": users / total,
+        "cascade_share": cascade / total,
         "read_worlds_share": read / total,
         "top_by_tottime": top_rows,
     }

@@ -11,15 +11,19 @@ starts, until no liquidation is taken or the round limit is reached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from liqnet.market.liquidation_choice import choose_together
 from liqnet.market.prices import daily_volatility
+from liqnet.protocols.base import LiquidationOffer
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
+    from liqnet.market.participants import Liquidator
 
 
 @dataclass
@@ -33,55 +37,122 @@ class RoundStats:
     hedged_usd: float = 0.0
 
 
+@dataclass
+class _WorldRound:
+    """One world's cascade round in progress: its offers, and what the round did so far."""
+
+    model: MarketModel
+    offers: list[LiquidationOffer]
+    stats: RoundStats = field(default_factory=RoundStats)
+    flows: dict[str, float] = field(default_factory=dict)  # net forced selling, USD per asset
+
+
 def run_cascade(model: MarketModel) -> list[RoundStats]:
     """Run cascade rounds for the current step; returns the stats of each active round."""
-    rounds: list[RoundStats] = []
-    model.flow_impact.decay(model.dt_hours)
-    for round_index in range(model.max_cascade_rounds):
-        # Every protocol, defaulted ones too: an insolvent pool's liquidation engine keeps
-        # running (Aave v3 and Compound v3 accept liquidations whatever the reserves).
-        offers = [o for p in model.protocols.values() for o in p.liquidation_candidates()]
-        if not offers and not model.hedgers:
-            break
-        stats = RoundStats()
-        flows: dict[str, float] = {}  # net forced selling this round, USD per asset
-        for offer in offers:
-            _execute_offer(model, offer, round_index, stats, flows)
-        _execute_hedges(model, round_index, stats, flows)
-        if stats.liquidations == 0 and stats.hedges == 0:
-            break
-        rounds.append(stats)
-        if model.feedback:
-            for asset, flow_usd in flows.items():
-                apply_impact(model, asset, flow_usd)
-        model.poll_oracles()
-    return rounds
+    return run_cascades([model])[0]
 
 
-def _execute_offer(model: MarketModel, offer, round_index: int, stats, flows) -> None:
-    pool = model.pools[offer.asset]
-    # Most rounds offer only dust that no liquidator takes even at the marginal price
-    # (slippage only lowers proceeds): refuse it once here instead of once per liquidator.
-    value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
-    if value.size == 0 or not value.max() >= model.liquidation_hurdle_usd:
-        return
-    rest = offer  # what is still on offer: untouched entries whole, partial fills' rest
-    for liquidator in model.liquidators:
-        if not len(rest):
-            break
-        shares = liquidator.choose(rest, pool)
-        if rest.partial_cap is None and np.equal(shares, 1.0).all():
-            # It took everything whole (a perp's keeper work, usually): the offer is the
-            # fill, and nothing is left for the next liquidator (take() would copy it).
-            _execute_fill(model, liquidator, rest, round_index, stats, flows)
-            break
-        taken = np.flatnonzero(shares > 0)
-        if not taken.size:
-            continue
-        filled = rest.take(taken, shares[taken])
-        _execute_fill(model, liquidator, filled, round_index, stats, flows)
-        left = np.flatnonzero(shares < 1.0)
-        rest = rest.take(left, 1.0 - shares[left])
+def run_cascades(models: Sequence[MarketModel]) -> list[list[RoundStats]]:
+    """:func:`run_cascade` of several worlds in lockstep; the rounds of each.
+
+    Round by round, and within a round offer by offer and liquidator by liquidator, one
+    call weighs the offers of every world that has one (:func:`choose_together`). A world
+    whose cascade has ended (a round with nothing taken, or its round limit) is left out
+    of the later rounds rather than waited for. Worlds share nothing a cascade reads or
+    writes (stacked books hold each world's rows apart), and each world's own steps keep
+    their order, so each ends as its cascade alone would, bit for bit.
+    """
+    histories: list[list[RoundStats]] = [[] for _ in models]
+    for model in models:
+        model.flow_impact.decay(model.dt_hours)
+    going = list(range(len(models)))
+    round_index = 0
+    while going:
+        live: list[tuple[int, _WorldRound]] = []
+        for i in going:
+            model = models[i]
+            if round_index >= model.max_cascade_rounds:
+                continue
+            # Every protocol, defaulted ones too: an insolvent pool's liquidation engine
+            # keeps running (Aave v3 and Compound v3 accept liquidations whatever the
+            # reserves).
+            offers = [o for p in model.protocols.values() for o in p.liquidation_candidates()]
+            if offers or model.hedgers:
+                live.append((i, _WorldRound(model, offers)))
+        _execute_offers([world for _, world in live], round_index)
+        going = []
+        for i, world in live:
+            model, stats = world.model, world.stats
+            _execute_hedges(model, round_index, stats, world.flows)
+            if stats.liquidations == 0 and stats.hedges == 0:
+                continue
+            histories[i].append(stats)
+            if model.feedback:
+                for asset, flow_usd in world.flows.items():
+                    apply_impact(model, asset, flow_usd)
+            model.poll_oracles()
+            going.append(i)
+        round_index += 1
+    return histories
+
+
+def _worth_weighing(model: MarketModel, offer: LiquidationOffer) -> bool:
+    """Whether any entry pays the world's hurdle at the marginal price.
+
+    Most rounds offer only dust that no liquidator takes even at the marginal price
+    (slippage only lowers proceeds): it is refused once here instead of once per
+    liquidator.
+    """
+    value = offer.seize_units * model.pools[offer.asset].price + offer.reward_usd
+    value -= offer.repay_usd
+    return bool(value.size) and value.max() >= model.liquidation_hurdle_usd
+
+
+def _execute_offers(worlds: Sequence[_WorldRound], round_index: int) -> None:
+    """Each world's offers of the round in turn, liquidator by liquidator, every world's
+    choice at one offer position and liquidator in one call."""
+    for position in range(max((len(w.offers) for w in worlds), default=0)):
+        # What is still on offer in each world: untouched entries whole, partial fills' rest.
+        rests = [
+            (w, w.offers[position])
+            for w in worlds
+            if position < len(w.offers) and _worth_weighing(w.model, w.offers[position])
+        ]
+        index = 0
+        while rests:
+            rests = [(w, rest) for w, rest in rests if index < len(w.model.liquidators)]
+            liquidators = [w.model.liquidators[index] for w, _ in rests]
+            pools = [w.model.pools[rest.asset] for w, rest in rests]
+            chosen = choose_together(liquidators, [rest for _, rest in rests], pools)
+            left = []
+            for (w, rest), liquidator, shares in zip(rests, liquidators, chosen, strict=True):
+                still = _fill(w, liquidator, rest, shares, round_index)
+                if still is not None and len(still):
+                    left.append((w, still))
+            rests, index = left, index + 1
+
+
+def _fill(
+    world: _WorldRound,
+    liquidator: Liquidator,
+    rest: LiquidationOffer,
+    shares: np.ndarray,
+    round_index: int,
+) -> LiquidationOffer | None:
+    """Execute the ``shares`` of ``rest`` one liquidator took; returns what is left."""
+    model, stats, flows = world.model, world.stats, world.flows
+    if rest.partial_cap is None and np.equal(shares, 1.0).all():
+        # It took everything whole (a perp's keeper work, usually): the offer is the
+        # fill, and nothing is left for the next liquidator (take() would copy it).
+        _execute_fill(model, liquidator, rest, round_index, stats, flows)
+        return None
+    taken = np.flatnonzero(shares > 0)
+    if not taken.size:
+        return rest
+    filled = rest.take(taken, shares[taken])
+    _execute_fill(model, liquidator, filled, round_index, stats, flows)
+    left = np.flatnonzero(shares < 1.0)
+    return rest.take(left, 1.0 - shares[left])
 
 
 def _execute_fill(model: MarketModel, liquidator, filled, round_index: int, stats, flows) -> None:

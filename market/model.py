@@ -15,7 +15,7 @@ from mesa.agent import AgentSet
 from liqnet.core.schema import MAX_MULTIPLIER
 from liqnet.core.units import HOURS_PER_YEAR
 from liqnet.market.amm import ConstantProductPool
-from liqnet.market.cascade import RoundStats, apply_impact, run_cascade
+from liqnet.market.cascade import RoundStats, apply_impact, run_cascades
 from liqnet.market.datacollection import TIMESERIES_TABLE, TimeSeries
 from liqnet.market.events import EventLog
 from liqnet.market.keepers import AuctionStats, Keeper, run_auctions
@@ -294,9 +294,10 @@ class MarketModel(mesa.Model):
     def begin_step(self) -> None:
         """Phases 1-5 of :meth:`step` (levers to oracles), up to the users phase.
 
-        ``step`` is ``begin_step()``, then phase 6 (:func:`~liqnet.market.users.run_together`),
-        then :meth:`finish_step`; :func:`step_together` runs phase 6 of several worlds at
-        once in between.
+        ``step`` is ``begin_step()``, phase 6 (:func:`~liqnet.market.users.run_together`),
+        :meth:`accrue_credit`, phase 7 (:func:`~liqnet.market.cascade.run_cascades`), then
+        :meth:`finish_step`: :func:`step_together` runs phases 6 and 7 of several worlds at
+        once.
 
         Raises:
             RuntimeError: The world's positions were released (its episode ended).
@@ -346,16 +347,20 @@ class MarketModel(mesa.Model):
         # (protocols.flows.run_flows).
         self._held = held
 
-    def finish_step(self) -> None:
-        """Phases 6b-9 of :meth:`step` (credit accrual to observation), after the users."""
-        held, phases = self._held, self.check_phases
+    def accrue_credit(self) -> None:
+        """Phase 6b of :meth:`step`: credit lines accrue, after the users phase."""
         if self.ledger.lines.count:
             self.ledger.accrue(self.dt_years)
             sync_credit(self)
-        if phases:
-            held = self.world.check_phase("accrual and users", held)
-        # 7. Cascade rounds.
-        self.cascade_history.append(run_cascade(self))
+        if self.check_phases:
+            self._held = self.world.check_phase("accrual and users", self._held)
+
+    def finish_step(self, cascade_rounds: list[RoundStats]) -> None:
+        """Phases 7b-9 of :meth:`step` (auctions to observation), after the cascade
+        rounds (phase 7, :func:`~liqnet.market.cascade.run_cascades`) that did
+        ``cascade_rounds``."""
+        held, phases = self._held, self.check_phases
+        self.cascade_history.append(cascade_rounds)
         if phases:
             held = self.world.check_phase("cascade (liquidations, sales, hedges)", held)
         # 7b. Auctions: keepers bark, bid, take and deal (protocols with an auction book).
@@ -405,13 +410,15 @@ class MarketModel(mesa.Model):
 
 
 def step_together(models: Sequence[MarketModel]) -> None:
-    """:meth:`MarketModel.step` of several worlds, phase 6 of all of them at once.
+    """:meth:`MarketModel.step` of several worlds, phases 6 and 7 of all of them at once.
 
-    Every world's :meth:`~MarketModel.begin_step`, then the users phase of all of them
+    Every world's :meth:`~MarketModel.begin_step`; the users phase of all of them
     (:func:`~liqnet.market.users.run_together`: each stacked type's protocols of every
     world in one call, so the worlds must share one ``position_stacks`` registry unless
-    there is one), then every :meth:`~MarketModel.finish_step`. Each world ends the step
-    as it would alone, bit for bit.
+    there is one); every :meth:`~MarketModel.accrue_credit`; the cascade rounds of all
+    of them in lockstep (:func:`~liqnet.market.cascade.run_cascades`); then every
+    :meth:`~MarketModel.finish_step`. Each world ends the step as it would alone, bit
+    for bit.
     """
     if not models:
         return
@@ -419,4 +426,6 @@ def step_together(models: Sequence[MarketModel]) -> None:
         model.begin_step()
     run_together([model.users for model in models], models[0].dt_years)
     for model in models:
-        model.finish_step()
+        model.accrue_credit()
+    for model, rounds in zip(models, run_cascades(models), strict=True):
+        model.finish_step(rounds)

@@ -13,59 +13,12 @@ import mesa
 import numpy as np
 
 from liqnet.market.amm import ConstantProductPool
+from liqnet.market.liquidation_choice import choose_together
 from liqnet.market.prices import BOOK_BAND
 from liqnet.protocols.base import LiquidationOffer
 
 if TYPE_CHECKING:
     from liqnet.market.model import MarketModel
-
-
-_AFFORD_PASSES = 8
-"""Passes of the capital fixed point in :func:`affordable_shares` (each is feasible)."""
-
-
-def affordable_shares(
-    repay: np.ndarray,
-    margin: np.ndarray,
-    partial_cap: np.ndarray,
-    gas: float,
-    min_profit: float,
-    capital: float,
-) -> np.ndarray:
-    """Share of each entry, taken in order, that ``capital`` can fill profitably.
-
-    Entry ``j`` (``margin[j]`` = its profit before gas, <= 0 if not to be taken) is repaid
-    from ``capital`` plus the profit of the entries taken before it (capital is recycled
-    within a round): all of it when that covers ``repay[j]``, else the affordable share
-    up to ``partial_cap[j]`` (0: all or nothing), if that share still pays. A large loan
-    that does not fit does not stop the smaller ones behind it.
-
-    Every entry's choice only grows with the cash before it, and that cash only grows
-    with the shares before it, so iterating from "capital alone" climbs to the sequential
-    answer; each pass is already affordable (it spends only cash the previous, smaller
-    pass had), so stopping after :data:`_AFFORD_PASSES` passes is safe. A partial fill's
-    profit is counted as its share of the whole entry's (the pool's quote is concave, so
-    the sale pays at least that).
-    """
-    capital = max(capital, 0.0)
-    worth = (margin > 0) & (margin - gas >= min_profit)
-    # Every worthwhile entry taken whole is the most any pass can give; with profits of
-    # at least min_profit >= 0 the cash only grows, so the next pass would repeat it.
-    everything = worth.astype(float) if min_profit >= 0.0 else None
-    shares = np.zeros(repay.shape)
-    cash = np.full(repay.shape, capital)
-    for _ in range(_AFFORD_PASSES):
-        share = np.minimum(np.divide(cash, repay, out=np.ones(repay.shape), where=repay > 0), 1.0)
-        share = np.where(share < 1.0, np.minimum(share, partial_cap), share)
-        new = np.where(worth & (share > 0) & (share * margin - gas >= min_profit), share, 0.0)
-        if np.array_equal(new, shares):
-            break
-        if everything is not None and np.array_equal(new, everything):
-            return new  # the capital covers every worthwhile entry (the usual case)
-        shares = new
-        profit = np.where(shares > 0, shares * margin - gas, 0.0)
-        cash = capital + np.cumsum(profit) - profit
-    return shares
 
 
 class Liquidator(mesa.Agent):
@@ -101,73 +54,16 @@ class Liquidator(mesa.Agent):
         entry the offer lets be taken in part (``partial_cap``: Aave lets a liquidator
         repay less than the close factor allows) is cut to what the pool buys at more
         than the collateral costs, and an all-or-nothing entry is left unless the pool
-        buys all of it so (:meth:`_worth_selling`). The profit of each share accounts
+        buys all of it so. The profit of each share accounts
         for the slippage of all sales before it; shares that do not pay
         ``min_profit_usd`` are dropped and the rest re-priced once (dropping sales only
         improves the others' prices). Then the liquidator takes every profitable share
-        its capital affords, in that order (:func:`affordable_shares`): a loan too large
-        to afford never blocks the others.
+        its capital affords, in that order
+        (:func:`~liqnet.market.liquidation_choice.affordable_shares`): a loan too large to
+        afford never blocks the others. (:func:`~liqnet.market.liquidation_choice.choose_together`
+        of this one offer: the cascade of a batch weighs all its worlds' offers at once.)
         """
-        gas = self.gas_cost_usd * self.model.gas_multiplier
-        if not offer.seize_units.any() and not offer.repay_usd.any():
-            # Keeper work (perp liquidations): a fixed reward, no sale, no capital needed.
-            return (offer.reward_usd - gas >= self.min_profit_usd).astype(float)
-        value = offer.seize_units * pool.price + offer.reward_usd - offer.repay_usd
-        # Slippage only lowers proceeds: entries that fail at the marginal price fail for
-        # sure. Dust positions that never pay are refused here, without any pool maths,
-        # and only the rest is sorted (they would all come after it in the order anyway).
-        worth = np.flatnonzero(value - gas >= self.min_profit_usd)
-        shares = np.zeros(len(offer))
-        if worth.size == 0:
-            return shares
-        order = worth[np.argsort(-value[worth], kind="stable")]
-        units, repay = offer.seize_units[order], offer.repay_usd[order]
-        reward = offer.reward_usd[order]
-        cap = np.zeros(order.size) if offer.partial_cap is None else offer.partial_cap[order]
-        mp = self.min_profit_usd
-        share = affordable_shares(repay, value[order], cap, gas, mp, self.cash)
-        share = self._worth_selling(pool, share, units, repay - reward, cap)
-        sold = share * units
-        net = share * (reward - repay)
-        keep = (share > 0) & (self.sale_proceeds(pool, sold) + net - gas >= mp)
-        proceeds = self.sale_proceeds(pool, np.where(keep, sold, 0.0))
-        # Profit before gas of each share, priced with every kept sale before it: taking
-        # fewer or smaller shares ahead only raises it, and a part of a share earns at
-        # least its part of it (the pool's quote is concave).
-        margin = np.where(keep, proceeds + net, 0.0)
-        part_cap = np.where(share < 1.0, 1.0, cap)  # within a partial share, any part
-        shares[order] = share * affordable_shares(
-            share * repay, margin, part_cap, gas, mp, self.cash
-        )
-        return shares
-
-    @staticmethod
-    def _worth_selling(
-        pool: ConstantProductPool,
-        share: np.ndarray,
-        units: np.ndarray,
-        cost: np.ndarray,
-        cap: np.ndarray,
-    ) -> np.ndarray:
-        """Cut each share to the units the pool buys above their cost per unit.
-
-        A divisible entry is cut to them; an all-or-nothing one (``cap`` 0) is dropped
-        unless the pool buys all its units above their cost, so no liquidator sells more
-        than the pool absorbs at a price that pays: it leaves the entry on offer (another
-        liquidator, a later round or step, once arbitrage has refilled the pool) instead of
-        dumping it at a loss per unit that the bonus of its first units hides. ``cost`` is
-        each entry's USD outlay net of reward (no cost: any price pays); the sales of the
-        (larger) first guesses before an entry are counted, so the cut is on the safe side.
-        """
-        sold = share * units
-        before = np.cumsum(sold) - sold
-        per_unit = np.divide(cost, units, out=np.zeros(units.shape), where=units > 0)
-        room = np.full(units.shape, np.inf)
-        priced = per_unit > 0
-        room[priced] = pool.units_sellable_above(per_unit[priced]) - before[priced]
-        most = np.clip(np.divide(room, units, out=np.ones(units.shape), where=units > 0), 0, 1)
-        cut = np.where(cap > 0, np.minimum(share, most), np.where(most >= 1.0, share, 0.0))
-        return np.where(cut < 1.0, np.minimum(cut, cap), cut)
+        return choose_together([self], [offer], [pool])[0]
 
 
 class Arbitrageur(mesa.Agent):

@@ -7,6 +7,8 @@ import pytest
 
 from liqnet.market import MarketModel, cascade
 from liqnet.market.cascade import run_cascade
+from liqnet.market.model import step_together
+from liqnet.protocols.position_stack import StackRegistry
 from liqnet.scenarios import load
 from tests.helpers.worlds import Small
 
@@ -66,3 +68,27 @@ def test_no_liquidator_sells_below_cost(world: str, monkeypatch: pytest.MonkeyPa
         model.step()
     assert sold[0] > 500  # the crash liquidates and sells
     assert below == []
+
+
+def test_cascades_in_lockstep_equal_each_world_alone(small: Small) -> None:
+    """The cascade rounds of a batch run in lockstep (one liquidator choice per offer
+    and liquidator for every world); each world ends as its cascade alone would, bit for
+    bit, whether its cascade ends before, with or after the others'."""
+    scenario = small("flash_crash", positions=400)
+    registry = StackRegistry()
+    together = [MarketModel(scenario, seed=s, position_stacks=registry) for s in range(3)]
+    alone = [MarketModel(scenario, seed=s) for s in range(3)]
+    ended_apart = 0
+    for _ in range(40):
+        step_together(together)
+        for model in alone:
+            model.step()
+        ended_apart += len({len(m.cascade_history[-1]) for m in together}) > 1
+    for a, b in zip(alone, together, strict=True):
+        assert a.cascade_history == b.cascade_history
+        assert a.events.to_frame().equals(b.events.to_frame())
+        assert a.timeseries().equals(b.timeseries())
+        assert [lq.cash for lq in a.liquidators] == [lq.cash for lq in b.liquidators]
+    liquidations = [sum(r.liquidations for s in m.cascade_history for r in s) for m in together]
+    assert min(liquidations) > 0
+    assert ended_apart > 0  # some worlds' cascades ended while others' went on

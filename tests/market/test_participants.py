@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from liqnet.market import MarketModel, participants
+from liqnet.market import MarketModel, liquidation_choice
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.protocols.base import LiquidationOffer
@@ -134,7 +134,7 @@ def _every_pass(repay, margin, cap, gas, min_profit, capital):  # type: ignore[n
     """affordable_shares's fixed point run pass by pass until it repeats (no shortcut)."""
     worth = (margin > 0) & (margin - gas >= min_profit)
     shares, cash = np.zeros(repay.shape), np.full(repay.shape, max(capital, 0.0))
-    for _ in range(participants._AFFORD_PASSES):
+    for _ in range(liquidation_choice.AFFORD_PASSES):
         share = np.minimum(np.divide(cash, repay, out=np.ones(repay.shape), where=repay > 0), 1.0)
         share = np.where(share < 1.0, np.minimum(share, cap), share)
         new = np.where(worth & (share > 0) & (share * margin - gas >= min_profit), share, 0.0)
@@ -162,7 +162,7 @@ def test_affordable_shares_equals_its_fixed_point_pass_by_pass(
     margin = rng.normal(500.0, 800.0, n)
     cap = np.where(rng.random(n) < 0.5, rng.uniform(0.1, 1.0, n), 0.0)
     gas = float(rng.uniform(0.0, 100.0))
-    got = participants.affordable_shares(repay, margin, cap, gas, min_profit, capital)
+    got = liquidation_choice.affordable_shares(repay, margin, cap, gas, min_profit, capital)
     np.testing.assert_array_equal(got, _every_pass(repay, margin, cap, gas, min_profit, capital))
 
 
@@ -364,3 +364,34 @@ def test_arbitrageur_without_cash_does_nothing(model: MarketModel) -> None:
     before = (eth.units, eth.usd)
     assert arb.arbitrage(eth, eth.price * 1.05) == 0.0
     assert (eth.units, eth.usd) == before
+
+
+# The world only lends the offers a protocol and the liquidators a model: nothing in it
+# changes between examples.
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32 - 1), count=st.integers(1, 5))
+def test_offers_weighed_together_equal_each_weighed_alone(
+    model: MarketModel, seed: int, count: int
+) -> None:
+    """choose_together of several offers, liquidators and pools (different lengths,
+    divisible or not, keeper work among them) gives each offer the shares its
+    liquidator's choose gives it alone, bit for bit."""
+    rng = np.random.default_rng(seed)
+    liquidators, offers, pools = [], [], []
+    for _ in range(count):
+        n = int(rng.integers(0, 25))
+        repay = rng.uniform(0.0, 5e4, n)
+        o = offer(model, list(repay * rng.uniform(0.9, 1.15, n) / 3_000.0), list(repay))
+        if rng.random() < 0.2:  # keeper work: nothing repaid or seized, a reward
+            o = offer(model, [0.0] * n, [0.0] * n, list(rng.uniform(0.0, 20.0, n)))
+        elif rng.random() < 0.5:
+            o.partial_cap = np.where(rng.random(n) < 0.7, rng.uniform(0.1, 1.0, n), 0.0)
+        offers.append(o)
+        capital, gas, floor = rng.choice([1e3, 3e4, 1e7]), rng.uniform(0, 30), rng.uniform(0, 9)
+        liquidators.append(Liquidator(model, float(capital), float(gas), float(floor)))
+        pools.append(pool(float(rng.uniform(20.0, 2_000.0)), float(rng.uniform(6e4, 6e6))))
+    together = liquidation_choice.choose_together(liquidators, offers, pools)
+    for liquidator, o, p, shares in zip(liquidators, offers, pools, together, strict=True):
+        np.testing.assert_array_equal(shares, liquidator.choose(o, p))
