@@ -97,9 +97,10 @@ class _Pools:
     when there is one row (its arrays then one-dimensional)."""
 
     def __init__(self, pools: Sequence[ConstantProductPool]) -> None:
-        units, usd, fee = np.array([(p.units, p.usd, p.fee) for p in pools]).T[:, :, None]
         if len(pools) == 1:
             units, usd, fee = pools[0].units, pools[0].usd, pools[0].fee
+        else:
+            units, usd, fee = np.array([(p.units, p.usd, p.fee) for p in pools]).T[:, :, None]
         self.units, self.usd, self.keep = units, usd, 1.0 - fee
         # ConstantProductPool.units_sellable_above's k (1 - f), multiplied as it does.
         self.invariant_kept = units * usd * self.keep
@@ -204,7 +205,6 @@ def _choose_sales(
     one = len(offers) == 1
     sizes = np.array([len(offer) for offer in offers])
     length = int(sizes.max())
-    fields = _rows(offers, length)
     mps = [liquidator.min_profit_usd for liquidator in liquidators]
     capitals = [liquidator.cash for liquidator in liquidators]
     gas: float | np.ndarray
@@ -213,9 +213,13 @@ def _choose_sales(
     gas_column: float | np.ndarray
     mp_column: float | np.ndarray
     if one:
-        fields, gas, mp, capital = fields[:, 0], gases[0], mps[0], capitals[0]
+        (offer,) = offers
+        cap = np.zeros(length) if offer.partial_cap is None else offer.partial_cap
+        fields = (offer.seize_units, offer.repay_usd, offer.reward_usd, cap)
+        gas, mp, capital = gases[0], mps[0], capitals[0]
         gas_column, mp_column = gas, mp
     else:
+        fields = tuple(_rows(offers, length))
         gas, mp, capital = np.array(gases), np.array(mps), np.array(capitals)
         gas_column, mp_column = gas[:, None], mp[:, None]
     reserves = _Pools(pools)
@@ -227,16 +231,19 @@ def _choose_sales(
     worth = value - gas_column >= mp_column
     if sizes.min() < length:
         worth &= np.arange(length) < sizes[:, None]
-    counts = np.atleast_1d(worth.sum(axis=-1))
+    counts = np.count_nonzero(worth, axis=-1).reshape(-1)
     if not counts.any():
         return [np.zeros(size) for size in sizes]
     order = np.argsort(np.where(worth, -value, np.inf), axis=-1, kind="stable")
     order = order[..., : int(counts.max())]
-    # Every weighed array in the order, in one gather (value last: the first margin).
-    weighed = np.concatenate((fields, value[None]))
-    weighed = weighed[:, order] if one else weighed[:, np.arange(len(offers))[:, None], order]
-    if counts.min() < order.shape[-1]:
-        weighed = np.where(np.arange(order.shape[-1]) < counts[:, None], weighed, 0.0)
+    if one:
+        weighed = [a[order] for a in (*fields, value)]
+    else:
+        rows = np.arange(len(offers))[:, None]
+        gathered = np.stack((*fields, value))[:, rows, order]
+        if counts.min() < order.shape[-1]:  # the shorter rows' tails weigh nothing
+            gathered = np.where(np.arange(order.shape[-1]) < counts[:, None], gathered, 0.0)
+        weighed = list(gathered)
     units, repay, reward, cap, margin = weighed
     share = affordable_shares(repay, margin, cap, gas, mp, capital)
     share = reserves.worth_selling(share, units, repay - reward, cap)
