@@ -143,6 +143,12 @@ class _Pools:
         return np.where(cut < 1.0, np.minimum(cut, cap), cut)
 
 
+def sale_proceeds(pool: ConstantProductPool, units: np.ndarray) -> np.ndarray:
+    """USD from selling each of ``units`` in turn on ``pool`` (each sale moves the pool
+    for the next), without trading."""
+    return _Pools([pool]).proceeds(units)
+
+
 _FIELDS = ("seize_units", "repay_usd", "reward_usd", "partial_cap")
 """The arrays of an offer that a choice weighs, in the order of :func:`_rows`."""
 

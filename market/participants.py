@@ -13,7 +13,7 @@ import mesa
 import numpy as np
 
 from liqnet.market.amm import ConstantProductPool
-from liqnet.market.liquidation_choice import choose_together
+from liqnet.market.liquidation_choice import choose_together, sale_proceeds
 from liqnet.market.prices import BOOK_BAND
 from liqnet.protocols.base import LiquidationOffer
 
@@ -43,8 +43,7 @@ class Liquidator(mesa.Agent):
         """USD from selling each entry in turn (each sale moves the pool for the next)."""
         if not units.any():
             return np.zeros(units.size)  # keeper work: nothing sold (the quote of 0 is 0)
-        cumulative = pool.quote_sell(np.cumsum(units))
-        return np.diff(np.concatenate(([0.0], cumulative)))
+        return sale_proceeds(pool, units)
 
     def choose(self, offer: LiquidationOffer, pool: ConstantProductPool) -> np.ndarray:
         """Share of each of the offer's entries this liquidator takes (0 none, 1 all).

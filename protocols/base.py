@@ -107,7 +107,7 @@ class LiquidationOffer:
         one took part of it: of that rest, a further part short of the whole may bring
         the total taken up to the original ``partial_cap``, no further.
         """
-        share = np.broadcast_to(np.asarray(share, dtype=float), index.shape)
+        share = np.asarray(share, dtype=float)  # one number or one per entry: broadcasts
         cap = None
         if self.partial_cap is not None:
             safe = np.maximum(share, 1e-300)
