@@ -209,8 +209,8 @@ def _choose_sales(
     several offers' arrays are rows, their numbers ``(rows, 1)`` columns.
     """
     one = len(offers) == 1
-    sizes = np.array([len(offer) for offer in offers])
-    length = int(sizes.max())
+    sizes = [len(offer) for offer in offers]
+    length = max(sizes)
     mps = [liquidator.min_profit_usd for liquidator in liquidators]
     capitals = [liquidator.cash for liquidator in liquidators]
     gas: float | np.ndarray
@@ -235,20 +235,21 @@ def _choose_sales(
     # sure. They go last in the order (the padding too), and only the columns of the
     # rest are weighed: the first rounds of a crash offer much that never pays.
     worth = value - gas_column >= mp_column
-    if sizes.min() < length:
-        worth &= np.arange(length) < sizes[:, None]
-    counts = np.count_nonzero(worth, axis=-1).reshape(-1)
-    if not counts.any():
+    if min(sizes) < length:
+        worth &= np.arange(length) < np.array(sizes)[:, None]
+    counts = np.count_nonzero(worth, axis=-1).reshape(-1).tolist()
+    if not any(counts):
         return [np.zeros(size) for size in sizes]
     order = np.argsort(np.where(worth, -value, np.inf), axis=-1, kind="stable")
-    order = order[..., : int(counts.max())]
+    order = order[..., : max(counts)]
     if one:
         weighed = [a[order] for a in (*fields, value)]
     else:
         rows = np.arange(len(offers))[:, None]
         gathered = np.stack((*fields, value))[:, rows, order]
-        if counts.min() < order.shape[-1]:  # the shorter rows' tails weigh nothing
-            gathered = np.where(np.arange(order.shape[-1]) < counts[:, None], gathered, 0.0)
+        if min(counts) < order.shape[-1]:  # the shorter rows' tails weigh nothing
+            tails = np.arange(order.shape[-1]) >= np.array(counts)[:, None]
+            gathered = np.where(tails, 0.0, gathered)
         weighed = list(gathered)
     units, repay, reward, cap, margin = weighed
     share = affordable_shares(repay, margin, cap, gas, mp, capital)
@@ -264,9 +265,8 @@ def _choose_sales(
     part_cap = np.where(share < 1.0, 1.0, cap)  # within a partial share, any part
     final = share * affordable_shares(share * repay, margin, part_cap, gas, mp, capital)
     shares = []
-    for size, row_order, row, taken in zip(
-        sizes, np.atleast_2d(order), np.atleast_2d(final), counts, strict=True
-    ):
+    orders, finals = ([order], [final]) if one else (order, final)
+    for size, row_order, row, taken in zip(sizes, orders, finals, counts, strict=True):
         out = np.zeros(size)
         out[row_order[:taken]] = row[:taken]
         shares.append(out)
