@@ -26,6 +26,7 @@ from torch.distributions import Normal
 
 from liqnet.agents.mappo import ActorCritic, MAPPOConfig
 from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
+from liqnet.market.vector_groups import GroupedVectorEnv
 from liqnet.market.vector_wrappers import VectorRewardWrapper
 
 if TYPE_CHECKING:
@@ -103,8 +104,9 @@ class RolloutWorker:
     """Steps a block of environments, as one vector env, with a Gaussian actor.
 
     The block is ``env_fn.vector(env_indices)`` when the factory has that method
-    (:class:`liqnet.scenarios.train.EnvFactory` returns the array engine,
-    :class:`~liqnet.market.vector_env.VectorLiquidityEnv`, where it can), else the envs
+    (:class:`liqnet.scenarios.train.EnvFactory` returns the array engine:
+    :class:`~liqnet.market.vector_env.VectorLiquidityEnv`, or one per scenario behind
+    :class:`~liqnet.market.vector_groups.GroupedVectorEnv`), else the envs
     ``env_fn(i)`` behind :class:`~liqnet.market.vector_env.ParallelEnvBatch`. Either way
     the batch is the same, bit for bit.
 
@@ -128,7 +130,9 @@ class RolloutWorker:
         self.env_indices = list(env_indices)
         self.seed = seed
         vector = getattr(env_fn, "vector", None)
-        self.envs: VectorLiquidityEnv | VectorRewardWrapper | ParallelEnvBatch = (
+        self.envs: (
+            VectorLiquidityEnv | VectorRewardWrapper | GroupedVectorEnv | ParallelEnvBatch
+        ) = (
             vector(self.env_indices)
             if vector is not None
             else ParallelEnvBatch([env_fn(i) for i in self.env_indices])

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from pettingzoo import ParallelEnv
 
 from liqnet.agents.wrappers import TeamMixReward
-from liqnet.market.vector_env import ParallelEnvBatch, VectorLiquidityEnv
+from liqnet.market.vector_env import VectorLiquidityEnv
+from liqnet.market.vector_groups import GroupedVectorEnv
 from liqnet.market.vector_wrappers import VectorRewardWrapper, VectorSystemReward, VectorTeamMix
 from liqnet.market.wrappers import SystemRewardWrapper
 from liqnet.scenarios.envs import make_env, resolve_scenario
@@ -88,17 +89,27 @@ class EnvFactory:
 
     def vector(
         self, indices: Sequence[int]
-    ) -> VectorLiquidityEnv | VectorRewardWrapper | ParallelEnvBatch:
-        """Environments ``indices`` as one vector env: the array engine
-        (:class:`VectorLiquidityEnv`, no autoreset, inside the vector forms of the reward
-        wrappers) when they run one scenario, else the wrapped envs behind
-        :class:`ParallelEnvBatch`."""
-        names = {self.scenarios[i // self.group % len(self.scenarios)] for i in indices}
-        if len(names) != 1:
-            return ParallelEnvBatch([self(i) for i in indices])
-        scenario = resolve_scenario(names.pop(), dict(self.overrides))
+    ) -> VectorLiquidityEnv | VectorRewardWrapper | GroupedVectorEnv:
+        """Environments ``indices`` as one vector env on the array engine: one
+        :class:`VectorLiquidityEnv` (no autoreset, inside the vector forms of the reward
+        wrappers) when they run one scenario, else one per scenario behind
+        :class:`GroupedVectorEnv`, in the order of ``indices``."""
+        names = [self.scenarios[i // self.group % len(self.scenarios)] for i in indices]
+        kinds = list(dict.fromkeys(names))
+        if len(kinds) == 1:
+            return self._engine(kinds[0], len(indices))
+        placement, seen = [], dict.fromkeys(kinds, 0)
+        for name in names:
+            placement.append((kinds.index(name), seen[name]))
+            seen[name] += 1
+        return GroupedVectorEnv([self._engine(name, seen[name]) for name in kinds], placement)
+
+    def _engine(self, name: str, worlds: int) -> VectorLiquidityEnv | VectorRewardWrapper:
+        """``worlds`` worlds of scenario ``name`` on the engine, wrapped as
+        :meth:`wrappers` wraps each scalar env."""
+        scenario = resolve_scenario(name, dict(self.overrides))
         env: VectorLiquidityEnv | VectorRewardWrapper = VectorLiquidityEnv(
-            scenario, len(indices), horizon=self.horizon, autoreset=False
+            scenario, worlds, horizon=self.horizon, autoreset=False
         )
         # The same chain, in the same order, as wrappers() gives each scalar env.
         if self.reward == "system":

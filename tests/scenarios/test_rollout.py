@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from liqnet.agents.mappo import MAPPO, MAPPOConfig
+from liqnet.market.vector_env import VectorLiquidityEnv
+from liqnet.market.vector_groups import GroupedVectorEnv
 from liqnet.scenarios.rollout import (
     HELD_OUT_SEEDS_FROM,
     LocalRollouts,
@@ -18,6 +20,7 @@ from liqnet.scenarios.rollout import (
     partition,
 )
 from liqnet.scenarios.train import EnvFactory, positions_overrides
+from tests.helpers.worlds import Small
 
 HORIZON = 12
 STEPS = 16  # longer than an episode: every env resets once inside the batch
@@ -189,3 +192,47 @@ def test_array_engine_workers_give_the_per_env_batch(name: str) -> None:
         for key in expected:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     assert got["episode_returns"].size >= 4
+
+
+@pytest.mark.parametrize(("group", "reward"), [(1, "equity"), (2, "system")])
+def test_blocks_of_several_scenarios_run_on_the_engine(group: int, reward: str) -> None:
+    """A block that mixes scenarios is one engine batch per scenario (GroupedVectorEnv),
+    worlds in the block's order; its batch equals the per-env loop's, bit for bit."""
+    factory = EnvFactory(
+        ("baseline", "flash_crash"),
+        tuple(positions_overrides(200).items()),
+        group=group,
+        horizon=30,
+        reward=reward,
+    )
+    learner, kwargs = setup()
+    config = replace(CONFIG, num_envs=6, antithetic_pairs=group == 2)
+    kwargs["config"] = config.to_dict()
+    params = learner.actor_params()
+    engine = LocalRollouts(factory, 6, 1, config.seed, kwargs)
+    per_env = LocalRollouts(PerEnv(factory), 6, 1, config.seed, kwargs)
+    envs = engine.workers[0].envs
+    assert type(envs).__name__ == "GroupedVectorEnv"
+    assert [type(p.unwrapped).__name__ for p in envs.parts] == ["VectorLiquidityEnv"] * 2
+    names = [p.unwrapped.scenario.name for p in envs.parts]
+    assert [names[p] for p, _ in envs.placement] == [
+        factory.scenarios[i // group % 2] for i in range(6)
+    ]
+    for _ in range(2):
+        expected, got = per_env.sample(params, 40), engine.sample(params, 40)
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    assert got["episode_returns"].size >= 6
+
+
+def test_grouped_parts_must_match_and_be_placed_once(small: Small) -> None:
+    def engine(name: str, worlds: int, autoreset: bool = False) -> VectorLiquidityEnv:
+        return VectorLiquidityEnv(small(name, positions=100), worlds, autoreset=autoreset)
+
+    baseline = engine("baseline", 2)
+    with pytest.raises(ValueError, match="same agents"):
+        GroupedVectorEnv([baseline, engine("black_thursday", 1)], [(0, 0), (0, 1), (1, 0)])
+    with pytest.raises(ValueError, match="each world of each part once"):
+        GroupedVectorEnv([baseline], [(0, 0), (0, 0)])
+    with pytest.raises(ValueError, match="must not autoreset"):
+        GroupedVectorEnv([baseline, engine("baseline", 1, True)], [(0, 0), (0, 1), (1, 0)])
