@@ -119,10 +119,7 @@ def _execute_offers(worlds: Sequence[_WorldRound], round_index: int) -> None:
             if position < len(w.offers) and _worth_weighing(w.model, w.offers[position])
         ]
         index = 0
-        while rests:
-            rests = [(w, rest) for w, rest in rests if index < len(w.model.liquidators)]
-            if not rests:
-                break
+        while rests := [(w, rest) for w, rest in rests if index < len(w.model.liquidators)]:
             liquidators = [w.model.liquidators[index] for w, _ in rests]
             pools = [w.model.pools[rest.asset] for w, rest in rests]
             chosen = choose_together(liquidators, [rest for _, rest in rests], pools)

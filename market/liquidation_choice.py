@@ -159,9 +159,8 @@ def _rows(offers: Sequence[LiquidationOffer], length: int) -> np.ndarray:
     out = np.zeros((len(_FIELDS), len(offers), length))
     for row, offer in enumerate(offers):
         size = len(offer)
-        for field, values in enumerate(
-            (offer.seize_units, offer.repay_usd, offer.reward_usd, offer.partial_cap)
-        ):
+        for field, name in enumerate(_FIELDS):
+            values = getattr(offer, name)
             if values is not None:
                 out[field, row, :size] = values
     return out
