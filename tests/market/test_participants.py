@@ -4,51 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from liqnet.market import MarketModel, liquidation_choice
+from liqnet.market import MarketModel
 from liqnet.market.amm import ConstantProductPool
 from liqnet.market.participants import Arbitrageur, Liquidator
 from liqnet.protocols.base import LiquidationOffer
 from liqnet.scenarios import load
-
-FEE = 0.003
+from tests.helpers.offers import FEE, baseline_world, offer, pool, proceeds
 
 
 @pytest.fixture
 def model() -> MarketModel:
     """The baseline world with 200 positions per protocol."""
-    overrides = {f"protocols.{k}.params.positions": 200 for k in range(3)}
-    return MarketModel(load("baseline", overrides), seed=1)
-
-
-def pool(units: float = 1_000.0, usd: float = 3e6) -> ConstantProductPool:
-    """An ETH pool, 3,000 USD per unit unless told otherwise."""
-    return ConstantProductPool("ETH", units, usd, FEE)
-
-
-def offer(
-    model: MarketModel, seize: list[float], repay: list[float], reward: list[float] | None = None
-) -> LiquidationOffer:
-    """A hand-made offer of ETH collateral against USD repayments."""
-    n = len(seize)
-    return LiquidationOffer(
-        model.protocols["aave"],
-        "ETH",
-        "ETH",
-        np.arange(n),
-        np.asarray(repay, dtype=float),
-        np.asarray(seize, dtype=float),
-        np.zeros(n) if reward is None else np.asarray(reward, dtype=float),
-    )
-
-
-def proceeds(x: float, y: float, units: list[float]) -> np.ndarray:
-    """USD for selling ``units`` one after another, priced from the cumulative quote."""
-    cumulative = np.cumsum(units) * (1 - FEE)
-    quotes = y * cumulative / (x + cumulative)
-    return np.diff(np.concatenate(([0.0], quotes)))
+    return baseline_world()
 
 
 # -- Liquidator.choose -----------------------------------------------------------------
@@ -128,42 +96,6 @@ def loans(model: MarketModel, repay: list[float], cap: float | None) -> Liquidat
 def deep() -> ConstantProductPool:
     """A $3B ETH pool: a $10M sale slips about 0.3%."""
     return pool(1e6, 3e9)
-
-
-def _every_pass(repay, margin, cap, gas, min_profit, capital):  # type: ignore[no-untyped-def]
-    """affordable_shares's fixed point run pass by pass until it repeats (no shortcut)."""
-    worth = (margin > 0) & (margin - gas >= min_profit)
-    shares, cash = np.zeros(repay.shape), np.full(repay.shape, max(capital, 0.0))
-    for _ in range(liquidation_choice.AFFORD_PASSES):
-        share = np.minimum(np.divide(cash, repay, out=np.ones(repay.shape), where=repay > 0), 1.0)
-        share = np.where(share < 1.0, np.minimum(share, cap), share)
-        new = np.where(worth & (share > 0) & (share * margin - gas >= min_profit), share, 0.0)
-        if np.array_equal(new, shares):
-            break
-        shares = new
-        profit = np.where(shares > 0, shares * margin - gas, 0.0)
-        cash = max(capital, 0.0) + np.cumsum(profit) - profit
-    return shares
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n=st.integers(1, 30),
-    capital=st.sampled_from([0.0, 1e3, 1e5, 1e7]),
-    min_profit=st.sampled_from([0.0, 1.0, 50.0]),
-)
-def test_affordable_shares_equals_its_fixed_point_pass_by_pass(
-    seed: int, n: int, capital: float, min_profit: float
-) -> None:
-    """Stopping once every worthwhile entry is taken whole changes no share."""
-    rng = np.random.default_rng(seed)
-    repay = rng.uniform(0.0, 2e5, n) * (rng.random(n) < 0.9)
-    margin = rng.normal(500.0, 800.0, n)
-    cap = np.where(rng.random(n) < 0.5, rng.uniform(0.1, 1.0, n), 0.0)
-    gas = float(rng.uniform(0.0, 100.0))
-    got = liquidation_choice.affordable_shares(repay, margin, cap, gas, min_profit, capital)
-    np.testing.assert_array_equal(got, _every_pass(repay, margin, cap, gas, min_profit, capital))
 
 
 def test_a_large_loan_does_not_block_the_smaller_ones(model: MarketModel) -> None:
@@ -364,34 +296,3 @@ def test_arbitrageur_without_cash_does_nothing(model: MarketModel) -> None:
     before = (eth.units, eth.usd)
     assert arb.arbitrage(eth, eth.price * 1.05) == 0.0
     assert (eth.units, eth.usd) == before
-
-
-# The world only lends the offers a protocol and the liquidators a model: nothing in it
-# changes between examples.
-@settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(seed=st.integers(0, 2**32 - 1), count=st.integers(1, 5))
-def test_offers_weighed_together_equal_each_weighed_alone(
-    model: MarketModel, seed: int, count: int
-) -> None:
-    """choose_together of several offers, liquidators and pools (different lengths,
-    divisible or not, keeper work among them) gives each offer the shares its
-    liquidator's choose gives it alone, bit for bit."""
-    rng = np.random.default_rng(seed)
-    liquidators, offers, pools = [], [], []
-    for _ in range(count):
-        n = int(rng.integers(0, 25))
-        repay = rng.uniform(0.0, 5e4, n)
-        o = offer(model, list(repay * rng.uniform(0.9, 1.15, n) / 3_000.0), list(repay))
-        if rng.random() < 0.2:  # keeper work: nothing repaid or seized, a reward
-            o = offer(model, [0.0] * n, [0.0] * n, list(rng.uniform(0.0, 20.0, n)))
-        elif rng.random() < 0.5:
-            o.partial_cap = np.where(rng.random(n) < 0.7, rng.uniform(0.1, 1.0, n), 0.0)
-        offers.append(o)
-        capital, gas, floor = rng.choice([1e3, 3e4, 1e7]), rng.uniform(0, 30), rng.uniform(0, 9)
-        liquidators.append(Liquidator(model, float(capital), float(gas), float(floor)))
-        pools.append(pool(float(rng.uniform(20.0, 2_000.0)), float(rng.uniform(6e4, 6e6))))
-    together = liquidation_choice.choose_together(liquidators, offers, pools)
-    for liquidator, o, p, shares in zip(liquidators, offers, pools, together, strict=True):
-        np.testing.assert_array_equal(shares, liquidator.choose(o, p))

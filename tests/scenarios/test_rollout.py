@@ -9,8 +9,6 @@ import pytest
 import torch
 
 from liqnet.agents.mappo import MAPPO, MAPPOConfig
-from liqnet.market.vector_env import VectorLiquidityEnv
-from liqnet.market.vector_groups import GroupedVectorEnv
 from liqnet.scenarios.rollout import (
     HELD_OUT_SEEDS_FROM,
     LocalRollouts,
@@ -20,7 +18,6 @@ from liqnet.scenarios.rollout import (
     partition,
 )
 from liqnet.scenarios.train import EnvFactory, positions_overrides
-from tests.helpers.worlds import Small
 
 HORIZON = 12
 STEPS = 16  # longer than an episode: every env resets once inside the batch
@@ -223,16 +220,3 @@ def test_blocks_of_several_scenarios_run_on_the_engine(group: int, reward: str) 
         for key in expected:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     assert got["episode_returns"].size >= 6
-
-
-def test_grouped_parts_must_match_and_be_placed_once(small: Small) -> None:
-    def engine(name: str, worlds: int, autoreset: bool = False) -> VectorLiquidityEnv:
-        return VectorLiquidityEnv(small(name, positions=100), worlds, autoreset=autoreset)
-
-    baseline = engine("baseline", 2)
-    with pytest.raises(ValueError, match="same agents"):
-        GroupedVectorEnv([baseline, engine("black_thursday", 1)], [(0, 0), (0, 1), (1, 0)])
-    with pytest.raises(ValueError, match="each world of each part once"):
-        GroupedVectorEnv([baseline], [(0, 0), (0, 0)])
-    with pytest.raises(ValueError, match="must not autoreset"):
-        GroupedVectorEnv([baseline, engine("baseline", 1, True)], [(0, 0), (0, 1), (1, 0)])
