@@ -244,6 +244,21 @@ class VectorLiquidityEnv:
         }
 
 
+def same_agents(envs: Sequence[Any], what: str) -> list[str]:
+    """The ``possible_agents`` all of ``envs`` share (``what`` names them in the error).
+
+    Raises:
+        ValueError: If two of them have different agents.
+    """
+    agents = list(envs[0].possible_agents)
+    for env in envs:
+        if list(env.possible_agents) != agents:
+            raise ValueError(
+                f"all {what} need the same agents; got {agents} and {list(env.possible_agents)}"
+            )
+    return agents
+
+
 class ParallelEnvBatch:
     """Any PettingZoo ``ParallelEnv``s with the same agents behind the vector interface.
 
@@ -263,13 +278,7 @@ class ParallelEnvBatch:
     def __init__(self, envs: Sequence[ParallelEnv]) -> None:
         self.envs = list(envs)
         self.num_envs = len(self.envs)
-        self.possible_agents = list(self.envs[0].possible_agents)
-        for env in self.envs:
-            if list(env.possible_agents) != self.possible_agents:
-                raise ValueError(
-                    f"all environments need the same agents; got {self.possible_agents} "
-                    f"and {list(env.possible_agents)}"
-                )
+        self.possible_agents = same_agents(self.envs, "environments")
         dims = {env.observation_space(a).shape for env in self.envs for a in self.possible_agents}
         if len(dims) != 1:
             raise ValueError(f"all environments need one observation shape; got {sorted(dims)}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from liqnet.market.vector_env import VecStep
+from liqnet.market.vector_env import VecStep, same_agents
 
 
 class GroupedVectorEnv:
@@ -43,15 +43,9 @@ class GroupedVectorEnv:
     def __init__(self, parts: Sequence[Any], placement: Sequence[tuple[int, int]]) -> None:
         self.parts = list(parts)
         self.placement = [(int(part), int(index)) for part, index in placement]
-        self.possible_agents = list(self.parts[0].possible_agents)
-        for part in self.parts:
-            if list(part.possible_agents) != self.possible_agents:
-                raise ValueError(
-                    f"all parts need the same agents; got {self.possible_agents} "
-                    f"and {list(part.possible_agents)}"
-                )
-            if part.autoreset:
-                raise ValueError("parts must not autoreset: the whole resets world by world")
+        self.possible_agents = same_agents(self.parts, "parts")
+        if any(part.autoreset for part in self.parts):
+            raise ValueError("parts must not autoreset: the whole resets world by world")
         shapes = sorted({part.obs.shape[1:] for part in self.parts})
         if len(shapes) != 1:
             raise ValueError(f"all parts need one observation shape; got {shapes}")
