@@ -196,7 +196,8 @@ class PriceProcess:
         moved = self.log_prices + log_returns
         if self._replay_index.size:
             moved, log_returns = self._replay_step(moved, log_returns, shock)
-        self.log_prices = np.clip(moved, *self._log_band)
+        low, high = self._log_band  # (np.clip's wrappers cost twice these two ufuncs)
+        self.log_prices = np.minimum(np.maximum(moved, low), high)
         self.step_count += 1
         return log_returns
 

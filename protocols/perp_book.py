@@ -163,6 +163,15 @@ class PerpSide:
         self.positions = PositionArrays(SIDE_FIELDS, stack=stack)
         self.sums = {"size": 0.0, "size_entry": 0.0, "size_funding": 0.0, "margin": 0.0}
         self.index = LiquidationIndex(self.positions, self.key, stacked=True)
+        self.edge_floor = np.inf
+        """At most the smallest ``edge`` of an open position (every open lowers it, a
+        funding scan raises it to the least edge left): a churn whose carry does not
+        exceed it has no position to close for funding, so it skips the O(n) scan."""
+
+    def lower_edge_floor(self, edges: np.ndarray | float) -> None:
+        """Note the edges of positions just opened (:attr:`edge_floor`)."""
+        low = float(np.minimum.reduce(edges, axis=None)) if np.size(edges) else np.inf
+        self.edge_floor = min(self.edge_floor, low)
 
     def key(self, slots: np.ndarray) -> np.ndarray:
         """Liquidation key (see the module docstring)."""
@@ -206,6 +215,7 @@ class PerpSide:
         """
         columns.setdefault("edge", np.inf)
         slots = self.positions.add(size=size, **columns)
+        self.lower_edge_floor(columns["edge"])
         total_size = float(np.add.reduce(size))
         for sum_name, name, weighted in _SUMS_OF_COLUMNS:
             value = columns.get(name, 0.0)

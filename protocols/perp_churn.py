@@ -92,12 +92,18 @@ def _leaving(stack: PositionStack, drawn: list[tuple]) -> None:
         for (row, _, _), start, end in zip(picking, bounds[:-1], bounds[1:], strict=True):
             row.leaving = slots[start:end]
     # Row by row: a row's slots are contiguous, and a masked pass over the whole stack
-    # (as wide as its widest row) cost twice as much in a 36-protocol world.
+    # (as wide as its widest row) cost twice as much in a 36-protocol world. A side
+    # whose carry does not exceed its edge floor has nothing to scan (nearly every churn).
     for row, _, _ in drawn:
-        if row.carry > 0.0:
-            positions = row.side.positions
+        side = row.side
+        if row.carry > 0.0 and row.carry > side.edge_floor:
+            positions = side.positions
             active = positions.active_slots()
-            carried = active[perp_funding.out_carried(positions.columns["edge"][active], row.carry)]
+            edges = positions.columns["edge"][active]
+            out = perp_funding.out_carried(edges, row.carry)
+            carried = active[out]
+            kept = edges[~out]
+            side.edge_floor = float(np.minimum.reduce(kept)) if kept.size else np.inf
             if carried.size:
                 row.leaving = np.union1d(row.leaving, carried)
 
@@ -233,6 +239,8 @@ class _Opens:
             funding_entry=np.repeat([row.market.funding_index for row in rows], counts),
             edge=np.concatenate([row.edge for row in opening]),
         )
+        for row in opening:
+            row.side.lower_edge_floor(row.edge)
 
     def book(self, i: int, row: _Row) -> np.ndarray:
         """Row ``i``'s money moves and running sums; returns its new (unmarked) slots."""

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from liqnet.market import MarketModel
-from liqnet.protocols import registry
+from liqnet.protocols import perp_funding, registry
 from liqnet.protocols.perp import PerpExchange
+from liqnet.scenarios import load
 from liqnet.scenarios.loader import validate
 from tests.helpers.stacked_worlds import per_object, repeated, stepped_both_ways, twins
 
@@ -50,3 +51,27 @@ def test_stacked_exchanges_equal_exchanges_stepped_alone(name: str, copies: int,
                 assert np.array_equal(side.positions.block(slots), other.positions.block(slots))
                 churned += side.positions.size - side.positions.count
     assert churned > 0  # positions did close (and slots were reused)
+
+
+@pytest.mark.parametrize(("name", "seed"), [("baseline", 4), ("flash_crash", 8)])
+def test_the_edge_floor_bounds_open_edges_and_spares_most_funding_scans(
+    name: str, seed: int
+) -> None:
+    """``PerpSide.edge_floor`` never exceeds an open position's edge (else the churn
+    would skip traders it must close for funding), and it is tight enough that a side
+    paying funding usually has nothing to scan."""
+    model = MarketModel(load(name, {"protocols.2.params.positions": 2_000}), seed=seed)
+    exchange = next(p for p in model.protocols.values() if isinstance(p, PerpExchange))
+    spared = scanned = 0
+    for _ in range(240):
+        model.step()
+        for market in exchange.markets.values():
+            for side in market.sides.values():
+                active = side.positions.active_slots()
+                if active.size:
+                    assert side.edge_floor <= side.positions.columns["edge"][active].min()
+                carry = perp_funding.expected_carry(exchange.params, market, side.is_long)
+                if carry > 0.0:
+                    spared += carry <= side.edge_floor
+                    scanned += carry > side.edge_floor
+    assert spared > 10 * max(scanned, 1)
