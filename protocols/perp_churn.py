@@ -240,7 +240,8 @@ class _Opens:
             edge=np.concatenate([row.edge for row in opening]),
         )
         for row in opening:
-            row.side.lower_edge_floor(row.edge)
+            if row.edge is not None:  # (drawn with the notional)
+                row.side.lower_edge_floor(row.edge)
 
     def book(self, i: int, row: _Row) -> np.ndarray:
         """Row ``i``'s money moves and running sums; returns its new (unmarked) slots."""

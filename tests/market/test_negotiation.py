@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from liqnet.market.negotiation import (
     LiquidityOrders,
     Matches,
     NegotiationMechanism,
+    _net_several_orders,
     get_mechanism,
     net_self_orders,
 )
@@ -129,6 +131,31 @@ def test_net_self_orders_cuts_least_competitive_orders_first() -> None:
     assert offers.rate.tolist() == [0.01, 0.02]
     assert requests.agent.tolist() == [2]
     assert requests.amount.tolist() == [8.0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(1e-3, 1e9), st.floats(0.0, 2.0)), min_size=0, max_size=6),
+    st.lists(st.tuples(st.floats(1e-3, 1e9), st.floats(0.0, 2.0)), min_size=0, max_size=6),
+    st.randoms(use_true_random=False),
+)
+def test_one_order_per_agent_nets_as_the_general_rule(
+    lend: list[tuple[float, float]], borrow: list[tuple[float, float]], rnd: Any
+) -> None:
+    """Books with one order per agent and side (what the treasury rule sends) take the
+    short path; it gives exactly the general rule's books, dust dropped alike."""
+    lenders, borrowers = rnd.sample(range(8), len(lend)), rnd.sample(range(8), len(borrow))
+    lent = dict(zip(lenders, (x for x, _ in lend), strict=True))
+    for k, agent in enumerate(borrowers):  # an agent's two orders equal, or all but dust
+        if agent in lent and rnd.random() < 0.5:
+            borrow[k] = (lent[agent] * rnd.choice((1.0, 1.0 + 1e-13)), borrow[k][1])
+    offers = book(*((a, x, r) for a, (x, r) in zip(lenders, lend, strict=True)))
+    requests = book(*((a, x, r) for a, (x, r) in zip(borrowers, borrow, strict=True)))
+    short = net_self_orders(offers, requests)
+    general = _net_several_orders(offers, requests)
+    for got, want in zip(short, general, strict=True):
+        for field in ("agent", "amount", "rate"):
+            assert getattr(got, field).tolist() == getattr(want, field).tolist()
 
 
 @pytest.mark.parametrize(
