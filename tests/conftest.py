@@ -16,6 +16,11 @@ from tests.helpers.worlds import small as _small
 # `pytest --hypothesis-profile=long`: a local soak run of the fuzz suite
 # (tests/scenarios/test_fuzz.py takes this profile's count instead of its CI count).
 settings.register_profile("long", max_examples=2_000, deadline=None)
+# `.ci/run` selects this one: every property test draws the same examples on every CI run,
+# as the fuzz suite's always do, so main turns red for a reason, not for a lucky draw (a
+# random draw found a slow Picard case in test_clearing once). Plain `make test` and
+# local runs keep drawing new examples.
+settings.register_profile("ci", derandomize=True)
 
 
 @pytest.fixture(autouse=True)
